@@ -1,0 +1,1 @@
+// kernels: activations (being written)

@@ -1,0 +1,8 @@
+// Entry point of the WASM module: every exported kernel takes byte pointers into
+// linear memory and element counts, and never allocates.
+export * from "./memory";
+export * from "./gemm";
+export * from "./layernorm";
+export * from "./attention";
+export * from "./activations";
+export * from "./elementwise";

@@ -1,0 +1,1 @@
+// kernels: layernorm (being written)

@@ -1,0 +1,84 @@
+/**
+ * The kernel interface shared by both backends.
+ *
+ * Every pointer is a byte offset into the engine's linear memory (0 means
+ * "absent" for optional operands); every size is an element count. Matrices are
+ * row-major with an explicit leading dimension (elements between consecutive
+ * rows). The `wasm` backend runs the AssemblyScript kernels in `assembly/`; the
+ * `js` backend (src/engine/js/) is a plain TypeScript twin of each kernel with
+ * the same signature and is the reference the WASM kernels are tested against.
+ */
+export interface Kernels {
+  // ---- gemm (assembly/gemm.ts) ----
+  /**
+   * C = A·op(B) + bias, or C += A·op(B) + bias when `accumulate` is 1.
+   * a: [m, k] (lda) ; b: [k, n] (ldb) when transB = 0, [n, k] (ldb) when transB = 1
+   * c: [m, n] (ldc) ; bias: [n] or 0
+   */
+  gemm(a: number, lda: number, b: number, ldb: number, c: number, ldc: number, bias: number,
+    m: number, n: number, k: number, transB: number, accumulate: number): void;
+  /**
+   * `batch` independent gemms; operand i starts at a + i*strideA (likewise b, c),
+   * strides in elements. No bias.
+   */
+  gemmBatched(batch: number, a: number, strideA: number, lda: number, b: number, strideB: number, ldb: number,
+    c: number, strideC: number, ldc: number, m: number, n: number, k: number, transB: number, accumulate: number): void;
+
+  // ---- layernorm (assembly/layernorm.ts) ----
+  /**
+   * x: [rows, d] -> out: [rows, d], scale: [rows] (TransformerLens hook_scale = sqrt(var + eps)).
+   * out = (x - mean) / scale * w + b ; w and b may be 0 (no affine; each independently).
+   * out may alias x.
+   */
+  layerNorm(x: number, out: number, scale: number, w: number, b: number, rows: number, d: number, eps: number): void;
+  /** x: [rows, d] -> out: [rows, d], scale: [rows] = sqrt(mean(x²) + eps); out = x / scale * w (w may be 0). */
+  rmsNorm(x: number, out: number, scale: number, w: number, rows: number, d: number, eps: number): void;
+  /** resid = a + r (both [rows, d]), then layerNorm(resid) into out/scale. resid may alias a or r. */
+  addLayerNorm(a: number, r: number, resid: number, out: number, scale: number, w: number, b: number,
+    rows: number, d: number, eps: number): void;
+
+  // ---- attention (assembly/attention.ts) ----
+  // q: [batch, pos, nHeads, dHead]; k, v: [batch, pos, nKvHeads, dHead] (query head h reads
+  // kv head floor(h / (nHeads / nKvHeads))); z: [batch, pos, nHeads, dHead];
+  // scores, pattern: [batch, nHeads, pos, pos]; keyMask: [batch, pos] with 1 = attend, 0 = padding, or 0.
+  /** scores = q·kᵀ * scale, -Infinity where key j > query i or the key is masked. */
+  attnScores(q: number, k: number, scores: number, keyMask: number,
+    batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void;
+  /** z = pattern · v. */
+  attnApplyPattern(pattern: number, v: number, z: number,
+    batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number): void;
+  /** Fused causal attention: z = softmax(q·kᵀ * scale, masked) · v without materialising scores or pattern. */
+  attention(q: number, k: number, v: number, z: number, keyMask: number,
+    batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void;
+
+  // ---- activations (assembly/activations.ts) ----
+  /** out = gelu_new(x) (GPT-2 tanh form), n elements; out may alias x. */
+  geluNew(x: number, out: number, n: number): void;
+  /** out = exact (erf) gelu(x). */
+  geluExact(x: number, out: number, n: number): void;
+  /** out = x * sigmoid(x). */
+  silu(x: number, out: number, n: number): void;
+  /** Row-wise softmax over the last dim: x: [rows, n] -> out; -Infinity maps to 0; an all -Infinity row gives 0s. */
+  softmax(x: number, out: number, rows: number, n: number): void;
+  /** Row-wise log-softmax over the last dim. */
+  logSoftmax(x: number, out: number, rows: number, n: number): void;
+
+  // ---- elementwise (assembly/elementwise.ts) ----
+  /** out = a + b, n elements. */
+  add(a: number, b: number, out: number, n: number): void;
+  /** out = a * b. */
+  mul(a: number, b: number, out: number, n: number): void;
+  /** out = x * s. */
+  scale(x: number, s: number, out: number, n: number): void;
+  /** out[r, :] = x[r, :] + row[:] for x: [rows, n], row: [n]. */
+  addRow(x: number, row: number, out: number, rows: number, n: number): void;
+}
+
+/** Names of every kernel, for tests and for binding the WASM exports. */
+export const KERNEL_NAMES = [
+  "gemm", "gemmBatched",
+  "layerNorm", "rmsNorm", "addLayerNorm",
+  "attnScores", "attnApplyPattern", "attention",
+  "geluNew", "geluExact", "silu", "softmax", "logSoftmax",
+  "add", "mul", "scale", "addRow",
+] as const satisfies readonly (keyof Kernels)[];
