@@ -1,0 +1,17 @@
+// Access to ../shared/reference: the PyTorch goldens every implementation must match.
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/** Absolute path of a reference checkpoint folder, e.g. `tiny-gpt2-random`. */
+export function referenceDir(name: string): string {
+  return fileURLToPath(new URL(`../../shared/reference/${name}/`, import.meta.url));
+}
+
+/** A golden JSON file of a reference checkpoint. */
+export function golden<T = GoldenTensor>(model: string, file: string): T {
+  return JSON.parse(readFileSync(`${referenceDir(model)}golden/${file}`, "utf8")) as T;
+}
+
+export interface GoldenTensor { shape: number[]; data: number[] }
+export interface GoldenInputs { clean: number[][]; corrupted: number[][]; correct: number[]; incorrect: number[] }
+export interface GoldenScores { shape: number[]; scores: number[]; clean_baseline: number; corrupted_baseline: number }
