@@ -1,0 +1,126 @@
+/**
+ * The model configuration, named as TransformerLens's HookedTransformerConfig
+ * (camelCase), and its derivation from a Hugging Face config.json.
+ */
+
+/** Activation function of the MLP. */
+export type ActFn = "gelu_new" | "gelu" | "silu";
+
+/**
+ * `LN` / `RMS` carry learned weights; `LNPre` / `RMSPre` are what remains after
+ * `foldLn` (centring and scaling only).
+ */
+export type NormalizationType = "LN" | "LNPre" | "RMS" | "RMSPre";
+
+export interface HookedTransformerConfig {
+  nLayers: number;
+  dModel: number;
+  nHeads: number;
+  dHead: number;
+  dMlp: number;
+  dVocab: number;
+  nCtx: number;
+  actFn: ActFn;
+  normalizationType: NormalizationType;
+  eps: number;
+  /** Hugging Face architecture the weights came from, e.g. `GPT2LMHeadModel`. */
+  originalArchitecture: string;
+  /** When true, the forward also computes `attn.hook_result` [batch, pos, n_heads, d_model]. */
+  useAttnResult: boolean;
+  /** Attention scores are divided by this (sqrt(dHead) for GPT-2). */
+  attnScale: number;
+  /** Sets of weight processing already applied (for warnings such as "layer norm is not folded"). */
+  processing: { foldLn: boolean; centerWritingWeights: boolean; centerUnembed: boolean; foldValueBiases: boolean };
+}
+
+/** Raised when a config is missing a field or holds an impossible value. */
+export class ConfigError extends Error {
+  constructor(readonly file: string, readonly field: string, message: string) {
+    super(`${file}: ${field}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+const MAX_DIM = 1 << 20;
+
+/**
+ * Reads a Hugging Face GPT-2 config.json (already parsed) into a TransformerLens config.
+ * Every size is checked before anything is allocated.
+ *
+ * @example
+ * ```ts
+ * const cfg = configFromHfGpt2({ n_layer: 2, n_head: 4, n_embd: 64, n_positions: 32, vocab_size: 100 });
+ * cfg.dHead; // 16
+ * ```
+ */
+export function configFromHfGpt2(json: Record<string, unknown>, file = "config.json"): HookedTransformerConfig {
+  const size = (key: string, fallback?: number): number => {
+    const v = json[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > MAX_DIM) {
+      throw new ConfigError(file, key, `expected a positive integer ≤ ${MAX_DIM}, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const modelType = json["model_type"];
+  if (modelType !== undefined && modelType !== "gpt2") {
+    throw new ConfigError(file, "model_type", `expected "gpt2", got ${JSON.stringify(modelType)}`);
+  }
+  const nLayers = size("n_layer");
+  const nHeads = size("n_head");
+  const dModel = size("n_embd");
+  if (dModel % nHeads !== 0) {
+    throw new ConfigError(file, "n_head", `n_embd (${dModel}) must be divisible by n_head (${nHeads})`);
+  }
+  const dMlp = json["n_inner"] === null || json["n_inner"] === undefined ? 4 * dModel : size("n_inner");
+  const eps = json["layer_norm_epsilon"] ?? 1e-5;
+  if (typeof eps !== "number" || !(eps > 0 && eps < 1)) {
+    throw new ConfigError(file, "layer_norm_epsilon", `expected a number in (0, 1), got ${JSON.stringify(eps)}`);
+  }
+  const act = json["activation_function"] ?? "gelu_new";
+  if (act !== "gelu_new" && act !== "gelu" && act !== "silu") {
+    throw new ConfigError(file, "activation_function", `unsupported ${JSON.stringify(act)} (gelu_new, gelu, silu)`);
+  }
+  for (const flag of ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"]) {
+    if (json[flag] === true) throw new ConfigError(file, flag, "true is not supported");
+  }
+  const dHead = dModel / nHeads;
+  const architectures = json["architectures"];
+  return {
+    nLayers, dModel, nHeads, dHead, dMlp,
+    dVocab: size("vocab_size"),
+    nCtx: size("n_positions", json["n_ctx"] as number | undefined),
+    actFn: act,
+    normalizationType: "LN",
+    eps,
+    originalArchitecture: Array.isArray(architectures) && typeof architectures[0] === "string" ? architectures[0] : "GPT2LMHeadModel",
+    useAttnResult: false,
+    attnScale: json["scale_attn_weights"] === false ? 1 : Math.sqrt(dHead),
+    processing: { foldLn: false, centerWritingWeights: false, centerUnembed: false, foldValueBiases: false },
+  };
+}
+
+/**
+ * Checks a config built by hand (the plain constructor path) and fills derived fields.
+ */
+export function makeConfig(partial: Partial<HookedTransformerConfig> &
+  Pick<HookedTransformerConfig, "nLayers" | "dModel" | "nHeads" | "dVocab" | "nCtx">): HookedTransformerConfig {
+  const { nLayers, dModel, nHeads, dVocab, nCtx } = partial;
+  for (const [k, v] of Object.entries({ nLayers, dModel, nHeads, dVocab, nCtx })) {
+    if (!Number.isInteger(v) || v <= 0 || v > MAX_DIM) throw new ConfigError("config", k, `expected a positive integer ≤ ${MAX_DIM}, got ${v}`);
+  }
+  const dHead = partial.dHead ?? dModel / nHeads;
+  if (!Number.isInteger(dHead) || dHead <= 0) {
+    throw new ConfigError("config", "dHead", `d_model (${dModel}) must be divisible by n_heads (${nHeads}) unless dHead is given`);
+  }
+  return {
+    nLayers, dModel, nHeads, dHead, dVocab, nCtx,
+    dMlp: partial.dMlp ?? 4 * dModel,
+    actFn: partial.actFn ?? "gelu_new",
+    normalizationType: partial.normalizationType ?? "LN",
+    eps: partial.eps ?? 1e-5,
+    originalArchitecture: partial.originalArchitecture ?? "GPT2LMHeadModel",
+    useAttnResult: partial.useAttnResult ?? false,
+    attnScale: partial.attnScale ?? Math.sqrt(dHead),
+    processing: partial.processing ?? { foldLn: false, centerWritingWeights: false, centerUnembed: false, foldValueBiases: false },
+  };
+}

@@ -1,0 +1,58 @@
+import { Tensor } from "../engine/tensor.js";
+import type { HookedTransformerConfig } from "./config.js";
+
+/** TransformerLens parameter name → tensor, e.g. `blocks.0.attn.W_Q` → [n_heads, d_model, d_head]. */
+export type Weights = Map<string, Tensor>;
+
+/** The parameters a config needs, with their TransformerLens shapes. LayerNorm weights exist only while unfolded. */
+export function parameterShapes(cfg: HookedTransformerConfig): Map<string, number[]> {
+  const { nLayers, dModel: D, nHeads: H, dHead: d, dMlp: M, dVocab: V, nCtx } = cfg;
+  const shapes = new Map<string, number[]>();
+  const hasLnWeights = cfg.normalizationType === "LN";
+  shapes.set("embed.W_E", [V, D]);
+  shapes.set("pos_embed.W_pos", [nCtx, D]);
+  for (let l = 0; l < nLayers; l++) {
+    const p = `blocks.${l}.`;
+    if (hasLnWeights) {
+      shapes.set(`${p}ln1.w`, [D]); shapes.set(`${p}ln1.b`, [D]);
+      shapes.set(`${p}ln2.w`, [D]); shapes.set(`${p}ln2.b`, [D]);
+    }
+    for (const x of ["Q", "K", "V"]) {
+      shapes.set(`${p}attn.W_${x}`, [H, D, d]);
+      shapes.set(`${p}attn.b_${x}`, [H, d]);
+    }
+    shapes.set(`${p}attn.W_O`, [H, d, D]);
+    shapes.set(`${p}attn.b_O`, [D]);
+    shapes.set(`${p}mlp.W_in`, [D, M]);
+    shapes.set(`${p}mlp.b_in`, [M]);
+    shapes.set(`${p}mlp.W_out`, [M, D]);
+    shapes.set(`${p}mlp.b_out`, [D]);
+  }
+  if (hasLnWeights) {
+    shapes.set("ln_final.w", [D]);
+    shapes.set("ln_final.b", [D]);
+  }
+  shapes.set("unembed.W_U", [D, V]);
+  shapes.set("unembed.b_U", [V]);
+  return shapes;
+}
+
+/** Throws, naming the parameter, when a weight is missing, unexpected or of the wrong shape. */
+export function checkWeights(cfg: HookedTransformerConfig, weights: Weights): void {
+  const expected = parameterShapes(cfg);
+  for (const [name, shape] of expected) {
+    const t = weights.get(name);
+    if (t === undefined) throw new Error(`weights: missing parameter ${name} (expected shape [${shape.join(", ")}])`);
+    if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
+      throw new Error(`weights: ${name} has shape [${t.shape.join(", ")}] but the config needs [${shape.join(", ")}]`);
+    }
+  }
+  for (const name of weights.keys()) {
+    if (!expected.has(name)) throw new Error(`weights: unexpected parameter ${name} for this config (normalization ${cfg.normalizationType})`);
+  }
+}
+
+/** A deep copy of a weights map (processing works on copies so a caller's map is never changed). */
+export function cloneWeights(weights: Weights): Weights {
+  return new Map([...weights].map(([k, t]) => [k, t.clone()]));
+}
