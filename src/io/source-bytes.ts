@@ -1,0 +1,57 @@
+// In-memory model files, for runtimes without a file system (Workers, browsers with uploads).
+
+import { ModelSourceError } from "./errors.js";
+import { decodeUtf8 } from "./json.js";
+import { unsafeNameReason } from "./paths.js";
+import type { ModelSource } from "./source.js";
+
+/** File bytes by name, as a plain object or a Map. */
+export type BytesInput = Record<string, Uint8Array | ArrayBuffer> | Map<string, Uint8Array | ArrayBuffer>;
+
+/**
+ * A model folder held in memory.
+ *
+ * The bytes are not copied: `readFile` returns the caller's array (or a view of the ArrayBuffer),
+ * and weights read from it may share memory with it.
+ *
+ * @throws TypeError if a value is not a Uint8Array or ArrayBuffer
+ * @example
+ * ```ts
+ * const source = bytesSource({ "config.json": new TextEncoder().encode("{}") });
+ * await source.readText("config.json");  // "{}"
+ * ```
+ */
+export function bytesSource(files: BytesInput, location = "memory"): ModelSource {
+  const entries = files instanceof Map ? [...files.entries()] : Object.entries(files);
+  const table = new Map<string, Uint8Array>();
+  for (const [name, value] of entries) {
+    if (value instanceof Uint8Array) table.set(name, value);
+    else if (value instanceof ArrayBuffer) table.set(name, new Uint8Array(value));
+    else throw new TypeError(`bytesSource: file "${name}" must be a Uint8Array or ArrayBuffer, got ${describe(value)}`);
+  }
+  const readFile = async (name: string): Promise<Uint8Array> => {
+    checkName(name);
+    const bytes = table.get(name);
+    if (bytes === undefined) throw new ModelSourceError(name, "not_found", `not found in ${location}`);
+    return bytes;
+  };
+  return {
+    location,
+    readFile,
+    readText: async (name) => decodeUtf8(await readFile(name), name),
+    exists: async (name) => {
+      checkName(name);
+      return table.has(name);
+    },
+  };
+}
+
+function checkName(name: string): void {
+  const reason = unsafeNameReason(name);
+  if (reason !== undefined) throw new ModelSourceError(String(name), "bad_name", `file name ${reason}`);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  return typeof value === "object" ? (value.constructor?.name ?? "an object") : typeof value;
+}

@@ -1,0 +1,71 @@
+// Where model files come from. A ModelSource reads named files of one model folder,
+// whether the folder is on disk, behind a URL or already in memory.
+
+import { bytesSource, type BytesInput } from "./source-bytes.js";
+import { folderSource } from "./source-folder.js";
+import { hubSource, urlSource, type HubSourceOptions, type UrlSourceOptions } from "./source-url.js";
+
+/** Read access to the files of one model folder. File names are relative (`model.safetensors`, `sub/x.json`). */
+export interface ModelSource {
+  /** Where the files come from, for messages (a folder path, a base URL, `memory`). */
+  readonly location: string;
+  /**
+   * The whole file.
+   * @throws ModelSourceError `not_found`, `http_error`, `network_error`, `truncated`, `read_failed`, `bad_name`
+   */
+  readFile(name: string): Promise<Uint8Array>;
+  /**
+   * The file as strict UTF-8 text.
+   * @throws ModelSourceError as {@link ModelSource.readFile}; ModelFormatError `not_utf8`
+   */
+  readText(name: string): Promise<string>;
+  /** Whether the file exists (for a URL source: a HEAD request answered 2xx rather than 404). */
+  exists(name: string): Promise<boolean>;
+}
+
+/** Everything {@link openSource} accepts. */
+export type SourceInput = string | URL | ModelSource | HubSourceOptions | BytesInput;
+
+/**
+ * Opens a model folder from whatever the caller has:
+ * - a string starting with `http://` or `https://`, or an http(s) `URL`: a URL folder ({@link urlSource});
+ * - any other string, or a `file:` URL: a folder on disk ({@link folderSource});
+ * - `{ repo, revision?, endpoint? }`: a Hugging Face hub repository ({@link hubSource});
+ * - a `Record<string, Uint8Array>` or `Map` of file bytes: in-memory files ({@link bytesSource});
+ * - an existing {@link ModelSource}: returned as is.
+ *
+ * Opening never touches the disk or the network; files are read when asked for.
+ *
+ * @param input - the folder, URL, hub repository or files
+ * @param options - fetch options for URL and hub sources (a custom `fetch`, headers, an AbortSignal)
+ * @example
+ * ```ts
+ * const local = openSource("./models/gpt2");
+ * const hub = openSource({ repo: "openai-community/gpt2" });  // downloads only when files are read
+ * const edge = openSource({ "config.json": configBytes, "model.safetensors": weightBytes });
+ * ```
+ */
+export function openSource(input: SourceInput, options: UrlSourceOptions = {}): ModelSource {
+  if (typeof input === "string") {
+    return /^https?:\/\//i.test(input) ? urlSource(input, options) : folderSource(input);
+  }
+  if (input instanceof URL) {
+    if (input.protocol === "file:") return folderSource(input);
+    return urlSource(input, options);
+  }
+  if (typeof input !== "object" || input === null) {
+    throw new TypeError(`openSource: expected a folder path, URL, { repo } or file bytes, got ${input === null ? "null" : typeof input}`);
+  }
+  if (isModelSource(input)) return input;
+  if (input instanceof Map) return bytesSource(input);
+  if (typeof (input as { repo?: unknown }).repo === "string") return hubSource({ ...options, ...(input as HubSourceOptions) });
+  return bytesSource(input as BytesInput);
+}
+
+function isModelSource(value: object): value is ModelSource {
+  const v = value as Partial<ModelSource>;
+  return typeof v.readFile === "function" && typeof v.readText === "function" && typeof v.exists === "function";
+}
+
+export { bytesSource, folderSource, hubSource, urlSource };
+export type { BytesInput, HubSourceOptions, UrlSourceOptions };
