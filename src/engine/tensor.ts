@@ -545,6 +545,8 @@ export class Tensor {
         if (options.equalNan && Number.isNaN(x) && Number.isNaN(y)) continue;
         return false;
       }
+      // Unequal infinities would pass the tolerance test below, since rtol * |Infinity| is Infinity.
+      if (!Number.isFinite(x) || !Number.isFinite(y)) return false;
       if (!(Math.abs(x - y) <= atol + rtol * Math.abs(y))) return false;
     }
     return true;
