@@ -478,6 +478,27 @@ describe("topk", () => {
     expect(c.indices).toEqual([1, 0, 1]);
   });
 
+  it("the small-k buffer and the full sort agree with a stable sort, ties and NaN included", () => {
+    // Values drawn from a few levels so ties are common; a NaN in lane 1.
+    const n = 300;
+    const data = Array.from({ length: 3 * n }, (_, i) => ((i * 7919) % 13) - 6);
+    data[n + 17] = NaN;
+    const t = Tensor.from(data, [3, n]);
+    for (const largest of [true, false]) {
+      for (const k of [0, 1, 5, 64, 65, 200, n]) {
+        const { values, indices } = t.topk(k, -1, { largest });
+        expect(values.shape).toEqual([3, k]);
+        for (let r = 0; r < 3; r++) {
+          const lane = data.slice(r * n, (r + 1) * n);
+          const key = (v: number): number => (Number.isNaN(v) ? (largest ? -Infinity : Infinity) : largest ? -v : v);
+          const expected = lane.map((_, j) => j).sort((a, b) => key(lane[a]!) - key(lane[b]!) || a - b).slice(0, k);
+          expect(indices.slice(r * k, (r + 1) * k), `largest ${largest}, k ${k}, row ${r}`).toEqual(expected);
+          expect(values.select(0, r).toArray()).toEqual(expected.map((j) => lane[j]!));
+        }
+      }
+    }
+  });
+
   it("NaN counts as the largest; k bounds", () => {
     expect(Tensor.from([1, NaN, 3]).topk(2).indices).toEqual([1, 2]);
     expect(Tensor.from([1, NaN, 3]).topk(2, -1, { largest: false }).indices).toEqual([0, 2]);

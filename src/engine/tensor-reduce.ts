@@ -133,6 +133,9 @@ export function softmax(op: string, data: Float32Array, shape: readonly number[]
   return { data: out, shape: shape.slice() };
 }
 
+/** Up to this k, topk keeps a sorted buffer of k entries instead of sorting each lane. */
+const SMALL_K = 64;
+
 /**
  * The k largest (or smallest) entries along `dim`, sorted best first; ties keep the lower
  * index first, and NaN counts as larger than every number (as in torch). Indices are returned flat,
@@ -160,13 +163,30 @@ export function topk(
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
       const base = o * n * inner + i;
-      for (let j = 0; j < n; j++) order[j] = j;
-      // Array.prototype.sort is stable, so equal ranks keep ascending index order.
-      order.sort((x, y) => before(data[base + x * inner]!, data[base + y * inner]!));
+      const at = (j: number): number => data[base + j * inner]!;
+      if (k <= SMALL_K) {
+        // Keep the best k seen so far, best first; a newcomer goes after every entry it does not
+        // strictly beat, so equal values stay in index order. Most entries fail the first test.
+        let filled = 0;
+        for (let j = 0; j < n; j++) {
+          const x = at(j);
+          if (filled === k && (k === 0 || before(x, at(order[k - 1]!)) >= 0)) continue;
+          let slot = filled < k ? filled++ : k - 1;
+          while (slot > 0 && before(x, at(order[slot - 1]!)) < 0) {
+            order[slot] = order[slot - 1]!;
+            slot--;
+          }
+          order[slot] = j;
+        }
+      } else {
+        for (let j = 0; j < n; j++) order[j] = j;
+        // Array.prototype.sort is stable, so equal ranks keep ascending index order.
+        order.sort((x, y) => before(at(x), at(y)));
+      }
       for (let j = 0; j < k; j++) {
-        const at = o * k * inner + j * inner + i;
-        values[at] = data[base + order[j]! * inner]!;
-        indices[at] = order[j]!;
+        const dst = o * k * inner + j * inner + i;
+        values[dst] = at(order[j]!);
+        indices[dst] = order[j]!;
       }
     }
   }

@@ -5,7 +5,7 @@ import {
   argExtreme, extremeRow, meanRow, normRow, reduceDims, softmax, sumRow, topk,
 } from "./tensor-reduce.js";
 import {
-  broadcastShapes, fmtShape, gather, normDim, normIndex, sameShape, shapeSize, stridesOf,
+  broadcastShapes, broadcastStrides, fmtShape, gather, normDim, normIndex, sameShape, shapeSize, stridesOf,
 } from "./tensor-shape.js";
 
 export type { Nested } from "./tensor-nested.js";
@@ -371,10 +371,7 @@ export class Tensor {
       ok = false;
     }
     if (!ok) throw new Error(`broadcastTo: shape ${fmtShape(this.shape)} cannot be broadcast to ${fmtShape(shape)}`);
-    const own = stridesOf(this.shape);
-    const lead = shape.length - this.ndim;
-    const strides = shape.map((_, d) => (d < lead || this.shape[d - lead] === 1 ? 0 : own[d - lead]!));
-    return new Tensor(gather(this.data, 0, shape, strides), shape);
+    return new Tensor(gather(this.data, 0, shape, broadcastStrides(this.shape, shape)), shape);
   }
 
   // ---------------------------------------------------------------- arithmetic
