@@ -2,6 +2,7 @@ import { Engine, type EngineOptions } from "../engine/engine.js";
 import { Tensor } from "../engine/tensor.js";
 import { loadSafetensorsWeights, readJsonConfig } from "../io/checkpoint.js";
 import { openSource, type SourceInput } from "../io/source.js";
+import { loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
 import { ActivationCache } from "./activation-cache.js";
 import { configFromHfGpt2, type HookedTransformerConfig } from "./config.js";
 import { convertGpt2Weights } from "./gpt2-weights.js";
@@ -9,6 +10,7 @@ import { processWeights, type ProcessOptions } from "./process-weights.js";
 import { freeWeights, uploadWeights, type DevicePointers } from "./device-weights.js";
 import { runForward } from "./forward.js";
 import { assertHookName, hookNames, type HookFilter, type HookFn } from "./hook-points.js";
+import { encodeBatch, singleToken, strTokens, type EncodedBatch, type ToTokensOptions } from "./text.js";
 import { toMask, toTokenBatch, type TokenBatch, type TokenIds } from "./tokens.js";
 import { checkWeights, type Weights } from "./weights.js";
 
@@ -48,7 +50,12 @@ export interface FromPretrainedOptions extends EngineOptions, ProcessOptions {
   processWeights?: boolean;
   /** Compute `attn.hook_result` (per-head outputs, [batch, pos, nHeads, dModel]); costs memory. */
   useAttnResult?: boolean;
+  /** Load the folder's tokenizer when it has one (default true); false works on token ids only. */
+  tokenizer?: boolean;
 }
+
+/** Token ids, or text (encoded with the model's tokenizer, BOS prepended, ragged batches padded and masked). */
+export type ModelInput = TokenIds | string | readonly string[];
 
 export interface RunWithCacheOptions extends Omit<ForwardOptions, "returnType"> {
   /** Which activations to keep: names, a predicate, or all (default). */
@@ -76,24 +83,28 @@ export class HookedTransformer {
   /** TransformerLens-named parameters, as used by the forward pass (processed if processing was applied). */
   readonly weights: ReadonlyMap<string, Tensor>;
   readonly engine: Engine;
+  /** Text ↔ ids, when the checkpoint had tokenizer files (or one was set). */
+  tokenizer: Tokenizer | undefined;
   private device: DevicePointers | undefined;
   private readonly names: readonly string[];
   private readonly persistent: [string, HookFn][] = [];
 
   /** Uploads the weights to the engine. The weights must match the config exactly (names and shapes). */
-  constructor(cfg: HookedTransformerConfig, weights: Weights, engine: Engine) {
+  constructor(cfg: HookedTransformerConfig, weights: Weights, engine: Engine, tokenizer?: Tokenizer) {
     checkWeights(cfg, weights);
     this.cfg = Object.freeze({ ...cfg });
     this.weights = weights;
     this.engine = engine;
+    this.tokenizer = tokenizer;
     this.names = Object.freeze(hookNames(cfg));
     this.device = uploadWeights(engine, cfg, weights);
   }
 
   /** Like the constructor, creating an engine (WASM SIMD by default) when none is given. */
-  static async create(cfg: HookedTransformerConfig, weights: Weights, options: { engine?: Engine } & EngineOptions = {}): Promise<HookedTransformer> {
+  static async create(cfg: HookedTransformerConfig, weights: Weights,
+    options: { engine?: Engine; tokenizer?: Tokenizer } & EngineOptions = {}): Promise<HookedTransformer> {
     const engine = options.engine ?? await Engine.create(options);
-    return new HookedTransformer(cfg, weights, engine);
+    return new HookedTransformer(cfg, weights, engine, options.tokenizer);
   }
 
   /**
@@ -114,7 +125,8 @@ export class HookedTransformer {
     if (options.useAttnResult) cfg = { ...cfg, useAttnResult: true };
     let weights = convertGpt2Weights(await loadSafetensorsWeights(files), cfg);
     if (options.processWeights ?? true) ({ cfg, weights } = processWeights(cfg, weights, options));
-    return HookedTransformer.create(cfg, weights, options);
+    const tokenizer = (options.tokenizer ?? true) ? (await loadTokenizer(files)) ?? undefined : undefined;
+    return HookedTransformer.create(cfg, weights, { ...options, tokenizer });
   }
 
   /** Every hook name of this model, in forward order. */
@@ -137,7 +149,16 @@ export class HookedTransformer {
    * @param tokens [batch, pos] ids (see {@link TokenIds}); ignored for their values when `startAtLayer` > 0
    *   (only their shape is used), so pass the same tokens as the run that made `residual`.
    */
-  forward(tokens: TokenIds, options: ForwardOptions = {}): ForwardResult {
+  forward(input: ModelInput, options: ForwardOptions = {}): ForwardResult {
+    let tokens: TokenIds;
+    if (typeof input === "string" || (Array.isArray(input) && typeof input[0] === "string")) {
+      const encoded = this.toTokensWithMask(input as string | readonly string[]);
+      tokens = encoded.tokens;
+      const ragged = encoded.attentionMask.some((row) => row.includes(0));
+      if (ragged && options.attentionMask === undefined) options = { ...options, attentionMask: encoded.attentionMask };
+    } else {
+      tokens = input as TokenIds;
+    }
     const returnType = options.returnType ?? "logits";
     if (!["logits", "loss", "both", "none"].includes(returnType)) {
       throw new Error(`forward: returnType must be "logits", "loss", "both" or "none", got ${JSON.stringify(returnType)}`);
@@ -163,7 +184,7 @@ export class HookedTransformer {
   }
 
   /** `forward` with hooks for this call only (TransformerLens `run_with_hooks`). */
-  runWithHooks(tokens: TokenIds, options: ForwardOptions = {}): ForwardResult {
+  runWithHooks(tokens: ModelInput, options: ForwardOptions = {}): ForwardResult {
     return this.forward(tokens, options);
   }
 
@@ -172,7 +193,7 @@ export class HookedTransformer {
    * (TransformerLens `run_with_cache`). Cached values are taken after the hooks
    * of `fwdHooks` ran, so a patched run caches the patched activations.
    */
-  runWithCache(tokens: TokenIds, options: RunWithCacheOptions = {}): { logits?: Tensor; residual?: Tensor; cache: ActivationCache } {
+  runWithCache(tokens: ModelInput, options: RunWithCacheOptions = {}): { logits?: Tensor; residual?: Tensor; cache: ActivationCache } {
     const selected = this.selectNames(options.namesFilter);
     const store = new Map<string, Tensor>();
     const caching: [string, HookFn][] = selected.map((name) => [name, (act: Tensor) => { store.set(name, act.clone()); }]);
@@ -180,6 +201,49 @@ export class HookedTransformer {
     // Forward order, whatever order the filter listed them in.
     const ordered = this.names.filter((n) => store.has(n)).map((n) => [n, store.get(n)!] as [string, Tensor]);
     return { logits, residual, cache: new ActivationCache(ordered) };
+  }
+
+  /**
+   * Encodes text to padded token rows (BOS prepended by default, as TransformerLens).
+   * @example
+   * ```ts
+   * model.toTokens("Hello world");          // [[50256, 15496, 995]]
+   * ```
+   */
+  toTokens(input: string | readonly string[], options: ToTokensOptions = {}): number[][] {
+    return this.toTokensWithMask(input, options).tokens;
+  }
+
+  /** {@link toTokens} with the attention mask that marks padding (pass it as `attentionMask`). */
+  toTokensWithMask(input: string | readonly string[], options: ToTokensOptions = {}): EncodedBatch {
+    return encodeBatch(this.needTokenizer("toTokens"), input, options);
+  }
+
+  /** Each token's text: `toStrTokens("Hi there")` gives `["<|endoftext|>", "Hi", " there"]`. */
+  toStrTokens(input: string | readonly number[], options: ToTokensOptions = {}): string[] {
+    const tokenizer = this.needTokenizer("toStrTokens");
+    const ids = typeof input === "string" ? this.toTokens(input, options)[0]! : input;
+    return strTokens(tokenizer, ids);
+  }
+
+  /** The text of token ids (one row) or of each row of a batch. */
+  toString(ids: readonly number[]): string;
+  toString(ids: readonly (readonly number[])[]): string[];
+  toString(ids?: readonly number[] | readonly (readonly number[])[]): string | string[] {
+    if (ids === undefined) return `HookedTransformer(${this.cfg.originalArchitecture}, ${this.cfg.nLayers} layers, d_model ${this.cfg.dModel})`;
+    const tokenizer = this.needTokenizer("toString");
+    if (ids.length > 0 && Array.isArray(ids[0])) return (ids as readonly (readonly number[])[]).map((row) => tokenizer.decode(row));
+    return tokenizer.decode(ids as readonly number[]);
+  }
+
+  /** The id of a text that is exactly one token; throws otherwise. */
+  toSingleToken(text: string): number {
+    return singleToken(this.needTokenizer("toSingleToken"), text);
+  }
+
+  private needTokenizer(op: string): Tokenizer {
+    if (this.tokenizer === undefined) throw new Error(`${op}: this model has no tokenizer (its folder had no tokenizer.json or vocab.json + merges.txt); pass token ids instead`);
+    return this.tokenizer;
   }
 
   /** Frees the weights in the engine's memory; the model cannot run afterwards. */
