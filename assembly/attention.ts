@@ -1,1 +1,233 @@
-// kernels: attention (being written)
+// Causal multi-head / grouped-query attention over
+//   q: [batch, pos, nHeads, dHead], k, v: [batch, pos, nKvHeads, dHead], z: [batch, pos, nHeads, dHead]
+//   scores, pattern: [batch, nHeads, pos, pos]; keyMask: [batch, pos] (1 attend, 0 padding) or 0.
+// Query head h reads kv head h / (nHeads / nKvHeads). SIMD runs over dHead; keys are taken
+// four at a time so each q (or z) vector load serves four keys.
+import { madd, hsum } from "./simd";
+import { expShiftedSum } from "./activations";
+
+// One row of scores for the fused kernel; longer rows are processed in chunks of this many
+// keys with an online-softmax rescale between chunks. A multiple of 4, so the four-key
+// grouping (and hence every score's bits) is the same as in attnScores.
+const CHUNK: i32 = 4096;
+const ROW = memory.data(<i32>CHUNK << 2, 16);
+
+// q: [dHead], keys k + j*kStride (bytes), j < n -> out: [n] = (q · k_j) * scale
+function scoreKeys(q: usize, k: usize, kStride: usize, n: i32, dHead: i32, scale: f32, out: usize): void {
+  const dEnd = <usize>dHead << 2;
+  const vEnd = dEnd & ~15;
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const k0 = k + <usize>j * kStride;
+    const k1 = k0 + kStride;
+    const k2 = k1 + kStride;
+    const k3 = k2 + kStride;
+    let a0 = f32x4.splat(0);
+    let a1 = f32x4.splat(0);
+    let a2 = f32x4.splat(0);
+    let a3 = f32x4.splat(0);
+    let c: usize = 0;
+    for (; c < vEnd; c += 16) {
+      const qv = v128.load(q + c);
+      a0 = madd(qv, v128.load(k0 + c), a0);
+      a1 = madd(qv, v128.load(k1 + c), a1);
+      a2 = madd(qv, v128.load(k2 + c), a2);
+      a3 = madd(qv, v128.load(k3 + c), a3);
+    }
+    let s0 = hsum(a0);
+    let s1 = hsum(a1);
+    let s2 = hsum(a2);
+    let s3 = hsum(a3);
+    for (; c < dEnd; c += 4) {
+      const qs = load<f32>(q + c);
+      s0 += qs * load<f32>(k0 + c);
+      s1 += qs * load<f32>(k1 + c);
+      s2 += qs * load<f32>(k2 + c);
+      s3 += qs * load<f32>(k3 + c);
+    }
+    const o = out + (<usize>j << 2);
+    store<f32>(o, s0 * scale);
+    store<f32>(o, s1 * scale, 4);
+    store<f32>(o, s2 * scale, 8);
+    store<f32>(o, s3 * scale, 12);
+  }
+  for (; j < n; j++) {
+    const kj = k + <usize>j * kStride;
+    let a = f32x4.splat(0);
+    let c: usize = 0;
+    for (; c < vEnd; c += 16) a = madd(v128.load(q + c), v128.load(kj + c), a);
+    let s = hsum(a);
+    for (; c < dEnd; c += 4) s += load<f32>(q + c) * load<f32>(kj + c);
+    store<f32>(out + (<usize>j << 2), s * scale);
+  }
+}
+
+// z: [dHead] += sum over j < n of p[j] * v_j, v_j at v + j*vStride (bytes)
+function accumulateValues(p: usize, v: usize, vStride: usize, n: i32, dHead: i32, z: usize): void {
+  const dEnd = <usize>dHead << 2;
+  const vEnd = dEnd & ~15;
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const pj = p + (<usize>j << 2);
+    const w0 = load<f32>(pj);
+    const w1 = load<f32>(pj, 4);
+    const w2 = load<f32>(pj, 8);
+    const w3 = load<f32>(pj, 12);
+    const v0 = v + <usize>j * vStride;
+    const v1 = v0 + vStride;
+    const v2 = v1 + vStride;
+    const v3 = v2 + vStride;
+    const w0v = f32x4.splat(w0);
+    const w1v = f32x4.splat(w1);
+    const w2v = f32x4.splat(w2);
+    const w3v = f32x4.splat(w3);
+    let c: usize = 0;
+    for (; c < vEnd; c += 16) {
+      let acc = v128.load(z + c);
+      acc = madd(w0v, v128.load(v0 + c), acc);
+      acc = madd(w1v, v128.load(v1 + c), acc);
+      acc = madd(w2v, v128.load(v2 + c), acc);
+      acc = madd(w3v, v128.load(v3 + c), acc);
+      v128.store(z + c, acc);
+    }
+    for (; c < dEnd; c += 4) {
+      let acc = load<f32>(z + c);
+      acc += w0 * load<f32>(v0 + c);
+      acc += w1 * load<f32>(v1 + c);
+      acc += w2 * load<f32>(v2 + c);
+      acc += w3 * load<f32>(v3 + c);
+      store<f32>(z + c, acc);
+    }
+  }
+  for (; j < n; j++) {
+    const w = load<f32>(p + (<usize>j << 2));
+    const vj = v + <usize>j * vStride;
+    const wv = f32x4.splat(w);
+    let c: usize = 0;
+    for (; c < vEnd; c += 16) v128.store(z + c, madd(wv, v128.load(vj + c), v128.load(z + c)));
+    for (; c < dEnd; c += 4) store<f32>(z + c, load<f32>(z + c) + w * load<f32>(vj + c));
+  }
+}
+
+// x: [n] *= s
+function scaleRow(x: usize, n: i32, s: f32): void {
+  const end = <usize>n << 2;
+  const sv = f32x4.splat(s);
+  let i: usize = 0;
+  for (; i + 16 <= end; i += 16) v128.store(x + i, f32x4.mul(v128.load(x + i), sv));
+  for (; i < end; i += 4) store<f32>(x + i, load<f32>(x + i) * s);
+}
+
+// x: [n] = 0
+function zeroRow(x: usize, n: i32): void {
+  memory.fill(x, 0, <usize>n << 2);
+}
+
+// scores: [n] -> -Infinity where keyMask[j] == 0 (keyMask: [n], 0 = no mask); returns the row max
+function maskAndMax(scores: usize, keyMask: usize, n: i32): f32 {
+  let m: f32 = -Infinity;
+  for (let j = 0; j < n; j++) {
+    const p = scores + (<usize>j << 2);
+    if (keyMask != 0 && load<f32>(keyMask + (<usize>j << 2)) == 0) store<f32>(p, -Infinity);
+    else m = max(m, load<f32>(p));
+  }
+  return m;
+}
+
+/** Scores = q·kᵀ * scale, -Infinity where key j > query i or keyMask[b, j] == 0. */
+export function attnScores(q: usize, k: usize, scores: usize, keyMask: usize,
+  batch: i32, pos: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32): void {
+  const group = nHeads / nKvHeads;
+  const qStride = <usize>nHeads * <usize>dHead << 2;
+  const kStride = <usize>nKvHeads * <usize>dHead << 2;
+  const headBytes = <usize>dHead << 2;
+  const rowBytes = <usize>pos << 2;
+  for (let b = 0; b < batch; b++) {
+    const qb = q + <usize>b * <usize>pos * qStride;
+    const kb = k + <usize>b * <usize>pos * kStride;
+    const mb = keyMask == 0 ? <usize>0 : keyMask + <usize>b * rowBytes;
+    for (let h = 0; h < nHeads; h++) {
+      const kh = kb + <usize>(h / group) * headBytes;
+      const sh = scores + (<usize>b * <usize>nHeads + <usize>h) * <usize>pos * rowBytes;
+      for (let i = 0; i < pos; i++) {
+        const row = sh + <usize>i * rowBytes;
+        scoreKeys(qb + <usize>i * qStride + <usize>h * headBytes, kh, kStride, i + 1, dHead, scale, row);
+        maskAndMax(row, mb, i + 1);
+        for (let j = i + 1; j < pos; j++) store<f32>(row + (<usize>j << 2), -Infinity);
+      }
+    }
+  }
+}
+
+/** z = pattern · v (every key j, not only j <= i, so a hook may write any pattern). */
+export function attnApplyPattern(pattern: usize, v: usize, z: usize,
+  batch: i32, pos: i32, nHeads: i32, nKvHeads: i32, dHead: i32): void {
+  const group = nHeads / nKvHeads;
+  const zStride = <usize>nHeads * <usize>dHead << 2;
+  const vStride = <usize>nKvHeads * <usize>dHead << 2;
+  const headBytes = <usize>dHead << 2;
+  const rowBytes = <usize>pos << 2;
+  for (let b = 0; b < batch; b++) {
+    const zb = z + <usize>b * <usize>pos * zStride;
+    const vb = v + <usize>b * <usize>pos * vStride;
+    for (let h = 0; h < nHeads; h++) {
+      const vh = vb + <usize>(h / group) * headBytes;
+      const ph = pattern + (<usize>b * <usize>nHeads + <usize>h) * <usize>pos * rowBytes;
+      for (let i = 0; i < pos; i++) {
+        const row = ph + <usize>i * rowBytes;
+        // Trailing zero weights (the causal upper triangle) add exactly nothing: skip them.
+        let n = pos;
+        while (n > 0 && load<f32>(row + (<usize>(n - 1) << 2)) == 0) n--;
+        const zi = zb + <usize>i * zStride + <usize>h * headBytes;
+        zeroRow(zi, dHead);
+        accumulateValues(row, vh, vStride, n, dHead, zi);
+      }
+    }
+  }
+}
+
+/**
+ * Fused causal attention: z = softmax(q·kᵀ * scale, masked) · v, one score row of scratch at a
+ * time. A query whose keys are all masked gets z = 0. z must not alias q, k or v.
+ */
+export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize,
+  batch: i32, pos: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32): void {
+  const group = nHeads / nKvHeads;
+  const qStride = <usize>nHeads * <usize>dHead << 2;
+  const kvStride = <usize>nKvHeads * <usize>dHead << 2;
+  const headBytes = <usize>dHead << 2;
+  for (let b = 0; b < batch; b++) {
+    const qb = q + <usize>b * <usize>pos * qStride;
+    const kb = k + <usize>b * <usize>pos * kvStride;
+    const vb = v + <usize>b * <usize>pos * kvStride;
+    const mb = keyMask == 0 ? <usize>0 : keyMask + (<usize>b * <usize>pos << 2);
+    for (let h = 0; h < nHeads; h++) {
+      const kvOff = <usize>(h / group) * headBytes;
+      for (let i = 0; i < pos; i++) {
+        const qi = qb + <usize>i * qStride + <usize>h * headBytes;
+        const zi = z + (qi - q);
+        zeroRow(zi, dHead);
+        let m: f32 = -Infinity; // running max of the scores seen so far
+        let l: f32 = 0; // running sum of exp(score - m)
+        for (let c0 = 0; c0 <= i; c0 += CHUNK) {
+          const n = min(CHUNK, i + 1 - c0);
+          const kc = kb + kvOff + <usize>c0 * kvStride;
+          scoreKeys(qi, kc, kvStride, n, dHead, scale, ROW);
+          const cm = maskAndMax(ROW, mb == 0 ? <usize>0 : mb + (<usize>c0 << 2), n);
+          if (cm == -Infinity) continue; // every key of this chunk is masked
+          if (cm > m) {
+            if (m != -Infinity) {
+              const r = Mathf.exp(m - cm);
+              scaleRow(zi, dHead, r);
+              l *= r;
+            }
+            m = cm;
+          }
+          l += expShiftedSum(ROW, ROW, n, m);
+          accumulateValues(ROW, vb + kvOff + <usize>c0 * kvStride, kvStride, n, dHead, zi);
+        }
+        if (l > 0) scaleRow(zi, dHead, <f32>1 / l);
+      }
+    }
+  }
+}

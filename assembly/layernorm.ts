@@ -1,1 +1,133 @@
-// kernels: layernorm (being written)
+// LayerNorm / RMSNorm over the last dim, writing TransformerLens's hook_scale per row.
+// The statistics are two-pass (mean, then mean of squared deviations) so a large
+// common offset in a row does not cancel away the variance.
+import { madd, hsum } from "./simd";
+
+// Partial sums go into an f64 every SUM_BLOCK bytes, bounding f32 rounding on wide rows.
+const SUM_BLOCK: usize = 1024;
+
+// x: [n] -> sum(x)
+function rowSum(x: usize, n: i32): f64 {
+  const end = <usize>n << 2;
+  let total: f64 = 0;
+  let i: usize = 0;
+  while (i + 32 <= end) {
+    const blockEnd = min(end & ~31, i + SUM_BLOCK);
+    let a0 = f32x4.splat(0);
+    let a1 = f32x4.splat(0);
+    for (; i < blockEnd; i += 32) {
+      a0 = f32x4.add(a0, v128.load(x + i));
+      a1 = f32x4.add(a1, v128.load(x + i, 16));
+    }
+    total += <f64>hsum(f32x4.add(a0, a1));
+  }
+  let tail: f32 = 0;
+  for (; i < end; i += 4) tail += load<f32>(x + i);
+  return total + <f64>tail;
+}
+
+// x: [n] -> sum((x - c)²)
+function rowSumSqDev(x: usize, n: i32, c: f32): f64 {
+  const end = <usize>n << 2;
+  const cv = f32x4.splat(c);
+  let total: f64 = 0;
+  let i: usize = 0;
+  while (i + 32 <= end) {
+    const blockEnd = min(end & ~31, i + SUM_BLOCK);
+    let a0 = f32x4.splat(0);
+    let a1 = f32x4.splat(0);
+    for (; i < blockEnd; i += 32) {
+      const d0 = f32x4.sub(v128.load(x + i), cv);
+      const d1 = f32x4.sub(v128.load(x + i, 16), cv);
+      a0 = madd(d0, d0, a0);
+      a1 = madd(d1, d1, a1);
+    }
+    total += <f64>hsum(f32x4.add(a0, a1));
+  }
+  let tail: f32 = 0;
+  for (; i < end; i += 4) {
+    const d = load<f32>(x + i) - c;
+    tail += d * d;
+  }
+  return total + <f64>tail;
+}
+
+// x: [d] -> out: [d] = (x - mean) * inv * w + b, with w = 1 / b = 0 where absent.
+// Four loops rather than per-element checks, since this is the whole cost of a layernorm.
+function normalizeRow(x: usize, out: usize, w: usize, b: usize, d: i32, mean: f32, inv: f32): void {
+  const end = <usize>d << 2;
+  const mv = f32x4.splat(mean);
+  const iv = f32x4.splat(inv);
+  let i: usize = 0;
+  if (w != 0 && b != 0) {
+    for (; i + 16 <= end; i += 16) {
+      const y = f32x4.mul(f32x4.sub(v128.load(x + i), mv), iv);
+      v128.store(out + i, madd(y, v128.load(w + i), v128.load(b + i)));
+    }
+    for (; i < end; i += 4) store<f32>(out + i, (load<f32>(x + i) - mean) * inv * load<f32>(w + i) + load<f32>(b + i));
+  } else if (w != 0) {
+    for (; i + 16 <= end; i += 16) {
+      v128.store(out + i, f32x4.mul(f32x4.mul(f32x4.sub(v128.load(x + i), mv), iv), v128.load(w + i)));
+    }
+    for (; i < end; i += 4) store<f32>(out + i, (load<f32>(x + i) - mean) * inv * load<f32>(w + i));
+  } else if (b != 0) {
+    for (; i + 16 <= end; i += 16) {
+      v128.store(out + i, f32x4.add(f32x4.mul(f32x4.sub(v128.load(x + i), mv), iv), v128.load(b + i)));
+    }
+    for (; i < end; i += 4) store<f32>(out + i, (load<f32>(x + i) - mean) * inv + load<f32>(b + i));
+  } else {
+    for (; i + 16 <= end; i += 16) v128.store(out + i, f32x4.mul(f32x4.sub(v128.load(x + i), mv), iv));
+    for (; i < end; i += 4) store<f32>(out + i, (load<f32>(x + i) - mean) * inv);
+  }
+}
+
+// x: [d] (one row) -> out: [d], scale[row] (skipped when scale is 0)
+// @ts-ignore: decorator
+@inline function layerNormRow(x: usize, out: usize, scalePtr: usize, w: usize, b: usize, d: i32, eps: f32): void {
+  const mean = <f32>(rowSum(x, d) / <f64>d);
+  const variance = rowSumSqDev(x, d, mean) / <f64>d;
+  const s = Math.sqrt(variance + <f64>eps);
+  if (scalePtr != 0) store<f32>(scalePtr, <f32>s);
+  normalizeRow(x, out, w, b, d, mean, <f32>(1 / s));
+}
+
+/**
+ * x: [rows, d] -> out: [rows, d], scale: [rows] = sqrt(var + eps) (biased variance);
+ * out = (x - mean) / scale * w + b, w and b each optional (0). out may alias x.
+ */
+export function layerNorm(x: usize, out: usize, scale: usize, w: usize, b: usize, rows: i32, d: i32, eps: f32): void {
+  const rowBytes = <usize>d << 2;
+  for (let r = 0; r < rows; r++) {
+    const off = <usize>r * rowBytes;
+    layerNormRow(x + off, out + off, scale == 0 ? <usize>0 : scale + (<usize>r << 2), w, b, d, eps);
+  }
+}
+
+/** x: [rows, d] -> out: [rows, d], scale: [rows] = sqrt(mean(x²) + eps); out = x / scale * w (w optional). out may alias x. */
+export function rmsNorm(x: usize, out: usize, scale: usize, w: usize, rows: i32, d: i32, eps: f32): void {
+  const rowBytes = <usize>d << 2;
+  for (let r = 0; r < rows; r++) {
+    const off = <usize>r * rowBytes;
+    const s = Math.sqrt(rowSumSqDev(x + off, d, 0) / <f64>d + <f64>eps);
+    if (scale != 0) store<f32>(scale + (<usize>r << 2), <f32>s);
+    normalizeRow(x + off, out + off, w, 0, d, 0, <f32>(1 / s));
+  }
+}
+
+/**
+ * a, r: [rows, d] -> resid: [rows, d] = a + r, then out, scale = layerNorm(resid).
+ * resid may alias a or r, and out may alias any of them.
+ */
+export function addLayerNorm(a: usize, r: usize, resid: usize, out: usize, scale: usize, w: usize, b: usize,
+  rows: i32, d: i32, eps: f32): void {
+  const rowBytes = <usize>d << 2;
+  for (let row = 0; row < rows; row++) {
+    const off = <usize>row * rowBytes;
+    let i: usize = 0;
+    for (; i + 16 <= rowBytes; i += 16) {
+      v128.store(resid + off + i, f32x4.add(v128.load(a + off + i), v128.load(r + off + i)));
+    }
+    for (; i < rowBytes; i += 4) store<f32>(resid + off + i, load<f32>(a + off + i) + load<f32>(r + off + i));
+    layerNormRow(resid + off, out + off, scale == 0 ? <usize>0 : scale + (<usize>row << 2), w, b, d, eps);
+  }
+}

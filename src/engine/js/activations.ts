@@ -1,0 +1,97 @@
+// Plain TypeScript twins of assembly/activations.ts, computed in f64 with Math.exp /
+// Math.tanh and a series / continued-fraction erf, rounded to f32 once on store.
+
+/** x: [n] -> out: [n] = gelu_new(x) = 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))); out may alias x. */
+export function geluNew(heap: Float32Array, x: number, out: number, n: number): void {
+  const X = x >>> 2;
+  const O = out >>> 2;
+  const c = Math.sqrt(2 / Math.PI);
+  for (let i = 0; i < n; i++) {
+    const v = heap[X + i]!;
+    heap[O + i] = 0.5 * v * (1 + Math.tanh(c * (v + 0.044715 * v * v * v)));
+  }
+}
+
+/** x: [n] -> out: [n] = 0.5 x (1 + erf(x / √2)); out may alias x. */
+export function geluExact(heap: Float32Array, x: number, out: number, n: number): void {
+  const X = x >>> 2;
+  const O = out >>> 2;
+  for (let i = 0; i < n; i++) {
+    const v = heap[X + i]!;
+    heap[O + i] = 0.5 * v * (1 + erf(v / Math.SQRT2));
+  }
+}
+
+/** x: [n] -> out: [n] = x · sigmoid(x); out may alias x. */
+export function silu(heap: Float32Array, x: number, out: number, n: number): void {
+  const X = x >>> 2;
+  const O = out >>> 2;
+  for (let i = 0; i < n; i++) {
+    const v = heap[X + i]!;
+    heap[O + i] = v / (1 + Math.exp(-v));
+  }
+}
+
+/** x: [rows, n] -> out: [rows, n], softmax of each row; -Infinity -> 0, an all -Infinity row -> 0s. out may alias x. */
+export function softmax(heap: Float32Array, x: number, out: number, rows: number, n: number): void {
+  for (let r = 0; r < rows; r++) {
+    const X = (x >>> 2) + r * n;
+    const O = (out >>> 2) + r * n;
+    const m = rowMax(heap, X, n);
+    if (m === -Infinity) {
+      heap.fill(0, O, O + n);
+      continue;
+    }
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += Math.exp(heap[X + i]! - m);
+    for (let i = 0; i < n; i++) heap[O + i] = Math.exp(heap[X + i]! - m) / sum;
+  }
+}
+
+/** x: [rows, n] -> out: [rows, n] = x - logsumexp(row); an all -Infinity row stays -Infinity. out may alias x. */
+export function logSoftmax(heap: Float32Array, x: number, out: number, rows: number, n: number): void {
+  for (let r = 0; r < rows; r++) {
+    const X = (x >>> 2) + r * n;
+    const O = (out >>> 2) + r * n;
+    const m = rowMax(heap, X, n);
+    if (m === -Infinity) {
+      heap.fill(-Infinity, O, O + n);
+      continue;
+    }
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += Math.exp(heap[X + i]! - m);
+    const lse = m + Math.log(sum);
+    for (let i = 0; i < n; i++) heap[O + i] = heap[X + i]! - lse;
+  }
+}
+
+// heap[start .. start + n) -> max (-Infinity when empty)
+function rowMax(heap: Float32Array, start: number, n: number): number {
+  let m = -Infinity;
+  for (let i = 0; i < n; i++) m = Math.max(m, heap[start + i]!);
+  return m;
+}
+
+// erf to ~1e-15: the Maclaurin series near 0, where its alternating terms stay small, and
+// 1 - erfc from the continued fraction erfc(y) = exp(-y²)/√π · 1/(y + (1/2)/(y + 1/(y + (3/2)/(y + ...))))
+// further out, where that fraction converges quickly.
+function erf(y: number): number {
+  const ay = Math.abs(y);
+  if (Number.isNaN(y)) return NaN;
+  if (ay < 3) {
+    const y2 = y * y;
+    let term = y; // (-1)^k y^(2k+1) / k!
+    let sum = y;
+    for (let k = 1; k < 200; k++) {
+      term *= -y2 / k;
+      const t = term / (2 * k + 1);
+      sum += t;
+      if (Math.abs(t) < 1e-17 * Math.abs(sum)) break;
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  let f = ay;
+  for (let k = 120; k >= 1; k--) f = ay + (k / 2) / f;
+  const erfc = Math.exp(-ay * ay) / (Math.sqrt(Math.PI) * f);
+  return Math.sign(y) * (1 - erfc);
+}
