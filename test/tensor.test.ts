@@ -1,3 +1,4 @@
+import { inspect } from "node:util";
 import { describe, expect, it } from "vitest";
 import { Tensor } from "../src/engine/tensor.js";
 
@@ -47,6 +48,10 @@ describe("construction", () => {
     src[0] = 100;
     expectValues(t, [2, 2], [1, 2, 3, 4]);
     expectValues(Tensor.from([5], []), [], [5]);
+    const typed = new Float32Array([1, 2, 3]);
+    const fromTyped = Tensor.from(typed);
+    typed[0] = 9;
+    expectValues(fromTyped, [3], [1, 2, 3]);
     expect(() => Tensor.from([1, 2, 3], [2, 2])).toThrow("Tensor.from: 3 values cannot fill shape [2, 2] (4 elements)");
     expect(() => Tensor.from([[1, 2], [3, 4]] as unknown as number[], [2])).toThrow(/values\[0\] is an array/);
   });
@@ -541,6 +546,10 @@ describe("toString", () => {
     expect(String(Tensor.from([0.1, 1e-7, 1200.25, -2.5, 1 / 3, NaN, -Infinity]))).toBe(
       "Tensor([7]) [0.1, 1e-7, 1200, -2.5, 0.3333, NaN, -Infinity]",
     );
+  });
+
+  it("console.log in Node shows the preview", () => {
+    expect(inspect(Tensor.from([[1, 2]]))).toBe("Tensor([1, 2]) [[1, 2]]");
   });
 
   it("large tensors elide the middle of each dim", () => {

@@ -79,13 +79,16 @@ export class Tensor {
 
   /**
    * A tensor from nested arrays (shape inferred; a bare number gives a 0-d tensor), or from
-   * flat values and a shape. Always copies.
+   * flat values (an array or a typed array) and a shape, which defaults to 1-D for a typed
+   * array. Always copies.
    * @example Tensor.from([[1, 2], [3, 4]]).shape   // [2, 2]
    * @example Tensor.from([1, 2, 3, 4], [2, 2])
+   * @example Tensor.from(new Float32Array(3)).shape   // [3]
    */
   static from(values: Nested): Tensor;
-  static from(values: ArrayLike<number>, shape: readonly number[]): Tensor;
+  static from(values: ArrayLike<number>, shape?: readonly number[]): Tensor;
   static from(values: Nested | ArrayLike<number>, shape?: readonly number[]): Tensor {
+    if (shape === undefined && ArrayBuffer.isView(values)) shape = [(values as ArrayLike<number>).length];
     if (shape === undefined) {
       const { data, shape: inferred } = parseNested(values as Nested);
       return new Tensor(data, inferred);
@@ -209,7 +212,7 @@ export class Tensor {
     return toNested(this.data, this.shape);
   }
 
-  /** The single element of a size-1 tensor (any shape). @example logits.sum().item() */
+  /** The single element of a size-1 tensor (any shape). @example Tensor.from([[1, 2]]).sum().item()   // 3 */
   item(): number {
     if (this.size !== 1) throw new Error(`item: tensor of shape ${fmtShape(this.shape)} has ${this.size} elements, expected 1`);
     return this.data[0]!;
@@ -381,17 +384,20 @@ export class Tensor {
     return this.zip("add", other, (x, y) => x + y);
   }
 
-  /** Elementwise `this - other` with broadcasting. @example logits.select(-1, a).sub(logits.select(-1, b)) */
+  /**
+   * Elementwise `this - other` with broadcasting; e.g. a logit difference between two tokens.
+   * @example Tensor.from([[1, 5, 2]]).select(-1, 1).sub(2).item()   // 3
+   */
   sub(other: Tensor | number): Tensor {
     return this.zip("sub", other, (x, y) => x - y);
   }
 
-  /** Elementwise `this * other` with broadcasting. */
+  /** Elementwise `this * other` with broadcasting. @example Tensor.from([[1, 2], [3, 4]]).mul(Tensor.from([[10], [100]])).toArray()   // [10, 20, 300, 400] */
   mul(other: Tensor | number): Tensor {
     return this.zip("mul", other, (x, y) => x * y);
   }
 
-  /** Elementwise `this / other` with broadcasting (IEEE: x/0 is ±Infinity or NaN). */
+  /** Elementwise `this / other` with broadcasting (IEEE: x/0 is ±Infinity or NaN). @example Tensor.from([1, 2]).div(4).toArray()   // [0.25, 0.5] */
   div(other: Tensor | number): Tensor {
     return this.zip("div", other, (x, y) => x / y);
   }
@@ -431,7 +437,7 @@ export class Tensor {
     return this.map(Math.sqrt);
   }
 
-  /** Applies `f` to every element (in f64, stored as f32). @example t.map((x) => Math.max(x, 0)) */
+  /** Applies `f` to every element (in f64, stored as f32). @example Tensor.from([-1, 2]).map((x) => Math.max(x, 0)).toArray()   // [0, 2] */
   map(f: (x: number) => number): Tensor {
     return new Tensor(unary(this.data, f), this.shape);
   }
@@ -506,7 +512,10 @@ export class Tensor {
     return wrap(softmax("softmax", this.data, this.shape, dim, false));
   }
 
-  /** log(softmax(x)) along `dim`, computed as x - max - log(sum(exp(x - max))). @example logits.logSoftmax().select(-1, token) */
+  /**
+   * log(softmax(x)) along `dim`, computed as x - max - log(sum(exp(x - max))).
+   * @example Tensor.from([0, 0]).logSoftmax().toArray()   // [-0.6931, -0.6931] (log 0.5)
+   */
   logSoftmax(dim = -1): Tensor {
     return wrap(softmax("logSoftmax", this.data, this.shape, dim, true));
   }
@@ -526,7 +535,7 @@ export class Tensor {
   /**
    * Whether every |this - other| <= atol + rtol * |other| (torch.allclose defaults). The shapes
    * must be equal: a mismatch throws, since it is almost always a bug in the caller.
-   * @example Tensor.from([1, 2]).allClose(Tensor.from([1, 2 + 1e-7]))   // true
+   * @example Tensor.from([1, 2]).allClose(Tensor.from([1, 2.00001]))   // true
    */
   allClose(other: Tensor, options: AllCloseOptions = {}): boolean {
     if (!sameShape(this.shape, other.shape)) {
