@@ -538,6 +538,17 @@ describe("comparison", () => {
   });
 });
 
+describe("determinism", () => {
+  it("the same call twice gives identical bits", () => {
+    const x = Tensor.arange(2 * 5 * 7).reshape([2, 5, 7]).map((v) => Math.sin(v * 1.7) * 3);
+    const w = Tensor.arange(7 * 3).reshape([7, 3]).map((v) => Math.cos(v));
+    const bits = (t: Tensor): number[] => Array.from(new Uint32Array(t.data.buffer, t.data.byteOffset, t.size));
+    for (const f of [(t: Tensor) => t.matmul(w), (t: Tensor) => t.logSoftmax(1), (t: Tensor) => t.norm([0, 2]), (t: Tensor) => t.add(w.select(1, 0))]) {
+      expect(bits(f(x))).toEqual(bits(f(x)));
+    }
+  });
+});
+
 describe("toString", () => {
   it("small tensors in full", () => {
     expect(m23().toString()).toBe("Tensor([2, 3]) [[1, 2, 3], [4, 5, 6]]");
