@@ -15,8 +15,10 @@ export interface ForwardPlan {
   /** [batch * pos], 1 = real token, 0 = padding; absent = all real. */
   attentionMask?: Float32Array;
   startAtLayer: number;
-  /** Blocks [startAtLayer, stopAtLayer) run; when stopAtLayer < nLayers the residual is returned instead of logits. */
+  /** Blocks [startAtLayer, stopAtLayer) run. */
   stopAtLayer: number;
+  /** Return the residual stream after the last block run, instead of logits. */
+  returnResidual: boolean;
   /** Resolved hook name → functions, in registration order. */
   hooks: ReadonlyMap<string, readonly HookFn[]>;
   /** Which positions are unembedded: all of them, only the last of each row, or none. */
@@ -45,7 +47,7 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
   const needScores = (l: number) => hooked(`blocks.${l}.attn.hook_attn_scores`) || hooked(`blocks.${l}.attn.hook_pattern`);
   let anyScores = false;
   for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) anyScores ||= needScores(l);
-  const finishing = plan.stopAtLayer === cfg.nLayers;
+  const finishing = !plan.returnResidual;
   const logitRows = !finishing || plan.unembed === "none" ? 0 : plan.unembed === "last" ? B : R;
 
   // Allocate everything before the first kernel runs: growing memory later would detach hook views.

@@ -26,12 +26,14 @@ export interface ForwardOptions {
   startAtLayer?: number;
   /** The residual stream entering `startAtLayer`. */
   residual?: Tensor;
-  /** Run blocks before this index only and return the residual stream entering it. */
+  /** Run blocks before this index only and return the residual stream entering it (after the last block when it equals nLayers). */
   stopAtLayer?: number;
   /** [batch, pos] of 1 (token) and 0 (padding); padded keys are never attended to and position ids skip padding. */
   attentionMask?: readonly (readonly number[])[] | Tensor;
   /** Hooks for this call only, as TransformerLens `fwd_hooks`: [name or predicate, fn] pairs. */
   fwdHooks?: readonly (readonly [HookFilter, HookFn])[];
+  /** Unembed only the last position of each row: logits are [batch, 1, dVocab] (saves the unembedding of the rest). */
+  lastPositionOnly?: boolean;
 }
 
 export interface ForwardResult {
@@ -170,13 +172,14 @@ export class HookedTransformer {
     const residual = startAtLayer > 0 ? this.residualInput(options.residual, batch) : undefined;
     const hooks = this.collectHooks(options.fwdHooks ?? []);
     const wantLoss = returnType === "loss" || returnType === "both";
+    if (wantLoss && options.lastPositionOnly) throw new Error("forward: a loss needs every position's logits; drop lastPositionOnly");
     const out = runForward(this.engine, this.cfg, this.live(), {
       batch: batch.batch, pos: batch.pos, tokens: batch.ids, residual,
       attentionMask: options.attentionMask === undefined ? undefined : toMask(options.attentionMask, batch.batch, batch.pos),
-      startAtLayer, stopAtLayer, hooks,
-      unembed: returnType === "none" ? "none" : "all",
+      startAtLayer, stopAtLayer, returnResidual: options.stopAtLayer !== undefined, hooks,
+      unembed: returnType === "none" ? "none" : options.lastPositionOnly ? "last" : "all",
     });
-    if (stopAtLayer < this.cfg.nLayers) return { residual: out.residual };
+    if (options.stopAtLayer !== undefined) return { residual: out.residual };
     const result: ForwardResult = {};
     if (returnType === "logits" || returnType === "both") result.logits = out.logits;
     if (wantLoss) result.loss = nextTokenLoss(out.logits!, batch, options.lossPerToken ?? false);

@@ -16,6 +16,7 @@ export interface TokenBatch {
  * Throws naming the row, position and value of the first bad id.
  */
 export function toTokenBatch(input: TokenIds, dVocab: number, nCtx: number): TokenBatch {
+  if (!(input instanceof Tensor) && input.length === 0) throw new Error("tokens: the batch is empty");
   let rows: readonly ArrayLike<number>[];
   if (input instanceof Tensor) {
     if (input.ndim !== 2 && input.ndim !== 1) throw new Error(`tokens: expected a [batch, pos] tensor, got shape [${input.shape.join(", ")}]`);

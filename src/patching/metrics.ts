@@ -1,0 +1,82 @@
+import type { Tensor } from "../engine/tensor.js";
+
+/**
+ * A patching metric: logits [batch, pos, dVocab] to one number. A metric may declare
+ * `positions: "last"` when it reads only the last position of each row; a sweep then
+ * unembeds only that position and hands it logits [batch, 1, dVocab].
+ */
+export type Metric = ((logits: Tensor) => number) & { positions?: "last" | "all" };
+
+/**
+ * Mean over the batch of `logits[b, last, correct[b]] - logits[b, last, incorrect[b]]`:
+ * the logit difference TransformerLens demos use. Unchanged by weight processing.
+ *
+ * @example
+ * ```ts
+ * const metric = logitDiff({ correct: [42, 78], incorrect: [47, 2] });
+ * metric(model.forward(tokens).logits!);
+ * ```
+ */
+export function logitDiff(answers: { correct: readonly number[]; incorrect: readonly number[] }): Metric {
+  const { correct, incorrect } = answers;
+  if (correct.length !== incorrect.length) {
+    throw new Error(`logitDiff: ${correct.length} correct but ${incorrect.length} incorrect answers; give one of each per row`);
+  }
+  const fn = (logits: Tensor) => {
+    const [B, P, V] = checkLogits("logitDiff", logits, correct.length);
+    let sum = 0;
+    for (let b = 0; b < B; b++) {
+      const row = (b * P + P - 1) * V;
+      sum += logits.data[row + checkId("logitDiff", correct[b]!, V)]! - logits.data[row + checkId("logitDiff", incorrect[b]!, V)]!;
+    }
+    return sum / B;
+  };
+  return Object.assign(fn, { positions: "last" as const });
+}
+
+/** Mean over the batch of the log-probability of `correct[b]` at the last position. */
+export function logProb(answers: { correct: readonly number[] }): Metric {
+  const { correct } = answers;
+  const fn = (logits: Tensor) => {
+    const [B, P, V] = checkLogits("logProb", logits, correct.length);
+    let sum = 0;
+    for (let b = 0; b < B; b++) {
+      const row = logits.data.subarray((b * P + P - 1) * V, (b * P + P) * V);
+      let max = -Infinity;
+      for (let i = 0; i < V; i++) max = Math.max(max, row[i]!);
+      let z = 0;
+      for (let i = 0; i < V; i++) z += Math.exp(row[i]! - max);
+      sum += row[checkId("logProb", correct[b]!, V)]! - max - Math.log(z);
+    }
+    return sum / B;
+  };
+  return Object.assign(fn, { positions: "last" as const });
+}
+
+/**
+ * Rescales a metric so the corrupted run scores 0 and the clean run 1.
+ * @example
+ * ```ts
+ * const m = normalize(logitDiff(answers), { clean: 4.67, corrupted: -1.99 });
+ * ```
+ */
+export function normalize(metric: Metric, baselines: { clean: number; corrupted: number }): Metric {
+  const { clean, corrupted } = baselines;
+  if (!Number.isFinite(clean) || !Number.isFinite(corrupted) || clean === corrupted) {
+    throw new Error(`normalize: clean (${clean}) and corrupted (${corrupted}) must be finite and differ`);
+  }
+  const fn = (logits: Tensor) => (metric(logits) - corrupted) / (clean - corrupted);
+  return Object.assign(fn, { positions: metric.positions });
+}
+
+function checkLogits(name: string, logits: Tensor, batch: number): [number, number, number] {
+  if (logits.ndim !== 3) throw new Error(`${name}: expected logits [batch, pos, dVocab], got [${logits.shape.join(", ")}]`);
+  const [B, P, V] = logits.shape as [number, number, number];
+  if (B !== batch) throw new Error(`${name}: logits have batch ${B} but ${batch} answers were given`);
+  return [B, P, V];
+}
+
+function checkId(name: string, id: number, V: number): number {
+  if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`${name}: answer id ${id} is out of range [0, ${V})`);
+  return id;
+}
