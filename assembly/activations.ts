@@ -1,5 +1,5 @@
 // Activations and row-wise softmax. WASM has no SIMD exp, so exp is a range-reduced
-// polynomial on four lanes, and tanh, sigmoid and erf are built from it.
+// polynomial on four lanes, and sigmoid (hence tanh) and erfc are built from it.
 //
 // Ragged tails go through a 16-byte scratch vector instead of a scalar copy of each
 // formula, so an element gives the same bits wherever it sits in a row.
@@ -56,14 +56,14 @@ const GELU_CUBIC: f32 = 0.7978845608 * 0.044715;
 
 // @ts-ignore: decorator
 @inline function geluNew4(x: v128): v128 {
-  // u = sqrt(2/pi) (x + 0.044715 x^3); tanh(u) = sign(u) (1 - e) / (1 + e) with e = exp(-2|u|) <= 1.
+  // 0.5 x (1 + tanh(u)) = x · sigmoid(2u) with u = sqrt(2/pi) (x + 0.044715 x³); in the sigmoid
+  // form nothing cancels on the negative side: sigmoid(2u) = 1 / (1 + e) for u >= 0 and
+  // e / (1 + e) for u < 0, e = exp(-2|u|) <= 1.
   const u = f32x4.mul(x, madd(f32x4.mul(x, x), f32x4.splat(GELU_CUBIC), f32x4.splat(SQRT_2_OVER_PI)));
-  const e = expNeg(f32x4.mul(negAbs(u), f32x4.splat(2)));
   const one = f32x4.splat(1);
-  const t = f32x4.div(f32x4.sub(one, e), f32x4.add(one, e));
-  const th = v128.or(t, v128.and(u, f32x4.splat(-0.0)));
-  const hx = f32x4.mul(x, f32x4.splat(0.5));
-  return madd(hx, th, hx);
+  const e = expNeg(f32x4.mul(negAbs(u), f32x4.splat(2)));
+  const num = v128.bitselect(e, one, f32x4.lt(u, f32x4.splat(0)));
+  return f32x4.mul(x, f32x4.div(num, f32x4.add(one, e)));
 }
 
 // ---- exact gelu ----------------------------------------------------------------
@@ -111,7 +111,16 @@ const G8: f32 = 0.023481417447328568;
   g = madd(g, t, f32x4.splat(G2));
   g = madd(g, t, f32x4.splat(G1));
   g = madd(g, t, f32x4.splat(G0));
-  const erfc = f32x4.mul(f32x4.mul(expNeg(f32x4.neg(s)), t), g);
+  // exp(-y²) with y² = x²/2 carried as hi + lo (Dekker's exact square, plain mul/add on
+  // purpose): erfc's relative error grows like 2y² times the argument's, so rounding x²
+  // would cost ~1e-5 far out in the tail.
+  const xh = v128.and(x, i32x4.splat(0xfffff000));
+  const xl = f32x4.sub(x, xh);
+  const sq = f32x4.mul(x, x);
+  const sqErr = f32x4.add(f32x4.add(f32x4.sub(f32x4.mul(xh, xh), sq), f32x4.mul(f32x4.add(xh, xh), xl)), f32x4.mul(xl, xl));
+  const half = f32x4.splat(0.5);
+  const gauss = f32x4.mul(expNeg(f32x4.neg(f32x4.mul(sq, half))), f32x4.sub(one, f32x4.mul(sqErr, half)));
+  const erfc = f32x4.mul(f32x4.mul(gauss, t), g);
   const far = v128.bitselect(erfc, f32x4.sub(f32x4.splat(2), erfc), f32x4.lt(y, f32x4.splat(0)));
   const onePlusErf = v128.bitselect(near, far, f32x4.lt(ay, one));
   return f32x4.mul(f32x4.mul(x, f32x4.splat(0.5)), onePlusErf);

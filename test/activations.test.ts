@@ -1,0 +1,173 @@
+import { describe, expect, it } from "vitest";
+import { Engine } from "../src/engine/engine.js";
+import { randn, RAGGED, relError, wasmEngines } from "./helpers.js";
+
+const engines = await wasmEngines();
+const js = Engine.createJs();
+const SIZES = [...RAGGED, 768, 769, 3072];
+
+type Unary = "geluNew" | "geluExact" | "silu";
+type RowWise = "softmax" | "logSoftmax";
+
+function unary(engine: Engine, name: Unary, x: Float32Array): Float32Array {
+  const p = engine.upload(x);
+  const o = engine.alloc(x.length);
+  engine.kernels[name](p, o, x.length);
+  const out = engine.download(o, x.length);
+  engine.free(p);
+  engine.free(o);
+  return out;
+}
+
+function rowWise(engine: Engine, name: RowWise, x: Float32Array, rows: number, n: number): Float32Array {
+  const p = engine.upload(x);
+  const o = engine.alloc(x.length);
+  engine.kernels[name](p, o, rows, n);
+  const out = engine.download(o, x.length);
+  engine.free(p);
+  engine.free(o);
+  return out;
+}
+
+/** Evenly spaced values from lo to hi, both included. */
+function linspace(lo: number, hi: number, n: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => lo + ((hi - lo) * i) / (n - 1));
+}
+
+/** Largest |a - b| / (|b| + floor) over elements: a per-element relative error. */
+function pointwiseRel(a: Float32Array, b: Float32Array, floor: number): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!) / (Math.abs(b[i]!) + floor);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+/** relError that also accepts -Infinity where the reference has it (log-softmax of masked entries). */
+function relErrorWithInf(a: Float32Array, b: Float32Array): number {
+  for (let i = 0; i < b.length; i++) {
+    if (!Number.isFinite(b[i]!) || !Number.isFinite(a[i]!)) {
+      if (!Object.is(a[i], b[i])) return Infinity;
+    }
+  }
+  const fa = a.filter((_, i) => Number.isFinite(b[i]!));
+  const fb = b.filter((v) => Number.isFinite(v));
+  return fb.length === 0 ? 0 : relError(fa, fb);
+}
+
+function bits(x: Float32Array): Uint32Array {
+  return new Uint32Array(x.buffer, x.byteOffset, x.length);
+}
+
+describe("activation twins by hand", () => {
+  it("gelu_new, exact gelu and silu at known points", () => {
+    const x = new Float32Array([1, 0, -1, 2]);
+    const gn = unary(js, "geluNew", x);
+    expect(gn[0]).toBeCloseTo(0.841192, 6);
+    expect(gn[1]).toBe(0);
+    expect(gn[2]).toBeCloseTo(-0.158808, 6);
+    expect(gn[3]).toBeCloseTo(1.9545977, 6);
+    const ge = unary(js, "geluExact", x);
+    expect(ge[0]).toBeCloseTo(0.8413447, 6);
+    expect(ge[2]).toBeCloseTo(-0.1586553, 6);
+    expect(ge[3]).toBeCloseTo(1.9544997, 6);
+    const si = unary(js, "silu", x);
+    expect(si[0]).toBeCloseTo(0.7310586, 6);
+    expect(si[2]).toBeCloseTo(-0.2689414, 6);
+  });
+
+  it("softmax and log-softmax of a small row, with -Infinity entries and an all -Infinity row", () => {
+    const x = new Float32Array([1, 2, 3, 0, -Infinity, 0, -Infinity, -Infinity, -Infinity]);
+    const p = rowWise(js, "softmax", x, 3, 3);
+    const expected = [0.09003057, 0.24472847, 0.66524096, 0.5, 0, 0.5, 0, 0, 0];
+    expected.forEach((v, i) => expect(p[i]).toBeCloseTo(v, 7));
+    const lp = rowWise(js, "logSoftmax", x, 3, 3);
+    [-2.4076059, -1.4076059, -0.4076059, -Math.LN2].forEach((v, i) => expect(lp[i]).toBeCloseTo(v, 6));
+    expect(lp[4]).toBe(-Infinity);
+    expect(lp[5]).toBeCloseTo(-Math.LN2, 6);
+    expect([...lp.subarray(6)]).toEqual([-Infinity, -Infinity, -Infinity]);
+  });
+});
+
+for (const engine of engines) {
+  describe(`activations ${engine.variant} vs twin`, () => {
+    for (const name of ["geluNew", "geluExact", "silu"] as const) {
+      it.each(SIZES)(`${name} on n = %i random values`, (n) => {
+        const x = randn(n, 100 + n, 3);
+        expect(relError(unary(engine, name, x), unary(js, name, x))).toBeLessThanOrEqual(1e-5);
+      });
+
+      it(`${name} element by element over [-12, 12] and at extremes`, () => {
+        const x = linspace(-12, 12, 4003);
+        const ours = unary(engine, name, x);
+        const ref = unary(js, name, x);
+        expect(relError(ours, ref)).toBeLessThanOrEqual(1e-6);
+        // Per element where the reference itself is accurate (the twin's 1 + tanh cancels below -5).
+        const lo = name === "geluNew" ? -5 : -12;
+        const keep = (a: Float32Array) => a.filter((_, i) => x[i]! >= lo);
+        expect(pointwiseRel(keep(ours), keep(ref), 1e-30)).toBeLessThanOrEqual(3e-6);
+        const big = new Float32Array([-1e4, -100, -88, -87, 87, 88, 100, 1e4, 1e-30, -1e-30, 1e-7, -0]);
+        const b = unary(engine, name, big);
+        const br = unary(js, name, big);
+        for (let i = 0; i < big.length; i++) {
+          expect(Number.isNaN(b[i])).toBe(false);
+          expect(Math.abs(b[i]! - br[i]!)).toBeLessThanOrEqual(1e-6 * Math.max(Math.abs(br[i]!), 1e-30));
+        }
+      });
+
+      it(`${name} is deterministic and may write in place`, () => {
+        const x = randn(1031, 7, 4);
+        const a = unary(engine, name, x);
+        const b = unary(engine, name, x);
+        expect(bits(a)).toEqual(bits(b));
+        const p = engine.upload(x);
+        engine.kernels[name](p, p, x.length);
+        expect(bits(engine.download(p, x.length))).toEqual(bits(a));
+        engine.free(p);
+      });
+    }
+
+    const shapes: [number, number][] = [[1, 1], [3, 3], [2, 7], [5, 17], [4, 65], [3, 129], [2, 768], [3, 769], [2, 3072], [1, 50257]];
+    for (const name of ["softmax", "logSoftmax"] as const) {
+      it.each(shapes)(`${name} on [%i, %i]`, (rows, n) => {
+        const x = randn(rows * n, rows * 1000 + n, 4);
+        expect(relErrorWithInf(rowWise(engine, name, x, rows, n), rowWise(js, name, x, rows, n))).toBeLessThanOrEqual(1e-5);
+      });
+
+      it(`${name} with -Infinity entries, an all -Infinity row and large logits`, () => {
+        const n = 37;
+        const x = randn(4 * n, 9, 30);
+        for (let j = 0; j < n; j += 3) x[j] = -Infinity; // row 0: some masked
+        x.fill(-Infinity, n, 2 * n); // row 1: all masked
+        x[2 * n + 5] = 1e4; // row 2: one dominant logit
+        const ours = rowWise(engine, name, x, 4, n);
+        const ref = rowWise(js, name, x, 4, n);
+        expect(relErrorWithInf(ours, ref)).toBeLessThanOrEqual(1e-5);
+        if (name === "softmax") {
+          expect([...ours.subarray(n, 2 * n)]).toEqual(new Array(n).fill(0));
+          expect(ours[2 * n + 5]).toBe(1);
+          for (let j = 0; j < n; j += 3) expect(ours[j]).toBe(0);
+        } else {
+          expect([...ours.subarray(n, 2 * n)]).toEqual(new Array(n).fill(-Infinity));
+        }
+        // Each row of a softmax sums to 1 (all-masked rows to 0).
+        if (name === "softmax") {
+          for (const r of [0, 2, 3]) expect(ours.subarray(r * n, (r + 1) * n).reduce((s, v) => s + v, 0)).toBeCloseTo(1, 5);
+        }
+      });
+
+      it(`${name} is deterministic and may write in place`, () => {
+        const rows = 3;
+        const n = 771;
+        const x = randn(rows * n, 5, 3);
+        const a = rowWise(engine, name, x, rows, n);
+        expect(bits(rowWise(engine, name, x, rows, n))).toEqual(bits(a));
+        const p = engine.upload(x);
+        engine.kernels[name](p, p, rows, n);
+        expect(bits(engine.download(p, x.length))).toEqual(bits(a));
+        engine.free(p);
+      });
+    }
+  });
+}
