@@ -20,6 +20,12 @@ export interface Patch {
   /** The first block the patch can change; a planned sweep starts there from the corrupted residual stream. */
   startLayer: number;
   edits: PatchEdit[];
+  /**
+   * Runs before the forward pass that carries this patch, outside any hook: the place to
+   * compute patch values on the engine (allocating inside a hook could grow the memory and
+   * detach the activation views the hook holds).
+   */
+  prepare?: () => void;
 }
 
 export interface SweepProgress {
@@ -88,6 +94,7 @@ export async function runSweep(
 
   if (strategy === "naive") {
     for (const patch of patches) {
+      patch.prepare?.();
       const fwdHooks = patch.edits.map((e) => [e.hook, ((act: Tensor) => e.apply(act)) as HookFn] as const);
       record(patch, model.forward(tokens, { fwdHooks }).logits!);
       await report(1);
@@ -102,6 +109,7 @@ export async function runSweep(
   for (const group of groupByStart(patches)) {
     for (let first = 0; first < group.patches.length; first += copiesPerPass) {
       const chunk = group.patches.slice(first, first + copiesPerPass);
+      for (const patch of chunk) patch.prepare?.();
       const logits = runStacked(model, tokens, chunk, group.startLayer, startResidual, lastOnly);
       const perCopy = logits.size / chunk.length;
       const copyShape = [B, ...logits.shape.slice(1)];

@@ -1,0 +1,249 @@
+import { Tensor } from "../engine/tensor.js";
+import type { ActivationCache } from "../model/activation-cache.js";
+import type { HookedTransformer } from "../model/hooked-transformer.js";
+import { toTokenBatch, type TokenIds } from "../model/tokens.js";
+import { checkBatch, needCached } from "./cache-access.js";
+import { engineMatmul } from "./engine-matmul.js";
+import type { Metric } from "./metrics.js";
+import { runSweep, type Patch, type SweepOptions } from "./planner.js";
+import { PatchResult } from "./result.js";
+
+/** Which input of the destination head receives the source head's output. */
+export type DirectPathComponent = "q" | "k" | "v";
+
+export interface DirectPathOptions extends SweepOptions {
+  /** Query, key or value input of the destination heads. */
+  component: DirectPathComponent;
+  /**
+   * `linear` (default, TransformerLens): add (delta / corrupted ln1 scale) @ W_c to the
+   * destination's q/k/v, holding its layer-norm scale at the corrupted value.
+   * `exact`: recompute the destination's layer norm on corrupted resid_pre + delta.
+   */
+  mode?: "linear" | "exact";
+}
+
+export interface DirectPathSingleOptions extends DirectPathOptions {
+  srcLayer: number;
+  srcHead: number;
+}
+
+/** What a direct path result records of its options (functions and signals left out). */
+export interface DirectPathRecord {
+  component: DirectPathComponent;
+  mode: "linear" | "exact";
+  strategy: "planned" | "naive";
+  src?: [number, number];
+  weights: string;
+}
+
+const warnedUnfolded = new WeakSet<object>();
+
+/**
+ * Direct path patching from one source head A = (srcLayer, srcHead) into the query, key
+ * or value input of every later head B: only B's view of A changes from corrupted to
+ * clean; every other component still reads the corrupted residual stream.
+ * `scores[dl, dh]` is the metric of that run; entries with dl <= srcLayer have no causal
+ * path, are 0 (as in TransformerLens) and are flagged in `noPath`.
+ *
+ * @example
+ * ```ts
+ * const { cache: clean } = model.runWithCache(cleanTokens);
+ * const { cache: corrupted } = model.runWithCache(corruptedTokens);
+ * const result = await getActPatchDirectPath(model, corruptedTokens, clean, corrupted,
+ *   logitDiff({ correct, incorrect }), { srcLayer: 0, srcHead: 1, component: "k" });
+ * result.scores;        // Tensor [nLayers, nHeads]
+ * result.normalized();  // 0 = no effect, 1 = the whole clean effect
+ * ```
+ */
+export async function getActPatchDirectPath(model: HookedTransformer, corruptedTokens: TokenIds,
+  cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
+  options: DirectPathSingleOptions): Promise<PatchResult<DirectPathRecord>> {
+  const { nLayers: L, nHeads: H } = model.cfg;
+  checkIndex("srcLayer", options.srcLayer, L);
+  checkIndex("srcHead", options.srcHead, H);
+  const sweep = prepare(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const sources: [number, number][] = [[options.srcLayer, options.srcHead]];
+  const scores = await sweep.run(sources, (_s, dl, dh) => dl * H + dh);
+  const noPath = new Uint8Array(L * H).map((_, i) => (Math.floor(i / H) <= options.srcLayer ? 1 : 0));
+  return new PatchResult("direct_path", new Tensor(scores, [L, H]), sweep.baseline, sweep.clean,
+    { ...sweep.record, src: [options.srcLayer, options.srcHead] }, noPath);
+}
+
+/**
+ * {@link getActPatchDirectPath} for every source head at once: scores
+ * [srcLayer, srcHead, dstLayer, dstHead], whose [sl, sh] slice is the single-source result.
+ * Patches from all sources that enter the same destination layer share stacked passes.
+ */
+export async function getActPatchDirectPathAllSources(model: HookedTransformer, corruptedTokens: TokenIds,
+  cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
+  options: DirectPathOptions): Promise<PatchResult<DirectPathRecord>> {
+  const { nLayers: L, nHeads: H } = model.cfg;
+  const sweep = prepare(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const sources: [number, number][] = [];
+  for (let sl = 0; sl < L; sl++) for (let sh = 0; sh < H; sh++) sources.push([sl, sh]);
+  const scores = await sweep.run(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * H + dh);
+  const noPath = new Uint8Array(L * H * L * H).map((_, i) => {
+    const sl = Math.floor(i / (H * L * H));
+    const dl = Math.floor(i / H) % L;
+    return dl <= sl ? 1 : 0;
+  });
+  return new PatchResult("direct_path_all_sources", new Tensor(scores, [L, H, L, H]), sweep.baseline, sweep.clean,
+    sweep.record, noPath);
+}
+
+/** Validates inputs, computes baselines, and returns a runner over a list of sources. */
+function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathOptions) {
+  const cfg = model.cfg;
+  const { nLayers: L, nHeads: H, dHead: d, dModel: D } = cfg;
+  const component = options.component;
+  if (component !== "q" && component !== "k" && component !== "v") {
+    throw new Error(`component must be "q", "k" or "v", got ${JSON.stringify(component)}`);
+  }
+  const mode = options.mode ?? "linear";
+  if (mode !== "linear" && mode !== "exact") throw new Error(`mode must be "linear" or "exact", got ${JSON.stringify(mode)}`);
+  if (typeof metric !== "function") throw new Error("metric must be a function from logits to a number");
+  if (mode === "linear" && !cfg.processing.foldLn && !warnedUnfolded.has(model)) {
+    warnedUnfolded.add(model);
+    console.warn("hooklens: linear direct path patching assumes the layer norm is folded into the weights " +
+      "(fromPretrained's default); this model's is not, so the linear scores use W_Q/W_K/W_V without ln1's weight and bias. " +
+      "Use mode \"exact\" or load with foldLn.");
+  }
+  const batch = toTokenBatch(corruptedTokens, cfg.dVocab, cfg.nCtx);
+  const { batch: B, pos: P } = batch;
+  const R = B * P;
+  const tokens = Array.from({ length: B }, (_, b) => Array.from(batch.ids.subarray(b * P, (b + 1) * P)));
+  const cached = (cache: ActivationCache, which: string, name: string) => checkBatch(needCached(cache, which, name), name, B, P);
+  const residPre = (l: number) => cached(corruptedCache, "corruptedCache", `blocks.${l}.hook_resid_pre`);
+  const last = `blocks.${L - 1}.hook_resid_post`;
+  const finalMetric = (cache: ActivationCache, which: string) =>
+    metric(model.forward(tokens, { startAtLayer: L, residual: cached(cache, which, last), lastPositionOnly: metric.positions === "last" }).logits!);
+  const baseline = finalMetric(corruptedCache, "corruptedCache");
+  const clean = finalMetric(cleanCache, "cleanCache");
+
+  // W_c of a destination layer as one [D, H*d] matrix, so a gemm gives every destination head.
+  const wCache = new Map<number, { W: Float32Array; bias: Float32Array }>();
+  const destWeights = (dl: number) => {
+    let w = wCache.get(dl);
+    if (w === undefined) {
+      const C = component.toUpperCase();
+      const src = model.weights.get(`blocks.${dl}.attn.W_${C}`)!.data; // [H, D, d]
+      const W = new Float32Array(D * H * d);
+      for (let h = 0; h < H; h++) for (let i = 0; i < D; i++) W.set(src.subarray((h * D + i) * d, (h * D + i + 1) * d), i * H * d + h * d);
+      w = { W, bias: model.weights.get(`blocks.${dl}.attn.b_${C}`)!.data };
+      wCache.set(dl, w);
+    }
+    return w;
+  };
+
+  // delta [R, D]: the clean minus corrupted residual write of the source head.
+  const deltaOf = (sl: number, sh: number): Float32Array => {
+    const name = `blocks.${sl}.attn.hook_z`;
+    const zc = cached(cleanCache, "cleanCache", name).data;
+    const zr = cached(corruptedCache, "corruptedCache", name).data;
+    const dz = new Float32Array(R * d);
+    for (let r = 0; r < R; r++) {
+      for (let e = 0; e < d; e++) dz[r * d + e] = zc[(r * H + sh) * d + e]! - zr[(r * H + sh) * d + e]!;
+    }
+    const WO = model.weights.get(`blocks.${sl}.attn.W_O`)!.data.subarray(sh * d * D, (sh + 1) * d * D); // [d, D]
+    return engineMatmul(model.engine, dz, R, d, WO, D);
+  };
+
+  // The destination layer's new q/k/v for every head, [R, H*d]: an increment (linear) or a replacement (exact).
+  const patchValues = (sl: number, sh: number, dl: number): Float32Array => {
+    const delta = deltaOf(sl, sh);
+    const { W, bias } = destWeights(dl);
+    const x = new Float32Array(R * D);
+    if (mode === "linear") {
+      const s = cached(corruptedCache, "corruptedCache", `blocks.${dl}.ln1.hook_scale`).data;
+      for (let r = 0; r < R; r++) for (let i = 0; i < D; i++) x[r * D + i] = delta[r * D + i]! / s[r]!;
+      return engineMatmul(model.engine, x, R, D, W, H * d);
+    }
+    const resid = residPre(dl).data;
+    for (let i = 0; i < R * D; i++) x[i] = resid[i]! + delta[i]!;
+    normalizeRows(x, R, D, cfg.eps, model.weights.get(`blocks.${dl}.ln1.w`)?.data, model.weights.get(`blocks.${dl}.ln1.b`)?.data);
+    return engineMatmul(model.engine, x, R, D, W, H * d, bias);
+  };
+
+  const record: DirectPathRecord = {
+    component, mode, strategy: options.strategy ?? "planned",
+    weights: describeProcessing(model),
+  };
+
+  const run = async (sources: [number, number][], indexOf: (src: [number, number], dl: number, dh: number) => number) => {
+    const scores = new Float32Array(sources.length * L * H);
+    // Patch values per (source, destination layer), shared by its H patches and dropped after the last.
+    const live = new Map<string, { values: Float32Array; uses: number }>();
+    const acquire = (sl: number, sh: number, dl: number) => {
+      const key = `${sl}.${sh}.${dl}`;
+      let entry = live.get(key);
+      if (entry === undefined) {
+        entry = { values: patchValues(sl, sh, dl), uses: H };
+        live.set(key, entry);
+      }
+      if (--entry.uses === 0) live.delete(key);
+      return entry.values;
+    };
+    const patches: Patch[] = [];
+    for (const src of sources) {
+      const [sl, sh] = src;
+      for (let dl = sl + 1; dl < L; dl++) {
+        for (let dh = 0; dh < H; dh++) {
+          let values: Float32Array | undefined;
+          patches.push({
+            index: indexOf(src, dl, dh),
+            label: `src (${sl}, ${sh}) -> dst (${dl}, ${dh}) ${component}`,
+            startLayer: dl,
+            prepare: () => { values = acquire(sl, sh, dl); },
+            edits: [{
+              hook: `blocks.${dl}.attn.hook_${component}`,
+              apply: (act) => {
+                const a = act.data; // [B, P, H, d]
+                const v = values!; // [R, H*d]
+                for (let r = 0; r < R; r++) {
+                  const o = (r * H + dh) * d;
+                  if (mode === "linear") for (let e = 0; e < d; e++) a[o + e]! += v[o + e]!;
+                  else for (let e = 0; e < d; e++) a[o + e] = v[o + e]!;
+                }
+                values = undefined;
+              },
+            }],
+          });
+        }
+      }
+    }
+    await runSweep(model, tokens, patches, metric, residPre, scores, options);
+    return scores;
+  };
+  return { baseline, clean, record, run };
+}
+
+/** Layer norm of each row in place: centre, divide by sqrt(var + eps), then w and b when the norm is not folded. */
+function normalizeRows(x: Float32Array, rows: number, D: number, eps: number, w?: Float32Array, b?: Float32Array): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * D;
+    let mean = 0;
+    for (let i = 0; i < D; i++) mean += x[o + i]!;
+    mean /= D;
+    let v = 0;
+    for (let i = 0; i < D; i++) v += (x[o + i]! - mean) ** 2;
+    const scale = Math.sqrt(v / D + eps);
+    for (let i = 0; i < D; i++) {
+      const y = (x[o + i]! - mean) / scale;
+      x[o + i] = w ? y * w[i]! + (b ? b[i]! : 0) : y;
+    }
+  }
+}
+
+function describeProcessing(model: HookedTransformer): string {
+  const p = model.cfg.processing;
+  const steps = [p.foldLn && "fold_ln", p.centerWritingWeights && "center_writing_weights", p.centerUnembed && "center_unembed",
+    p.foldValueBiases && "fold_value_biases"].filter(Boolean);
+  return steps.length ? steps.join("+") : "unprocessed";
+}
+
+function checkIndex(name: string, value: number, size: number): void {
+  if (!Number.isInteger(value) || value < 0 || value >= size) {
+    throw new Error(`${name} must be an integer in [0, ${size - 1}], got ${value}`);
+  }
+}
