@@ -1,0 +1,212 @@
+import { Tensor } from "../engine/tensor.js";
+import type { ActivationCache } from "../model/activation-cache.js";
+import { getActName } from "../model/hook-points.js";
+import type { HookedTransformer } from "../model/hooked-transformer.js";
+import { toTokenBatch, type TokenIds } from "../model/tokens.js";
+import { checkBatch, needCached } from "./cache-access.js";
+import type { Metric } from "./metrics.js";
+import { runSweep, type Patch, type SweepOptions } from "./planner.js";
+import { PatchResult } from "./result.js";
+
+/** Axes a patch index can range over, as TransformerLens's `index_axis_names`. */
+export type IndexAxis = "layer" | "pos" | "head" | "dest_pos" | "src_pos";
+
+/**
+ * Writes the clean value into the corrupted activation at `index` (in place).
+ * `corrupted` and `clean` have the activation's full shape, [batch, ...].
+ */
+export type PatchSetter = (corrupted: Tensor, clean: Tensor, index: readonly number[]) => void;
+
+export interface GenericPatchOptions extends SweepOptions {
+  /** Short activation name (`resid_pre`, `z`, `pattern`, ...) read with the index's layer, or a full hook name. */
+  activationName: string;
+  /** What each index axis means; the first must be `layer`. */
+  indexAxes: readonly IndexAxis[];
+  patchSetter: PatchSetter;
+}
+
+/**
+ * TransformerLens's `generic_activation_patch`: for every index over `indexAxes`, run the
+ * corrupted tokens with that slice of the activation set to its clean value, and record
+ * the metric. The result has one axis per index axis.
+ *
+ * @example
+ * ```ts
+ * const r = await genericActivationPatch(model, corrupted, cleanCache, metric, {
+ *   activationName: "resid_pre", indexAxes: ["layer", "pos"], patchSetter: layerPosPatchSetter,
+ * });
+ * r.scores; // [nLayers, pos]
+ * ```
+ */
+export async function genericActivationPatch(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  metric: Metric, options: GenericPatchOptions): Promise<PatchResult> {
+  const spec: SweepPart = { activation: options.activationName, axes: options.indexAxes, setter: options.patchSetter };
+  return sweepParts(model, corruptedTokens, cleanCache, metric, `act_patch_${options.activationName}`, [spec], options);
+}
+
+// ---- setters, as TransformerLens's (index = [layer, ...rest]) ----
+
+/** corrupted[:, pos, ...] = clean[:, pos, ...]; index [layer, pos]. */
+export const layerPosPatchSetter: PatchSetter = (c, k, [, pos]) => copyAt(c, k, { 1: pos! });
+/** corrupted[:, :, head] = clean[:, :, head] for [batch, pos, head, d] vectors; index [layer, head]. */
+export const layerHeadVectorPatchSetter: PatchSetter = (c, k, [, head]) => copyAt(c, k, { 2: head! });
+/** corrupted[:, pos, head] = clean[:, pos, head]; index [layer, pos, head]. */
+export const layerPosHeadVectorPatchSetter: PatchSetter = (c, k, [, pos, head]) => copyAt(c, k, { 1: pos!, 2: head! });
+/** corrupted[:, head] = clean[:, head] for patterns [batch, head, dest, src]; index [layer, head]. */
+export const layerHeadPatternPatchSetter: PatchSetter = (c, k, [, head]) => copyAt(c, k, { 1: head! });
+/** corrupted[:, head, destPos] = clean[:, head, destPos]; index [layer, destPos, head]. */
+export const layerHeadPosPatternPatchSetter: PatchSetter = (c, k, [, pos, head]) => copyAt(c, k, { 1: head!, 2: pos! });
+/** corrupted[:, head, destPos, srcPos] = clean[...]; index [layer, head, destPos, srcPos]. */
+export const layerHeadDestSrcPosPatternPatchSetter: PatchSetter = (c, k, [, head, dest, src]) => copyAt(c, k, { 1: head!, 2: dest!, 3: src! });
+
+// ---- the TransformerLens family ----
+
+type Sweep = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
+  options?: SweepOptions) => Promise<PatchResult>;
+
+interface SweepPart { activation: string; axes: readonly IndexAxis[]; setter: PatchSetter }
+
+const byLayerPos = (activation: string): SweepPart => ({ activation, axes: ["layer", "pos"], setter: layerPosPatchSetter });
+const headAllPos = (activation: string): SweepPart => ({ activation, axes: ["layer", "head"], setter: layerHeadVectorPatchSetter });
+const headByPos = (activation: string): SweepPart => ({ activation, axes: ["layer", "pos", "head"], setter: layerPosHeadVectorPatchSetter });
+const patternAllPos: SweepPart = { activation: "pattern", axes: ["layer", "head"], setter: layerHeadPatternPatchSetter };
+const patternByPos: SweepPart = { activation: "pattern", axes: ["layer", "pos", "head"], setter: layerHeadPosPatternPatchSetter };
+
+function family(op: string, parts: SweepPart[]): Sweep {
+  return (model, corruptedTokens, cleanCache, metric, options = {}) =>
+    sweepParts(model, corruptedTokens, cleanCache, metric, op, parts, options);
+}
+
+/** [nLayers, pos]: patch `blocks.l.hook_resid_pre[:, p]`. */
+export const getActPatchResidPre = family("act_patch_resid_pre", [byLayerPos("resid_pre")]);
+/** [nLayers, pos]: patch `blocks.l.hook_resid_mid[:, p]`. */
+export const getActPatchResidMid = family("act_patch_resid_mid", [byLayerPos("resid_mid")]);
+/** [nLayers, pos]: patch `blocks.l.hook_attn_out[:, p]`. */
+export const getActPatchAttnOut = family("act_patch_attn_out", [byLayerPos("attn_out")]);
+/** [nLayers, pos]: patch `blocks.l.hook_mlp_out[:, p]`. */
+export const getActPatchMlpOut = family("act_patch_mlp_out", [byLayerPos("mlp_out")]);
+/** [nLayers, nHeads]: patch head h's output (`hook_z[:, :, h]`) at every position. */
+export const getActPatchAttnHeadOutAllPos = family("act_patch_attn_head_out_all_pos", [headAllPos("z")]);
+/** [nLayers, nHeads]: patch `hook_q[:, :, h]`. */
+export const getActPatchAttnHeadQAllPos = family("act_patch_attn_head_q_all_pos", [headAllPos("q")]);
+/** [nLayers, nHeads]: patch `hook_k[:, :, h]`. */
+export const getActPatchAttnHeadKAllPos = family("act_patch_attn_head_k_all_pos", [headAllPos("k")]);
+/** [nLayers, nHeads]: patch `hook_v[:, :, h]`. */
+export const getActPatchAttnHeadVAllPos = family("act_patch_attn_head_v_all_pos", [headAllPos("v")]);
+/** [nLayers, nHeads]: patch `hook_pattern[:, h]`. */
+export const getActPatchAttnHeadPatternAllPos = family("act_patch_attn_head_pattern_all_pos", [patternAllPos]);
+/** [nLayers, pos, nHeads]: patch `hook_z[:, p, h]`. */
+export const getActPatchAttnHeadOutByPos = family("act_patch_attn_head_out_by_pos", [headByPos("z")]);
+/** [nLayers, pos, nHeads]: patch `hook_q[:, p, h]`. */
+export const getActPatchAttnHeadQByPos = family("act_patch_attn_head_q_by_pos", [headByPos("q")]);
+/** [nLayers, pos, nHeads]: patch `hook_k[:, p, h]`. */
+export const getActPatchAttnHeadKByPos = family("act_patch_attn_head_k_by_pos", [headByPos("k")]);
+/** [nLayers, pos, nHeads]: patch `hook_v[:, p, h]`. */
+export const getActPatchAttnHeadVByPos = family("act_patch_attn_head_v_by_pos", [headByPos("v")]);
+/** [nLayers, pos, nHeads]: patch `hook_pattern[:, h, p]` (destination position p). */
+export const getActPatchAttnHeadPatternByPos = family("act_patch_attn_head_pattern_by_pos", [patternByPos]);
+/** [nLayers, nHeads, pos, pos]: patch `hook_pattern[:, h, dest, src]`. */
+export const getActPatchAttnHeadPatternDestSrcPos = family("act_patch_attn_head_pattern_dest_src_pos",
+  [{ activation: "pattern", axes: ["layer", "head", "dest_pos", "src_pos"], setter: layerHeadDestSrcPosPatternPatchSetter }]);
+/** [5, nLayers, nHeads]: output, q, k, v and pattern of each head, every position. */
+export const getActPatchAttnHeadAllPosEvery = family("act_patch_attn_head_all_pos_every",
+  [headAllPos("z"), headAllPos("q"), headAllPos("k"), headAllPos("v"), patternAllPos]);
+/** [5, nLayers, pos, nHeads]: output, q, k, v and pattern of each head, by position. */
+export const getActPatchAttnHeadByPosEvery = family("act_patch_attn_head_by_pos_every",
+  [headByPos("z"), headByPos("q"), headByPos("k"), headByPos("v"), patternByPos]);
+/** [3, nLayers, pos]: resid_pre, attn_out and mlp_out by layer and position. */
+export const getActPatchBlockEvery = family("act_patch_block_every",
+  [byLayerPos("resid_pre"), byLayerPos("attn_out"), byLayerPos("mlp_out")]);
+
+/**
+ * Runs one or more parts as one sweep (so their patches share stacked passes). One part
+ * gives its own shape; several are stacked along a new leading axis, as the `...Every` functions.
+ */
+async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
+  op: string, parts: readonly SweepPart[], options: SweepOptions): Promise<PatchResult> {
+  if (typeof metric !== "function") throw new Error("metric must be a function from logits to a number");
+  const cfg = model.cfg;
+  const batch = toTokenBatch(corruptedTokens, cfg.dVocab, cfg.nCtx);
+  const { batch: B, pos: P } = batch;
+  const tokens = Array.from({ length: B }, (_, b) => Array.from(batch.ids.subarray(b * P, (b + 1) * P)));
+  const axisSize: Record<IndexAxis, number> = { layer: cfg.nLayers, pos: P, head: cfg.nHeads, dest_pos: P, src_pos: P };
+  const shapes = parts.map((part) => {
+    if (part.axes[0] !== "layer") throw new Error(`indexAxes must start with "layer", got [${part.axes.join(", ")}]`);
+    return part.axes.map((a) => {
+      const n = axisSize[a];
+      if (n === undefined) throw new Error(`unknown index axis ${JSON.stringify(a)} (layer, pos, head, dest_pos, src_pos)`);
+      return n;
+    });
+  });
+  const partSize = shapes[0]!.reduce((a, b) => a * b, 1);
+  if (shapes.some((s) => s.join() !== shapes[0]!.join())) throw new Error("all parts of a sweep must have the same shape");
+
+  // The corrupted run once: its residual stream at every layer (where stacked passes start) and its metric.
+  const residNames = [...Array.from({ length: cfg.nLayers }, (_, l) => `blocks.${l}.hook_resid_pre`)];
+  const corrupted = model.runWithCache(tokens, { namesFilter: residNames });
+  const baseline = checkedMetric(metric, corrupted.logits!, "the corrupted run");
+  const lastResid = checkBatch(needCached(cleanCache, "cleanCache", `blocks.${cfg.nLayers - 1}.hook_resid_post`),
+    `blocks.${cfg.nLayers - 1}.hook_resid_post`, B, P);
+  const clean = checkedMetric(metric, model.forward(tokens, { startAtLayer: cfg.nLayers, residual: lastResid }).logits!, "the clean run");
+
+  const patches: Patch[] = [];
+  parts.forEach((part, which) => {
+    const shape = shapes[which]!;
+    for (let flat = 0; flat < partSize; flat++) {
+      const index = unravel(flat, shape);
+      const hook = getActName(part.activation, index[0]);
+      const cleanAct = checkBatch(needCached(cleanCache, "cleanCache", hook), hook, B, P);
+      patches.push({
+        index: which * partSize + flat,
+        label: `${part.activation} [${index.join(", ")}]`,
+        startLayer: index[0]!,
+        edits: [{ hook, apply: (act) => part.setter(act, cleanAct, index) }],
+      });
+    }
+  });
+  const scores = new Float32Array(parts.length * partSize);
+  await runSweep(model, tokens, patches, metric, (l) => corrupted.cache.get(`blocks.${l}.hook_resid_pre`), scores, options);
+  const shape = parts.length === 1 ? shapes[0]! : [parts.length, ...shapes[0]!];
+  return new PatchResult(op, new Tensor(scores, shape), baseline, clean, { strategy: options.strategy ?? "planned" });
+}
+
+function checkedMetric(metric: Metric, logits: Tensor, run: string): number {
+  const v = metric(logits);
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`the metric returned ${v} for ${run}; it must give finite numbers`);
+  return v;
+}
+
+function unravel(flat: number, shape: readonly number[]): number[] {
+  const index = new Array<number>(shape.length);
+  for (let i = shape.length - 1; i >= 0; i--) {
+    index[i] = flat % shape[i]!;
+    flat = Math.floor(flat / shape[i]!);
+  }
+  return index;
+}
+
+/** dst[...] = src[...] wherever the axes in `fixed` take the given values (both of one shape). */
+function copyAt(dst: Tensor, src: Tensor, fixed: Record<number, number>): void {
+  if (dst.shape.join() !== src.shape.join()) {
+    throw new Error(`patch: the clean activation [${src.shape.join(", ")}] and the corrupted one [${dst.shape.join(", ")}] differ in shape`);
+  }
+  const shape = dst.shape;
+  for (const [axis, i] of Object.entries(fixed)) {
+    const n = shape[Number(axis)]!;
+    if (!(i >= 0 && i < n)) throw new Error(`patch: index ${i} is out of range for axis ${axis} of size ${n}`);
+  }
+  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  // Innermost run of free axes copied as one block.
+  let inner = shape.length;
+  while (inner > 0 && !((inner - 1) in fixed)) inner--;
+  const block = strides[inner - 1] ?? dst.size;
+  const walk = (axis: number, offset: number) => {
+    if (axis === inner) {
+      dst.data.set(src.data.subarray(offset, offset + block), offset);
+      return;
+    }
+    if (axis in fixed) walk(axis + 1, offset + fixed[axis]! * strides[axis]!);
+    else for (let i = 0; i < shape[axis]!; i++) walk(axis + 1, offset + i * strides[axis]!);
+  };
+  walk(0, 0);
+}

@@ -1,0 +1,102 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { Engine } from "../src/engine/engine.js";
+import type { ActivationCache } from "../src/model/activation-cache.js";
+import type { HookedTransformer } from "../src/model/hooked-transformer.js";
+import * as patching from "../src/patching/activation-patching.js";
+import { logitDiff } from "../src/patching/metrics.js";
+import { maxAbsDiff } from "./helpers.js";
+import { golden, type GoldenInputs, type GoldenScores } from "./reference.js";
+import { loadReference } from "./reference-model.js";
+
+let engine: Engine;
+beforeAll(async () => { engine = await Engine.create(); });
+
+for (const name of ["tiny-gpt2-random", "tiny-gpt2-random-f16"]) {
+  describe(`activation patching on ${name}`, () => {
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff(inputs);
+    let model: HookedTransformer;
+    let clean: ActivationCache;
+    beforeAll(async () => {
+      model = await loadReference(name, engine);
+      clean = model.runWithCache(inputs.clean).cache;
+    });
+
+    const cases = [
+      ["act_patch_resid_pre.json", patching.getActPatchResidPre],
+      ["act_patch_attn_head_out_all_pos.json", patching.getActPatchAttnHeadOutAllPos],
+      ["act_patch_attn_head_out_by_pos.json", patching.getActPatchAttnHeadOutByPos],
+    ] as const;
+    for (const [file, fn] of cases) {
+      for (const strategy of ["planned", "naive"] as const) {
+        it(`${file} matches PyTorch (${strategy})`, async () => {
+          const want = golden<GoldenScores>(name, file);
+          const result = await fn(model, inputs.corrupted, clean, metric, { strategy });
+          expect(result.scores.shape).toEqual(want.shape);
+          const tol = 1e-3 + 1e-3 * Math.max(...want.scores.map(Math.abs));
+          expect(maxAbsDiff(result.scores.data, want.scores)).toBeLessThanOrEqual(tol);
+          expect(result.baseline).toBeCloseTo(want.corrupted_baseline, 4);
+          expect(result.clean).toBeCloseTo(want.clean_baseline, 4);
+        });
+      }
+    }
+  });
+}
+
+describe("the whole activation-patching family", () => {
+  const name = "tiny-gpt2-random";
+  const inputs = golden<GoldenInputs>(name, "inputs.json");
+  const metric = logitDiff(inputs);
+  let model: HookedTransformer;
+  let clean: ActivationCache;
+  beforeAll(async () => {
+    model = await loadReference(name, engine);
+    clean = model.runWithCache(inputs.clean).cache;
+  });
+
+  const family: [string, patching.PatchSetter | null, (typeof patching)["getActPatchResidPre"], number[]][] = [
+    ["resid_mid", null, patching.getActPatchResidMid, [3, 8]],
+    ["attn_out", null, patching.getActPatchAttnOut, [3, 8]],
+    ["mlp_out", null, patching.getActPatchMlpOut, [3, 8]],
+    ["q_all_pos", null, patching.getActPatchAttnHeadQAllPos, [3, 4]],
+    ["k_all_pos", null, patching.getActPatchAttnHeadKAllPos, [3, 4]],
+    ["v_all_pos", null, patching.getActPatchAttnHeadVAllPos, [3, 4]],
+    ["pattern_all_pos", null, patching.getActPatchAttnHeadPatternAllPos, [3, 4]],
+    ["q_by_pos", null, patching.getActPatchAttnHeadQByPos, [3, 8, 4]],
+    ["pattern_by_pos", null, patching.getActPatchAttnHeadPatternByPos, [3, 8, 4]],
+    ["pattern_dest_src", null, patching.getActPatchAttnHeadPatternDestSrcPos, [3, 4, 8, 8]],
+    ["all_pos_every", null, patching.getActPatchAttnHeadAllPosEvery, [5, 3, 4]],
+    ["block_every", null, patching.getActPatchBlockEvery, [3, 3, 8]],
+  ];
+  for (const [label, , fn, shape] of family) {
+    it(`${label}: shape ${JSON.stringify(shape)}, planned equals naive within 1e-4`, async () => {
+      const planned = await fn(model, inputs.corrupted, clean, metric);
+      const naive = await fn(model, inputs.corrupted, clean, metric, { strategy: "naive" });
+      expect(planned.scores.shape).toEqual(shape);
+      expect(maxAbsDiff(planned.scores.data, naive.scores.data)).toBeLessThanOrEqual(1e-4);
+      // Some patch must move the metric, or the test could not tell a no-op from a patch.
+      expect(Math.max(...Array.from(planned.scores.data, (s) => Math.abs(s - planned.baseline)))).toBeGreaterThan(1e-3);
+    });
+  }
+
+  it("the every-functions stack their single parts", async () => {
+    const every = await patching.getActPatchBlockEvery(model, inputs.corrupted, clean, metric);
+    const residPre = await patching.getActPatchResidPre(model, inputs.corrupted, clean, metric);
+    const mlp = await patching.getActPatchMlpOut(model, inputs.corrupted, clean, metric);
+    expect(maxAbsDiff(every.scores.select(0, 0).data, residPre.scores.data)).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(every.scores.select(0, 2).data, mlp.scores.data)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it("patching resid_pre at layer 0 with every position is the clean run; genericActivationPatch agrees with the named function", async () => {
+    const generic = await patching.genericActivationPatch(model, inputs.corrupted, clean, metric, {
+      activationName: "resid_pre", indexAxes: ["layer", "pos"], patchSetter: patching.layerPosPatchSetter,
+    });
+    const named = await patching.getActPatchResidPre(model, inputs.corrupted, clean, metric);
+    expect(maxAbsDiff(generic.scores.data, named.scores.data)).toBe(0);
+    // Positions where clean and corrupted tokens agree change nothing at layer 0.
+    for (let p = 0; p < 8; p++) {
+      const same = inputs.clean.every((row, b) => row[p] === inputs.corrupted[b]![p]);
+      if (same) expect(named.scores.get(0, p)).toBeCloseTo(named.baseline, 4);
+    }
+  });
+});
