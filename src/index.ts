@@ -1,5 +1,37 @@
 // Public entry point of hooklens.
+
+// engine
 export { Engine, type BackendName, type EngineOptions } from "./engine/engine.js";
 export type { Kernels } from "./engine/kernels.js";
 export { Tensor } from "./engine/tensor.js";
 export { supportsRelaxedSimd, supportsSimd, type WasmSource, type WasmVariant } from "./engine/wasm-loader.js";
+
+// io
+export { loadSafetensorsWeights, readJsonConfig, type WeightMap } from "./io/checkpoint.js";
+export { MissingDependencyError, ModelFormatError, ModelSourceError } from "./io/errors.js";
+export { readSafetensors, writeSafetensors, type LoadedTensor, type SafetensorsDtype } from "./io/safetensors.js";
+export { bytesSource, folderSource, hubSource, openSource, urlSource, type ModelSource, type SourceInput } from "./io/source.js";
+export { loadTokenizer, tokenizerFromJson, type Tokenizer } from "./io/tokenizer.js";
+
+// model
+export { ActivationCache } from "./model/activation-cache.js";
+export { ConfigError, configFromHfGpt2, makeConfig, type HookedTransformerConfig } from "./model/config.js";
+export { convertGpt2Weights } from "./model/gpt2-weights.js";
+export { getActName, hookNames, type HookFilter, type HookFn, type HookPoint } from "./model/hook-points.js";
+export {
+  HookedTransformer, type ForwardOptions, type ForwardResult, type FromPretrainedOptions, type ModelInput,
+  type RunWithCacheOptions,
+} from "./model/hooked-transformer.js";
+export { centerUnembed, centerWritingWeights, foldLn, foldValueBiases, processWeights, type ProcessOptions } from "./model/process-weights.js";
+export type { TokenIds } from "./model/tokens.js";
+export { parameterShapes, type Weights } from "./model/weights.js";
+
+// patching
+export * from "./patching/activation-patching.js";
+export {
+  getActPatchDirectPath, getActPatchDirectPathAllSources, type DirectPathComponent, type DirectPathOptions,
+  type DirectPathSingleOptions,
+} from "./patching/direct-path.js";
+export { logitDiff, logProb, normalize, type Metric } from "./patching/metrics.js";
+export type { Patch, PatchEdit, SweepOptions, SweepProgress } from "./patching/planner.js";
+export { PatchResult } from "./patching/result.js";
