@@ -1,1 +1,310 @@
-// kernels: gemm (being written)
+// GEMM: C = A·op(B) (+ bias) (+ C), Goto/BLIS style.
+//
+// Loops, outer to inner: KC depth -> MC rows of A, packed -> NB·NR columns of
+// B, packed -> every MR sliver of the A block -> the MR×NR register
+// micro-kernel over KC. The packed B slivers (KC×NR each) stay in L1 while
+// the packed A block (MC×KC) streams from L2. Packing turns both operands into
+// unit-stride, zero-padded streams, so the micro-kernel never checks an edge
+// and never walks B with a stride like 3072 floats, which maps every row of a
+// panel to the same L1 set. Ragged tiles are computed into a scratch tile and
+// merged with scalar code.
+//
+// All byte arithmetic is in usize (u32) so operands above 2 GiB work; sizes
+// arrive as i32 and are widened before they are multiplied.
+
+import { madd } from "./simd";
+
+/** Rows of C per register tile (one broadcast of A per row and k). */
+const MR = 4;
+/** Columns of C per register tile (two v128 of B per k). */
+const NR = 8;
+/** B slivers packed together: NB·NR floats is one 64-byte cache line per row of B. */
+const NB = 2;
+/** Depth of one packed block: NB B slivers, KC×NR×NB×4 bytes (16 KiB), stay in L1d. */
+const KC = 256;
+/** Rows of A per packed block: MC×KC×4 bytes (64 KiB) stays in L2. */
+const MC = 64;
+
+// Static scratch (below __heap_base, never allocated at run time). The module's
+// initial memory (asconfig initialMemory) must hold it.
+// packedA: [MC/MR][kc][MR] ; packedB: [NB][kc][NR] ; edgeTile: [MR][NR]
+const packedA: usize = memory.data(MC * KC * 4, 64);
+const packedB: usize = memory.data(NB * KC * NR * 4, 64);
+const edgeTile: usize = memory.data(MR * NR * 4, 64);
+
+/**
+ * C = A·op(B) + bias, or C += A·op(B) + bias when `accumulate` is 1.
+ * a: [m, k] (lda) ; b: [k, n] (ldb) when transB = 0, [n, k] (ldb) when transB = 1
+ * c: [m, n] (ldc) ; bias: [n] or 0
+ */
+export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, bias: usize,
+  m: i32, n: i32, k: i32, transB: i32, accumulate: i32): void {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    biasOnly(c, ldc, bias, m, n, accumulate);
+    return;
+  }
+  // Even K blocks: 769 becomes 4×193 rather than 3×256 + 1.
+  const kBlocks = (k + KC - 1) / KC;
+  const kcMax = (k + kBlocks - 1) / kBlocks;
+  const ldaBytes = <usize>lda << 2;
+  const ldbBytes = <usize>ldb << 2;
+  const ldcBytes = <usize>ldc << 2;
+  for (let pc = 0; pc < k; pc += kcMax) {
+    const kc = min(kcMax, k - pc);
+    // Only the first K block writes C from scratch and adds the bias.
+    const first = pc == 0;
+    const add = first ? accumulate : 1;
+    const biasHere: usize = first ? bias : 0;
+    const bBlock = transB ? b + (<usize>pc << 2) : b + <usize>pc * ldbBytes;
+    for (let ic = 0; ic < m; ic += MC) {
+      const mc = min(MC, m - ic);
+      packA(a + <usize>ic * ldaBytes + (<usize>pc << 2), ldaBytes, mc, kc);
+      const cRows = c + <usize>ic * ldcBytes;
+      for (let jc = 0; jc < n; jc += NB * NR) {
+        const nc = min(NB * NR, n - jc);
+        if (transB) packBT(bBlock + <usize>jc * ldbBytes, ldbBytes, kc, nc);
+        else packB(bBlock + (<usize>jc << 2), ldbBytes, kc, nc);
+        macroKernel(cRows + (<usize>jc << 2), ldcBytes, biasHere != 0 ? biasHere + (<usize>jc << 2) : 0, mc, nc, kc, add);
+      }
+    }
+  }
+}
+
+/**
+ * `batch` independent gemms; operand i starts at a + i*strideA (likewise b, c),
+ * strides in elements. No bias.
+ */
+export function gemmBatched(batch: i32, a: usize, strideA: i32, lda: i32, b: usize, strideB: i32, ldb: i32,
+  c: usize, strideC: i32, ldc: i32, m: i32, n: i32, k: i32, transB: i32, accumulate: i32): void {
+  const sa = <usize>strideA << 2;
+  const sb = <usize>strideB << 2;
+  const sc = <usize>strideC << 2;
+  for (let i = 0; i < batch; i++) {
+    const u = <usize>i;
+    gemm(a + u * sa, lda, b + u * sb, ldb, c + u * sc, ldc, 0, m, n, k, transB, accumulate);
+  }
+}
+
+/** k = 0: the product is empty, so C = bias (or 0), or C += bias. */
+function biasOnly(c: usize, ldc: i32, bias: usize, m: i32, n: i32, accumulate: i32): void {
+  const ldcBytes = <usize>ldc << 2;
+  for (let i = 0; i < m; i++) {
+    const row = c + <usize>i * ldcBytes;
+    for (let j = 0; j < n; j++) {
+      const o = <usize>j << 2;
+      let t: f32 = bias != 0 ? load<f32>(bias + o) : 0;
+      if (accumulate) t += load<f32>(row + o);
+      store<f32>(row + o, t);
+    }
+  }
+}
+
+/** Every MR×NR tile of an mc×nc block of C (nc <= NB·NR) from the packed A block and B slivers. */
+function macroKernel(c: usize, ldcBytes: usize, bias: usize, mc: i32, nc: i32, kc: i32, add: i32): void {
+  const aSliver = <usize>(kc * MR) << 2;
+  const bSliver = <usize>(kc * NR) << 2;
+  let pb = packedB;
+  for (let jr = 0; jr < nc; jr += NR) {
+    const nr = min(NR, nc - jr);
+    const cCol = c + (<usize>jr << 2);
+    const biasCol: usize = bias != 0 ? bias + (<usize>jr << 2) : 0;
+    let pa = packedA;
+    for (let ir = 0; ir < mc; ir += MR) {
+      const mr = min(MR, mc - ir);
+      const cTile = cCol + <usize>ir * ldcBytes;
+      if (mr == MR && nr == NR) {
+        microKernel(kc, pa, pb, cTile, ldcBytes, biasCol, add);
+      } else {
+        microKernel(kc, pa, pb, edgeTile, NR << 2, 0, 0);
+        mergeEdge(cTile, ldcBytes, biasCol, mr, nr, add);
+      }
+      pa += aSliver;
+    }
+    pb += bSliver;
+  }
+}
+
+/**
+ * The register tile: C[4, 8] (=|+=) Apacked[kc, 4]ᵀ · Bpacked[kc, 8] (+ bias).
+ * Eight v128 accumulators, two B vectors and one broadcast A value fit the 16
+ * xmm registers V8 has on x64 with room for the plain build's mul temporary.
+ */
+function microKernel(kc: i32, pa: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize, add: i32): void {
+  let c00 = f32x4.splat(0); let c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0); let c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0); let c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0); let c31 = f32x4.splat(0);
+  for (let p = 0; p < kc; p++) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    let av = v128.load32_splat(pa);
+    c00 = madd(av, b0, c00); c01 = madd(av, b1, c01);
+    av = v128.load32_splat(pa, 4);
+    c10 = madd(av, b0, c10); c11 = madd(av, b1, c11);
+    av = v128.load32_splat(pa, 8);
+    c20 = madd(av, b0, c20); c21 = madd(av, b1, c21);
+    av = v128.load32_splat(pa, 12);
+    c30 = madd(av, b0, c30); c31 = madd(av, b1, c31);
+    pa += MR << 2;
+    pb += NR << 2;
+  }
+  if (bias != 0) {
+    const v0 = v128.load(bias);
+    const v1 = v128.load(bias, 16);
+    c00 = f32x4.add(c00, v0); c01 = f32x4.add(c01, v1);
+    c10 = f32x4.add(c10, v0); c11 = f32x4.add(c11, v1);
+    c20 = f32x4.add(c20, v0); c21 = f32x4.add(c21, v1);
+    c30 = f32x4.add(c30, v0); c31 = f32x4.add(c31, v1);
+  }
+  const r1 = c + ldcBytes;
+  const r2 = r1 + ldcBytes;
+  const r3 = r2 + ldcBytes;
+  if (add) {
+    c00 = f32x4.add(c00, v128.load(c)); c01 = f32x4.add(c01, v128.load(c, 16));
+    c10 = f32x4.add(c10, v128.load(r1)); c11 = f32x4.add(c11, v128.load(r1, 16));
+    c20 = f32x4.add(c20, v128.load(r2)); c21 = f32x4.add(c21, v128.load(r2, 16));
+    c30 = f32x4.add(c30, v128.load(r3)); c31 = f32x4.add(c31, v128.load(r3, 16));
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(r1, c10); v128.store(r1, c11, 16);
+  v128.store(r2, c20); v128.store(r2, c21, 16);
+  v128.store(r3, c30); v128.store(r3, c31, 16);
+}
+
+/** Merges the valid mr×nr corner of edgeTile into C, in the same order of additions as microKernel. */
+function mergeEdge(c: usize, ldcBytes: usize, bias: usize, mr: i32, nr: i32, add: i32): void {
+  for (let i = 0; i < mr; i++) {
+    const row = c + <usize>i * ldcBytes;
+    const tileRow = edgeTile + (<usize>(i * NR) << 2);
+    for (let j = 0; j < nr; j++) {
+      const o = <usize>j << 2;
+      let t = load<f32>(tileRow + o);
+      if (bias != 0) t += load<f32>(bias + o);
+      if (add) t += load<f32>(row + o);
+      store<f32>(row + o, t);
+    }
+  }
+}
+
+/** A block a: [mc, kc] (ldaBytes) -> packedA: [ceil(mc/MR)][kc][MR], zero rows past mc. */
+function packA(a: usize, ldaBytes: usize, mc: i32, kc: i32): void {
+  let dst = packedA;
+  for (let ir = 0; ir < mc; ir += MR) {
+    const mr = min(MR, mc - ir);
+    const r0 = a + <usize>ir * ldaBytes;
+    if (mr == MR) {
+      const r1 = r0 + ldaBytes;
+      const r2 = r1 + ldaBytes;
+      const r3 = r2 + ldaBytes;
+      let p = 0;
+      // Four k at a time: load a 4×4 block along rows and store it transposed.
+      for (; p + 4 <= kc; p += 4) {
+        const o = <usize>p << 2;
+        transposeStore4(dst, v128.load(r0 + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o), MR << 2);
+        dst += MR << 4;
+      }
+      for (; p < kc; p++) {
+        const o = <usize>p << 2;
+        store<f32>(dst, load<f32>(r0 + o));
+        store<f32>(dst, load<f32>(r1 + o), 4);
+        store<f32>(dst, load<f32>(r2 + o), 8);
+        store<f32>(dst, load<f32>(r3 + o), 12);
+        dst += MR << 2;
+      }
+    } else {
+      for (let p = 0; p < kc; p++) {
+        const o = <usize>p << 2;
+        for (let i = 0; i < MR; i++) {
+          store<f32>(dst + (<usize>i << 2), i < mr ? load<f32>(r0 + <usize>i * ldaBytes + o) : 0);
+        }
+        dst += MR << 2;
+      }
+    }
+  }
+}
+
+/** B panel b: [kc, nc] (ldbBytes), nc <= NB·NR -> packedB: [NB][kc][NR], zero columns past nc. */
+function packB(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
+  const sliver = <usize>(kc * NR) << 2;
+  if (nc == NB * NR) {
+    // Row by row, so each row of B is read as one whole cache line.
+    let src = b;
+    let dst = packedB;
+    for (let p = 0; p < kc; p++) {
+      v128.store(dst, v128.load(src));
+      v128.store(dst, v128.load(src, 16), 16);
+      v128.store(dst + sliver, v128.load(src, 32));
+      v128.store(dst + sliver, v128.load(src, 48), 16);
+      src += ldbBytes;
+      dst += NR << 2;
+    }
+    return;
+  }
+  let dst = packedB;
+  for (let jr = 0; jr < nc; jr += NR) {
+    const nr = min(NR, nc - jr);
+    let src = b + (<usize>jr << 2);
+    for (let p = 0; p < kc; p++) {
+      for (let j = 0; j < NR; j++) {
+        store<f32>(dst + (<usize>j << 2), j < nr ? load<f32>(src + (<usize>j << 2)) : 0);
+      }
+      src += ldbBytes;
+      dst += NR << 2;
+    }
+  }
+}
+
+/** B panel stored transposed, b: [nc, kc] (ldbBytes), nc <= NB·NR -> packedB: [NB][kc][NR]. */
+function packBT(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
+  let dst = packedB;
+  for (let jr = 0; jr < nc; jr += NR) {
+    const nr = min(NR, nc - jr);
+    const r0 = b + <usize>jr * ldbBytes;
+    if (nr == NR) {
+      const r1 = r0 + ldbBytes;
+      const r2 = r1 + ldbBytes;
+      const r3 = r2 + ldbBytes;
+      const r4 = r3 + ldbBytes;
+      const r5 = r4 + ldbBytes;
+      const r6 = r5 + ldbBytes;
+      const r7 = r6 + ldbBytes;
+      let p = 0;
+      // Two 4×4 transposes per four k: columns 0-3 and 4-7 of each packed row.
+      for (; p + 4 <= kc; p += 4) {
+        const o = <usize>p << 2;
+        transposeStore4(dst, v128.load(r0 + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o), NR << 2);
+        transposeStore4(dst + 16, v128.load(r4 + o), v128.load(r5 + o), v128.load(r6 + o), v128.load(r7 + o), NR << 2);
+        dst += NR << 4;
+      }
+      for (; p < kc; p++) {
+        const o = <usize>p << 2;
+        for (let j = 0; j < NR; j++) {
+          store<f32>(dst + (<usize>j << 2), load<f32>(r0 + <usize>j * ldbBytes + o));
+        }
+        dst += NR << 2;
+      }
+    } else {
+      for (let p = 0; p < kc; p++) {
+        const o = <usize>p << 2;
+        for (let j = 0; j < NR; j++) {
+          store<f32>(dst + (<usize>j << 2), j < nr ? load<f32>(r0 + <usize>j * ldbBytes + o) : 0);
+        }
+        dst += NR << 2;
+      }
+    }
+  }
+}
+
+/** Rows x0..x3 (four lanes each) stored as columns: lane l of every row goes to dst + l*stride. */
+// @ts-ignore: decorator
+@inline function transposeStore4(dst: usize, x0: v128, x1: v128, x2: v128, x3: v128, stride: usize): void {
+  const lo01 = f32x4.shuffle(x0, x1, 0, 4, 1, 5); // x0[0] x1[0] x0[1] x1[1]
+  const lo23 = f32x4.shuffle(x2, x3, 0, 4, 1, 5);
+  const hi01 = f32x4.shuffle(x0, x1, 2, 6, 3, 7); // x0[2] x1[2] x0[3] x1[3]
+  const hi23 = f32x4.shuffle(x2, x3, 2, 6, 3, 7);
+  v128.store(dst, f32x4.shuffle(lo01, lo23, 0, 1, 4, 5));
+  v128.store(dst + stride, f32x4.shuffle(lo01, lo23, 2, 3, 6, 7));
+  v128.store(dst + 2 * stride, f32x4.shuffle(hi01, hi23, 0, 1, 4, 5));
+  v128.store(dst + 3 * stride, f32x4.shuffle(hi01, hi23, 2, 3, 6, 7));
+}
