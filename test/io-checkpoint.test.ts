@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { expectTensor, loadSafetensorsWeights, readJsonConfig, stripPrefix } from "../src/io/checkpoint.js";
+import { assertFiniteWeights, expectTensor, loadSafetensorsWeights, readJsonConfig, stripPrefix } from "../src/io/checkpoint.js";
 import { ModelFormatError, ModelSourceError, type ModelFormatCode } from "../src/io/errors.js";
 import { writeSafetensors } from "../src/io/safetensors.js";
 import { bytesSource, folderSource } from "../src/io/source.js";
@@ -71,11 +71,14 @@ describe("loadSafetensorsWeights", () => {
     }
   });
 
-  test("copy: true detaches the weights from the caller's bytes", async () => {
+  test("weights never alias the caller's bytes unless shared, and copy: true detaches them anyway", async () => {
     const bytes = writeSafetensors({ x: t([2], 1, 2) });
-    const viewed = await loadSafetensorsWeights(bytesSource({ "model.safetensors": bytes }));
-    expect(viewed.x!.data.buffer).toBe(bytes.buffer);
-    const copied = await loadSafetensorsWeights(bytesSource({ "model.safetensors": bytes }), { copy: true });
+    const loaded = await loadSafetensorsWeights(bytesSource({ "model.safetensors": bytes }));
+    loaded.x!.data[0] = 99; // e.g. in-place weight processing
+    expect(Array.from((await loadSafetensorsWeights(bytesSource({ "model.safetensors": bytes }))).x!.data)).toEqual([1, 2]);
+    const shared = await loadSafetensorsWeights(bytesSource({ "model.safetensors": bytes }, { share: true }));
+    expect(shared.x!.data.buffer).toBe(bytes.buffer);
+    const copied = await loadSafetensorsWeights(bytesSource({ "model.safetensors": bytes }, { share: true }), { copy: true });
     expect(copied.x!.data.buffer).not.toBe(bytes.buffer);
   });
 
@@ -195,5 +198,16 @@ describe("name helpers", () => {
       }
     })();
     expect(wrongShape).toMatchObject({ code: "shape_mismatch", file: "model-00001-of-00002.safetensors" });
+  });
+
+  test("assertFiniteWeights names the tensor and element holding NaN or Infinity", async () => {
+    const weights = await loadSafetensorsWeights(sharded(goodMap));
+    expect(() => assertFiniteWeights(weights)).not.toThrow();
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      weights["ln_f.bias"]!.data[1] = bad;
+      expect(() => assertFiniteWeights(weights, "model-00001-of-00002.safetensors")).toThrow(
+        new RegExp(`model-00001-of-00002.safetensors: tensor "ln_f.bias" \\[2\\] holds ${bad} at flat index 1`),
+      );
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -32,12 +32,16 @@ describe("bytes source", () => {
   const source = bytesSource({ "config.json": config, "raw.bin": new Uint8Array([1, 2, 3]).buffer, "sub/x.txt": new TextEncoder().encode("hi") });
 
   test("reads, reads text and answers exists", async () => {
-    expect(await source.readFile("config.json")).toBe(config);
+    const read = await source.readFile("config.json");
+    expect(read).toEqual(config);
+    expect(read).not.toBe(config); // a copy: loaded weights never alias the caller's buffers
+    expect(await bytesSource({ "config.json": config }, { share: true }).readFile("config.json")).toBe(config);
     expect(Array.from(await source.readFile("raw.bin"))).toEqual([1, 2, 3]);
     expect(await source.readText("sub/x.txt")).toBe("hi");
     expect(await source.exists("config.json")).toBe(true);
     expect(await source.exists("missing.json")).toBe(false);
     expect(source.location).toBe("memory");
+    expect(bytesSource({}, { location: "upload" }).location).toBe("upload");
   });
 
   test("a Map works too, and a missing file is a ModelSourceError naming it", async () => {
@@ -313,5 +317,17 @@ describe("openSource", () => {
     expect(() => openSource(null as never)).toThrow(/expected a folder path, URL, \{ repo \} or file bytes, got null/);
     expect(() => openSource(42 as never)).toThrow(/got number/);
     expect(() => openSource({ "config.json": 1 } as never)).toThrow(/must be a Uint8Array or ArrayBuffer/);
+  });
+});
+
+describe("runtime portability", () => {
+  test("no io module imports node: statically, so the loaders load in browsers and Workers", async () => {
+    const dir = new URL("../src/io/", import.meta.url);
+    const files = (await readdir(dir)).filter((f) => f.endsWith(".ts"));
+    expect(files.length).toBeGreaterThan(5);
+    for (const file of files) {
+      const text = await readFile(new URL(file, dir), "utf8");
+      expect({ file, staticNode: /^\s*import\s[^;]*from\s+["']node:/m.test(text) }).toEqual({ file, staticNode: false });
+    }
   });
 });

@@ -20,7 +20,7 @@ export type WeightMap = Record<string, LoadedTensor>;
 export interface LoadWeightsOptions {
   /**
    * Copy F32 tensors out of the file bytes. Off by default: aligned F32 tensors are views of the
-   * bytes read, which matters only for {@link bytesSource}, where those bytes are the caller's.
+   * bytes the source returned, which the built-in sources read fresh (or copy) for each call.
    */
   copy?: boolean;
 }
@@ -162,4 +162,27 @@ export function expectTensor(weights: WeightMap, name: string, shape: readonly n
     );
   }
   return tensor;
+}
+
+/**
+ * Throws if any weight holds NaN or ±Infinity, naming the first such tensor and element.
+ *
+ * @param file - the checkpoint file named in the error (default `model.safetensors`)
+ * @throws ModelFormatError `non_finite`
+ * @example
+ * ```ts
+ * assertFiniteWeights(await loadSafetensorsWeights(source));
+ * ```
+ */
+export function assertFiniteWeights(weights: WeightMap, file = SAFETENSORS_FILE): void {
+  for (const name of Object.keys(weights)) {
+    const { data, shape } = weights[name]!;
+    for (let i = 0; i < data.length; i++) {
+      // x - x is 0 for finite x and NaN for NaN and ±Infinity: one comparison per element.
+      const x = data[i]!;
+      if (x - x !== 0) {
+        throw new ModelFormatError(file, "non_finite", `tensor "${name}" [${shape.join(", ")}] holds ${x} at flat index ${i}`);
+      }
+    }
+  }
 }

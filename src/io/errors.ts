@@ -24,6 +24,7 @@ export type ModelFormatCode =
   | "missing_tensor"
   | "duplicate_tensor"
   | "shape_mismatch"
+  | "non_finite"
   | "bad_tokenizer";
 
 /** Stable codes of {@link ModelSourceError}: a file that cannot be fetched or read. */

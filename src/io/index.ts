@@ -22,6 +22,7 @@ export {
   openSource,
   urlSource,
   type BytesInput,
+  type BytesSourceOptions,
   type HubSourceOptions,
   type ModelSource,
   type SourceInput,
@@ -31,6 +32,7 @@ export { hubBaseUrl } from "./source-url.js";
 export {
   SAFETENSORS_FILE,
   SAFETENSORS_INDEX_FILE,
+  assertFiniteWeights,
   expectTensor,
   loadSafetensorsWeights,
   parseShardIndex,

@@ -79,6 +79,7 @@ export function readSafetensors(bytes: Uint8Array, file: string, options: ReadSa
   }
   const header = parseHeader(bytes.subarray(8, 8 + headerLength), file);
   const dataStart = 8 + headerLength;
+  const metadata = readMetadata(header, file);
   const entries = validateEntries(header, file, bytes.length - dataStart);
 
   const tensors = Object.create(null) as Record<string, LoadedTensor>;
@@ -86,7 +87,7 @@ export function readSafetensors(bytes: Uint8Array, file: string, options: ReadSa
     const data = decodeTensor(bytes, dataStart + entry.begin, entry, options.copy ?? false);
     tensors[entry.name] = { dtype: entry.dtype, shape: entry.shape, data };
   }
-  return { tensors, metadata: readMetadata(header, file) };
+  return { tensors, metadata };
 }
 
 function parseHeader(headerBytes: Uint8Array, file: string): JsonObject {
@@ -112,7 +113,6 @@ function readMetadata(header: JsonObject, file: string): Record<string, string> 
 }
 
 function validateEntries(header: JsonObject, file: string, dataLength: number): Entry[] {
-  readMetadata(header, file); // validated up front so a bad __metadata__ is refused before tensors are built
   const entries: Entry[] = [];
   for (const name of Object.keys(header)) {
     if (name === METADATA_KEY) continue;

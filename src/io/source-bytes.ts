@@ -8,11 +8,23 @@ import type { ModelSource } from "./source.js";
 /** File bytes by name, as a plain object or a Map. */
 export type BytesInput = Record<string, Uint8Array | ArrayBuffer> | Map<string, Uint8Array | ArrayBuffer>;
 
+/** Options of {@link bytesSource}. */
+export interface BytesSourceOptions {
+  /** Name used in messages; default `memory`. */
+  location?: string;
+  /**
+   * Hand out the caller's arrays instead of copies. Saves one copy of each file, but F32 weights
+   * loaded from them are then views of the caller's bytes, so in-place weight processing
+   * (e.g. folding LayerNorm) would edit those bytes and a second load would see edited weights.
+   */
+  share?: boolean;
+}
+
 /**
  * A model folder held in memory.
  *
- * The bytes are not copied: `readFile` returns the caller's array (or a view of the ArrayBuffer),
- * and weights read from it may share memory with it.
+ * `readFile` returns a copy of the stored bytes unless `options.share` is set, so nothing done
+ * to loaded weights reaches the caller's buffers.
  *
  * @throws TypeError if a value is not a Uint8Array or ArrayBuffer
  * @example
@@ -21,7 +33,8 @@ export type BytesInput = Record<string, Uint8Array | ArrayBuffer> | Map<string, 
  * await source.readText("config.json");  // "{}"
  * ```
  */
-export function bytesSource(files: BytesInput, location = "memory"): ModelSource {
+export function bytesSource(files: BytesInput, options: BytesSourceOptions = {}): ModelSource {
+  const { location = "memory", share = false } = options;
   const entries = files instanceof Map ? [...files.entries()] : Object.entries(files);
   const table = new Map<string, Uint8Array>();
   for (const [name, value] of entries) {
@@ -33,7 +46,7 @@ export function bytesSource(files: BytesInput, location = "memory"): ModelSource
     checkName(name);
     const bytes = table.get(name);
     if (bytes === undefined) throw new ModelSourceError(name, "not_found", `not found in ${location}`);
-    return bytes;
+    return share ? bytes : bytes.slice();
   };
   return {
     location,

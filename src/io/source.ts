@@ -1,7 +1,7 @@
 // Where model files come from. A ModelSource reads named files of one model folder,
 // whether the folder is on disk, behind a URL or already in memory.
 
-import { bytesSource, type BytesInput } from "./source-bytes.js";
+import { bytesSource, type BytesInput, type BytesSourceOptions } from "./source-bytes.js";
 import { folderSource } from "./source-folder.js";
 import { hubSource, urlSource, type HubSourceOptions, type UrlSourceOptions } from "./source-url.js";
 
@@ -68,4 +68,4 @@ function isModelSource(value: object): value is ModelSource {
 }
 
 export { bytesSource, folderSource, hubSource, urlSource };
-export type { BytesInput, HubSourceOptions, UrlSourceOptions };
+export type { BytesInput, BytesSourceOptions, HubSourceOptions, UrlSourceOptions };
