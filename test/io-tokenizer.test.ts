@@ -149,6 +149,15 @@ describe("tokenizer from tokenizer.json", () => {
     expect(() => tok.decode([1.5])).toThrow(RangeError);
   });
 
+  test("ids that are unassigned in a vocabulary with holes are refused by decode", async () => {
+    const withHole = Object.assign(Object.create(null) as Record<string, number>, VOCAB, { hello: VOCAB_SIZE + 3 });
+    const tok = await tokenizerFromJson(JSON.stringify({ ...TOKENIZER_JSON, model: { ...TOKENIZER_JSON.model, vocab: withHole } }));
+    expect(tok.vocabSize).toBe(VOCAB_SIZE + 4);
+    expect(tok.encode("hello")).toEqual([VOCAB_SIZE + 3]);
+    expect(tok.decode([VOCAB_SIZE + 3])).toBe("hello");
+    expect(() => tok.decode([0, VOCAB.hello!])).toThrow(/ids\[1\] = \d+ is not a token id/);
+  });
+
   test("tokenizerFromJson takes the file's text directly", async () => {
     const tok = await tokenizerFromJson(tokenizerJsonText());
     expect(tok.encode("hello world")).toEqual([VOCAB.hello, VOCAB["Ġworld"]]);
@@ -182,6 +191,7 @@ describe("tokenizer from vocab.json + merges.txt", () => {
     await expectFormatError(load('{"a": "0"}', ""), "vocab.json", "bad_tokenizer", /token "a" has id "0"/);
     await expectFormatError(load(vocabJsonText(), "#version: 0.2\nh e\nh e l\n"), "merges.txt", "bad_tokenizer", /line 3 must be two tokens/);
     await expectFormatError(load(vocabJsonText(), "q z\n"), "merges.txt", "bad_tokenizer", /line 1 uses "qz", which is not in vocab.json/);
+    await expectFormatError(load('{"a": 0, "b": 1}', ""), "vocab.json", "bad_tokenizer", /lacks the token "Ā" for byte 0x00/);
   });
 });
 
@@ -216,6 +226,11 @@ describe("loading rules", () => {
     await expectFormatError(load(`{"__proto__": {"polluted": 1}, ${tokenizerJsonText().slice(1)}`), "tokenizer.json", "forbidden_key", /"__proto__"/);
     await expectFormatError(load(withModel(TOKENIZER_JSON.model, { decoder: { type: "ByteLevel", constructor: 1 } })), "tokenizer.json", "forbidden_key", /"constructor"/);
     await expectFormatError(load(withModel(TOKENIZER_JSON.model, { pre_tokenizer: { type: "NoSuchPreTokenizer" } })), "tokenizer.json", "bad_tokenizer", /cannot build a tokenizer/);
+    const noSpace = Object.assign(Object.create(null) as Record<string, number>, VOCAB);
+    delete noSpace["Ġ"];
+    await expectFormatError(load(withModel({ ...TOKENIZER_JSON.model, vocab: noSpace })), "tokenizer.json", "bad_tokenizer", /lacks the token "Ġ" for byte 0x20/);
+    const sequence = { type: "Sequence", pretokenizers: [{ type: "Split", pattern: { String: " " }, behavior: "Isolated", invert: false }, byteLevel(false, true)] };
+    await expectFormatError(load(withModel({ ...TOKENIZER_JSON.model, vocab: noSpace }, { pre_tokenizer: sequence })), "tokenizer.json", "bad_tokenizer", /byte 0x20/);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 });

@@ -41,8 +41,9 @@ export function parseTokenizerJson(bytes: Uint8Array, file = "tokenizer.json"): 
   if (!isJsonObject(model)) bad(file, `"model" must be an object, got ${describeJson(model)}`);
   checkKeys(json, file, model.vocab);
   if (model.type === "BPE" || (model.type === undefined && "merges" in model)) {
-    checkVocab(model.vocab, file, "model.vocab");
+    const vocab = checkVocab(model.vocab, file, "model.vocab");
     checkMerges(model.merges, file);
+    if (usesByteLevel(json.pre_tokenizer) && model.byte_fallback !== true) checkByteTokens(vocab, file);
   }
   const added = json.added_tokens ?? [];
   if (!Array.isArray(added)) bad(file, `"added_tokens" must be an array, got ${describeJson(added)}`);
@@ -69,6 +70,7 @@ export function parseTokenizerJson(bytes: Uint8Array, file = "tokenizer.json"): 
  */
 export function gpt2TokenizerJsonFromFiles(vocabBytes: Uint8Array, mergesText: string): JsonObject {
   const vocab = checkVocab(parseJsonObject(vocabBytes, "vocab.json", { allowAnyKey: true }), "vocab.json", "the vocabulary");
+  checkByteTokens(vocab, "vocab.json");
   const merges = parseMergesText(mergesText, vocab);
   const addedTokens: JsonObject[] = [];
   const eot = "<|endoftext|>";
@@ -128,6 +130,26 @@ function checkVocab(vocab: unknown, file: string, what: string): JsonObject {
     }
   }
   return vocab;
+}
+
+/**
+ * Byte-level BPE encodes any text only if all 256 byte tokens exist; without them the
+ * library silently drops the pieces it cannot map, so a lacking vocabulary is refused up front.
+ */
+function checkByteTokens(vocab: JsonObject, file: string): void {
+  const table = gpt2ByteToUnicode();
+  for (let b = 0; b < 256; b++) {
+    if (!Object.prototype.hasOwnProperty.call(vocab, table[b]!)) {
+      bad(file, `the byte-level vocabulary lacks the token ${JSON.stringify(table[b])} for byte 0x${b.toString(16).padStart(2, "0")}`);
+    }
+  }
+}
+
+function usesByteLevel(preTokenizer: unknown): boolean {
+  if (!isJsonObject(preTokenizer)) return false;
+  if (preTokenizer.type === "ByteLevel") return true;
+  const parts = preTokenizer.pretokenizers;
+  return preTokenizer.type === "Sequence" && Array.isArray(parts) && parts.some(usesByteLevel);
 }
 
 function checkMerges(merges: unknown, file: string): void {

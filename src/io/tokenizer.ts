@@ -143,7 +143,7 @@ function wrapTokenizer(
     },
     decode: (ids) => {
       ids.forEach((id, i) => {
-        if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        if (!Number.isInteger(id) || id < 0 || id >= vocabSize || lib.id_to_token(id) === undefined) {
           throw new RangeError(`decode: ids[${i}] = ${id} is not a token id in [0, ${vocabSize})`);
         }
       });
