@@ -16,6 +16,7 @@ const LN2_HI: f32 = 0.693359375;
 const LN2_LO: f32 = -2.12194440e-4;
 // exp(EXP_MIN) = 2^-126, the smallest normal f32; anything below is returned as 0.
 const EXP_MIN: f32 = -87.3365448;
+const ROUND_MAGIC: f32 = 12582912;
 // Degree-6 least-squares fit of exp on [-ln2/2, ln2/2] (max relative error ~1e-7 in f32).
 const E2: f32 = 0.49999991059303284;
 const E3: f32 = 0.16666418313980103;
@@ -30,7 +31,9 @@ const E6: f32 = 0.001382919610477984;
 // @ts-ignore: decorator
 @inline function expNeg(x: v128): v128 {
   const xc = f32x4.max(x, f32x4.splat(EXP_MIN));
-  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(LOG2E)));
+  // Adding 1.5·2^23 rounds x·log2e to an integer n and leaves n in the low mantissa bits.
+  const t = f32x4.add(f32x4.mul(xc, f32x4.splat(LOG2E)), f32x4.splat(ROUND_MAGIC));
+  const n = f32x4.sub(t, f32x4.splat(ROUND_MAGIC));
   let r = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(LN2_HI)));
   r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(LN2_LO)));
   let p = madd(f32x4.splat(E6), r, f32x4.splat(E5));
@@ -39,8 +42,9 @@ const E6: f32 = 0.001382919610477984;
   p = madd(p, r, f32x4.splat(E2));
   p = madd(p, r, f32x4.splat(1));
   p = madd(p, r, f32x4.splat(1));
-  // 2^n built in the exponent field; n >= -126 by the clamp above, so it is a normal number.
-  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  // 2^n built in the exponent field from t's low bits (the shift drops the magic's own
+  // bits); n >= -126 by the clamp above, so it is a normal number.
+  const pow2 = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);
   return v128.andnot(f32x4.mul(p, pow2), f32x4.lt(x, f32x4.splat(EXP_MIN)));
 }
 
