@@ -1,0 +1,42 @@
+// Runs benchmark suites and saves each one's rows to bench/results/<suite>.json.
+//
+//   node --experimental-wasm-relaxed-simd bench/run.js [suite ...] [--quick]
+//
+// With no suite names every suite runs. --quick (or BENCH_QUICK=1) asks each
+// suite for a short smoke run. A suite is a module exporting
+// `run({ quick })`, which prints its own table and returns JSON-able rows;
+// adding one is one line in SUITES.
+import { mkdir, writeFile } from "node:fs/promises";
+import os from "node:os";
+
+const SUITES = {
+  gemm: () => import("./gemm.js"),
+  kernels: () => import("./kernels.js"),
+};
+
+const args = process.argv.slice(2);
+const quick = args.includes("--quick") || process.env.BENCH_QUICK === "1";
+const asked = args.filter((a) => !a.startsWith("--"));
+const unknown = asked.filter((name) => !(name in SUITES));
+if (unknown.length > 0) {
+  console.error(`unknown suite(s): ${unknown.join(", ")}; available: ${Object.keys(SUITES).join(", ")}`);
+  process.exit(2);
+}
+
+const resultsDir = new URL("./results/", import.meta.url);
+await mkdir(resultsDir, { recursive: true });
+for (const name of asked.length > 0 ? asked : Object.keys(SUITES)) {
+  console.log(`\n## ${name}${quick ? " (quick)" : ""}\n`);
+  const suite = await SUITES[name]();
+  const rows = await suite.run({ quick });
+  const record = {
+    suite: name,
+    date: new Date().toISOString(),
+    command: `node ${process.execArgv.join(" ")} bench/run.js ${args.join(" ")}`.replace(/\s+/g, " ").trim(),
+    quick,
+    node: process.version,
+    cpu: os.cpus()[0]?.model ?? "unknown",
+    rows,
+  };
+  await writeFile(new URL(`${name}.json`, resultsDir), `${JSON.stringify(record, null, 2)}\n`);
+}
