@@ -6,20 +6,24 @@ import { madd, hsum } from "./simd";
 // Partial sums go into an f64 every SUM_BLOCK bytes, bounding f32 rounding on wide rows.
 const SUM_BLOCK: usize = 1024;
 
-// x: [n] -> sum(x)
+// x: [n] -> sum(x); four accumulators so the adds do not wait on each other
 function rowSum(x: usize, n: i32): f64 {
   const end = <usize>n << 2;
   let total: f64 = 0;
   let i: usize = 0;
-  while (i + 32 <= end) {
-    const blockEnd = min(end & ~31, i + SUM_BLOCK);
+  while (i + 64 <= end) {
+    const blockEnd = min(end & ~63, i + SUM_BLOCK);
     let a0 = f32x4.splat(0);
     let a1 = f32x4.splat(0);
-    for (; i < blockEnd; i += 32) {
+    let a2 = f32x4.splat(0);
+    let a3 = f32x4.splat(0);
+    for (; i < blockEnd; i += 64) {
       a0 = f32x4.add(a0, v128.load(x + i));
       a1 = f32x4.add(a1, v128.load(x + i, 16));
+      a2 = f32x4.add(a2, v128.load(x + i, 32));
+      a3 = f32x4.add(a3, v128.load(x + i, 48));
     }
-    total += <f64>hsum(f32x4.add(a0, a1));
+    total += <f64>hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   }
   let tail: f32 = 0;
   for (; i < end; i += 4) tail += load<f32>(x + i);
@@ -32,17 +36,23 @@ function rowSumSqDev(x: usize, n: i32, c: f32): f64 {
   const cv = f32x4.splat(c);
   let total: f64 = 0;
   let i: usize = 0;
-  while (i + 32 <= end) {
-    const blockEnd = min(end & ~31, i + SUM_BLOCK);
+  while (i + 64 <= end) {
+    const blockEnd = min(end & ~63, i + SUM_BLOCK);
     let a0 = f32x4.splat(0);
     let a1 = f32x4.splat(0);
-    for (; i < blockEnd; i += 32) {
+    let a2 = f32x4.splat(0);
+    let a3 = f32x4.splat(0);
+    for (; i < blockEnd; i += 64) {
       const d0 = f32x4.sub(v128.load(x + i), cv);
       const d1 = f32x4.sub(v128.load(x + i, 16), cv);
+      const d2 = f32x4.sub(v128.load(x + i, 32), cv);
+      const d3 = f32x4.sub(v128.load(x + i, 48), cv);
       a0 = madd(d0, d0, a0);
       a1 = madd(d1, d1, a1);
+      a2 = madd(d2, d2, a2);
+      a3 = madd(d3, d3, a3);
     }
-    total += <f64>hsum(f32x4.add(a0, a1));
+    total += <f64>hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   }
   let tail: f32 = 0;
   for (; i < end; i += 4) {
