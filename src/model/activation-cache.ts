@@ -1,5 +1,13 @@
 import type { Tensor } from "../engine/tensor.js";
+import {
+  accumulatedResid, applyLnToStack, decomposeResid, logitAttrs, stackHeadResults,
+  type AccumulatedResidOptions, type ApplyLnOptions, type CacheModel, type DecomposeResidOptions,
+  type LogitAttrsOptions, type LogitTokens, type StackHeadResultsOptions,
+} from "./cache-analysis.js";
 import { assertHookName, getActName } from "./hook-points.js";
+
+type Labelled<O> = O & { returnLabels: true };
+type Unlabelled<O> = O & { returnLabels?: false };
 
 /**
  * The activations saved by `runWithCache`, by TransformerLens hook name. Tensors are
@@ -15,9 +23,12 @@ import { assertHookName, getActName } from "./hook-points.js";
  */
 export class ActivationCache {
   private readonly store: Map<string, Tensor>;
+  /** The model the activations came from (config and weights), which the analysis helpers read. */
+  readonly model: CacheModel | undefined;
 
-  constructor(entries: Iterable<[string, Tensor]>) {
+  constructor(entries: Iterable<[string, Tensor]>, model?: CacheModel) {
     this.store = new Map(entries);
+    this.model = model;
   }
 
   /** The activation by full name, or by short name and layer as {@link getActName} reads them. */
@@ -49,5 +60,81 @@ export class ActivationCache {
   /** Number of cached activations. */
   get size(): number {
     return this.store.size;
+  }
+
+  /**
+   * The residual stream at each layer boundary up to `layer` (undefined or -1: all, ending with
+   * the final `resid_post`): [components, batch, pos, dModel], labels `0_pre`, `0_mid`, `final_post`.
+   * With `applyLn`, a logit lens: each is normalised as the final layer norm would.
+   * @example
+   * ```ts
+   * const [stack, labels] = cache.accumulatedResid(undefined, { applyLn: true, posSlice: -1, returnLabels: true });
+   * const lens = stack.matmul(model.weights.get("unembed.W_U")!);   // [layers + 1, batch, dVocab]
+   * ```
+   */
+  accumulatedResid(layer?: number, options?: Unlabelled<AccumulatedResidOptions>): Tensor;
+  accumulatedResid(layer: number | undefined, options: Labelled<AccumulatedResidOptions>): [Tensor, string[]];
+  accumulatedResid(layer?: number, options: AccumulatedResidOptions & { returnLabels?: boolean } = {}): Tensor | [Tensor, string[]] {
+    const { stack, labels } = accumulatedResid(this, layer, options);
+    return options.returnLabels === true ? [stack, labels] : stack;
+  }
+
+  /**
+   * What wrote to the residual stream entering `layer` (undefined or -1: the unembedding):
+   * `embed`, `pos_embed`, then `{l}_attn_out` / `{l}_mlp_out` per earlier layer; [components, batch, pos, dModel].
+   * @example
+   * ```ts
+   * const [stack, labels] = cache.decomposeResid(undefined, { posSlice: -1, returnLabels: true });
+   * const dla = cache.logitAttrs(stack, answers, wrongAnswers, { posSlice: -1 });   // [components, batch]
+   * ```
+   */
+  decomposeResid(layer?: number, options?: Unlabelled<DecomposeResidOptions>): Tensor;
+  decomposeResid(layer: number | undefined, options: Labelled<DecomposeResidOptions>): [Tensor, string[]];
+  decomposeResid(layer?: number, options: DecomposeResidOptions & { returnLabels?: boolean } = {}): Tensor | [Tensor, string[]] {
+    const { stack, labels } = decomposeResid(this, layer, options);
+    return options.returnLabels === true ? [stack, labels] : stack;
+  }
+
+  /**
+   * Each head's output `z @ W_O[h]` (no `b_O`) for the layers before `layer` (undefined or -1: all):
+   * [layer * nHeads, batch, pos, dModel], labels `L0H0`, `L0H1`, ...
+   * @example
+   * ```ts
+   * const [heads, labels] = cache.stackHeadResults(undefined, { posSlice: -1, returnLabels: true });
+   * const perHead = cache.logitAttrs(heads, answers, wrongAnswers, { posSlice: -1 });
+   * ```
+   */
+  stackHeadResults(layer?: number, options?: Unlabelled<StackHeadResultsOptions>): Tensor;
+  stackHeadResults(layer: number | undefined, options: Labelled<StackHeadResultsOptions>): [Tensor, string[]];
+  stackHeadResults(layer?: number, options: StackHeadResultsOptions & { returnLabels?: boolean } = {}): Tensor | [Tensor, string[]] {
+    const { stack, labels } = stackHeadResults(this, layer, options);
+    return options.returnLabels === true ? [stack, labels] : stack;
+  }
+
+  /**
+   * Centres each vector of a residual stack and divides it by the cached scale of the layer norm
+   * that reads it (`ln_final` for undefined, -1 or nLayers; else `blocks.{layer}.ln1`). Needs
+   * folded layer norms (the `fromPretrained` default). See {@link applyLnToStack} in cache-analysis.
+   * @example
+   * ```ts
+   * cache.applyLnToStack(cache.decomposeResid()).sum(0);   // == cache.get("ln_final.hook_normalized")
+   * ```
+   */
+  applyLnToStack(residualStack: Tensor, layer?: number, options: ApplyLnOptions = {}): Tensor {
+    return applyLnToStack(this, residualStack, layer, options);
+  }
+
+  /**
+   * Direct logit attribution of an (unscaled) residual stack: the final layer-norm scale is
+   * applied, then each vector is dotted with `W_U[:, token]` (minus `W_U[:, incorrect]`).
+   * Returns [components, batch, pos] (fewer dims when sliced).
+   * @example
+   * ```ts
+   * const stack = cache.decomposeResid(undefined, { posSlice: -1 });
+   * cache.logitAttrs(stack, [5, 9], [7, 2], { posSlice: -1 }).sum(0);   // logit differences per row
+   * ```
+   */
+  logitAttrs(residualStack: Tensor, tokens: LogitTokens, incorrectTokens?: LogitTokens, options: LogitAttrsOptions = {}): Tensor {
+    return logitAttrs(this, residualStack, tokens, incorrectTokens, options);
   }
 }

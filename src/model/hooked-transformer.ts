@@ -203,7 +203,7 @@ export class HookedTransformer {
     const { logits, residual } = this.forward(tokens, { ...options, returnType: "logits", fwdHooks: [...(options.fwdHooks ?? []), ...caching] });
     // Forward order, whatever order the filter listed them in.
     const ordered = this.names.filter((n) => store.has(n)).map((n) => [n, store.get(n)!] as [string, Tensor]);
-    return { logits, residual, cache: new ActivationCache(ordered) };
+    return { logits, residual, cache: new ActivationCache(ordered, this) };
   }
 
   /**
