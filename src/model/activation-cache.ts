@@ -114,7 +114,7 @@ export class ActivationCache {
   /**
    * Centres each vector of a residual stack and divides it by the cached scale of the layer norm
    * that reads it (`ln_final` for undefined, -1 or nLayers; else `blocks.{layer}.ln1`). Needs
-   * folded layer norms (the `fromPretrained` default). See {@link applyLnToStack} in cache-analysis.
+   * folded layer norms (the `fromPretrained` default); cache-analysis.ts explains the choice.
    * @example
    * ```ts
    * cache.applyLnToStack(cache.decomposeResid()).sum(0);   // == cache.get("ln_final.hook_normalized")
