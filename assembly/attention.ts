@@ -38,6 +38,18 @@ function scoreKeys(q: usize, k: usize, kStride: usize, n: i32, dHead: i32, scale
     let a2 = f32x4.splat(0);
     let a3 = f32x4.splat(0);
     let c: usize = 0;
+    for (; c + 32 <= vEnd; c += 32) {
+      const qa = v128.load(q + c);
+      const qb = v128.load(q + c, 16);
+      const p0 = k0 + c;
+      const p1 = k1 + c;
+      const p2 = k2 + c;
+      const p3 = k3 + c;
+      a0 = madd(qb, v128.load(p0, 16), madd(qa, v128.load(p0), a0));
+      a1 = madd(qb, v128.load(p1, 16), madd(qa, v128.load(p1), a1));
+      a2 = madd(qb, v128.load(p2, 16), madd(qa, v128.load(p2), a2));
+      a3 = madd(qb, v128.load(p3, 16), madd(qa, v128.load(p3), a3));
+    }
     for (; c < vEnd; c += 16) {
       const qv = v128.load(q + c);
       a0 = madd(qv, v128.load(k0 + c), a0);
@@ -99,6 +111,25 @@ function accumulateValues(p: usize, v: usize, vStride: usize, n: i32, dHead: i32
     const w2v = f32x4.splat(w2);
     const w3v = f32x4.splat(w3);
     let c: usize = 0;
+    for (; c + 32 <= vEnd; c += 32) {
+      const zc = z + c;
+      const p0 = v0 + c;
+      const p1 = v1 + c;
+      const p2 = v2 + c;
+      const p3 = v3 + c;
+      let lo = v128.load(zc);
+      let hi = v128.load(zc, 16);
+      lo = madd(w0v, v128.load(p0), lo);
+      hi = madd(w0v, v128.load(p0, 16), hi);
+      lo = madd(w1v, v128.load(p1), lo);
+      hi = madd(w1v, v128.load(p1, 16), hi);
+      lo = madd(w2v, v128.load(p2), lo);
+      hi = madd(w2v, v128.load(p2, 16), hi);
+      lo = madd(w3v, v128.load(p3), lo);
+      hi = madd(w3v, v128.load(p3, 16), hi);
+      v128.store(zc, lo);
+      v128.store(zc, hi, 16);
+    }
     for (; c < vEnd; c += 16) {
       let acc = v128.load(z + c);
       acc = madd(w0v, v128.load(v0 + c), acc);
