@@ -171,6 +171,15 @@ function zeroRow(x: usize, n: i32): void {
   memory.fill(x, 0, <usize>n << 2);
 }
 
+// x: [n] = value
+function fillRow(x: usize, n: i32, value: f32): void {
+  const end = <usize>n << 2;
+  const vv = f32x4.splat(value);
+  let i: usize = 0;
+  for (; i + 16 <= end; i += 16) v128.store(x + i, vv);
+  for (; i < end; i += 4) store<f32>(x + i, value);
+}
+
 // scores: [n] -> -Infinity where keyMask[j] == 0; returns the max of what is left
 function maskAndMax(scores: usize, keyMask: usize, n: i32): f32 {
   let m: f32 = -Infinity;
@@ -201,7 +210,7 @@ export function attnScores(q: usize, k: usize, scores: usize, keyMask: usize,
         const row = sh + <usize>i * rowBytes;
         scoreKeys(qb + <usize>i * qStride + <usize>h * headBytes, kh, kStride, i + 1, dHead, scale, row);
         if (mb != 0) maskAndMax(row, mb, i + 1);
-        for (let j = i + 1; j < pos; j++) store<f32>(row + (<usize>j << 2), -Infinity);
+        fillRow(row + (<usize>(i + 1) << 2), pos - i - 1, -Infinity);
       }
     }
   }
