@@ -1,0 +1,30 @@
+// The shape of a subcommand and the flags several of them share.
+
+import type { BackendName } from "../engine/engine.js";
+import type { FlagSpec, ParsedArgs } from "./args.js";
+import type { Context } from "./context.js";
+
+export interface Command {
+  /** e.g. "run" or "patch direct-path". */
+  name: string;
+  summary: string;
+  /** Usage line after `hooklens`. */
+  usage: string;
+  flags: readonly FlagSpec[];
+  /** Paragraphs after the flag list (output formats, examples). */
+  notes?: string;
+  run(ctx: Context, args: ParsedArgs): Promise<number>;
+}
+
+export const MODEL_FLAG: FlagSpec = { name: "model", kind: "string", value: "DIR", help: "Hugging Face GPT-2 checkpoint folder (config.json, model.safetensors[, tokenizer.json]) or its http(s) URL" };
+export const BACKEND_FLAG: FlagSpec = { name: "backend", kind: "string", value: "wasm|js", choices: ["wasm", "js"], help: "kernel backend (default wasm: WASM SIMD; js: the plain TypeScript reference)" };
+export const NO_PROCESS_FLAG: FlagSpec = { name: "no-process", kind: "switch", help: "load the weights as stored (default: fold_ln, center_writing_weights, center_unembed, fold_value_biases)" };
+export const PROMPT_FLAG: FlagSpec = { name: "prompt", kind: "string", value: "TEXT", help: "one prompt (needs the model's tokenizer; BOS is prepended)" };
+export const PROMPTS_FLAG: FlagSpec = { name: "prompts", kind: "string", value: "FILE", help: "prompts file (JSON; see `hooklens help prompts`)" };
+export const QUIET_FLAG: FlagSpec = { name: "quiet", short: "q", kind: "switch", help: "no progress bar or status lines on stderr" };
+export const STRATEGY_FLAG: FlagSpec = { name: "strategy", kind: "string", value: "planned|naive", choices: ["planned", "naive"], help: "planned batched sweep (default) or one full forward per patch" };
+export const TOP_FLAG = (what: string, fallback: number): FlagSpec => ({ name: "top", kind: "int", value: "N", help: `list the N ${what} (default ${fallback})` });
+
+export function backendOf(args: ParsedArgs): BackendName {
+  return args.string("backend") === "js" ? "js" : "wasm";
+}

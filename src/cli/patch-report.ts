@@ -1,0 +1,116 @@
+// What a patching command hands back: the JSON result (--out), a CSV (--csv), the SVG
+// heatmap (--svg) and the human summary (terminal heatmap and top entries).
+//
+// Where it goes: `--out -` puts the JSON alone on stdout and the summary on stderr;
+// otherwise the summary goes to stdout and files are announced on stderr. `--quiet`
+// silences stderr (progress and announcements), never the results.
+
+import type { PatchResult } from "../patching/result.js";
+import type { Context } from "./context.js";
+import { UsageError } from "./errors.js";
+import { plottedValues, unravel, type Axis, type HeatmapData } from "./grid.js";
+import { renderSvgHeatmap } from "./heatmap-svg.js";
+import { renderTerminalHeatmap } from "./heatmap-terminal.js";
+
+export interface DirectPathDescription {
+  /** The source head, or "all". */
+  src: readonly [number, number] | "all";
+  component: string;
+  mode: string;
+}
+
+/** Heatmap data of a direct path result: [layer, head], or [src layer, src head, layer, head] for all sources. */
+export function directPathHeatmap(result: PatchResult<object>, d: DirectPathDescription): HeatmapData {
+  const { values, label } = plottedValues(result);
+  const base = { valueLabel: label, shape: result.scores.shape, values, scores: result.scores.data, noPath: result.noPath };
+  if (d.src === "all") {
+    return {
+      ...base,
+      title: `Direct path patching from every head into the ${d.component} input of later heads (${d.mode})`,
+      axes: [{ name: "src layer" }, { name: "src head" }, { name: "layer" }, { name: "head" }],
+      marked: ([sl, sh, dl, dh]) => sl === dl && sh === dh,
+      describe: ([sl, sh, dl, dh]) => `${sl}.${sh} → ${dl}.${dh} ${d.component}`,
+    };
+  }
+  const [sl, sh] = d.src;
+  return {
+    ...base,
+    title: `Direct path patching from head ${sl}.${sh} into the ${d.component} input of later heads (${d.mode})`,
+    axes: [{ name: "layer" }, { name: "head" }],
+    marked: ([l, h]) => l === sl && h === sh,
+    describe: ([l, h]) => `${sl}.${sh} → ${l}.${h} ${d.component}`,
+  };
+}
+
+/** Heatmap data of an activation patching result whose axes are `axes`. */
+export function actHeatmap(result: PatchResult<object>, kind: string, axes: readonly Axis[]): HeatmapData {
+  const { values, label } = plottedValues(result);
+  return {
+    title: `Activation patching: ${kind}`,
+    valueLabel: label,
+    shape: result.scores.shape,
+    axes,
+    values,
+    scores: result.scores.data,
+    noPath: result.noPath,
+    describe: (index) => index.map((i, k) => `${axes[k]!.name} ${axes[k]!.labels?.[i] ?? i}`).join(", "),
+  };
+}
+
+export interface ReportTargets {
+  out?: string;
+  svg?: string;
+  csv?: string;
+  quiet: boolean;
+  top: number;
+  /** Extra fields recorded in the JSON's options (model, prompts file, kind). */
+  provenance: Record<string, unknown>;
+  /** Lines printed before the heatmap (what was run). */
+  header: readonly string[];
+  topHeading: string;
+}
+
+/** Rejects two outputs on stdout before any work is done. */
+export function checkTargets(t: { out?: string; svg?: string; csv?: string }): void {
+  const onStdout = [["--out", t.out], ["--svg", t.svg], ["--csv", t.csv]].filter(([, v]) => v === "-").map(([k]) => k);
+  if (onStdout.length > 1) throw new UsageError(`only one of ${onStdout.join(" and ")} can be "-" (stdout)`);
+}
+
+export function reportPatchResult(ctx: Context, result: PatchResult<object>, data: HeatmapData, t: ReportTargets): void {
+  const json = result.toJSON();
+  json["options"] = { ...(json["options"] as object), ...t.provenance };
+  const files: [string | undefined, string, () => string][] = [
+    [t.out, "result", () => JSON.stringify(json) + "\n"],
+    [t.csv, "CSV", () => toCsv(result, data)],
+    [t.svg, "SVG heatmap", () => renderSvgHeatmap(data)],
+  ];
+  const anyStdout = files.some(([target]) => target === "-");
+  const summaryStream = anyStdout ? ctx.io.stderr : ctx.io.stdout;
+  if (!(anyStdout && t.quiet)) {
+    const heatmap = renderTerminalHeatmap(data, {
+      colour: ctx.colour(summaryStream), width: ctx.width(summaryStream), top: t.top, topHeading: t.topHeading,
+    });
+    summaryStream.write([...t.header, "", heatmap].join("\n"));
+  }
+  for (const [target, what, render] of files) {
+    if (target === undefined) continue;
+    ctx.write(target, render());
+    if (target !== "-" && !t.quiet) ctx.err(`wrote the ${what} to ${target}\n`);
+  }
+}
+
+/** One line per cell: its index along each axis, the metric, the normalized value and the no-path flag. */
+export function toCsv(result: PatchResult<object>, data: HeatmapData): string {
+  const names = data.axes.map((a) => a.name.replace(/ /g, "_"));
+  const lines = [[...names, "score", "normalized", "no_path"].join(",")];
+  for (let i = 0; i < result.scores.size; i++) {
+    const index = unravel(i, data.shape).map((v, k) => data.axes[k]!.labels?.[v] ?? String(v));
+    const normalized = result.clean === result.baseline ? "" : data.values[i]!;
+    lines.push([...index, result.scores.data[i]!, normalized, result.noPath?.[i] ? 1 : 0].join(","));
+  }
+  return lines.join("\n") + "\n";
+}
+
+export function describeBaselines(result: PatchResult<object>): string {
+  return `metric: logit difference (mean over rows, last position); corrupted run ${result.baseline.toFixed(4)}, clean run ${result.clean.toFixed(4)}`;
+}
