@@ -117,6 +117,9 @@ export function parseArgs(command: string, args: readonly string[], specs: reado
 
 /** ` (did you mean --x?)` when a known name is close to `name`. */
 export function suggest(name: string, known: readonly string[], prefix = "--"): string {
+  // A prefix ("direct" for "direct-path") is as telling as a typo.
+  const extended = name.length >= 3 ? known.filter((k) => k.startsWith(name)) : [];
+  if (extended.length === 1) return ` (did you mean ${prefix}${extended[0]}?)`;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const k of known) {
