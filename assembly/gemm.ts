@@ -1,13 +1,19 @@
-// GEMM: C = A·op(B) (+ bias) (+ C), Goto/BLIS style.
+// GEMM: C = A·op(B) (+ bias) (+ C), Goto/BLIS style with an unpacked A.
 //
-// Loops, outer to inner: KC depth -> MC rows of A, packed -> NB·NR columns of
-// B, packed -> every MR sliver of the A block -> the MR×NR register
-// micro-kernel over KC. The packed B slivers (KC×NR each) stay in L1 while
-// the packed A block (MC×KC) streams from L2. Packing turns both operands into
-// unit-stride, zero-padded streams, so the micro-kernel never checks an edge
-// and never walks B with a stride like 3072 floats, which maps every row of a
-// panel to the same L1 set. Ragged tiles are computed into a scratch tile and
-// merged with scalar code.
+// Loops, outer to inner: KC depth -> MC rows -> NB·NR columns of B, packed ->
+// every NR sliver of that group -> every MR rows of A -> the MR×NR register
+// micro-kernel over KC.
+//
+// Only B is packed. Its slivers (KC×NR, 8 KiB) become unit-stride streams that
+// stay in L1 while the micro-kernel sweeps all MR-row slivers of A; read in
+// place, B would walk rows 3072 floats apart, which all map to one L1 set.
+// A is read in place: an MR-row sliver is MR unit-stride streams, and the
+// broadcast addresses cost the same adds as offsets into a packed copy would,
+// so packing A buys nothing and would cost a copy per B group. B is packed
+// NB slivers at a time so each row of B is read as whole cache lines.
+// Ragged edges: a last sliver of fewer than MR rows is copied into a
+// zero-padded scratch, B groups are zero-padded past n, and partial tiles are
+// computed into a scratch tile and merged with scalar code.
 //
 // All byte arithmetic is in usize (u32) so operands above 2 GiB work; sizes
 // arrive as i32 and are widened before they are multiplied.
@@ -18,18 +24,18 @@ import { madd } from "./simd";
 const MR = 4;
 /** Columns of C per register tile (two v128 of B per k). */
 const NR = 8;
-/** B slivers packed together: NB·NR floats is one 64-byte cache line per row of B. */
-const NB = 2;
-/** Depth of one packed block: NB B slivers, KC×NR×NB×4 bytes (16 KiB), stay in L1d. */
+/** Slivers of B packed together: NB·NR floats (256 bytes) of each row of B per pass. */
+const NB = 8;
+/** Depth of one block: a packed B sliver is KC×NR×4 = 8 KiB, an A sliver MR×KC×4 = 4 KiB. */
 const KC = 256;
-/** Rows of A per packed block: MC×KC×4 bytes (64 KiB) stays in L2. */
-const MC = 64;
+/** Rows of A per block: MC×KC×4 = 256 KiB of A stays in L2 while it is reused by every B group. */
+const MC = 256;
 
-// Static scratch (below __heap_base, never allocated at run time). The module's
+// Static scratch (below __heap_base, never allocated at run time); the module's
 // initial memory (asconfig initialMemory) must hold it.
-// packedA: [MC/MR][kc][MR] ; packedB: [NB][kc][NR] ; edgeTile: [MR][NR]
-const packedA: usize = memory.data(MC * KC * 4, 64);
+// packedB: [NB][kc][NR] ; aTail: [MR][kc] ; edgeTile: [MR][NR]
 const packedB: usize = memory.data(NB * KC * NR * 4, 64);
+const aTail: usize = memory.data(MR * KC * 4, 64);
 const edgeTile: usize = memory.data(MR * NR * 4, 64);
 
 /**
@@ -55,17 +61,18 @@ export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
     // Only the first K block writes C from scratch and adds the bias.
     const first = pc == 0;
     const add = first ? accumulate : 1;
-    const biasHere: usize = first ? bias : 0;
+    const aBlock = a + (<usize>pc << 2);
     const bBlock = transB ? b + (<usize>pc << 2) : b + <usize>pc * ldbBytes;
     for (let ic = 0; ic < m; ic += MC) {
       const mc = min(MC, m - ic);
-      packA(a + <usize>ic * ldaBytes + (<usize>pc << 2), ldaBytes, mc, kc);
+      const aRows = aBlock + <usize>ic * ldaBytes;
       const cRows = c + <usize>ic * ldcBytes;
       for (let jc = 0; jc < n; jc += NB * NR) {
         const nc = min(NB * NR, n - jc);
         if (transB) packBT(bBlock + <usize>jc * ldbBytes, ldbBytes, kc, nc);
         else packB(bBlock + (<usize>jc << 2), ldbBytes, kc, nc);
-        macroKernel(cRows + (<usize>jc << 2), ldcBytes, biasHere != 0 ? biasHere + (<usize>jc << 2) : 0, mc, nc, kc, add);
+        const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
+        groupKernel(aRows, ldaBytes, cRows + (<usize>jc << 2), ldcBytes, biasCols, mc, nc, kc, add);
       }
     }
   }
@@ -100,53 +107,71 @@ function biasOnly(c: usize, ldc: i32, bias: usize, m: i32, n: i32, accumulate: i
   }
 }
 
-/** Every MR×NR tile of an mc×nc block of C (nc <= NB·NR) from the packed A block and B slivers. */
-function macroKernel(c: usize, ldcBytes: usize, bias: usize, mc: i32, nc: i32, kc: i32, add: i32): void {
-  const aSliver = <usize>(kc * MR) << 2;
+/** C[mc, nc] (=|+=) A[mc, kc] · packedB (nc <= NB·NR), sliver by sliver. */
+function groupKernel(a: usize, ldaBytes: usize, c: usize, ldcBytes: usize, bias: usize,
+  mc: i32, nc: i32, kc: i32, add: i32): void {
   const bSliver = <usize>(kc * NR) << 2;
+  const mFull = mc & ~(MR - 1);
+  const mTail = mc - mFull;
+  if (mTail != 0) packATail(a + <usize>mFull * ldaBytes, ldaBytes, mTail, kc);
   let pb = packedB;
   for (let jr = 0; jr < nc; jr += NR) {
     const nr = min(NR, nc - jr);
     const cCol = c + (<usize>jr << 2);
     const biasCol: usize = bias != 0 ? bias + (<usize>jr << 2) : 0;
-    let pa = packedA;
-    for (let ir = 0; ir < mc; ir += MR) {
-      const mr = min(MR, mc - ir);
-      const cTile = cCol + <usize>ir * ldcBytes;
-      if (mr == MR && nr == NR) {
-        microKernel(kc, pa, pb, cTile, ldcBytes, biasCol, add);
-      } else {
-        microKernel(kc, pa, pb, edgeTile, NR << 2, 0, 0);
-        mergeEdge(cTile, ldcBytes, biasCol, mr, nr, add);
+    let pa = a;
+    let pc = cCol;
+    const aStep = ldaBytes * MR;
+    const cStep = ldcBytes * MR;
+    if (nr == NR) {
+      for (let ir = 0; ir < mFull; ir += MR) {
+        microKernel(kc, pa, ldaBytes, pb, pc, ldcBytes, biasCol, add);
+        pa += aStep;
+        pc += cStep;
       }
-      pa += aSliver;
+    } else {
+      for (let ir = 0; ir < mFull; ir += MR) {
+        microKernel(kc, pa, ldaBytes, pb, edgeTile, NR << 2, 0, 0);
+        mergeEdge(pc, ldcBytes, biasCol, MR, nr, add);
+        pa += aStep;
+        pc += cStep;
+      }
+    }
+    if (mTail != 0) {
+      microKernel(kc, aTail, <usize>kc << 2, pb, edgeTile, NR << 2, 0, 0);
+      mergeEdge(pc, ldcBytes, biasCol, mTail, nr, add);
     }
     pb += bSliver;
   }
 }
 
 /**
- * The register tile: C[4, 8] (=|+=) Apacked[kc, 4]ᵀ · Bpacked[kc, 8] (+ bias).
- * Eight v128 accumulators, two B vectors and one broadcast A value fit the 16
- * xmm registers V8 has on x64 with room for the plain build's mul temporary.
+ * The register tile: C[4, 8] (=|+=) A[4, kc] · Bpacked[kc, 8] (+ bias), A rows ldaBytes apart.
+ * Eight v128 accumulators, two B vectors and four A broadcasts fill the 15
+ * xmm registers V8 allocates on x64 (with one to spare for the plain build's
+ * mul temporary). The loop is not unrolled: TurboFan hoists every load of an
+ * unrolled body to its top, and the extra live broadcasts spill accumulators.
  */
-function microKernel(kc: i32, pa: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize, add: i32): void {
+function microKernel(kc: i32, a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize,
+  bias: usize, add: i32): void {
   let c00 = f32x4.splat(0); let c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0); let c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0); let c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0); let c31 = f32x4.splat(0);
-  for (let p = 0; p < kc; p++) {
+  const l2 = ldaBytes << 1;
+  const l3 = l2 + ldaBytes;
+  const end = a + (<usize>kc << 2);
+  for (let pa = a; pa < end; pa += 4) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
     let av = v128.load32_splat(pa);
     c00 = madd(av, b0, c00); c01 = madd(av, b1, c01);
-    av = v128.load32_splat(pa, 4);
+    av = v128.load32_splat(pa + ldaBytes);
     c10 = madd(av, b0, c10); c11 = madd(av, b1, c11);
-    av = v128.load32_splat(pa, 8);
+    av = v128.load32_splat(pa + l2);
     c20 = madd(av, b0, c20); c21 = madd(av, b1, c21);
-    av = v128.load32_splat(pa, 12);
+    av = v128.load32_splat(pa + l3);
     c30 = madd(av, b0, c30); c31 = madd(av, b1, c31);
-    pa += MR << 2;
     pb += NR << 2;
   }
   if (bias != 0) {
@@ -187,55 +212,32 @@ function mergeEdge(c: usize, ldcBytes: usize, bias: usize, mr: i32, nr: i32, add
   }
 }
 
-/** A block a: [mc, kc] (ldaBytes) -> packedA: [ceil(mc/MR)][kc][MR], zero rows past mc. */
-function packA(a: usize, ldaBytes: usize, mc: i32, kc: i32): void {
-  let dst = packedA;
-  for (let ir = 0; ir < mc; ir += MR) {
-    const mr = min(MR, mc - ir);
-    const r0 = a + <usize>ir * ldaBytes;
-    if (mr == MR) {
-      const r1 = r0 + ldaBytes;
-      const r2 = r1 + ldaBytes;
-      const r3 = r2 + ldaBytes;
-      let p = 0;
-      // Four k at a time: load a 4×4 block along rows and store it transposed.
-      for (; p + 4 <= kc; p += 4) {
-        const o = <usize>p << 2;
-        transposeStore4(dst, v128.load(r0 + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o), MR << 2);
-        dst += MR << 4;
-      }
-      for (; p < kc; p++) {
-        const o = <usize>p << 2;
-        store<f32>(dst, load<f32>(r0 + o));
-        store<f32>(dst, load<f32>(r1 + o), 4);
-        store<f32>(dst, load<f32>(r2 + o), 8);
-        store<f32>(dst, load<f32>(r3 + o), 12);
-        dst += MR << 2;
-      }
-    } else {
-      for (let p = 0; p < kc; p++) {
-        const o = <usize>p << 2;
-        for (let i = 0; i < MR; i++) {
-          store<f32>(dst + (<usize>i << 2), i < mr ? load<f32>(r0 + <usize>i * ldaBytes + o) : 0);
-        }
-        dst += MR << 2;
-      }
-    }
+/** The last mr < MR rows of an A block, a: [mr, kc] (ldaBytes) -> aTail: [MR][kc], zero rows past mr. */
+function packATail(a: usize, ldaBytes: usize, mr: i32, kc: i32): void {
+  const rowBytes = <usize>kc << 2;
+  for (let i = 0; i < MR; i++) {
+    const dst = aTail + <usize>i * rowBytes;
+    if (i < mr) memory.copy(dst, a + <usize>i * ldaBytes, rowBytes);
+    else memory.fill(dst, 0, rowBytes);
   }
 }
 
-/** B panel b: [kc, nc] (ldbBytes), nc <= NB·NR -> packedB: [NB][kc][NR], zero columns past nc. */
+/** B group b: [kc, nc] (ldbBytes), nc <= NB·NR -> packedB: [NB][kc][NR], zero columns past nc. */
 function packB(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
   const sliver = <usize>(kc * NR) << 2;
   if (nc == NB * NR) {
-    // Row by row, so each row of B is read as one whole cache line.
+    // Row by row, so each row of B is read as whole cache lines.
     let src = b;
     let dst = packedB;
     for (let p = 0; p < kc; p++) {
-      v128.store(dst, v128.load(src));
-      v128.store(dst, v128.load(src, 16), 16);
-      v128.store(dst + sliver, v128.load(src, 32));
-      v128.store(dst + sliver, v128.load(src, 48), 16);
+      let from = src;
+      let to = dst;
+      for (let q = 0; q < NB; q++) {
+        v128.store(to, v128.load(from));
+        v128.store(to, v128.load(from, 16), 16);
+        from += NR << 2;
+        to += sliver;
+      }
       src += ldbBytes;
       dst += NR << 2;
     }
@@ -245,17 +247,26 @@ function packB(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
   for (let jr = 0; jr < nc; jr += NR) {
     const nr = min(NR, nc - jr);
     let src = b + (<usize>jr << 2);
-    for (let p = 0; p < kc; p++) {
-      for (let j = 0; j < NR; j++) {
-        store<f32>(dst + (<usize>j << 2), j < nr ? load<f32>(src + (<usize>j << 2)) : 0);
+    if (nr == NR) {
+      for (let p = 0; p < kc; p++) {
+        v128.store(dst, v128.load(src));
+        v128.store(dst, v128.load(src, 16), 16);
+        src += ldbBytes;
+        dst += NR << 2;
       }
-      src += ldbBytes;
-      dst += NR << 2;
+    } else {
+      for (let p = 0; p < kc; p++) {
+        for (let j = 0; j < NR; j++) {
+          store<f32>(dst + (<usize>j << 2), j < nr ? load<f32>(src + (<usize>j << 2)) : 0);
+        }
+        src += ldbBytes;
+        dst += NR << 2;
+      }
     }
   }
 }
 
-/** B panel stored transposed, b: [nc, kc] (ldbBytes), nc <= NB·NR -> packedB: [NB][kc][NR]. */
+/** B group stored transposed, b: [nc, kc] (ldbBytes), nc <= NB·NR -> packedB: [NB][kc][NR]. */
 function packBT(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
   let dst = packedB;
   for (let jr = 0; jr < nc; jr += NR) {

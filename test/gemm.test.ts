@@ -140,7 +140,7 @@ describe("gemm: wasm against the js twin", () => {
   it("sizes that straddle the register tile and cache blocks", () => {
     const cases: Case[] = [];
     let seed = 1000;
-    for (const m of [4, 5, 8, 63, 64, 65, 130]) {
+    for (const m of [4, 5, 8, 63, 64, 65, 130, 259]) {
       for (const [n, k] of [[8, 256], [15, 257], [16, 512], [33, 600], [136, 769]] as const) {
         for (const transB of [0, 1]) cases.push({ m, n, k, transB, bias: true, seed: seed++ });
       }
