@@ -316,6 +316,16 @@ describe("inputs validated against the model", () => {
     expect(prompt.stderr).toMatch(/--prompt needs the model's tokenizer/);
   });
 
+  it("clean equal to corrupted: nothing to normalize by, so the heatmap shows the change from the baseline", async () => {
+    const out = join(tmp, "same-result.json");
+    const r = await patch(writePrompts("same.json", { ...inputs, corrupted: inputs.clean }), ["--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    const got = readJson<{ normalized: null; scores: number[]; baseline: number; clean: number }>(out);
+    expect(got.normalized).toBeNull();
+    expect(got.clean).toBe(got.baseline);
+    expect(r.stdout).toContain("logit difference minus the corrupted baseline");
+  });
+
   it("a head or layer out of range", async () => {
     const badLayer = await cli(["patch", "direct-path", "--model", MODEL, "--prompts", PROMPTS, "--src", "3.0", "--component", "q"]);
     expect(badLayer.code).toBe(2);

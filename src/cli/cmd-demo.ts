@@ -14,8 +14,7 @@ import { InputError, oneLine } from "./errors.js";
 import { plottedValues, topEntries, type HeatmapData } from "./grid.js";
 import { renderSvgHeatmap } from "./heatmap-svg.js";
 import { renderTerminalHeatmap } from "./heatmap-terminal.js";
-import { describeBaselines, directPathHeatmap } from "./patch-report.js";
-import { checkTargets } from "./patch-report.js";
+import { checkTargets, describeBaselines, directPathHeatmap } from "./patch-report.js";
 
 type Mode = "linear" | "exact";
 

@@ -107,7 +107,8 @@ function legend(limit: number, colour: boolean): string {
 function fixed(v: number): string {
   const a = Math.abs(v);
   const s = a < 9.995 ? a.toFixed(2) : a < 99.95 ? a.toFixed(1) : a.toExponential(0);
-  return `${v < 0 ? "-" : "+"}${s}`.padStart(6);
+  // No sign on values that round to zero: "-0.00" reads as an effect.
+  return (/[1-9]/.test(s) ? `${v < 0 ? "-" : "+"}${s}` : s).padStart(6);
 }
 
 function signed(v: number, digits: number): string {
