@@ -11,6 +11,8 @@ import os from "node:os";
 
 const SUITES = {
   gemm: () => import("./gemm.js"),
+  forward: () => import("./forward.js"),
+  patching: () => import("./patching.js"),
   kernels: () => import("./kernels.js"),
 };
 

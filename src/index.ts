@@ -15,6 +15,10 @@ export { loadTokenizer, tokenizerFromJson, type Tokenizer } from "./io/tokenizer
 
 // model
 export { ActivationCache } from "./model/activation-cache.js";
+export type {
+  AccumulatedResidOptions, ApplyLnOptions, BatchSlice, CacheModel, DecomposeResidOptions, LabelledStack,
+  LogitAttrsOptions, LogitTokens, PosSlice, StackHeadResultsOptions,
+} from "./model/cache-analysis.js";
 export { ConfigError, configFromHfGpt2, makeConfig, type HookedTransformerConfig } from "./model/config.js";
 export { convertGpt2Weights } from "./model/gpt2-weights.js";
 export { getActName, hookNames, type HookFilter, type HookFn, type HookPoint } from "./model/hook-points.js";
@@ -35,3 +39,10 @@ export {
 export { logitDiff, logProb, normalize, type Metric } from "./patching/metrics.js";
 export type { Patch, PatchEdit, SweepOptions, SweepProgress } from "./patching/planner.js";
 export { PatchResult } from "./patching/result.js";
+
+// the embedded demo model (a planted induction circuit)
+export {
+  DEMO_BOS, DEMO_DIMS, PLANTED_HEADS, buildInductionModelWeights, demoModelFiles, demoPrompts, loadDemoModel,
+  type DemoPrompts, type DemoPromptsOptions, type InductionModel,
+} from "./demo/induction-model.js";
+export { gpt2HfFiles } from "./demo/hf-files.js";
