@@ -1,0 +1,37 @@
+// The README's library example, run on the embedded demo model (token ids instead of text:
+// the demo model has no tokenizer). If this breaks, the README is wrong.
+import { expect, it } from "vitest";
+import {
+  HookedTransformer, demoModelFiles, demoPrompts, getActPatchDirectPath, getActPatchResidPre, logitDiff,
+} from "../src/index.js";
+
+it("the README flow runs end to end", async () => {
+  const model = await HookedTransformer.fromPretrained(demoModelFiles());
+  const { clean, corrupted, correct, incorrect } = demoPrompts({ batch: 4 });
+
+  const { logits, cache } = model.runWithCache(clean);
+  expect(cache.get("blocks.1.attn.hook_q").shape).toEqual([4, 21, 4, 32]);
+  expect(cache.get("pattern", 1).shape).toEqual([4, 4, 21, 21]);
+  expect(cache.get("scale", 1, "ln2").shape).toEqual([4, 21, 1]);
+
+  const ablated = model.runWithHooks(clean, {
+    fwdHooks: [["blocks.0.attn.hook_z", (z) => { z.data.fill(0); }]],
+  }).logits!;
+  const metric = logitDiff({ correct, incorrect });
+  expect(metric(ablated)).toBeLessThan(metric(logits!));
+
+  const cleanCache = cache;
+  const corruptedCache = model.runWithCache(corrupted).cache;
+  const resid = await getActPatchResidPre(model, corrupted, cleanCache, metric);
+  expect(resid.scores.shape).toEqual([2, 21]);
+  const progress: number[] = [];
+  const path = await getActPatchDirectPath(model, corrupted, cleanCache, corruptedCache, metric, {
+    srcLayer: 0, srcHead: 2, component: "k", mode: "linear",
+    onProgress: ({ done }) => progress.push(done),
+  });
+  expect(path.scores.shape).toEqual([2, 4]);
+  expect(progress.at(-1)).toBe(4);
+  const normalized = path.normalized();
+  expect(normalized.get(1, 1)).toBeGreaterThan(0.9); // the planted induction head
+  expect(Array.from(path.noPath!.slice(0, 4))).toEqual([1, 1, 1, 1]);
+});
