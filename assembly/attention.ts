@@ -1,6 +1,8 @@
 // Causal multi-head / grouped-query attention over
-//   q: [batch, pos, nHeads, dHead], k, v: [batch, pos, nKvHeads, dHead], z: [batch, pos, nHeads, dHead]
-//   scores, pattern: [batch, nHeads, pos, pos]; keyMask: [batch, pos] (1 attend, 0 padding) or 0.
+//   q: [batch, qLen, nHeads, dHead], k, v: [batch, kLen, nKvHeads, dHead], z: [batch, qLen, nHeads, dHead]
+//   scores, pattern: [batch, nHeads, qLen, kLen]; keyMask: [batch, kLen] (1 attend, 0 padding) or 0.
+// The queries are the last qLen of the kLen positions (qLen < kLen when a prefix's keys and
+// values were kept from an earlier run): query i sits at position kLen - qLen + i.
 // Query head h reads kv head h / (nHeads / nKvHeads). SIMD runs over dHead; keys are taken
 // four at a time so each q (or z) vector load serves four keys.
 import { madd, hsum } from "./simd";
@@ -191,49 +193,51 @@ function maskAndMax(scores: usize, keyMask: usize, n: i32): f32 {
   return m;
 }
 
-/** Scores = q·kᵀ * scale, -Infinity where key j > query i or keyMask[b, j] == 0. */
+/** Scores = q·kᵀ * scale, -Infinity where key j is after the query or keyMask[b, j] == 0. */
 export function attnScores(q: usize, k: usize, scores: usize, keyMask: usize,
-  batch: i32, pos: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32): void {
+  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32): void {
   const group = nHeads / nKvHeads;
+  const offset = kLen - qLen;
   const qStride = <usize>nHeads * <usize>dHead << 2;
   const kStride = <usize>nKvHeads * <usize>dHead << 2;
   const headBytes = <usize>dHead << 2;
-  const rowBytes = <usize>pos << 2;
+  const rowBytes = <usize>kLen << 2;
   for (let b = 0; b < batch; b++) {
-    const qb = q + <usize>b * <usize>pos * qStride;
-    const kb = k + <usize>b * <usize>pos * kStride;
+    const qb = q + <usize>b * <usize>qLen * qStride;
+    const kb = k + <usize>b * <usize>kLen * kStride;
     const mb = keyMask == 0 ? <usize>0 : keyMask + <usize>b * rowBytes;
     for (let h = 0; h < nHeads; h++) {
       const kh = kb + <usize>(h / group) * headBytes;
-      const sh = scores + (<usize>b * <usize>nHeads + <usize>h) * <usize>pos * rowBytes;
-      for (let i = 0; i < pos; i++) {
+      const sh = scores + (<usize>b * <usize>nHeads + <usize>h) * <usize>qLen * rowBytes;
+      for (let i = 0; i < qLen; i++) {
         const row = sh + <usize>i * rowBytes;
-        scoreKeys(qb + <usize>i * qStride + <usize>h * headBytes, kh, kStride, i + 1, dHead, scale, row);
-        if (mb != 0) maskAndMax(row, mb, i + 1);
-        fillRow(row + (<usize>(i + 1) << 2), pos - i - 1, -Infinity);
+        const n = offset + i + 1; // keys up to and including the query's own position
+        scoreKeys(qb + <usize>i * qStride + <usize>h * headBytes, kh, kStride, n, dHead, scale, row);
+        if (mb != 0) maskAndMax(row, mb, n);
+        fillRow(row + (<usize>n << 2), kLen - n, -Infinity);
       }
     }
   }
 }
 
-/** z = pattern · v (every key j, not only j <= i, so a hook may write any pattern). */
+/** z = pattern · v (every key j, not only the causal ones, so a hook may write any pattern). */
 export function attnApplyPattern(pattern: usize, v: usize, z: usize,
-  batch: i32, pos: i32, nHeads: i32, nKvHeads: i32, dHead: i32): void {
+  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32): void {
   const group = nHeads / nKvHeads;
   const zStride = <usize>nHeads * <usize>dHead << 2;
   const vStride = <usize>nKvHeads * <usize>dHead << 2;
   const headBytes = <usize>dHead << 2;
-  const rowBytes = <usize>pos << 2;
+  const rowBytes = <usize>kLen << 2;
   for (let b = 0; b < batch; b++) {
-    const zb = z + <usize>b * <usize>pos * zStride;
-    const vb = v + <usize>b * <usize>pos * vStride;
+    const zb = z + <usize>b * <usize>qLen * zStride;
+    const vb = v + <usize>b * <usize>kLen * vStride;
     for (let h = 0; h < nHeads; h++) {
       const vh = vb + <usize>(h / group) * headBytes;
-      const ph = pattern + (<usize>b * <usize>nHeads + <usize>h) * <usize>pos * rowBytes;
-      for (let i = 0; i < pos; i++) {
+      const ph = pattern + (<usize>b * <usize>nHeads + <usize>h) * <usize>qLen * rowBytes;
+      for (let i = 0; i < qLen; i++) {
         const row = ph + <usize>i * rowBytes;
         // Trailing zero weights (the causal upper triangle) add exactly nothing: skip them.
-        let n = pos;
+        let n = kLen;
         while (n >= 4 && !v128.any_true(v128.load(row + (<usize>(n - 4) << 2)))) n -= 4;
         while (n > 0 && load<f32>(row + (<usize>(n - 1) << 2)) == 0) n--;
         const zi = zb + <usize>i * zStride + <usize>h * headBytes;
@@ -249,26 +253,28 @@ export function attnApplyPattern(pattern: usize, v: usize, z: usize,
  * time. A query whose keys are all masked gets z = 0. z must not alias q, k or v.
  */
 export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize,
-  batch: i32, pos: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32): void {
+  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32): void {
   const group = nHeads / nKvHeads;
+  const offset = kLen - qLen;
   const qStride = <usize>nHeads * <usize>dHead << 2;
   const kvStride = <usize>nKvHeads * <usize>dHead << 2;
   const headBytes = <usize>dHead << 2;
   for (let b = 0; b < batch; b++) {
-    const qb = q + <usize>b * <usize>pos * qStride;
-    const kb = k + <usize>b * <usize>pos * kvStride;
-    const vb = v + <usize>b * <usize>pos * kvStride;
-    const mb = keyMask == 0 ? <usize>0 : keyMask + (<usize>b * <usize>pos << 2);
+    const qb = q + <usize>b * <usize>qLen * qStride;
+    const kb = k + <usize>b * <usize>kLen * kvStride;
+    const vb = v + <usize>b * <usize>kLen * kvStride;
+    const mb = keyMask == 0 ? <usize>0 : keyMask + (<usize>b * <usize>kLen << 2);
     for (let h = 0; h < nHeads; h++) {
       const kvOff = <usize>(h / group) * headBytes;
-      for (let i = 0; i < pos; i++) {
+      for (let i = 0; i < qLen; i++) {
         const qi = qb + <usize>i * qStride + <usize>h * headBytes;
         const zi = z + (qi - q);
+        const last = offset + i; // the query's own position: the last key it may read
         zeroRow(zi, dHead);
         let m: f32 = -Infinity; // running max of the scores seen so far
         let l: f32 = 0; // running sum of exp(score - m)
-        for (let c0 = 0; c0 <= i; c0 += CHUNK) {
-          const n = min(CHUNK, i + 1 - c0);
+        for (let c0 = 0; c0 <= last; c0 += CHUNK) {
+          const n = min(CHUNK, last + 1 - c0);
           const kc = kb + kvOff + <usize>c0 * kvStride;
           let cm = scoreKeys(qi, kc, kvStride, n, dHead, scale, ROW);
           if (mb != 0) cm = maskAndMax(ROW, mb + (<usize>c0 << 2), n);

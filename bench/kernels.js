@@ -99,7 +99,7 @@ function cases() {
         const [pq, pk, pv] = qkv.map((t) => engine.upload(t));
         const pz = engine.alloc(zn);
         return {
-          call: () => engine.kernels.attention(pq, pk, pv, pz, 0, 1, pos, N_HEADS, N_HEADS, D_HEAD, scale),
+          call: () => engine.kernels.attention(pq, pk, pv, pz, 0, 1, pos, pos, N_HEADS, N_HEADS, D_HEAD, scale),
           output: () => engine.download(pz, zn),
           free: () => [pq, pk, pv, pz].forEach((p) => engine.free(p)),
         };
@@ -116,9 +116,9 @@ function cases() {
         const pp = engine.alloc(sn);
         return {
           call: () => {
-            engine.kernels.attnScores(pq, pk, ps, 0, 1, pos, N_HEADS, N_HEADS, D_HEAD, scale);
+            engine.kernels.attnScores(pq, pk, ps, 0, 1, pos, pos, N_HEADS, N_HEADS, D_HEAD, scale);
             engine.kernels.softmax(ps, pp, N_HEADS * pos, pos);
-            engine.kernels.attnApplyPattern(pp, pv, pz, 1, pos, N_HEADS, N_HEADS, D_HEAD);
+            engine.kernels.attnApplyPattern(pp, pv, pz, 1, pos, pos, N_HEADS, N_HEADS, D_HEAD);
           },
           output: () => engine.download(pz, zn),
           free: () => [pq, pk, pv, pz, ps, pp].forEach((p) => engine.free(p)),

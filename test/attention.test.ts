@@ -40,7 +40,7 @@ function runAttention(engine: Engine, c: Case, inp: Inputs, fusedOnly = false): 
   const pm = inp.keyMask ? engine.upload(inp.keyMask) : 0;
   const zn = batch * pos * nHeads * dHead;
   const pf = engine.alloc(zn);
-  engine.kernels.attention(pq, pk, pv, pf, pm, batch, pos, nHeads, nKvHeads, dHead, scale);
+  engine.kernels.attention(pq, pk, pv, pf, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale);
   const out: Outputs = { scores: new Float32Array(), pattern: new Float32Array(), z: new Float32Array(), fused: engine.download(pf, zn) };
   const ptrs = [pq, pk, pv, pm, pf];
   if (!fusedOnly) {
@@ -48,9 +48,9 @@ function runAttention(engine: Engine, c: Case, inp: Inputs, fusedOnly = false): 
     const ps = engine.alloc(sn);
     const pp = engine.alloc(sn);
     const pz = engine.alloc(zn);
-    engine.kernels.attnScores(pq, pk, ps, pm, batch, pos, nHeads, nKvHeads, dHead, scale);
+    engine.kernels.attnScores(pq, pk, ps, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale);
     engine.kernels.softmax(ps, pp, batch * nHeads * pos, pos);
-    engine.kernels.attnApplyPattern(pp, pv, pz, batch, pos, nHeads, nKvHeads, dHead);
+    engine.kernels.attnApplyPattern(pp, pv, pz, batch, pos, pos, nHeads, nKvHeads, dHead);
     out.scores = engine.download(ps, sn);
     out.pattern = engine.download(pp, sn);
     out.z = engine.download(pz, zn);
@@ -66,7 +66,7 @@ function applyPattern(engine: Engine, c: Case, pattern: Float32Array, v: Float32
   const pv = engine.upload(v);
   const zn = c.batch * c.pos * c.nHeads * c.dHead;
   const pz = engine.alloc(zn);
-  engine.kernels.attnApplyPattern(pp, pv, pz, c.batch, c.pos, c.nHeads, c.nKvHeads, c.dHead);
+  engine.kernels.attnApplyPattern(pp, pv, pz, c.batch, c.pos, c.pos, c.nHeads, c.nKvHeads, c.dHead);
   const z = engine.download(pz, zn);
   for (const p of [pp, pv, pz]) engine.free(p);
   return z;
@@ -95,10 +95,10 @@ describe("attention twins by hand", () => {
     const pv = js.upload(base.v);
     const pm = keyMask ? js.upload(keyMask) : 0;
     const [ps, pp, pz, pf] = [4, 4, 4, 4].map((n) => js.alloc(n)) as [number, number, number, number];
-    js.kernels.attnScores(pq, pk, ps, pm, 1, 2, 1, 1, 2, 1);
+    js.kernels.attnScores(pq, pk, ps, pm, 1, 2, 2, 1, 1, 2, 1);
     js.kernels.softmax(ps, pp, 2, 2);
-    js.kernels.attnApplyPattern(pp, pv, pz, 1, 2, 1, 1, 2);
-    js.kernels.attention(pq, pk, pv, pf, pm, 1, 2, 1, 1, 2, 1);
+    js.kernels.attnApplyPattern(pp, pv, pz, 1, 2, 2, 1, 1, 2);
+    js.kernels.attention(pq, pk, pv, pf, pm, 1, 2, 2, 1, 1, 2, 1);
     const out = { scores: js.download(ps, 4), pattern: js.download(pp, 4), z: js.download(pz, 4), fused: js.download(pf, 4) };
     for (const p of [pq, pk, pv, pm, ps, pp, pz, pf]) js.free(p);
     return out;
@@ -204,3 +204,44 @@ for (const engine of engines) {
     });
   });
 }
+
+describe("queries over a kept prefix (qLen < kLen) equal the tail of the whole-sequence run", () => {
+  const c: Case = { batch: 2, pos: 23, nHeads: 4, nKvHeads: 2, dHead: 20, mask: true };
+  for (const engine of [js, ...engines]) {
+    for (const qLen of [1, 5, 22]) {
+      it(`${engine.variant}, last ${qLen} of ${c.pos} positions`, () => {
+        const inp = inputs(c, 99);
+        const full = runAttention(engine, c, inp);
+        const { batch, pos: kLen, nHeads: H, nKvHeads, dHead: d } = c;
+        // q of the last qLen positions of each row: [batch, qLen, H, d]
+        const qTail = new Float32Array(batch * qLen * H * d);
+        for (let b = 0; b < batch; b++) {
+          qTail.set(inp.q.subarray((b * kLen + kLen - qLen) * H * d, (b + 1) * kLen * H * d), b * qLen * H * d);
+        }
+        const [pq, pk, pv, pm] = [qTail, inp.k, inp.v, inp.keyMask!].map((x) => engine.upload(x));
+        const zn = batch * qLen * H * d;
+        const sn = batch * H * qLen * kLen;
+        const [pf, pz, ps, pp] = [zn, zn, sn, sn].map((n) => engine.alloc(n));
+        const scale = 1 / Math.sqrt(d);
+        engine.kernels.attention(pq, pk, pv, pf, pm, batch, qLen, kLen, H, nKvHeads, d, scale);
+        engine.kernels.attnScores(pq, pk, ps, pm, batch, qLen, kLen, H, nKvHeads, d, scale);
+        engine.kernels.softmax(ps, pp, batch * H * qLen, kLen);
+        engine.kernels.attnApplyPattern(pp, pv, pz, batch, qLen, kLen, H, nKvHeads, d);
+        const fused = engine.download(pf, zn);
+        const z = engine.download(pz, zn);
+        const scores = engine.download(ps, sn);
+        for (const p of [pq, pk, pv, pm, pf, pz, ps, pp]) engine.free(p);
+        for (let b = 0; b < batch; b++) {
+          const want = full.fused.subarray((b * kLen + kLen - qLen) * H * d, (b + 1) * kLen * H * d);
+          expect(relError(fused.subarray(b * qLen * H * d, (b + 1) * qLen * H * d), want)).toBeLessThanOrEqual(1e-6);
+          expect(relError(z.subarray(b * qLen * H * d, (b + 1) * qLen * H * d), want)).toBeLessThanOrEqual(1e-5);
+          for (let h = 0; h < H; h++) {
+            const got = scores.subarray((b * H + h) * qLen * kLen, (b * H + h + 1) * qLen * kLen);
+            const ref = full.scores.subarray(((b * H + h) * kLen + kLen - qLen) * kLen, (b * H + h + 1) * kLen * kLen);
+            expect(scoresError(got, ref)).toBeLessThanOrEqual(1e-6);
+          }
+        }
+      });
+    }
+  }
+});

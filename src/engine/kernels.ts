@@ -38,18 +38,20 @@ export interface Kernels {
     rows: number, d: number, eps: number): void;
 
   // ---- attention (assembly/attention.ts) ----
-  // q: [batch, pos, nHeads, dHead]; k, v: [batch, pos, nKvHeads, dHead] (query head h reads
-  // kv head floor(h / (nHeads / nKvHeads))); z: [batch, pos, nHeads, dHead];
-  // scores, pattern: [batch, nHeads, pos, pos]; keyMask: [batch, pos] with 1 = attend, 0 = padding, or 0.
-  /** scores = q·kᵀ * scale, -Infinity where key j > query i or the key is masked. */
+  // q: [batch, qLen, nHeads, dHead]; k, v: [batch, kLen, nKvHeads, dHead] (query head h reads
+  // kv head floor(h / (nHeads / nKvHeads))); z: [batch, qLen, nHeads, dHead];
+  // scores, pattern: [batch, nHeads, qLen, kLen]; keyMask: [batch, kLen] with 1 = attend, 0 = padding, or 0.
+  // The queries are the last qLen of the kLen positions: query i sits at position kLen - qLen + i
+  // (qLen = kLen for a whole sequence; fewer when earlier positions' keys and values were kept).
+  /** scores = q·kᵀ * scale, -Infinity where key j is after the query's position or the key is masked. */
   attnScores(q: number, k: number, scores: number, keyMask: number,
-    batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void;
+    batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void;
   /** z = pattern · v. */
   attnApplyPattern(pattern: number, v: number, z: number,
-    batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number): void;
+    batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number): void;
   /** Fused causal attention: z = softmax(q·kᵀ * scale, masked) · v without materialising scores or pattern. */
   attention(q: number, k: number, v: number, z: number, keyMask: number,
-    batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void;
+    batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void;
 
   // ---- activations (assembly/activations.ts) ----
   /** out = gelu_new(x) (GPT-2 tanh form), n elements; out may alias x. */

@@ -121,13 +121,13 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       fire(`${b}attn.hook_v`, buf.v, [B, P, H, d], l);
 
       if (needScores(l)) {
-        k.attnScores(buf.q, buf.k, buf.scores, buf.mask, B, P, H, H, d, 1 / cfg.attnScale);
+        k.attnScores(buf.q, buf.k, buf.scores, buf.mask, B, P, P, H, H, d, 1 / cfg.attnScale);
         fire(`${b}attn.hook_attn_scores`, buf.scores, [B, H, P, P], l);
         k.softmax(buf.scores, buf.pattern, B * H * P, P);
         fire(`${b}attn.hook_pattern`, buf.pattern, [B, H, P, P], l);
-        k.attnApplyPattern(buf.pattern, buf.v, buf.z, B, P, H, H, d);
+        k.attnApplyPattern(buf.pattern, buf.v, buf.z, B, P, P, H, H, d);
       } else {
-        k.attention(buf.q, buf.k, buf.v, buf.z, buf.mask, B, P, H, H, d, 1 / cfg.attnScale);
+        k.attention(buf.q, buf.k, buf.v, buf.z, buf.mask, B, P, P, H, H, d, 1 / cfg.attnScale);
       }
       fire(`${b}attn.hook_z`, buf.z, [B, P, H, d], l);
 

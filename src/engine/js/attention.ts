@@ -1,25 +1,26 @@
 // Plain TypeScript twins of assembly/attention.ts, in f64 with one rounding to f32 on store.
-//   q: [batch, pos, nHeads, dHead], k, v: [batch, pos, nKvHeads, dHead], z: [batch, pos, nHeads, dHead]
-//   scores, pattern: [batch, nHeads, pos, pos]; keyMask: [batch, pos] (1 attend, 0 padding) or 0.
-// Query head h reads kv head floor(h / (nHeads / nKvHeads)).
+//   q: [batch, qLen, nHeads, dHead], k, v: [batch, kLen, nKvHeads, dHead], z: [batch, qLen, nHeads, dHead]
+//   scores, pattern: [batch, nHeads, qLen, kLen]; keyMask: [batch, kLen] (1 attend, 0 padding) or 0.
+// Query head h reads kv head floor(h / (nHeads / nKvHeads)); query i sits at position kLen - qLen + i.
 
-/** scores = q·kᵀ * scale, -Infinity where key j > query i or keyMask[b, j] == 0. */
+/** scores = q·kᵀ * scale, -Infinity where key j is after the query or keyMask[b, j] == 0. */
 export function attnScores(heap: Float32Array, q: number, k: number, scores: number, keyMask: number,
-  batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void {
+  batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void {
   const group = Math.floor(nHeads / nKvHeads);
   const s = Math.fround(scale);
+  const offset = kLen - qLen;
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < nHeads; h++) {
       const kvh = Math.floor(h / group);
-      for (let i = 0; i < pos; i++) {
-        const row = (scores >>> 2) + ((b * nHeads + h) * pos + i) * pos;
-        const qi = (q >>> 2) + ((b * pos + i) * nHeads + h) * dHead;
-        for (let j = 0; j < pos; j++) {
-          if (j > i || masked(heap, keyMask, b, pos, j)) {
+      for (let i = 0; i < qLen; i++) {
+        const row = (scores >>> 2) + ((b * nHeads + h) * qLen + i) * kLen;
+        const qi = (q >>> 2) + ((b * qLen + i) * nHeads + h) * dHead;
+        for (let j = 0; j < kLen; j++) {
+          if (j > offset + i || masked(heap, keyMask, b, kLen, j)) {
             heap[row + j] = -Infinity;
             continue;
           }
-          const kj = (k >>> 2) + ((b * pos + j) * nKvHeads + kvh) * dHead;
+          const kj = (k >>> 2) + ((b * kLen + j) * nKvHeads + kvh) * dHead;
           let dot = 0;
           for (let c = 0; c < dHead; c++) dot += heap[qi + c]! * heap[kj + c]!;
           heap[row + j] = dot * s;
@@ -31,21 +32,21 @@ export function attnScores(heap: Float32Array, q: number, k: number, scores: num
 
 /** z[b, i, h] = sum over every key j of pattern[b, h, i, j] * v[b, j, kv(h)]. */
 export function attnApplyPattern(heap: Float32Array, pattern: number, v: number, z: number,
-  batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number): void {
+  batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number): void {
   const group = Math.floor(nHeads / nKvHeads);
   const acc = new Float64Array(dHead);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < nHeads; h++) {
       const kvh = Math.floor(h / group);
-      for (let i = 0; i < pos; i++) {
-        const row = (pattern >>> 2) + ((b * nHeads + h) * pos + i) * pos;
+      for (let i = 0; i < qLen; i++) {
+        const row = (pattern >>> 2) + ((b * nHeads + h) * qLen + i) * kLen;
         acc.fill(0);
-        for (let j = 0; j < pos; j++) {
+        for (let j = 0; j < kLen; j++) {
           const p = heap[row + j]!;
-          const vj = (v >>> 2) + ((b * pos + j) * nKvHeads + kvh) * dHead;
+          const vj = (v >>> 2) + ((b * kLen + j) * nKvHeads + kvh) * dHead;
           for (let c = 0; c < dHead; c++) acc[c]! += p * heap[vj + c]!;
         }
-        const zi = (z >>> 2) + ((b * pos + i) * nHeads + h) * dHead;
+        const zi = (z >>> 2) + ((b * qLen + i) * nHeads + h) * dHead;
         for (let c = 0; c < dHead; c++) heap[zi + c] = acc[c]!;
       }
     }
@@ -54,23 +55,25 @@ export function attnApplyPattern(heap: Float32Array, pattern: number, v: number,
 
 /** z = softmax(causal, masked q·kᵀ * scale) · v; a query with every key masked gets z = 0. */
 export function attention(heap: Float32Array, q: number, k: number, v: number, z: number, keyMask: number,
-  batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void {
+  batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void {
   const group = Math.floor(nHeads / nKvHeads);
   const s = Math.fround(scale);
-  const weights = new Float64Array(pos);
+  const offset = kLen - qLen;
+  const weights = new Float64Array(kLen);
   const acc = new Float64Array(dHead);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < nHeads; h++) {
       const kvh = Math.floor(h / group);
-      for (let i = 0; i < pos; i++) {
-        const qi = (q >>> 2) + ((b * pos + i) * nHeads + h) * dHead;
+      for (let i = 0; i < qLen; i++) {
+        const last = offset + i;
+        const qi = (q >>> 2) + ((b * qLen + i) * nHeads + h) * dHead;
         let max = -Infinity;
-        for (let j = 0; j <= i; j++) {
-          if (masked(heap, keyMask, b, pos, j)) {
+        for (let j = 0; j <= last; j++) {
+          if (masked(heap, keyMask, b, kLen, j)) {
             weights[j] = -Infinity;
             continue;
           }
-          const kj = (k >>> 2) + ((b * pos + j) * nKvHeads + kvh) * dHead;
+          const kj = (k >>> 2) + ((b * kLen + j) * nKvHeads + kvh) * dHead;
           let dot = 0;
           for (let c = 0; c < dHead; c++) dot += heap[qi + c]! * heap[kj + c]!;
           weights[j] = dot * s;
@@ -79,15 +82,15 @@ export function attention(heap: Float32Array, q: number, k: number, v: number, z
         acc.fill(0);
         if (max !== -Infinity) {
           let sum = 0;
-          for (let j = 0; j <= i; j++) {
+          for (let j = 0; j <= last; j++) {
             const e = Math.exp(weights[j]! - max);
             sum += e;
-            const vj = (v >>> 2) + ((b * pos + j) * nKvHeads + kvh) * dHead;
+            const vj = (v >>> 2) + ((b * kLen + j) * nKvHeads + kvh) * dHead;
             for (let c = 0; c < dHead; c++) acc[c]! += e * heap[vj + c]!;
           }
           for (let c = 0; c < dHead; c++) acc[c]! /= sum;
         }
-        const zi = (z >>> 2) + ((b * pos + i) * nHeads + h) * dHead;
+        const zi = (z >>> 2) + ((b * qLen + i) * nHeads + h) * dHead;
         for (let c = 0; c < dHead; c++) heap[zi + c] = acc[c]!;
       }
     }
@@ -95,6 +98,6 @@ export function attention(heap: Float32Array, q: number, k: number, v: number, z
 }
 
 // Whether key j of batch b is padding (keyMask 0 = no mask).
-function masked(heap: Float32Array, keyMask: number, b: number, pos: number, j: number): boolean {
-  return keyMask !== 0 && heap[(keyMask >>> 2) + b * pos + j] === 0;
+function masked(heap: Float32Array, keyMask: number, b: number, kLen: number, j: number): boolean {
+  return keyMask !== 0 && heap[(keyMask >>> 2) + b * kLen + j] === 0;
 }
