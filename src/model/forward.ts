@@ -7,10 +7,11 @@ import type { HookFn } from "./hook-points.js";
 /** Everything one forward pass needs, already validated by the caller. */
 export interface ForwardPlan {
   batch: number;
+  /** Sequence length, including any kept prefix. */
   pos: number;
   /** Token ids [batch * pos]; used when starting at layer 0. */
   tokens?: Int32Array;
-  /** The residual stream entering block `startAtLayer` [batch * pos * dModel]; used when startAtLayer > 0. */
+  /** The residual stream entering block `startAtLayer` at positions [posStart, pos): [batch * (pos - posStart) * dModel]. */
   residual?: Float32Array;
   /** [batch * pos], 1 = real token, 0 = padding; absent = all real. */
   attentionMask?: Float32Array;
@@ -21,14 +22,27 @@ export interface ForwardPlan {
   returnResidual: boolean;
   /** Resolved hook name → functions, in registration order. */
   hooks: ReadonlyMap<string, readonly HookFn[]>;
-  /** Which positions are unembedded: all of them, only the last of each row, or none. */
+  /** Which positions are unembedded: all computed ones, only the last of each row, or none. */
   unembed: "all" | "last" | "none";
+  /**
+   * First position computed (default 0). Positions before it are an unchanged prefix whose keys
+   * and values come from `prefix`; hooks then see only positions [posStart, pos).
+   */
+  posStart?: number;
+  /** Keys and values of block `layer` for every position [batch, pos, nHeads, dHead]; the first posStart are read. */
+  prefix?: (layer: number) => { k: Float32Array; v: Float32Array };
+  /**
+   * In the last block, compute keys and values at every position but queries, the attention
+   * output, the MLP and the final norm only at each row's last position (needs unembed "last").
+   * Hooks of that block after the keys and values then see that one position.
+   */
+  pruneLastLayer?: boolean;
 }
 
 export interface ForwardOutput {
-  /** [batch, pos, dVocab], or [batch, 1, dVocab] for unembed "last". */
+  /** [batch, computed positions, dVocab], or [batch, 1, dVocab] for unembed "last". */
   logits?: Tensor;
-  /** [batch, pos, dModel] when the pass stopped before the end. */
+  /** [batch, computed positions, dModel] when the pass stopped before the end. */
   residual?: Tensor;
 }
 
@@ -40,7 +54,9 @@ export interface ForwardOutput {
 export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: DevicePointers, plan: ForwardPlan): ForwardOutput {
   const { batch: B, pos: P, hooks } = plan;
   const { dModel: D, nHeads: H, dHead: d, dMlp: M, dVocab: V, eps } = cfg;
-  const R = B * P;
+  const s0 = plan.posStart ?? 0;
+  const n0 = P - s0; // positions computed per row (until the last block is pruned)
+  const R0 = B * n0;
   const Hd = H * d;
   const k = engine.kernels;
   const hooked = (name: string) => hooks.has(name);
@@ -48,15 +64,18 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
   let anyScores = false;
   for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) anyScores ||= needScores(l);
   const finishing = !plan.returnResidual;
-  const logitRows = !finishing || plan.unembed === "none" ? 0 : plan.unembed === "last" ? B : R;
+  const prune = finishing && plan.unembed === "last" && (plan.pruneLastLayer ?? false) && plan.stopAtLayer === cfg.nLayers && n0 > 1;
+  const logitRows = !finishing || plan.unembed === "none" ? 0 : plan.unembed === "last" ? B : R0;
 
   // Allocate everything before the first kernel runs: growing memory later would detach hook views.
   const sizes = {
-    resid: R * D, embed: R * D, posEmbed: R * D, norm: R * D, scale: R,
-    q: R * Hd, k: R * Hd, v: R * Hd, z: R * Hd, attnOut: R * D,
-    result: cfg.useAttnResult ? R * H * D : 0,
-    scores: anyScores ? B * H * P * P : 0, pattern: anyScores ? B * H * P * P : 0,
-    pre: R * M, post: R * M, mlpOut: R * D, mask: plan.attentionMask ? R : 0, logits: logitRows * V,
+    resid: R0 * D, embed: R0 * D, posEmbed: R0 * D, norm: R0 * D, scale: R0,
+    q: R0 * Hd, k: R0 * Hd, v: R0 * Hd, z: R0 * Hd, attnOut: R0 * D,
+    kFull: s0 > 0 ? B * P * Hd : 0, vFull: s0 > 0 ? B * P * Hd : 0,
+    residLast: prune ? B * D : 0,
+    result: cfg.useAttnResult ? R0 * H * D : 0,
+    scores: anyScores ? B * H * n0 * P : 0, pattern: anyScores ? B * H * n0 * P : 0,
+    pre: R0 * M, post: R0 * M, mlpOut: R0 * D, mask: plan.attentionMask ? B * P : 0, logits: logitRows * V,
   };
   const buf = {} as Record<keyof typeof sizes, number>;
   const allocated: number[] = [];
@@ -66,117 +85,169 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       if (buf[key] !== 0) allocated.push(buf[key]);
     }
 
-    const fire = (name: string, ptr: number, shape: number[], layer: number | undefined) => {
+    const fire = (name: string, ptr: number, shape: number[], layer: number | undefined, positionStart: number) => {
       const fns = hooks.get(name);
       if (fns === undefined) return;
-      const n = shape.reduce((a, b) => a * b, 1);
+      const size = shape.reduce((a, b) => a * b, 1);
       for (const fn of fns) {
-        const view = new Tensor(engine.view(ptr, n), shape);
-        const ret = fn(view, { name, layer });
+        const view = new Tensor(engine.view(ptr, size), shape);
+        const ret = fn(view, { name, layer, positionStart });
         if (ret === undefined || ret === null) continue;
         if (!(ret instanceof Tensor)) throw new Error(`hook on ${name} returned ${typeof ret}; return a Tensor or nothing`);
-        if (ret.shape.length !== shape.length || ret.shape.some((s, i) => s !== shape[i])) {
+        if (ret.shape.length !== shape.length || ret.shape.some((x, i) => x !== shape[i])) {
           throw new Error(`hook on ${name} returned shape [${ret.shape.join(", ")}] but the activation is [${shape.join(", ")}]`);
         }
         if (ret.data !== view.data) engine.heap().set(ret.data, ptr >>> 2);
       }
     };
 
+    // Rows computed per sequence, their first position, and where their residual stream lives;
+    // the pruned last block narrows these to each row's last position.
+    let n = n0;
+    let start = s0;
+    let resid = buf.resid;
+    const rows = () => B * n;
+
     // Normalise x into buf.norm with the per-row scale, firing the two hooks. A hook that
     // changes the scale changes the normalised output, as in TransformerLens.
     const normalize = (x: number, prefix: string, layer: number | undefined) => {
       const rms = cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre";
-      if (rms) k.rmsNorm(x, buf.norm, buf.scale, 0, R, D, eps);
-      else k.layerNorm(x, buf.norm, buf.scale, 0, 0, R, D, eps);
+      if (rms) k.rmsNorm(x, buf.norm, buf.scale, 0, rows(), D, eps);
+      else k.layerNorm(x, buf.norm, buf.scale, 0, 0, rows(), D, eps);
       const scaleName = `${prefix}.hook_scale`;
       if (hooked(scaleName)) {
-        fire(scaleName, buf.scale, [B, P, 1], layer);
-        renormalize(engine.heap(), x, buf.norm, buf.scale, R, D, rms);
+        fire(scaleName, buf.scale, [B, n, 1], layer, start);
+        renormalize(engine.heap(), x, buf.norm, buf.scale, rows(), D, rms);
       }
-      fire(`${prefix}.hook_normalized`, buf.norm, [B, P, D], layer);
+      fire(`${prefix}.hook_normalized`, buf.norm, [B, n, D], layer, start);
     };
 
     if (plan.attentionMask) engine.heap().set(plan.attentionMask, buf.mask >>> 2);
 
     if (plan.startAtLayer === 0) {
-      embed(engine.heap(), plan, cfg, w, buf.embed, buf.posEmbed);
-      fire("hook_embed", buf.embed, [B, P, D], undefined);
-      fire("hook_pos_embed", buf.posEmbed, [B, P, D], undefined);
-      k.add(buf.embed, buf.posEmbed, buf.resid, R * D);
+      embed(engine.heap(), plan, s0, cfg, w, buf.embed, buf.posEmbed);
+      fire("hook_embed", buf.embed, [B, n, D], undefined, start);
+      fire("hook_pos_embed", buf.posEmbed, [B, n, D], undefined, start);
+      k.add(buf.embed, buf.posEmbed, resid, R0 * D);
     } else {
-      engine.heap().set(plan.residual!, buf.resid >>> 2);
+      engine.heap().set(plan.residual!, resid >>> 2);
     }
 
     for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) {
       const p = w.blocks[l]!;
       const b = `blocks.${l}.`;
-      fire(`${b}hook_resid_pre`, buf.resid, [B, P, D], l);
+      fire(`${b}hook_resid_pre`, resid, [B, n, D], l, start);
 
-      normalize(buf.resid, `${b}ln1`, l);
-      k.gemm(buf.norm, D, p.wq, Hd, buf.q, Hd, p.bq, R, Hd, D, 0, 0);
-      k.gemm(buf.norm, D, p.wk, Hd, buf.k, Hd, p.bk, R, Hd, D, 0, 0);
-      k.gemm(buf.norm, D, p.wv, Hd, buf.v, Hd, p.bv, R, Hd, D, 0, 0);
-      fire(`${b}attn.hook_q`, buf.q, [B, P, H, d], l);
-      fire(`${b}attn.hook_k`, buf.k, [B, P, H, d], l);
-      fire(`${b}attn.hook_v`, buf.v, [B, P, H, d], l);
+      normalize(resid, `${b}ln1`, l);
+      k.gemm(buf.norm, D, p.wk, Hd, buf.k, Hd, p.bk, rows(), Hd, D, 0, 0);
+      k.gemm(buf.norm, D, p.wv, Hd, buf.v, Hd, p.bv, rows(), Hd, D, 0, 0);
+      const pruneHere = prune && l === cfg.nLayers - 1;
+      // Queries of every computed position, or (pruned) of each row's last one: a strided operand.
+      const qn = pruneHere ? 1 : n;
+      const qStart = pruneHere ? P - 1 : start;
+      if (pruneHere) k.gemm(buf.norm + (n - 1) * D * 4, n * D, p.wq, Hd, buf.q, Hd, p.bq, B, Hd, D, 0, 0);
+      else k.gemm(buf.norm, D, p.wq, Hd, buf.q, Hd, p.bq, rows(), Hd, D, 0, 0);
+      fire(`${b}attn.hook_q`, buf.q, [B, qn, H, d], l, qStart);
+      fire(`${b}attn.hook_k`, buf.k, [B, n, H, d], l, start);
+      fire(`${b}attn.hook_v`, buf.v, [B, n, H, d], l, start);
 
-      if (needScores(l)) {
-        k.attnScores(buf.q, buf.k, buf.scores, buf.mask, B, P, P, H, H, d, 1 / cfg.attnScale);
-        fire(`${b}attn.hook_attn_scores`, buf.scores, [B, H, P, P], l);
-        k.softmax(buf.scores, buf.pattern, B * H * P, P);
-        fire(`${b}attn.hook_pattern`, buf.pattern, [B, H, P, P], l);
-        k.attnApplyPattern(buf.pattern, buf.v, buf.z, B, P, P, H, H, d);
-      } else {
-        k.attention(buf.q, buf.k, buf.v, buf.z, buf.mask, B, P, P, H, H, d, 1 / cfg.attnScale);
+      // Keys and values of the whole sequence: the kept prefix, then the computed positions.
+      let kAll = buf.k;
+      let vAll = buf.v;
+      if (s0 > 0) {
+        const kept = plan.prefix!(l);
+        assemble(engine.heap(), kept.k, buf.k, buf.kFull, B, P, s0, Hd);
+        assemble(engine.heap(), kept.v, buf.v, buf.vFull, B, P, s0, Hd);
+        kAll = buf.kFull;
+        vAll = buf.vFull;
       }
-      fire(`${b}attn.hook_z`, buf.z, [B, P, H, d], l);
+      if (needScores(l)) {
+        k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, H, d, 1 / cfg.attnScale);
+        fire(`${b}attn.hook_attn_scores`, buf.scores, [B, H, qn, P], l, qStart);
+        k.softmax(buf.scores, buf.pattern, B * H * qn, P);
+        fire(`${b}attn.hook_pattern`, buf.pattern, [B, H, qn, P], l, qStart);
+        k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, H, d);
+      } else {
+        k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, H, d, 1 / cfg.attnScale);
+      }
+      if (pruneHere) {
+        // From here on only the last position of each row is computed.
+        gatherLastRows(engine.heap(), resid, buf.residLast, B, n, D);
+        resid = buf.residLast;
+        n = 1;
+        start = P - 1;
+      }
+      fire(`${b}attn.hook_z`, buf.z, [B, n, H, d], l, start);
 
       if (cfg.useAttnResult) {
-        // result[:, h, :] = z[:, h, :] @ W_O[h]: one gemm per head, strided into [R, H, D].
+        // result[:, h, :] = z[:, h, :] @ W_O[h]: one gemm per head, strided into [rows, H, D].
         for (let h = 0; h < H; h++) {
-          k.gemm(buf.z + h * d * 4, Hd, p.wo + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, R, D, d, 0, 0);
+          k.gemm(buf.z + h * d * 4, Hd, p.wo + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, rows(), D, d, 0, 0);
         }
-        fire(`${b}attn.hook_result`, buf.result, [B, P, H, D], l);
-        sumHeads(engine.heap(), buf.result, p.bo, buf.attnOut, R, H, D);
+        fire(`${b}attn.hook_result`, buf.result, [B, n, H, D], l, start);
+        sumHeads(engine.heap(), buf.result, p.bo, buf.attnOut, rows(), H, D);
       } else {
-        k.gemm(buf.z, Hd, p.wo, D, buf.attnOut, D, p.bo, R, D, Hd, 0, 0);
+        k.gemm(buf.z, Hd, p.wo, D, buf.attnOut, D, p.bo, rows(), D, Hd, 0, 0);
       }
-      fire(`${b}hook_attn_out`, buf.attnOut, [B, P, D], l);
-      k.add(buf.resid, buf.attnOut, buf.resid, R * D);
-      fire(`${b}hook_resid_mid`, buf.resid, [B, P, D], l);
+      fire(`${b}hook_attn_out`, buf.attnOut, [B, n, D], l, start);
+      k.add(resid, buf.attnOut, resid, rows() * D);
+      fire(`${b}hook_resid_mid`, resid, [B, n, D], l, start);
 
-      normalize(buf.resid, `${b}ln2`, l);
-      k.gemm(buf.norm, D, p.win, M, buf.pre, M, p.bin, R, M, D, 0, 0);
-      fire(`${b}mlp.hook_pre`, buf.pre, [B, P, M], l);
-      if (cfg.actFn === "gelu_new") k.geluNew(buf.pre, buf.post, R * M);
-      else if (cfg.actFn === "gelu") k.geluExact(buf.pre, buf.post, R * M);
-      else k.silu(buf.pre, buf.post, R * M);
-      fire(`${b}mlp.hook_post`, buf.post, [B, P, M], l);
-      k.gemm(buf.post, M, p.wout, D, buf.mlpOut, D, p.bout, R, D, M, 0, 0);
-      fire(`${b}hook_mlp_out`, buf.mlpOut, [B, P, D], l);
-      k.add(buf.resid, buf.mlpOut, buf.resid, R * D);
-      fire(`${b}hook_resid_post`, buf.resid, [B, P, D], l);
+      normalize(resid, `${b}ln2`, l);
+      k.gemm(buf.norm, D, p.win, M, buf.pre, M, p.bin, rows(), M, D, 0, 0);
+      fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
+      if (cfg.actFn === "gelu_new") k.geluNew(buf.pre, buf.post, rows() * M);
+      else if (cfg.actFn === "gelu") k.geluExact(buf.pre, buf.post, rows() * M);
+      else k.silu(buf.pre, buf.post, rows() * M);
+      fire(`${b}mlp.hook_post`, buf.post, [B, n, M], l, start);
+      k.gemm(buf.post, M, p.wout, D, buf.mlpOut, D, p.bout, rows(), D, M, 0, 0);
+      fire(`${b}hook_mlp_out`, buf.mlpOut, [B, n, D], l, start);
+      k.add(resid, buf.mlpOut, resid, rows() * D);
+      fire(`${b}hook_resid_post`, resid, [B, n, D], l, start);
     }
 
-    if (!finishing) return { residual: new Tensor(engine.download(buf.resid, R * D), [B, P, D]) };
-    normalize(buf.resid, "ln_final", undefined);
+    if (!finishing) return { residual: new Tensor(engine.download(resid, rows() * D), [B, n, D]) };
+    normalize(resid, "ln_final", undefined);
     if (logitRows === 0) return {};
     if (plan.unembed === "last") {
-      // Row b*P + P-1 of each sequence: a strided A operand, no gather.
-      k.gemm(buf.norm + (P - 1) * D * 4, P * D, w.wU, V, buf.logits, V, w.bU, B, V, D, 0, 0);
+      // Row b*n + n-1 of each sequence: a strided A operand, no gather.
+      k.gemm(buf.norm + (n - 1) * D * 4, n * D, w.wU, V, buf.logits, V, w.bU, B, V, D, 0, 0);
       return { logits: new Tensor(engine.download(buf.logits, B * V), [B, 1, V]) };
     }
-    k.gemm(buf.norm, D, w.wU, V, buf.logits, V, w.bU, R, V, D, 0, 0);
-    return { logits: new Tensor(engine.download(buf.logits, R * V), [B, P, V]) };
+    k.gemm(buf.norm, D, w.wU, V, buf.logits, V, w.bU, rows(), V, D, 0, 0);
+    return { logits: new Tensor(engine.download(buf.logits, rows() * V), [B, n, V]) };
   } finally {
     for (const ptr of allocated) engine.free(ptr);
   }
 }
 
-/** Writes W_E[token] and W_pos[position id] rows; padded rows get position ids that skip padding. */
-function embed(heap: Float32Array, plan: ForwardPlan, cfg: HookedTransformerConfig, w: DevicePointers, out: number, outPos: number): void {
+/** full [B, P, Hd] = kept[b, 0:s] then computed [B, P - s, Hd]. */
+function assemble(heap: Float32Array, kept: Float32Array, computed: number, full: number, B: number, P: number, s: number, Hd: number): void {
+  const n = P - s;
+  for (let b = 0; b < B; b++) {
+    const dst = (full >>> 2) + b * P * Hd;
+    heap.set(kept.subarray(b * P * Hd, (b * P + s) * Hd), dst);
+    const src = (computed >>> 2) + b * n * Hd;
+    heap.copyWithin(dst + s * Hd, src, src + n * Hd);
+  }
+}
+
+/** out [B, D] = x [B, n, D] at position n - 1 of each row. */
+function gatherLastRows(heap: Float32Array, x: number, out: number, B: number, n: number, D: number): void {
+  for (let b = 0; b < B; b++) {
+    const src = (x >>> 2) + (b * n + n - 1) * D;
+    heap.copyWithin((out >>> 2) + b * D, src, src + D);
+  }
+}
+
+/**
+ * Writes W_E[token] and W_pos[position id] rows for positions [s, pos) of each sequence;
+ * padded rows get position ids that skip padding.
+ */
+function embed(heap: Float32Array, plan: ForwardPlan, s: number, cfg: HookedTransformerConfig, w: DevicePointers, out: number, outPos: number): void {
   const { batch: B, pos: P } = plan;
   const D = cfg.dModel;
+  const n = P - s;
   const tokens = plan.tokens!;
   for (let b = 0; b < B; b++) {
     let seen = 0; // real tokens so far in this row
@@ -184,11 +255,13 @@ function embed(heap: Float32Array, plan: ForwardPlan, cfg: HookedTransformerConf
       const r = b * P + p;
       const real = plan.attentionMask === undefined || plan.attentionMask[r] !== 0;
       if (real) seen++;
+      if (p < s) continue;
+      const row = b * n + p - s;
       const posId = Math.max(0, seen - 1);
       const tokenSrc = (w.wE >>> 2) + tokens[r]! * D;
-      heap.copyWithin((out >>> 2) + r * D, tokenSrc, tokenSrc + D);
+      heap.copyWithin((out >>> 2) + row * D, tokenSrc, tokenSrc + D);
       const posSrc = (w.wPos >>> 2) + posId * D;
-      heap.copyWithin((outPos >>> 2) + r * D, posSrc, posSrc + D);
+      heap.copyWithin((outPos >>> 2) + row * D, posSrc, posSrc + D);
     }
   }
 }

@@ -7,6 +7,12 @@ export interface HookPoint {
   readonly name: string;
   /** The block index, or undefined for hooks outside the blocks (embed, ln_final). */
   readonly layer: number | undefined;
+  /**
+   * The sequence position of index 0 along the activation's position axis (the query axis
+   * of scores and patterns). 0 in ordinary runs; larger inside planned patching sweeps, which
+   * recompute only the positions a patch can change.
+   */
+  readonly positionStart: number;
 }
 
 /**
