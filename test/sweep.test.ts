@@ -5,6 +5,7 @@ import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { getActPatchResidPre } from "../src/patching/activation-patching.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
 import { logitDiff, logProb, normalize, type Metric } from "../src/patching/metrics.js";
+import { bytesPerRow } from "../src/patching/planner.js";
 import { maxAbsDiff, rng } from "./helpers.js";
 import { randomGpt2Files } from "./random-gpt2.js";
 
@@ -38,7 +39,8 @@ describe("planned and naive sweeps agree on random models", () => {
               const planned = await getActPatchDirectPath(model, corrupted, cc, rc, metric, opts);
               const naive = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...opts, strategy: "naive" });
               // A budget that forces one copy per pass must not change anything either.
-              const chunked = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...opts, memoryBudgetBytes: 1 });
+              const oneCopy = 1.5 * 3 * 7 * bytesPerRow(model, 7);
+              const chunked = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...opts, memoryBudgetBytes: oneCopy });
               expect(maxAbsDiff(planned.scores.data, naive.scores.data), `${component} ${mode}`).toBeLessThanOrEqual(1e-4);
               expect(maxAbsDiff(planned.scores.data, chunked.scores.data)).toBeLessThanOrEqual(1e-4);
               expect(Math.max(...Array.from(planned.scores.data, (s, i) => (planned.noPath![i] ? 0 : Math.abs(s - planned.baseline))))).toBeGreaterThan(1e-4);
@@ -52,6 +54,42 @@ describe("planned and naive sweeps agree on random models", () => {
       }
     });
   }
+});
+
+describe("reusing the unchanged prefix and pruning the last block", () => {
+  const spec = { nLayer: 4, nHead: 3, nEmbd: 24, nPositions: 16, vocab: 31, seed: 41 };
+  it("give the naive loop's numbers when the prompts differ late, and say so in the plan", async () => {
+    const model = await HookedTransformer.fromPretrained(randomGpt2Files(spec), { engine });
+    const clean = tokens(4, 14, spec.vocab, 8);
+    const corrupted = clean.map((row, b) => row.map((t, p) => (p === 10 || (b === 2 && p === 12) ? (t + 7) % spec.vocab : t)));
+    const metric = logitDiff({ correct: [1, 2, 3, 4], incorrect: [5, 6, 7, 8] });
+    const cc = model.runWithCache(clean).cache;
+    const rc = model.runWithCache(corrupted).cache;
+    for (const component of ["q", "k", "v"] as const) {
+      for (const mode of ["linear", "exact"] as const) {
+        const plans: { layerTokenEvaluations: number; naiveLayerTokenEvaluations: number; estimatedSpeedup: number }[] = [];
+        const opts = { srcLayer: 0, srcHead: 2, component, mode };
+        const planned = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...opts, onPlan: (p) => plans.push(p) });
+        const naive = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...opts, strategy: "naive" });
+        expect(maxAbsDiff(planned.scores.data, naive.scores.data), `${component} ${mode}`).toBeLessThanOrEqual(1e-5);
+        // Positions 0..9 are reused and the last block runs on one position per row.
+        expect(plans).toHaveLength(1);
+        const perDst = (l: number) => (4 - l - 1) * 4 * 4 + 4; // (blocks before the last) x 4 rows x 4 positions + 4 last positions
+        expect(plans[0]!.layerTokenEvaluations).toBe(3 * (perDst(1) + perDst(2) + perDst(3)));
+        expect(plans[0]!.estimatedSpeedup).toBeGreaterThan(4);
+      }
+    }
+    // All sources: the same, with several sources per stacked pass.
+    const all = await getActPatchDirectPathAllSources(model, corrupted, cc, rc, metric, { component: "k" });
+    const allNaive = await getActPatchDirectPathAllSources(model, corrupted, cc, rc, metric, { component: "k", strategy: "naive" });
+    expect(maxAbsDiff(all.scores.data, allNaive.scores.data)).toBeLessThanOrEqual(1e-5);
+    // Without cached keys and values, nothing is reused, and the numbers are the same.
+    const noKV = model.runWithCache(corrupted, { namesFilter: (n) => !n.endsWith("hook_k") && !n.endsWith("hook_v") }).cache;
+    const plain = await getActPatchDirectPath(model, corrupted, cc, noKV, metric, { srcLayer: 0, srcHead: 2, component: "q" });
+    const withKV = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { srcLayer: 0, srcHead: 2, component: "q" });
+    expect(maxAbsDiff(plain.scores.data, withKV.scores.data)).toBeLessThanOrEqual(1e-5);
+    model.dispose();
+  });
 });
 
 describe("sweep properties", () => {
@@ -117,6 +155,16 @@ describe("sweep properties", () => {
     await expect(getActPatchDirectPath(model, corrupted, cc, rc, bad, { srcLayer: 0, srcHead: 0, component: "q", strategy: "naive" }))
       .rejects.toThrow(/metric returned NaN for patch src \(0, 0\) -> dst \(1, 1\) q/);
     await expect(getActPatchResidPre(model, corrupted, cc, () => NaN)).rejects.toThrow(/metric returned NaN for the corrupted run/);
+  });
+
+  it("a sweep whose single patched run exceeds the memory budget is refused before it starts", async () => {
+    const cc = model.runWithCache(clean).cache;
+    const rc = model.runWithCache(corrupted).cache;
+    let progressed = false;
+    await expect(getActPatchDirectPath(model, corrupted, cc, rc, metric, {
+      srcLayer: 0, srcHead: 0, component: "q", memoryBudgetBytes: 1000, onProgress: () => { progressed = true; },
+    })).rejects.toThrow(/a patched run needs about \d+ bytes .*more than memoryBudgetBytes \(1000\)/);
+    expect(progressed).toBe(false);
   });
 
   it("bad options are refused with messages that name them", async () => {

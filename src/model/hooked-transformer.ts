@@ -34,6 +34,20 @@ export interface ForwardOptions {
   fwdHooks?: readonly (readonly [HookFilter, HookFn])[];
   /** Unembed only the last position of each row: logits are [batch, 1, dVocab] (saves the unembedding of the rest). */
   lastPositionOnly?: boolean;
+  /**
+   * Advanced: reuse the first `length` positions of an earlier run of the same tokens. Their keys
+   * and values come from `keysValues(layer)` (each [batch or a divisor of it, pos, nHeads, dHead],
+   * e.g. a cache's `hook_k`/`hook_v`; a smaller batch is repeated cyclically), only positions
+   * [length, pos) are computed, `residual` (with startAtLayer) covers only those, and hooks and
+   * outputs see only those (a hook's `positionStart` is `length`).
+   */
+  keptPrefix?: { length: number; keysValues: (layer: number) => { k: Tensor; v: Tensor } };
+  /**
+   * Advanced, with lastPositionOnly: in the last block compute keys and values everywhere but the
+   * rest only at each row's last position. Exact for the last position's logits; hooks of that
+   * block after hook_v see one position.
+   */
+  pruneLastLayer?: boolean;
 }
 
 export interface ForwardResult {
@@ -169,7 +183,12 @@ export class HookedTransformer {
     const startAtLayer = this.layerOption("startAtLayer", options.startAtLayer, 0);
     const stopAtLayer = this.layerOption("stopAtLayer", options.stopAtLayer, this.cfg.nLayers);
     if (stopAtLayer < startAtLayer) throw new Error(`forward: stopAtLayer (${stopAtLayer}) is before startAtLayer (${startAtLayer})`);
-    const residual = startAtLayer > 0 ? this.residualInput(options.residual, batch) : undefined;
+    const kept = options.keptPrefix?.length ?? 0;
+    if (!Number.isInteger(kept) || kept < 0 || kept >= batch.pos) {
+      throw new Error(`forward: keptPrefix.length must be an integer in [0, ${batch.pos - 1}], got ${kept}`);
+    }
+    if (options.pruneLastLayer && !options.lastPositionOnly) throw new Error("forward: pruneLastLayer needs lastPositionOnly");
+    const residual = startAtLayer > 0 ? this.residualInput(options.residual, batch, kept) : undefined;
     const hooks = this.collectHooks(options.fwdHooks ?? []);
     const wantLoss = returnType === "loss" || returnType === "both";
     if (wantLoss && options.lastPositionOnly) throw new Error("forward: a loss needs every position's logits; drop lastPositionOnly");
@@ -178,6 +197,9 @@ export class HookedTransformer {
       attentionMask: options.attentionMask === undefined ? undefined : toMask(options.attentionMask, batch.batch, batch.pos),
       startAtLayer, stopAtLayer, returnResidual: options.stopAtLayer !== undefined, hooks,
       unembed: returnType === "none" ? "none" : options.lastPositionOnly ? "last" : "all",
+      posStart: kept,
+      prefix: kept > 0 ? this.prefixReader(options.keptPrefix!.keysValues, batch) : undefined,
+      pruneLastLayer: options.pruneLastLayer ?? false,
     });
     if (options.stopAtLayer !== undefined) return { residual: out.residual };
     const result: ForwardResult = {};
@@ -301,8 +323,29 @@ export class HookedTransformer {
     return value;
   }
 
-  private residualInput(residual: Tensor | undefined, batch: TokenBatch): Float32Array {
-    const shape = [batch.batch, batch.pos, this.cfg.dModel];
+  /** Checks kept keys/values and expands a smaller (stacked-copies) batch to the forward's batch. */
+  private prefixReader(keysValues: (layer: number) => { k: Tensor; v: Tensor }, batch: TokenBatch) {
+    const { nHeads: H, dHead: d } = this.cfg;
+    const perRow = batch.pos * H * d;
+    return (layer: number) => {
+      const kv = keysValues(layer);
+      const expand = (t: Tensor, which: string) => {
+        const rows = t.shape[0]!;
+        if (t.ndim !== 4 || t.shape[1] !== batch.pos || t.shape[2] !== H || t.shape[3] !== d || batch.batch % rows !== 0) {
+          throw new Error(`forward: keptPrefix ${which} of layer ${layer} has shape [${t.shape.join(", ")}]; ` +
+            `expected [b, ${batch.pos}, ${H}, ${d}] with b dividing ${batch.batch}`);
+        }
+        if (rows === batch.batch) return t.data;
+        const out = new Float32Array(batch.batch * perRow);
+        for (let r = 0; r < batch.batch; r += rows) out.set(t.data, r * perRow);
+        return out;
+      };
+      return { k: expand(kv.k, "k"), v: expand(kv.v, "v") };
+    };
+  }
+
+  private residualInput(residual: Tensor | undefined, batch: TokenBatch, kept: number): Float32Array {
+    const shape = [batch.batch, batch.pos - kept, this.cfg.dModel];
     if (!(residual instanceof Tensor)) throw new Error("forward: startAtLayer > 0 needs the residual option ([batch, pos, dModel])");
     if (residual.ndim !== 3 || residual.shape.some((s, i) => s !== shape[i])) {
       throw new Error(`forward: residual has shape [${residual.shape.join(", ")}] but the tokens need [${shape.join(", ")}]`);

@@ -165,7 +165,10 @@ async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, c
     }
   });
   const scores = new Float32Array(parts.length * partSize);
-  await runSweep(model, tokens, patches, metric, (l) => corrupted.cache.get(`blocks.${l}.hook_resid_pre`), scores, options);
+  await runSweep(model, tokens, patches, metric, {
+    residPre: (l) => corrupted.cache.get(`blocks.${l}.hook_resid_pre`),
+    keysValues: () => undefined,
+  }, scores, options);
   const shape = parts.length === 1 ? shapes[0]! : [parts.length, ...shapes[0]!];
   return new PatchResult(op, new Tensor(scores, shape), baseline, clean, { strategy: options.strategy ?? "planned" });
 }

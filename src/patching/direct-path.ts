@@ -5,7 +5,7 @@ import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import { checkBatch, needCached } from "./cache-access.js";
 import { engineMatmul } from "./engine-matmul.js";
 import type { Metric } from "./metrics.js";
-import { runSweep, type Patch, type SweepOptions } from "./planner.js";
+import { runSweep, type CorruptedRun, type Patch, type SweepOptions } from "./planner.js";
 import { PatchResult } from "./result.js";
 
 /** Which input of the destination head receives the source head's output. */
@@ -115,6 +115,7 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
   const tokens = Array.from({ length: B }, (_, b) => Array.from(batch.ids.subarray(b * P, (b + 1) * P)));
   const cached = (cache: ActivationCache, which: string, name: string) => checkBatch(needCached(cache, which, name), name, B, P);
   const residPre = (l: number) => cached(corruptedCache, "corruptedCache", `blocks.${l}.hook_resid_pre`);
+  const corruptedRun: CorruptedRun = { residPre, keysValues: (l) => cachedKeysValues(corruptedCache, l, B, P) };
   const last = `blocks.${L - 1}.hook_resid_post`;
   const finalMetric = (cache: ActivationCache, which: string) =>
     metric(model.forward(tokens, { startAtLayer: L, residual: cached(cache, which, last), lastPositionOnly: metric.positions === "last" }).logits!);
@@ -147,6 +148,29 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     }
     const WO = model.weights.get(`blocks.${sl}.attn.W_O`)!.data.subarray(sh * d * D, (sh + 1) * d * D); // [d, D]
     return engineMatmul(model.engine, dz, R, d, WO, D);
+  };
+
+  // The first position where the source head's z differs between the runs (P if nowhere).
+  const firstDiff = new Map<string, number>();
+  const firstDifference = (sl: number, sh: number): number => {
+    const key = `${sl}.${sh}`;
+    let f = firstDiff.get(key);
+    if (f === undefined) {
+      const name = `blocks.${sl}.attn.hook_z`;
+      const zc = cached(cleanCache, "cleanCache", name).data;
+      const zr = cached(corruptedCache, "corruptedCache", name).data;
+      f = P;
+      for (let b = 0; b < B; b++) {
+        for (let p = 0; p < f; p++) {
+          const o = ((b * P + p) * H + sh) * d;
+          let same = true;
+          for (let e = 0; e < d && same; e++) same = zc[o + e] === zr[o + e];
+          if (!same) { f = p; break; }
+        }
+      }
+      firstDiff.set(key, f);
+    }
+    return f;
   };
 
   // The destination layer's new q/k/v for every head, [R, H*d]: an increment (linear) or a replacement (exact).
@@ -194,16 +218,22 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
             index: indexOf(src, dl, dh),
             label: `src (${sl}, ${sh}) -> dst (${dl}, ${dh}) ${component}`,
             startLayer: dl,
+            // Before the first position where the source head's output differs, delta is zero.
+            startPos: firstDifference(sl, sh),
             prepare: () => { values = acquire(sl, sh, dl); },
             edits: [{
               hook: `blocks.${dl}.attn.hook_${component}`,
-              apply: (act) => {
-                const a = act.data; // [B, P, H, d]
-                const v = values!; // [R, H*d]
-                for (let r = 0; r < R; r++) {
-                  const o = (r * H + dh) * d;
-                  if (mode === "linear") for (let e = 0; e < d; e++) a[o + e]! += v[o + e]!;
-                  else for (let e = 0; e < d; e++) a[o + e] = v[o + e]!;
+              apply: (act, point) => {
+                const a = act.data; // [B, n, H, d]: positions [positionStart, positionStart + n)
+                const n = act.shape[1]!;
+                const v = values!; // [B * P, H * d]
+                for (let b = 0; b < B; b++) {
+                  for (let i = 0; i < n; i++) {
+                    const o = ((b * n + i) * H + dh) * d;
+                    const from = ((b * P + point.positionStart + i) * H + dh) * d;
+                    if (mode === "linear") for (let e = 0; e < d; e++) a[o + e]! += v[from + e]!;
+                    else for (let e = 0; e < d; e++) a[o + e] = v[from + e]!;
+                  }
                 }
                 values = undefined;
               },
@@ -212,7 +242,7 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
         }
       }
     }
-    await runSweep(model, tokens, patches, metric, residPre, scores, options);
+    await runSweep(model, tokens, patches, metric, corruptedRun, scores, options);
     return scores;
   };
   return { baseline, clean, record, run };
@@ -246,4 +276,15 @@ function checkIndex(name: string, value: number, size: number): void {
   if (!Number.isInteger(value) || value < 0 || value >= size) {
     throw new Error(`${name} must be an integer in [0, ${size - 1}], got ${value}`);
   }
+}
+
+/** The corrupted run's keys and values of a layer, when the cache holds them for these tokens. */
+export function cachedKeysValues(cache: ActivationCache, layer: number, batch: number, pos: number) {
+  const kName = `blocks.${layer}.attn.hook_k`;
+  const vName = `blocks.${layer}.attn.hook_v`;
+  if (!cache.has(kName) || !cache.has(vName)) return undefined;
+  const k = cache.get(kName);
+  const v = cache.get(vName);
+  if (k.shape[0] !== batch || k.shape[1] !== pos || v.shape[0] !== batch || v.shape[1] !== pos) return undefined;
+  return { k, v };
 }

@@ -1,5 +1,5 @@
 import { Tensor } from "../engine/tensor.js";
-import type { HookFn } from "../model/hook-points.js";
+import type { HookFn, HookPoint } from "../model/hook-points.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import type { Metric } from "./metrics.js";
 
@@ -7,8 +7,12 @@ import type { Metric } from "./metrics.js";
 export interface PatchEdit {
   /** Full hook name, e.g. `blocks.2.attn.hook_k`. */
   hook: string;
-  /** Edits, in place, this patch's copy of the activation: [batch, ...] for the corrupted prompts. */
-  apply(activation: Tensor): void;
+  /**
+   * Edits, in place, this patch's copy of the activation: [batch, ...] for the corrupted prompts.
+   * A planned sweep may hand over only the positions it recomputes: the position axis (the query
+   * axis of scores and patterns) then starts at `hook.positionStart`.
+   */
+  apply(activation: Tensor, hook: HookPoint): void;
 }
 
 /** One patched run of a sweep. */
@@ -19,6 +23,12 @@ export interface Patch {
   label: string;
   /** The first block the patch can change; a planned sweep starts there from the corrupted residual stream. */
   startLayer: number;
+  /**
+   * The first position the patch can change (default 0): a planned sweep reuses the corrupted
+   * run before it and, since the metric reads only later positions, computes the last block only
+   * where the metric reads. Leave it undefined for edits that need whole activations.
+   */
+  startPos?: number;
   edits: PatchEdit[];
   /**
    * Runs before the forward pass that carries this patch, outside any hook: the place to
@@ -46,26 +56,42 @@ export interface SweepOptions {
    * TransformerLens runs it; kept as the reference the planned sweep is tested against.
    */
   strategy?: "planned" | "naive";
-  /** Upper bound on the activation memory of one stacked pass (default 256 MiB). */
+  /**
+   * Upper bound on the activation memory of one stacked pass (default 1 GiB). A sweep whose single
+   * patched run needs more is refused before it starts.
+   */
   memoryBudgetBytes?: number;
   /** Called after each forward pass of the sweep. */
   onProgress?: (progress: SweepProgress) => void;
   /** Cancels the sweep: the promise rejects with an AbortError within one forward pass. */
   signal?: AbortSignal;
+  /** Called once before a planned sweep runs, with its plan (the CLI's `--plan` prints it). */
+  onPlan?: (plan: SweepPlanSummary) => void;
 }
 
-const DEFAULT_BUDGET = 256 * 1024 * 1024;
+/** A planned sweep's plan without its patches: what it will compute and what it saves. */
+export type SweepPlanSummary = Omit<SweepPlan, "passes"> & { passes: number };
+
+const DEFAULT_BUDGET = 1024 * 1024 * 1024;
+
+/** What a planned sweep reuses from the corrupted run. */
+export interface CorruptedRun {
+  /** `blocks.l.hook_resid_pre` [batch, pos, dModel]. */
+  residPre(layer: number): Tensor;
+  /** `blocks.l.attn.hook_k` / `hook_v`, or undefined when not cached (no prefix is then reused). */
+  keysValues(layer: number): { k: Tensor; v: Tensor } | undefined;
+}
 
 /**
  * Runs every patch on the corrupted tokens and writes metric(patched logits) to
- * `scores[patch.index]`. `startResidual(l)` gives the corrupted run's `blocks.l.hook_resid_pre`.
+ * `scores[patch.index]`.
  */
 export async function runSweep(
   model: HookedTransformer,
   tokens: readonly (readonly number[])[],
   patches: readonly Patch[],
   metric: Metric,
-  startResidual: (layer: number) => Tensor,
+  corrupted: CorruptedRun,
   scores: Float32Array,
   options: SweepOptions = {},
 ): Promise<void> {
@@ -95,73 +121,167 @@ export async function runSweep(
   if (strategy === "naive") {
     for (const patch of patches) {
       patch.prepare?.();
-      const fwdHooks = patch.edits.map((e) => [e.hook, ((act: Tensor) => e.apply(act)) as HookFn] as const);
+      const fwdHooks = patch.edits.map((e) => [e.hook, ((act: Tensor, hook: HookPoint) => e.apply(act, hook)) as HookFn] as const);
       record(patch, model.forward(tokens, { fwdHooks }).logits!);
       await report(1);
     }
     return;
   }
 
-  const B = tokens.length;
-  const P = tokens[0]!.length;
-  const copiesPerPass = Math.max(1, Math.floor(budget / (B * P * bytesPerRow(model, P))));
-  const lastOnly = metric.positions === "last";
-  for (const group of groupByStart(patches)) {
-    for (let first = 0; first < group.patches.length; first += copiesPerPass) {
-      const chunk = group.patches.slice(first, first + copiesPerPass);
-      for (const patch of chunk) patch.prepare?.();
-      const logits = runStacked(model, tokens, chunk, group.startLayer, startResidual, lastOnly);
-      const perCopy = logits.size / chunk.length;
-      const copyShape = [B, ...logits.shape.slice(1)];
-      chunk.forEach((patch, k) => record(patch, new Tensor(logits.data.subarray(k * perCopy, (k + 1) * perCopy), copyShape)));
-      await report(chunk.length);
-    }
+  const plan = planPasses(model, tokens, patches, metric, corrupted, budget);
+  options.onPlan?.({ ...plan, passes: plan.passes.length });
+  for (const pass of plan.passes) {
+    for (const patch of pass.patches) patch.prepare?.();
+    const logits = runStacked(model, tokens, pass, corrupted);
+    const perCopy = logits.size / pass.patches.length;
+    const copyShape = [tokens.length, ...logits.shape.slice(1)];
+    pass.patches.forEach((patch, k) => record(patch, new Tensor(logits.data.subarray(k * perCopy, (k + 1) * perCopy), copyShape)));
+    await report(pass.patches.length);
   }
 }
 
-/** One forward pass over K stacked copies of the corrupted batch, copy k carrying patch k. */
-function runStacked(model: HookedTransformer, tokens: readonly (readonly number[])[], chunk: readonly Patch[],
-  startLayer: number, startResidual: (layer: number) => Tensor, lastOnly: boolean): Tensor {
+/** One stacked forward pass of a planned sweep. */
+export interface PlannedPass {
+  startLayer: number;
+  /** First recomputed position (earlier ones are the corrupted run's). */
+  startPos: number;
+  /** Whether the last block is computed only at the last position. */
+  pruneLastLayer: boolean;
+  /** Whether only the last position is unembedded (the metric reads nothing else). */
+  lastPositionOnly: boolean;
+  patches: Patch[];
+}
+
+/** How a planned sweep will run, and what it saves over the naive loop. */
+export interface SweepPlan {
+  passes: PlannedPass[];
+  patches: number;
+  /** Block evaluations summed over passes, each over the rows it computes (in units of one batch row × position). */
+  layerTokenEvaluations: number;
+  /** The same for the naive loop (every patch: every block, every position). */
+  naiveLayerTokenEvaluations: number;
+  /** Token positions recomputed, summed over passes and copies. */
+  tokensRecomputed: number;
+  /** Activation bytes of the largest pass. */
+  peakMemoryBytes: number;
+  /** Estimated speedup over the naive loop, from the floating-point work of both. */
+  estimatedSpeedup: number;
+}
+
+/**
+ * Groups patches into stacked passes: by the layer and position they start at, chunked so
+ * one pass stays within the memory budget. Throws, before any work, when a single patched
+ * run needs more than the budget.
+ */
+export function planPasses(model: HookedTransformer, tokens: readonly (readonly number[])[], patches: readonly Patch[],
+  metric: Metric, corrupted: CorruptedRun, budget: number): SweepPlan {
+  const cfg = model.cfg;
   const B = tokens.length;
-  const K = chunk.length;
+  const P = tokens[0]!.length;
+  const lastOnly = metric.positions === "last";
+  const groups = new Map<string, PlannedPass>();
+  for (const patch of patches) {
+    const hasKV = patch.startLayer < cfg.nLayers && corrupted.keysValues(patch.startLayer) !== undefined;
+    // Reusing a prefix leaves the logits of its positions out, so only metrics reading the last position allow it.
+    const windowed = patch.startPos !== undefined && lastOnly;
+    // A patch that changes nothing (its first position is past the end) still runs once, on the last position.
+    const startPos = windowed && hasKV ? Math.min(patch.startPos!, P - 1) : 0;
+    const prune = lastOnly && windowed;
+    const key = `${patch.startLayer}:${startPos}:${prune}`;
+    let group = groups.get(key);
+    if (group === undefined) {
+      group = { startLayer: patch.startLayer, startPos, pruneLastLayer: prune, lastPositionOnly: lastOnly, patches: [] };
+      groups.set(key, group);
+    }
+    group.patches.push(patch);
+  }
+  const ordered = [...groups.values()].sort((a, b) => a.startLayer - b.startLayer || a.startPos - b.startPos);
+  const passes: PlannedPass[] = [];
+  let peak = 0;
+  let work = 0;
+  let tokensRecomputed = 0;
+  let layerTokens = 0;
+  const { perToken: flopsPerToken, unembed: unembedFlops } = flopsPerLayerToken(model);
+  for (const group of ordered) {
+    const n = P - group.startPos;
+    const perCopy = B * n * bytesPerRow(model, P);
+    if (perCopy > budget) {
+      throw new Error(`a patched run needs about ${perCopy} bytes of activations (batch ${B}, ${n} positions), ` +
+        `more than memoryBudgetBytes (${budget}); raise the budget or patch a smaller batch`);
+    }
+    const copies = Math.max(1, Math.floor(budget / perCopy));
+    for (let first = 0; first < group.patches.length; first += copies) {
+      const chunk = group.patches.slice(first, first + copies);
+      passes.push({ ...group, patches: chunk });
+      peak = Math.max(peak, chunk.length * perCopy);
+    }
+    const layers = cfg.nLayers - group.startLayer;
+    const rowsPerCopy = B * n;
+    const lastLayerRows = group.pruneLastLayer && layers > 0 ? B : rowsPerCopy;
+    const evals = (layers > 0 ? (layers - 1) * rowsPerCopy + lastLayerRows : 0) * group.patches.length;
+    layerTokens += evals;
+    tokensRecomputed += rowsPerCopy * group.patches.length;
+    work += evals * flopsPerToken + group.patches.length * (lastOnly ? B : rowsPerCopy) * unembedFlops;
+  }
+  const naiveLayerTokens = patches.length * cfg.nLayers * B * P;
+  const naiveWork = naiveLayerTokens * flopsPerToken + patches.length * B * P * unembedFlops;
+  return {
+    passes, patches: patches.length, layerTokenEvaluations: layerTokens, naiveLayerTokenEvaluations: naiveLayerTokens,
+    tokensRecomputed, peakMemoryBytes: peak, estimatedSpeedup: work > 0 ? naiveWork / work : 1,
+  };
+}
+
+/** Multiply-adds ×2 of one block for one token, and of unembedding one token. */
+function flopsPerLayerToken(model: HookedTransformer): { perToken: number; unembed: number } {
+  const { dModel: D, nHeads: H, dHead: d, dMlp: M, dVocab: V } = model.cfg;
+  return { perToken: 2 * (4 * D * H * d + 2 * D * M), unembed: 2 * D * V };
+}
+
+/** One forward pass over K stacked copies of the corrupted batch, copy k carrying patch k. */
+function runStacked(model: HookedTransformer, tokens: readonly (readonly number[])[], pass: PlannedPass, corrupted: CorruptedRun): Tensor {
+  const B = tokens.length;
+  const P = tokens[0]!.length;
+  const { startLayer, startPos: s, patches } = pass;
+  const K = patches.length;
   const stackedTokens = Array.from({ length: K * B }, (_, r) => tokens[r % B]!);
   let residual: Tensor | undefined;
   if (startLayer > 0) {
-    const r = startResidual(startLayer);
-    const data = new Float32Array(K * r.size);
-    for (let k = 0; k < K; k++) data.set(r.data, k * r.size);
-    residual = new Tensor(data, [K * B, ...r.shape.slice(1)]);
+    // The corrupted residual stream at positions [s, P) of each row, repeated for each copy.
+    const r = corrupted.residPre(startLayer);
+    const D = r.shape[2]!;
+    const n = P - s;
+    const data = new Float32Array(K * B * n * D);
+    for (let row = 0; row < K * B; row++) {
+      const b = row % B;
+      data.set(r.data.subarray((b * P + s) * D, (b + 1) * P * D), row * n * D);
+    }
+    residual = new Tensor(data, [K * B, n, D]);
   }
   // One hook per hook name; it hands each copy its own [B, ...] slice.
   const byHook = new Map<string, [number, PatchEdit][]>();
-  chunk.forEach((patch, k) => {
+  patches.forEach((patch, k) => {
     for (const edit of patch.edits) {
       const list = byHook.get(edit.hook) ?? [];
       list.push([k, edit]);
       byHook.set(edit.hook, list);
     }
   });
-  const fwdHooks = [...byHook].map(([hook, edits]) => [hook, ((act: Tensor) => {
+  const fwdHooks = [...byHook].map(([hook, edits]) => [hook, ((act: Tensor, point: HookPoint) => {
     const per = act.size / K;
     const shape = [B, ...act.shape.slice(1)];
-    for (const [k, edit] of edits) edit.apply(new Tensor(act.data.subarray(k * per, (k + 1) * per), shape));
+    for (const [k, edit] of edits) edit.apply(new Tensor(act.data.subarray(k * per, (k + 1) * per), shape), point);
   }) as HookFn] as const);
-  return model.forward(stackedTokens, { startAtLayer: startLayer, residual, fwdHooks, lastPositionOnly: lastOnly }).logits!;
+  const keptPrefix = s > 0
+    ? { length: s, keysValues: (layer: number) => corrupted.keysValues(layer)! }
+    : undefined;
+  return model.forward(stackedTokens, {
+    startAtLayer: startLayer, residual, fwdHooks, lastPositionOnly: pass.lastPositionOnly,
+    keptPrefix, pruneLastLayer: pass.pruneLastLayer,
+  }).logits!;
 }
 
-/** Patches grouped by start layer (ascending), keeping their order within a group. */
-function groupByStart(patches: readonly Patch[]): { startLayer: number; patches: Patch[] }[] {
-  const groups = new Map<number, Patch[]>();
-  for (const p of patches) {
-    const list = groups.get(p.startLayer) ?? [];
-    list.push(p);
-    groups.set(p.startLayer, list);
-  }
-  return [...groups].sort((a, b) => a[0] - b[0]).map(([startLayer, list]) => ({ startLayer, patches: list }));
-}
-
-/** Activation bytes one batch row needs in a forward pass (the stacked pass's buffers scale with it). */
-function bytesPerRow(model: HookedTransformer, pos: number): number {
+/** Activation bytes one batch row × position needs in a forward pass of a sequence of `pos` (a pass's buffers scale with it). */
+export function bytesPerRow(model: HookedTransformer, pos: number): number {
   const { dModel: D, nHeads: H, dHead: d, dMlp: M, dVocab: V } = model.cfg;
   // resid, embed, pos embed, norm, attn out, mlp out, the JS residual copy; q, k, v, z; pre, post;
   // scores and pattern when hooked; logits of one position per row.
