@@ -100,3 +100,28 @@ describe("the whole activation-patching family", () => {
     }
   });
 });
+
+describe("activation patching with a late difference reuses the prefix and still equals the naive loop", () => {
+  it("every family member", async () => {
+    const { HookedTransformer } = await import("../src/model/hooked-transformer.js");
+    const { randomGpt2Files } = await import("./random-gpt2.js");
+    const model = await HookedTransformer.fromPretrained(
+      randomGpt2Files({ nLayer: 3, nHead: 2, nEmbd: 16, nPositions: 16, vocab: 29, seed: 77 }), { engine });
+    const clean = [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1]];
+    const corrupted = clean.map((row) => row.map((t, p) => (p === 8 ? (t + 13) % 29 : t)));
+    const metric = logitDiff({ correct: [3, 4], incorrect: [5, 6] });
+    const cache = model.runWithCache(clean).cache;
+    const fns = [
+      patching.getActPatchBlockEvery, patching.getActPatchResidMid, patching.getActPatchAttnHeadAllPosEvery,
+      patching.getActPatchAttnHeadByPosEvery, patching.getActPatchAttnHeadPatternDestSrcPos,
+    ];
+    for (const fn of fns) {
+      let speedup = 0;
+      const planned = await fn(model, corrupted, cache, metric, { onPlan: (p) => { speedup = p.estimatedSpeedup; } });
+      const naive = await fn(model, corrupted, cache, metric, { strategy: "naive" });
+      expect(maxAbsDiff(planned.scores.data, naive.scores.data), fn.name).toBeLessThanOrEqual(1e-5);
+      expect(speedup, fn.name).toBeGreaterThan(1.5);
+    }
+    model.dispose();
+  });
+});

@@ -64,13 +64,28 @@ export const layerHeadDestSrcPosPatternPatchSetter: PatchSetter = (c, k, [, head
 type Sweep = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
   options?: SweepOptions) => Promise<PatchResult>;
 
-interface SweepPart { activation: string; axes: readonly IndexAxis[]; setter: PatchSetter }
+interface SweepPart {
+  activation: string;
+  axes: readonly IndexAxis[];
+  setter: PatchSetter;
+  /**
+   * For the built-in setters: the activation's position axis (the query axis of patterns), which
+   * a planned sweep may narrow to the positions it recomputes, and which index entry (if any) is
+   * a position on it. Absent for user setters, which always see whole activations.
+   */
+  window?: { axis: 1 | 2; indexEntry?: number };
+}
 
-const byLayerPos = (activation: string): SweepPart => ({ activation, axes: ["layer", "pos"], setter: layerPosPatchSetter });
-const headAllPos = (activation: string): SweepPart => ({ activation, axes: ["layer", "head"], setter: layerHeadVectorPatchSetter });
-const headByPos = (activation: string): SweepPart => ({ activation, axes: ["layer", "pos", "head"], setter: layerPosHeadVectorPatchSetter });
-const patternAllPos: SweepPart = { activation: "pattern", axes: ["layer", "head"], setter: layerHeadPatternPatchSetter };
-const patternByPos: SweepPart = { activation: "pattern", axes: ["layer", "pos", "head"], setter: layerHeadPosPatternPatchSetter };
+const byLayerPos = (activation: string): SweepPart =>
+  ({ activation, axes: ["layer", "pos"], setter: layerPosPatchSetter, window: { axis: 1, indexEntry: 1 } });
+const headAllPos = (activation: string): SweepPart =>
+  ({ activation, axes: ["layer", "head"], setter: layerHeadVectorPatchSetter, window: { axis: 1 } });
+const headByPos = (activation: string): SweepPart =>
+  ({ activation, axes: ["layer", "pos", "head"], setter: layerPosHeadVectorPatchSetter, window: { axis: 1, indexEntry: 1 } });
+const patternAllPos: SweepPart =
+  { activation: "pattern", axes: ["layer", "head"], setter: layerHeadPatternPatchSetter, window: { axis: 2 } };
+const patternByPos: SweepPart =
+  { activation: "pattern", axes: ["layer", "pos", "head"], setter: layerHeadPosPatternPatchSetter, window: { axis: 2, indexEntry: 1 } };
 
 function family(op: string, parts: SweepPart[]): Sweep {
   return (model, corruptedTokens, cleanCache, metric, options = {}) =>
@@ -107,7 +122,8 @@ export const getActPatchAttnHeadVByPos = family("act_patch_attn_head_v_by_pos", 
 export const getActPatchAttnHeadPatternByPos = family("act_patch_attn_head_pattern_by_pos", [patternByPos]);
 /** [nLayers, nHeads, pos, pos]: patch `hook_pattern[:, h, dest, src]`. */
 export const getActPatchAttnHeadPatternDestSrcPos = family("act_patch_attn_head_pattern_dest_src_pos",
-  [{ activation: "pattern", axes: ["layer", "head", "dest_pos", "src_pos"], setter: layerHeadDestSrcPosPatternPatchSetter }]);
+  [{ activation: "pattern", axes: ["layer", "head", "dest_pos", "src_pos"], setter: layerHeadDestSrcPosPatternPatchSetter,
+    window: { axis: 2, indexEntry: 2 } }]);
 /** [5, nLayers, nHeads]: output, q, k, v and pattern of each head, every position. */
 export const getActPatchAttnHeadAllPosEvery = family("act_patch_attn_head_all_pos_every",
   [headAllPos("z"), headAllPos("q"), headAllPos("k"), headAllPos("v"), patternAllPos]);
@@ -141,14 +157,19 @@ async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, c
   const partSize = shapes[0]!.reduce((a, b) => a * b, 1);
   if (shapes.some((s) => s.join() !== shapes[0]!.join())) throw new Error("all parts of a sweep must have the same shape");
 
-  // The corrupted run once: its residual stream at every layer (where stacked passes start) and its metric.
-  const residNames = [...Array.from({ length: cfg.nLayers }, (_, l) => `blocks.${l}.hook_resid_pre`)];
-  const corrupted = model.runWithCache(tokens, { namesFilter: residNames });
+  // The corrupted run once: its residual stream, keys and values at every layer (where stacked
+  // passes start, and the prefix they reuse) and its metric.
+  const kept = /^blocks\.\d+\.(hook_resid_pre|attn\.hook_k|attn\.hook_v)$/;
+  const corrupted = model.runWithCache(tokens, { namesFilter: (name) => kept.test(name) });
   const baseline = checkedMetric(metric, corrupted.logits!, "the corrupted run");
   const lastResid = checkBatch(needCached(cleanCache, "cleanCache", `blocks.${cfg.nLayers - 1}.hook_resid_post`),
     `blocks.${cfg.nLayers - 1}.hook_resid_post`, B, P);
   const clean = checkedMetric(metric, model.forward(tokens, { startAtLayer: cfg.nLayers, residual: lastResid }).logits!, "the clean run");
 
+  // Clean and corrupted activations agree before the first position where the token rows differ.
+  const firstDiff = firstDifference(checkBatch(needCached(cleanCache, "cleanCache", "blocks.0.hook_resid_pre"),
+    "blocks.0.hook_resid_pre", B, P), corrupted.cache.get("blocks.0.hook_resid_pre"));
+  const windows = new Map<string, Tensor>();
   const patches: Patch[] = [];
   parts.forEach((part, which) => {
     const shape = shapes[which]!;
@@ -156,18 +177,42 @@ async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, c
       const index = unravel(flat, shape);
       const hook = getActName(part.activation, index[0]);
       const cleanAct = checkBatch(needCached(cleanCache, "cleanCache", hook), hook, B, P);
+      const win = part.window;
       patches.push({
         index: which * partSize + flat,
         label: `${part.activation} [${index.join(", ")}]`,
         startLayer: index[0]!,
-        edits: [{ hook, apply: (act) => part.setter(act, cleanAct, index) }],
+        startPos: win === undefined ? undefined : win.indexEntry === undefined ? firstDiff : index[win.indexEntry]!,
+        edits: [{
+          hook,
+          apply: (act, point) => {
+            const len = act.shape[win?.axis ?? 1]!;
+            if (win === undefined || (point.positionStart === 0 && len === cleanAct.shape[win.axis])) {
+              part.setter(act, cleanAct, index);
+              return;
+            }
+            // The activation covers positions [positionStart, positionStart + len) only.
+            const local = [...index];
+            if (win.indexEntry !== undefined) {
+              local[win.indexEntry] = index[win.indexEntry]! - point.positionStart;
+              if (local[win.indexEntry]! < 0 || local[win.indexEntry]! >= len) return; // outside: changes nothing read
+            }
+            const key = `${hook}:${point.positionStart}:${len}`;
+            let cleanWindow = windows.get(key);
+            if (cleanWindow === undefined) {
+              cleanWindow = cleanAct.slice(win.axis, point.positionStart, point.positionStart + len);
+              windows.set(key, cleanWindow);
+            }
+            part.setter(act, cleanWindow, local);
+          },
+        }],
       });
     }
   });
   const scores = new Float32Array(parts.length * partSize);
   await runSweep(model, tokens, patches, metric, {
     residPre: (l) => corrupted.cache.get(`blocks.${l}.hook_resid_pre`),
-    keysValues: () => undefined,
+    keysValues: (l) => ({ k: corrupted.cache.get(`blocks.${l}.attn.hook_k`), v: corrupted.cache.get(`blocks.${l}.attn.hook_v`) }),
   }, scores, options);
   const shape = parts.length === 1 ? shapes[0]! : [parts.length, ...shapes[0]!];
   return new PatchResult(op, new Tensor(scores, shape), baseline, clean, { strategy: options.strategy ?? "planned" });
@@ -177,6 +222,22 @@ function checkedMetric(metric: Metric, logits: Tensor, run: string): number {
   const v = metric(logits);
   if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`the metric returned ${v} for ${run}; it must give finite numbers`);
   return v;
+}
+
+/** The first position where two [batch, pos, ...] activations differ anywhere in the batch (pos if nowhere). */
+function firstDifference(a: Tensor, b: Tensor): number {
+  const [B, P] = a.shape as [number, number];
+  const per = a.size / (B * P);
+  let first = P;
+  for (let r = 0; r < B; r++) {
+    for (let p = 0; p < first; p++) {
+      const o = (r * P + p) * per;
+      for (let i = 0; i < per; i++) {
+        if (a.data[o + i] !== b.data[o + i]) { first = p; break; }
+      }
+    }
+  }
+  return first;
 }
 
 function unravel(flat: number, shape: readonly number[]): number[] {
