@@ -4,7 +4,7 @@
 //
 // With no suite names every suite runs. --quick (or BENCH_QUICK=1) asks each
 // suite for a short smoke run. A suite is a module exporting
-// `run({ quick })`, which prints its own table and returns JSON-able rows;
+// `run({ quick, args })`, which prints its own table and returns JSON-able rows;
 // adding one is one line in SUITES.
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -30,7 +30,7 @@ await mkdir(resultsDir, { recursive: true });
 for (const name of asked.length > 0 ? asked : Object.keys(SUITES)) {
   console.log(`\n## ${name}${quick ? " (quick)" : ""}\n`);
   const suite = await SUITES[name]();
-  const rows = await suite.run({ quick });
+  const rows = await suite.run({ quick, args });
   const record = {
     suite: name,
     date: new Date().toISOString(),
