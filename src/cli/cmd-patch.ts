@@ -5,11 +5,11 @@
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../patching/direct-path.js";
 import { logitDiff } from "../patching/metrics.js";
-import type { SweepOptions } from "../patching/planner.js";
+import type { SweepOptions, SweepPlanSummary } from "../patching/planner.js";
 import type { PatchResult } from "../patching/result.js";
 import { ACT_KIND_NAMES, ACT_KINDS } from "./act-kinds.js";
 import { suggest, type FlagSpec, type ParsedArgs } from "./args.js";
-import { BACKEND_FLAG, backendOf, MODEL_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, TOP_FLAG, type Command } from "./command.js";
+import { BACKEND_FLAG, backendOf, MODEL_FLAG, PLAN_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, TOP_FLAG, type Command } from "./command.js";
 import type { Context } from "./context.js";
 import { InterruptedError, isAbortError, UsageError } from "./errors.js";
 import type { HeatmapData } from "./grid.js";
@@ -42,7 +42,7 @@ export const directPathCommand: Command = {
     { name: "src", kind: "string", value: "L.H|all", help: "source head as layer.head (e.g. 0.1), or all for every source" },
     { name: "component", kind: "string", value: "q|k|v", choices: ["q", "k", "v"], help: "which input of the destination heads receives the source's output" },
     { name: "mode", kind: "string", value: "linear|exact", choices: ["linear", "exact"], help: "linear (TransformerLens, default) or exact (recompute the destination's layer norm)" },
-    ...OUTPUT_FLAGS, TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, BACKEND_FLAG,
+    ...OUTPUT_FLAGS, TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG,
   ],
   notes: PATCH_NOTES,
   async run(ctx, args) {
@@ -84,7 +84,7 @@ export const actCommand: Command = {
   usage: "patch act --kind KIND --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg] [--quiet]",
   flags: [
     { name: "kind", kind: "string", value: "KIND", help: "the TransformerLens function name without get_act_patch_ (see below)" },
-    MODEL_FLAG, PROMPTS_FLAG, ...OUTPUT_FLAGS, TOP_FLAG("patches with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, BACKEND_FLAG,
+    MODEL_FLAG, PROMPTS_FLAG, ...OUTPUT_FLAGS, TOP_FLAG("patches with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG,
   ],
   notes: `KIND: ${ACT_KIND_NAMES.join(", ")}.\nResults have TransformerLens's shapes.\n\n${PATCH_NOTES}`,
   async run(ctx, args) {
@@ -120,6 +120,7 @@ interface CommonFlags {
   quiet: boolean;
   top: number;
   strategy: "planned" | "naive";
+  plan: boolean;
 }
 
 function commonFlags(args: ParsedArgs): CommonFlags {
@@ -132,6 +133,7 @@ function commonFlags(args: ParsedArgs): CommonFlags {
     quiet: args.switch("quiet"),
     top: args.int("top", 10, 0, 10_000),
     strategy: args.string("strategy") === "naive" ? "naive" : "planned",
+    plan: args.switch("plan"),
   };
   checkTargets(flags);
   return flags;
@@ -152,11 +154,13 @@ function caches(model: HookedTransformer, prompts: Prompts, withCorrupted = true
 }
 
 /** Runs a sweep with the progress bar on stderr; Ctrl-C (the context's signal) ends it as InterruptedError. */
-export async function sweepWithProgress<R>(ctx: Context, label: string, flags: { quiet: boolean; strategy: "planned" | "naive" },
+export async function sweepWithProgress<R>(ctx: Context, label: string,
+  flags: { quiet: boolean; strategy: "planned" | "naive"; plan?: boolean },
   sweep: (options: SweepOptions) => Promise<R>): Promise<R> {
   const progress = createProgress(ctx.io.stderr, label, { quiet: flags.quiet, width: ctx.width(ctx.io.stderr) });
+  const onPlan = flags.plan ? (plan: SweepPlanSummary) => ctx.err(describePlan(plan)) : undefined;
   try {
-    return await sweep({ strategy: flags.strategy, signal: ctx.signal, onProgress: (p) => progress.update(p) });
+    return await sweep({ strategy: flags.strategy, signal: ctx.signal, onProgress: (p) => progress.update(p), onPlan });
   } catch (e) {
     if (isAbortError(e) || ctx.signal?.aborted) throw new InterruptedError();
     throw e;
@@ -176,4 +180,16 @@ function report(ctx: Context, result: PatchResult<object>, data: HeatmapData, fl
 
 function shapeOf(prompts: Prompts): string {
   return `${prompts.clean.length} prompt${prompts.clean.length === 1 ? "" : "s"} × ${prompts.clean[0]!.length} tokens`;
+}
+
+/** The `--plan` lines: what the planned sweep computes, against the naive loop. */
+export function describePlan(plan: SweepPlanSummary): string {
+  const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
+  return [
+    `plan: ${plan.patches} patched runs in ${plan.passes} stacked passes`,
+    `plan: ${plan.layerTokenEvaluations} block×token evaluations (naive loop: ${plan.naiveLayerTokenEvaluations}), ` +
+      `${plan.tokensRecomputed} token positions recomputed`,
+    `plan: peak activation memory ${mib(plan.peakMemoryBytes)}; estimated speedup over the naive loop ×${plan.estimatedSpeedup.toFixed(2)}`,
+    "",
+  ].join("\n");
 }

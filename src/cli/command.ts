@@ -23,6 +23,7 @@ export const PROMPT_FLAG: FlagSpec = { name: "prompt", kind: "string", value: "T
 export const PROMPTS_FLAG: FlagSpec = { name: "prompts", kind: "string", value: "FILE", help: "prompts file (JSON; see `hooklens help prompts`)" };
 export const QUIET_FLAG: FlagSpec = { name: "quiet", short: "q", kind: "switch", help: "no progress bar or status lines on stderr" };
 export const STRATEGY_FLAG: FlagSpec = { name: "strategy", kind: "string", value: "planned|naive", choices: ["planned", "naive"], help: "planned batched sweep (default) or one full forward per patch" };
+export const PLAN_FLAG: FlagSpec = { name: "plan", kind: "switch", help: "print the sweep plan (passes, work saved, peak memory, estimated speedup) on stderr before running" };
 export const TOP_FLAG = (what: string, fallback: number): FlagSpec => ({ name: "top", kind: "int", value: "N", help: `list the N ${what} (default ${fallback})` });
 
 export function backendOf(args: ParsedArgs): BackendName {
