@@ -184,6 +184,18 @@ export function silu(x: usize, out: usize, n: i32): void {
   if (i < end) storeTail(out + i, (end - i) >> 2, silu4(loadTail(x + i, (end - i) >> 2, 0)));
 }
 
+/** out = silu(gate) * up (the SwiGLU MLP of LLaMA-family models), n elements; out may alias either input. */
+export function swiglu(gate: usize, up: usize, out: usize, n: i32): void {
+  const end = <usize>n << 2;
+  let i: usize = 0;
+  for (; i + 16 <= end; i += 16) v128.store(out + i, f32x4.mul(silu4(v128.load(gate + i)), v128.load(up + i)));
+  if (i < end) {
+    const count = (end - i) >> 2;
+    const g = silu4(loadTail(gate + i, count, 0));
+    storeTail(out + i, count, f32x4.mul(g, loadTail(up + i, count, 0)));
+  }
+}
+
 // ---- softmax --------------------------------------------------------------------
 
 // Partial sums are folded into an f64 every SUM_BLOCK bytes, so a 50k-wide row keeps f32

@@ -6,3 +6,4 @@ export * from "./layernorm";
 export * from "./attention";
 export * from "./activations";
 export * from "./elementwise";
+export * from "./rotary";

@@ -60,10 +60,19 @@ export interface Kernels {
   geluExact(x: number, out: number, n: number): void;
   /** out = x * sigmoid(x). */
   silu(x: number, out: number, n: number): void;
+  /** out = silu(gate) * up (SwiGLU), n elements; out may alias either input. */
+  swiglu(gate: number, up: number, out: number, n: number): void;
   /** Row-wise softmax over the last dim: x: [rows, n] -> out; -Infinity maps to 0; an all -Infinity row gives 0s. */
   softmax(x: number, out: number, rows: number, n: number): void;
   /** Row-wise log-softmax over the last dim. */
   logSoftmax(x: number, out: number, rows: number, n: number): void;
+
+  // ---- rotary (assembly/rotary.ts) ----
+  /**
+   * Rotary embeddings, rotate_half convention: x, out: [rows, nHeads, dHead] (out may alias x),
+   * cos, sin: [rows, dHead / 2] (each row's angles); dimension i pairs with i + dHead/2.
+   */
+  rotary(x: number, out: number, cos: number, sin: number, rows: number, nHeads: number, dHead: number): void;
 
   // ---- elementwise (assembly/elementwise.ts) ----
   /** out = a + b, n elements. */
@@ -81,6 +90,6 @@ export const KERNEL_NAMES = [
   "gemm", "gemmBatched",
   "layerNorm", "rmsNorm", "addLayerNorm",
   "attnScores", "attnApplyPattern", "attention",
-  "geluNew", "geluExact", "silu", "softmax", "logSoftmax",
+  "geluNew", "geluExact", "silu", "swiglu", "softmax", "logSoftmax", "rotary",
   "add", "mul", "scale", "addRow",
 ] as const satisfies readonly (keyof Kernels)[];

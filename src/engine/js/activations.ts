@@ -32,6 +32,17 @@ export function silu(heap: Float32Array, x: number, out: number, n: number): voi
   }
 }
 
+/** out = silu(gate) * up, n elements; out may alias either input. */
+export function swiglu(heap: Float32Array, gate: number, up: number, out: number, n: number): void {
+  const G = gate >>> 2;
+  const U = up >>> 2;
+  const O = out >>> 2;
+  for (let i = 0; i < n; i++) {
+    const g = heap[G + i]!;
+    heap[O + i] = (g / (1 + Math.exp(-g))) * heap[U + i]!;
+  }
+}
+
 /** x: [rows, n] -> out: [rows, n], softmax of each row; -Infinity -> 0, an all -Infinity row -> 0s. out may alias x. */
 export function softmax(heap: Float32Array, x: number, out: number, rows: number, n: number): void {
   for (let r = 0; r < rows; r++) {

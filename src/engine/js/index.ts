@@ -4,6 +4,7 @@ import * as attention from "./attention.js";
 import * as elementwise from "./elementwise.js";
 import * as gemm from "./gemm.js";
 import * as layernorm from "./layernorm.js";
+import * as rotary from "./rotary.js";
 
 /**
  * Every twin takes the float heap as its first argument; binding it here gives
@@ -12,7 +13,7 @@ import * as layernorm from "./layernorm.js";
 type Twin<F> = F extends (...args: infer A) => void ? (heap: Float32Array, ...args: A) => void : never;
 type Twins = { [K in keyof Kernels]: Twin<Kernels[K]> };
 
-const twins: Twins = { ...gemm, ...layernorm, ...attention, ...activations, ...elementwise };
+const twins: Twins = { ...gemm, ...layernorm, ...attention, ...activations, ...elementwise, ...rotary };
 
 /** The plain TypeScript backend over a heap that may be replaced when memory grows. */
 export function createJsKernels(heap: () => Float32Array): Kernels {

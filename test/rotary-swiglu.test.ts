@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import { Engine } from "../src/engine/engine.js";
+import { randn, relError, wasmEngines } from "./helpers.js";
+
+const js = Engine.createJs();
+const engines = await wasmEngines();
+
+function runRotary(engine: Engine, x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, heads: number, d: number, inPlace = false) {
+  const px = engine.upload(x);
+  const pc = engine.upload(cos);
+  const ps = engine.upload(sin);
+  const po = inPlace ? px : engine.alloc(x.length);
+  engine.kernels.rotary(px, po, pc, ps, rows, heads, d);
+  const out = engine.download(po, x.length);
+  for (const p of new Set([px, pc, ps, po])) engine.free(p);
+  return out;
+}
+
+describe("rotary", () => {
+  it("twin: rotates each (i, i + d/2) pair by the row's angle", () => {
+    const t = 0.3;
+    // one row, one head, d = 4: pairs (0, 2) and (1, 3), angles t and 2t
+    const out = runRotary(js, new Float32Array([1, 2, 0, 1]), new Float32Array([Math.cos(t), Math.cos(2 * t)]),
+      new Float32Array([Math.sin(t), Math.sin(2 * t)]), 1, 1, 4);
+    expect(out[0]).toBeCloseTo(Math.cos(t), 6);
+    expect(out[2]).toBeCloseTo(Math.sin(t), 6);
+    expect(out[1]).toBeCloseTo(2 * Math.cos(2 * t) - Math.sin(2 * t), 6);
+    expect(out[3]).toBeCloseTo(Math.cos(2 * t) + 2 * Math.sin(2 * t), 6);
+  });
+
+  for (const engine of engines) {
+    for (const [rows, heads, d] of [[1, 1, 2], [3, 2, 6], [17, 4, 16], [7, 3, 18], [65, 12, 64], [5, 2, 130]] as const) {
+      it(`${engine.variant} equals the twin: rows ${rows}, heads ${heads}, dHead ${d} (also in place)`, () => {
+        const x = randn(rows * heads * d, rows + d);
+        const angles = randn(rows * (d / 2), 7 + d, 3);
+        const cos = angles.map(Math.cos);
+        const sin = angles.map(Math.sin);
+        const want = runRotary(js, x, cos, sin, rows, heads, d);
+        expect(relError(runRotary(engine, x, cos, sin, rows, heads, d), want)).toBeLessThanOrEqual(1e-6);
+        expect(relError(runRotary(engine, x, cos, sin, rows, heads, d, true), want)).toBeLessThanOrEqual(1e-6);
+      });
+    }
+  }
+});
+
+describe("swiglu", () => {
+  const run = (engine: Engine, gate: Float32Array, up: Float32Array) => {
+    const pg = engine.upload(gate);
+    const pu = engine.upload(up);
+    engine.kernels.swiglu(pg, pu, pg, gate.length);
+    const out = engine.download(pg, gate.length);
+    engine.free(pg);
+    engine.free(pu);
+    return out;
+  };
+  it("twin: silu(gate) * up by hand", () => {
+    const out = run(js, new Float32Array([0, 1, -2]), new Float32Array([5, 2, 3]));
+    expect(out[0]).toBe(0);
+    expect(out[1]).toBeCloseTo(2 / (1 + Math.exp(-1)), 6);
+    expect(out[2]).toBeCloseTo((3 * -2) / (1 + Math.exp(2)), 6);
+  });
+  for (const engine of engines) {
+    for (const n of [1, 3, 7, 17, 129, 769, 1536 * 3]) {
+      it(`${engine.variant} equals the twin on ${n} elements`, () => {
+        const gate = randn(n, n, 4);
+        const up = randn(n, n + 1);
+        expect(relError(run(engine, gate, up), run(js, gate, up))).toBeLessThanOrEqual(1e-5);
+      });
+    }
+  }
+});
