@@ -15,7 +15,10 @@ export type NormalizationType = "LN" | "LNPre" | "RMS" | "RMSPre";
 export interface HookedTransformerConfig {
   nLayers: number;
   dModel: number;
+  /** Query heads. */
   nHeads: number;
+  /** Key/value heads (grouped-query attention when fewer than nHeads; equal for GPT-2). */
+  nKeyValueHeads: number;
   dHead: number;
   dMlp: number;
   dVocab: number;
@@ -25,6 +28,12 @@ export interface HookedTransformerConfig {
   eps: number;
   /** Hugging Face architecture the weights came from, e.g. `GPT2LMHeadModel`. */
   originalArchitecture: string;
+  /** `standard`: learned W_pos added to the embedding (GPT-2); `rotary`: rotary q/k (LLaMA). */
+  positionalEmbeddingType: "standard" | "rotary";
+  /** Rotary base (rope_theta). */
+  rotaryBase: number;
+  /** SwiGLU MLP: post = act(x @ W_gate) * (x @ W_in). */
+  gatedMlp: boolean;
   /** When true, the forward also computes `attn.hook_result` [batch, pos, n_heads, d_model]. */
   useAttnResult: boolean;
   /** Attention scores are divided by this (sqrt(dHead) for GPT-2). */
@@ -86,7 +95,8 @@ export function configFromHfGpt2(json: Record<string, unknown>, file = "config.j
   const dHead = dModel / nHeads;
   const architectures = json["architectures"];
   return {
-    nLayers, dModel, nHeads, dHead, dMlp,
+    nLayers, dModel, nHeads, nKeyValueHeads: nHeads, dHead, dMlp,
+    positionalEmbeddingType: "standard", rotaryBase: 10000, gatedMlp: false,
     dVocab: size("vocab_size"),
     nCtx: size("n_positions", json["n_ctx"] as number | undefined),
     actFn: act,
@@ -112,8 +122,15 @@ export function makeConfig(partial: Partial<HookedTransformerConfig> &
   if (!Number.isInteger(dHead) || dHead <= 0) {
     throw new ConfigError("config", "dHead", `d_model (${dModel}) must be divisible by n_heads (${nHeads}) unless dHead is given`);
   }
+  const nKeyValueHeads = partial.nKeyValueHeads ?? nHeads;
+  if (!Number.isInteger(nKeyValueHeads) || nKeyValueHeads <= 0 || nHeads % nKeyValueHeads !== 0) {
+    throw new ConfigError("config", "nKeyValueHeads", `must divide nHeads (${nHeads}), got ${nKeyValueHeads}`);
+  }
   return {
-    nLayers, dModel, nHeads, dHead, dVocab, nCtx,
+    nLayers, dModel, nHeads, nKeyValueHeads, dHead, dVocab, nCtx,
+    positionalEmbeddingType: partial.positionalEmbeddingType ?? "standard",
+    rotaryBase: partial.rotaryBase ?? 10000,
+    gatedMlp: partial.gatedMlp ?? false,
     dMlp: partial.dMlp ?? 4 * dModel,
     actFn: partial.actFn ?? "gelu_new",
     normalizationType: partial.normalizationType ?? "LN",
@@ -123,4 +140,77 @@ export function makeConfig(partial: Partial<HookedTransformerConfig> &
     attnScale: partial.attnScale ?? Math.sqrt(dHead),
     processing: partial.processing ?? { foldLn: false, centerWritingWeights: false, centerUnembed: false, foldValueBiases: false },
   };
+}
+
+/**
+ * Reads a Hugging Face LLaMA-family config.json (`LlamaForCausalLM`: RMSNorm, rotary, SwiGLU,
+ * grouped-query attention). Variants computed differently (biases, rope scaling, sliding
+ * windows, other activations) are refused by name rather than approximated.
+ *
+ * @example
+ * ```ts
+ * const cfg = configFromHfLlama({ hidden_size: 64, intermediate_size: 128, num_hidden_layers: 3,
+ *   num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, vocab_size: 100 });
+ * cfg.nKeyValueHeads; // 2
+ * ```
+ */
+export function configFromHfLlama(json: Record<string, unknown>, file = "config.json"): HookedTransformerConfig {
+  const size = (key: string, fallback?: number): number => {
+    const v = json[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > MAX_DIM) {
+      throw new ConfigError(file, key, `expected a positive integer ≤ ${MAX_DIM}, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const refuse = (key: string, why: string) => { throw new ConfigError(file, key, `${why} is not supported yet`); };
+  if (json["attention_bias"] === true) refuse("attention_bias", "attention with biases");
+  if (json["mlp_bias"] === true) refuse("mlp_bias", "an MLP with biases");
+  if (json["rope_scaling"] !== undefined && json["rope_scaling"] !== null) refuse("rope_scaling", "rope scaling");
+  if (json["use_sliding_window"] === true || (typeof json["sliding_window"] === "number" && json["use_sliding_window"] !== false)) {
+    refuse("sliding_window", "sliding-window attention");
+  }
+  const act = json["hidden_act"] ?? "silu";
+  if (act !== "silu") refuse("hidden_act", `activation ${JSON.stringify(act)}`);
+  const nLayers = size("num_hidden_layers");
+  const dModel = size("hidden_size");
+  const nHeads = size("num_attention_heads");
+  const nKeyValueHeads = size("num_key_value_heads", nHeads);
+  if (nHeads % nKeyValueHeads !== 0) {
+    throw new ConfigError(file, "num_key_value_heads", `${nKeyValueHeads} does not divide num_attention_heads (${nHeads})`);
+  }
+  const dHead = json["head_dim"] === undefined || json["head_dim"] === null ? dModel / nHeads : size("head_dim");
+  if (!Number.isInteger(dHead) || dHead % 2 !== 0) {
+    throw new ConfigError(file, "head_dim", `the head size must be an even integer for rotary embeddings, got ${dHead}`);
+  }
+  const eps = json["rms_norm_eps"] ?? 1e-6;
+  if (typeof eps !== "number" || !(eps > 0 && eps < 1)) {
+    throw new ConfigError(file, "rms_norm_eps", `expected a number in (0, 1), got ${JSON.stringify(eps)}`);
+  }
+  const theta = json["rope_theta"] ?? 10000;
+  if (typeof theta !== "number" || !(theta > 1)) throw new ConfigError(file, "rope_theta", `expected a number > 1, got ${JSON.stringify(theta)}`);
+  const architectures = json["architectures"];
+  return {
+    nLayers, dModel, nHeads, nKeyValueHeads, dHead,
+    dMlp: size("intermediate_size"),
+    dVocab: size("vocab_size"),
+    nCtx: size("max_position_embeddings"),
+    actFn: "silu",
+    normalizationType: "RMS",
+    eps,
+    originalArchitecture: Array.isArray(architectures) && typeof architectures[0] === "string" ? architectures[0] : "LlamaForCausalLM",
+    positionalEmbeddingType: "rotary",
+    rotaryBase: theta,
+    gatedMlp: true,
+    useAttnResult: false,
+    attnScale: Math.sqrt(dHead),
+    processing: { foldLn: false, centerWritingWeights: false, centerUnembed: false, foldValueBiases: false },
+  };
+}
+
+/** The config of a Hugging Face config.json, by its model_type (gpt2, llama and LLaMA-shaped types). */
+export function configFromHf(json: Record<string, unknown>, file = "config.json"): HookedTransformerConfig {
+  const type = json["model_type"];
+  if (type === undefined || type === "gpt2") return configFromHfGpt2(json, file);
+  if (type === "llama" || type === "mistral") return configFromHfLlama(json, file);
+  throw new ConfigError(file, "model_type", `${JSON.stringify(type)} is not supported (gpt2, llama)`);
 }

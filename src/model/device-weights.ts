@@ -1,19 +1,20 @@
 import type { Engine } from "../engine/engine.js";
 import type { HookedTransformerConfig } from "./config.js";
-import type { Weights } from "./weights.js";
+import { kvName, type Weights } from "./weights.js";
 
 /** Byte pointers of one block's parameters in the engine's memory, in the layouts the kernels read. */
 export interface BlockPointers {
-  wq: number; wk: number; wv: number; // [D, H*d]: x @ w gives q in [rows, H, d] order
-  bq: number; bk: number; bv: number; // [H*d]
+  wq: number; wk: number; wv: number; // [D, H*d] and [D, Hk*d]: x @ w gives q in [rows, H, d] order
+  bq: number; bk: number; bv: number; // [H*d], [Hk*d]
   wo: number; bo: number;             // [H*d, D], [D]
+  wgate: number;                      // [D, M], or 0 without a gated MLP
   win: number; bin: number;           // [D, M], [M]
   wout: number; bout: number;         // [M, D], [D]
 }
 
 export interface DevicePointers {
   wE: number;   // [V, D]
-  wPos: number; // [nCtx, D]
+  wPos: number; // [nCtx, D], or 0 with rotary embeddings
   blocks: BlockPointers[];
   wU: number;   // [D, V]
   bU: number;   // [V]
@@ -26,14 +27,14 @@ export interface DevicePointers {
  * TransformerLens shows before the w/b multiply.
  */
 export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weights: Weights): DevicePointers {
-  const { dModel: D, nHeads: H, dHead: d } = cfg;
-  const hasLn = cfg.normalizationType === "LN" || cfg.normalizationType === "RMS";
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d } = cfg;
+  const hasNorm = cfg.normalizationType === "LN" || cfg.normalizationType === "RMS";
   const get = (name: string): Float32Array => {
     const t = weights.get(name);
     if (t === undefined) throw new Error(`uploadWeights: missing parameter ${name}`);
     return t.data;
   };
-  const lnOf = (name: string) => hasLn ? { w: get(`${name}.w`), b: cfg.normalizationType === "LN" ? get(`${name}.b`) : undefined } : undefined;
+  const lnOf = (name: string) => hasNorm ? { w: get(`${name}.w`), b: cfg.normalizationType === "LN" ? get(`${name}.b`) : undefined } : undefined;
 
   // W: [D, n] rows scaled by ln.w; bias += ln.b @ W (original W).
   const foldInto = (W: Float32Array, bias: Float32Array, n: number, ln: ReturnType<typeof lnOf>) => {
@@ -51,11 +52,11 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
     }
     return { W: Wf, bias: bf };
   };
-  // [H, D, d] -> [D, H*d]
-  const headsToColumns = (W: Float32Array) => {
-    const out = new Float32Array(D * H * d);
-    for (let h = 0; h < H; h++) {
-      for (let i = 0; i < D; i++) out.set(W.subarray((h * D + i) * d, (h * D + i + 1) * d), i * H * d + h * d);
+  // [heads, D, d] -> [D, heads*d]
+  const headsToColumns = (W: Float32Array, heads: number) => {
+    const out = new Float32Array(D * heads * d);
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < D; i++) out.set(W.subarray((h * D + i) * d, (h * D + i + 1) * d), i * heads * d + h * d);
     }
     return out;
   };
@@ -67,18 +68,23 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
     const m = `blocks.${l}.mlp.`;
     const ln1 = lnOf(`blocks.${l}.ln1`);
     const ln2 = lnOf(`blocks.${l}.ln2`);
-    const [q, k, v] = ["Q", "K", "V"].map((x) => foldInto(headsToColumns(get(`${a}W_${x}`)), get(`${a}b_${x}`), H * d, ln1));
-    const mlpIn = foldInto(get(`${m}W_in`), get(`${m}b_in`), cfg.dMlp, ln2);
+    const q = foldInto(headsToColumns(get(`${a}W_Q`), H), get(`${a}b_Q`), H * d, ln1);
+    const k = foldInto(headsToColumns(get(`${a}${kvName(cfg, "W_K")}`), Hk), get(`${a}${kvName(cfg, "b_K")}`), Hk * d, ln1);
+    const v = foldInto(headsToColumns(get(`${a}${kvName(cfg, "W_V")}`), Hk), get(`${a}${kvName(cfg, "b_V")}`), Hk * d, ln1);
+    const mlpIn = foldInto(get(`${m}W_in`), cfg.gatedMlp ? new Float32Array(cfg.dMlp) : get(`${m}b_in`), cfg.dMlp, ln2);
+    const gate = cfg.gatedMlp ? foldInto(get(`${m}W_gate`), new Float32Array(cfg.dMlp), cfg.dMlp, ln2) : undefined;
     blocks.push({
-      wq: up(q!.W), wk: up(k!.W), wv: up(v!.W), bq: up(q!.bias), bk: up(k!.bias), bv: up(v!.bias),
+      wq: up(q.W), wk: up(k.W), wv: up(v.W), bq: up(q.bias), bk: up(k.bias), bv: up(v.bias),
       wo: up(get(`${a}W_O`)), bo: up(get(`${a}b_O`)),
-      win: up(mlpIn.W), bin: up(mlpIn.bias), wout: up(get(`${m}W_out`)), bout: up(get(`${m}b_out`)),
+      // A gated MLP adds b_in after the product (as TransformerLens); its projections carry no bias.
+      wgate: gate ? up(gate.W) : 0,
+      win: up(mlpIn.W), bin: up(cfg.gatedMlp ? get(`${m}b_in`) : mlpIn.bias), wout: up(get(`${m}W_out`)), bout: up(get(`${m}b_out`)),
     });
   }
   const unembed = foldInto(get("unembed.W_U"), get("unembed.b_U"), cfg.dVocab, lnOf("ln_final"));
   return {
     wE: up(get("embed.W_E")),
-    wPos: up(get("pos_embed.W_pos")),
+    wPos: cfg.positionalEmbeddingType === "standard" ? up(get("pos_embed.W_pos")) : 0,
     blocks,
     wU: up(unembed.W),
     bU: up(unembed.bias),

@@ -53,11 +53,13 @@ export interface ForwardOutput {
  */
 export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: DevicePointers, plan: ForwardPlan): ForwardOutput {
   const { batch: B, pos: P, hooks } = plan;
-  const { dModel: D, nHeads: H, dHead: d, dMlp: M, dVocab: V, eps } = cfg;
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V, eps } = cfg;
+  const rotary = cfg.positionalEmbeddingType === "rotary";
   const s0 = plan.posStart ?? 0;
   const n0 = P - s0; // positions computed per row (until the last block is pruned)
   const R0 = B * n0;
   const Hd = H * d;
+  const Hkd = Hk * d;
   const k = engine.kernels;
   const hooked = (name: string) => hooks.has(name);
   const needScores = (l: number) => hooked(`blocks.${l}.attn.hook_attn_scores`) || hooked(`blocks.${l}.attn.hook_pattern`);
@@ -69,13 +71,14 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
 
   // Allocate everything before the first kernel runs: growing memory later would detach hook views.
   const sizes = {
-    resid: R0 * D, embed: R0 * D, posEmbed: R0 * D, norm: R0 * D, scale: R0,
-    q: R0 * Hd, k: R0 * Hd, v: R0 * Hd, z: R0 * Hd, attnOut: R0 * D,
-    kFull: s0 > 0 ? B * P * Hd : 0, vFull: s0 > 0 ? B * P * Hd : 0,
+    resid: R0 * D, embed: R0 * D, posEmbed: rotary ? 0 : R0 * D, norm: R0 * D, scale: R0,
+    q: R0 * Hd, k: R0 * Hkd, v: R0 * Hkd, z: R0 * Hd, attnOut: R0 * D,
+    kFull: s0 > 0 ? B * P * Hkd : 0, vFull: s0 > 0 ? B * P * Hkd : 0,
+    cos: rotary ? R0 * (d / 2) : 0, sin: rotary ? R0 * (d / 2) : 0,
     residLast: prune ? B * D : 0,
     result: cfg.useAttnResult ? R0 * H * D : 0,
     scores: anyScores ? B * H * n0 * P : 0, pattern: anyScores ? B * H * n0 * P : 0,
-    pre: R0 * M, post: R0 * M, mlpOut: R0 * D, mask: plan.attentionMask ? B * P : 0, logits: logitRows * V,
+    pre: R0 * M, preLinear: cfg.gatedMlp ? R0 * M : 0, post: R0 * M, mlpOut: R0 * D, mask: plan.attentionMask ? B * P : 0, logits: logitRows * V,
   };
   const buf = {} as Record<keyof typeof sizes, number>;
   const allocated: number[] = [];
@@ -124,11 +127,22 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
 
     if (plan.attentionMask) engine.heap().set(plan.attentionMask, buf.mask >>> 2);
 
+    const positionIds = rotary ? positions(plan) : undefined;
+    // cos/sin [rows, d/2] of the rows at positions [first, first + count) of each sequence.
+    const rotate = (x: number, heads: number, first: number, count: number) => {
+      rotaryTables(engine.heap(), positionIds!, B, P, first, count, d, cfg.rotaryBase, buf.cos, buf.sin);
+      k.rotary(x, x, buf.cos, buf.sin, B * count, heads, d);
+    };
+
     if (plan.startAtLayer === 0) {
       embed(engine.heap(), plan, s0, cfg, w, buf.embed, buf.posEmbed);
       fire("hook_embed", buf.embed, [B, n, D], undefined, start);
-      fire("hook_pos_embed", buf.posEmbed, [B, n, D], undefined, start);
-      k.add(buf.embed, buf.posEmbed, resid, R0 * D);
+      if (rotary) {
+        engine.heap().copyWithin(resid >>> 2, buf.embed >>> 2, (buf.embed >>> 2) + R0 * D);
+      } else {
+        fire("hook_pos_embed", buf.posEmbed, [B, n, D], undefined, start);
+        k.add(buf.embed, buf.posEmbed, resid, R0 * D);
+      }
     } else {
       engine.heap().set(plan.residual!, resid >>> 2);
     }
@@ -139,8 +153,8 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       fire(`${b}hook_resid_pre`, resid, [B, n, D], l, start);
 
       normalize(resid, `${b}ln1`, l);
-      k.gemm(buf.norm, D, p.wk, Hd, buf.k, Hd, p.bk, rows(), Hd, D, 0, 0);
-      k.gemm(buf.norm, D, p.wv, Hd, buf.v, Hd, p.bv, rows(), Hd, D, 0, 0);
+      k.gemm(buf.norm, D, p.wk, Hkd, buf.k, Hkd, p.bk, rows(), Hkd, D, 0, 0);
+      k.gemm(buf.norm, D, p.wv, Hkd, buf.v, Hkd, p.bv, rows(), Hkd, D, 0, 0);
       const pruneHere = prune && l === cfg.nLayers - 1;
       // Queries of every computed position, or (pruned) of each row's last one: a strided operand.
       const qn = pruneHere ? 1 : n;
@@ -148,27 +162,34 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       if (pruneHere) k.gemm(buf.norm + (n - 1) * D * 4, n * D, p.wq, Hd, buf.q, Hd, p.bq, B, Hd, D, 0, 0);
       else k.gemm(buf.norm, D, p.wq, Hd, buf.q, Hd, p.bq, rows(), Hd, D, 0, 0);
       fire(`${b}attn.hook_q`, buf.q, [B, qn, H, d], l, qStart);
-      fire(`${b}attn.hook_k`, buf.k, [B, n, H, d], l, start);
-      fire(`${b}attn.hook_v`, buf.v, [B, n, H, d], l, start);
+      fire(`${b}attn.hook_k`, buf.k, [B, n, Hk, d], l, start);
+      fire(`${b}attn.hook_v`, buf.v, [B, n, Hk, d], l, start);
+      if (rotary) {
+        // In place: q and k are not read again before attention.
+        rotate(buf.q, H, qStart, qn);
+        fire(`${b}attn.hook_rot_q`, buf.q, [B, qn, H, d], l, qStart);
+        rotate(buf.k, Hk, start, n);
+        fire(`${b}attn.hook_rot_k`, buf.k, [B, n, Hk, d], l, start);
+      }
 
       // Keys and values of the whole sequence: the kept prefix, then the computed positions.
       let kAll = buf.k;
       let vAll = buf.v;
       if (s0 > 0) {
         const kept = plan.prefix!(l);
-        assemble(engine.heap(), kept.k, buf.k, buf.kFull, B, P, s0, Hd);
-        assemble(engine.heap(), kept.v, buf.v, buf.vFull, B, P, s0, Hd);
+        assemble(engine.heap(), kept.k, buf.k, buf.kFull, B, P, s0, Hkd);
+        assemble(engine.heap(), kept.v, buf.v, buf.vFull, B, P, s0, Hkd);
         kAll = buf.kFull;
         vAll = buf.vFull;
       }
       if (needScores(l)) {
-        k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, H, d, 1 / cfg.attnScale);
+        k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale);
         fire(`${b}attn.hook_attn_scores`, buf.scores, [B, H, qn, P], l, qStart);
         k.softmax(buf.scores, buf.pattern, B * H * qn, P);
         fire(`${b}attn.hook_pattern`, buf.pattern, [B, H, qn, P], l, qStart);
-        k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, H, d);
+        k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d);
       } else {
-        k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, H, d, 1 / cfg.attnScale);
+        k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale);
       }
       if (pruneHere) {
         // From here on only the last position of each row is computed.
@@ -194,11 +215,22 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       fire(`${b}hook_resid_mid`, resid, [B, n, D], l, start);
 
       normalize(resid, `${b}ln2`, l);
-      k.gemm(buf.norm, D, p.win, M, buf.pre, M, p.bin, rows(), M, D, 0, 0);
-      fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
-      if (cfg.actFn === "gelu_new") k.geluNew(buf.pre, buf.post, rows() * M);
-      else if (cfg.actFn === "gelu") k.geluExact(buf.pre, buf.post, rows() * M);
-      else k.silu(buf.pre, buf.post, rows() * M);
+      if (cfg.gatedMlp) {
+        // post = act(x @ W_gate) * (x @ W_in) + b_in, as TransformerLens's gated MLP.
+        k.gemm(buf.norm, D, p.wgate, M, buf.pre, M, 0, rows(), M, D, 0, 0);
+        fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
+        k.gemm(buf.norm, D, p.win, M, buf.preLinear, M, 0, rows(), M, D, 0, 0);
+        fire(`${b}mlp.hook_pre_linear`, buf.preLinear, [B, n, M], l, start);
+        if (cfg.actFn !== "silu") throw new Error(`a gated MLP with ${cfg.actFn} is not supported`);
+        k.swiglu(buf.pre, buf.preLinear, buf.post, rows() * M);
+        k.addRow(buf.post, p.bin, buf.post, rows(), M);
+      } else {
+        k.gemm(buf.norm, D, p.win, M, buf.pre, M, p.bin, rows(), M, D, 0, 0);
+        fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
+        if (cfg.actFn === "gelu_new") k.geluNew(buf.pre, buf.post, rows() * M);
+        else if (cfg.actFn === "gelu") k.geluExact(buf.pre, buf.post, rows() * M);
+        else k.silu(buf.pre, buf.post, rows() * M);
+      }
       fire(`${b}mlp.hook_post`, buf.post, [B, n, M], l, start);
       k.gemm(buf.post, M, p.wout, D, buf.mlpOut, D, p.bout, rows(), D, M, 0, 0);
       fire(`${b}hook_mlp_out`, buf.mlpOut, [B, n, D], l, start);
@@ -218,6 +250,40 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
     return { logits: new Tensor(engine.download(buf.logits, rows() * V), [B, n, V]) };
   } finally {
     for (const ptr of allocated) engine.free(ptr);
+  }
+}
+
+/** Position id of every token [batch * pos]: its index among the row's real tokens (padding skipped). */
+function positions(plan: ForwardPlan): Int32Array {
+  const { batch: B, pos: P } = plan;
+  const ids = new Int32Array(B * P);
+  for (let b = 0; b < B; b++) {
+    let seen = 0;
+    for (let p = 0; p < P; p++) {
+      if (plan.attentionMask === undefined || plan.attentionMask[b * P + p] !== 0) seen++;
+      ids[b * P + p] = Math.max(0, seen - 1);
+    }
+  }
+  return ids;
+}
+
+/**
+ * cos/sin [B * count, d/2] of the angles id * base^(-2i/d) for positions [first, first + count)
+ * of each row, computed in double precision and rounded once (as TransformerLens does).
+ */
+function rotaryTables(heap: Float32Array, ids: Int32Array, B: number, P: number, first: number, count: number,
+  d: number, base: number, cos: number, sin: number): void {
+  const half = d / 2;
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < count; i++) {
+      const id = ids[b * P + first + i]!;
+      const row = (b * count + i) * half;
+      for (let j = 0; j < half; j++) {
+        const angle = id / Math.pow(base, j / half);
+        heap[(cos >>> 2) + row + j] = Math.cos(angle);
+        heap[(sin >>> 2) + row + j] = Math.sin(angle);
+      }
+    }
   }
 }
 
@@ -260,6 +326,7 @@ function embed(heap: Float32Array, plan: ForwardPlan, s: number, cfg: HookedTran
       const posId = Math.max(0, seen - 1);
       const tokenSrc = (w.wE >>> 2) + tokens[r]! * D;
       heap.copyWithin((out >>> 2) + row * D, tokenSrc, tokenSrc + D);
+      if (w.wPos === 0) continue; // rotary models add no positional embedding
       const posSrc = (w.wPos >>> 2) + posId * D;
       heap.copyWithin((outPos >>> 2) + row * D, posSrc, posSrc + D);
     }

@@ -27,26 +27,25 @@ export type HookFilter = string | ((name: string) => boolean);
 
 /** Every hook point of a model, in the order the forward pass reaches them. */
 export function hookNames(cfg: HookedTransformerConfig): string[] {
-  const names = ["hook_embed", "hook_pos_embed"];
+  const rotary = cfg.positionalEmbeddingType === "rotary";
+  const names = rotary ? ["hook_embed"] : ["hook_embed", "hook_pos_embed"];
   for (let l = 0; l < cfg.nLayers; l++) {
     const b = `blocks.${l}.`;
-    names.push(
-      `${b}hook_resid_pre`, `${b}ln1.hook_scale`, `${b}ln1.hook_normalized`,
-      `${b}attn.hook_q`, `${b}attn.hook_k`, `${b}attn.hook_v`,
-      `${b}attn.hook_attn_scores`, `${b}attn.hook_pattern`, `${b}attn.hook_z`,
-    );
+    names.push(`${b}hook_resid_pre`, `${b}ln1.hook_scale`, `${b}ln1.hook_normalized`,
+      `${b}attn.hook_q`, `${b}attn.hook_k`, `${b}attn.hook_v`);
+    if (rotary) names.push(`${b}attn.hook_rot_q`, `${b}attn.hook_rot_k`);
+    names.push(`${b}attn.hook_attn_scores`, `${b}attn.hook_pattern`, `${b}attn.hook_z`);
     if (cfg.useAttnResult) names.push(`${b}attn.hook_result`);
-    names.push(
-      `${b}hook_attn_out`, `${b}hook_resid_mid`, `${b}ln2.hook_scale`, `${b}ln2.hook_normalized`,
-      `${b}mlp.hook_pre`, `${b}mlp.hook_post`, `${b}hook_mlp_out`, `${b}hook_resid_post`,
-    );
+    names.push(`${b}hook_attn_out`, `${b}hook_resid_mid`, `${b}ln2.hook_scale`, `${b}ln2.hook_normalized`, `${b}mlp.hook_pre`);
+    if (cfg.gatedMlp) names.push(`${b}mlp.hook_pre_linear`);
+    names.push(`${b}mlp.hook_post`, `${b}hook_mlp_out`, `${b}hook_resid_post`);
   }
   names.push("ln_final.hook_scale", "ln_final.hook_normalized");
   return names;
 }
 
-const ATTN = new Set(["q", "k", "v", "z", "pattern", "attn_scores", "result"]);
-const MLP = new Set(["pre", "post"]);
+const ATTN = new Set(["q", "k", "v", "rot_q", "rot_k", "z", "pattern", "attn_scores", "result"]);
+const MLP = new Set(["pre", "pre_linear", "post"]);
 const BLOCK = new Set(["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]);
 const ALIASES: Record<string, string> = { attn: "pattern", scores: "attn_scores", mlp_pre: "pre", mlp_post: "post" };
 

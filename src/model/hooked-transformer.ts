@@ -4,8 +4,9 @@ import { loadSafetensorsWeights, readJsonConfig } from "../io/checkpoint.js";
 import { openSource, type SourceInput } from "../io/source.js";
 import { loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
 import { ActivationCache } from "./activation-cache.js";
-import { configFromHfGpt2, type HookedTransformerConfig } from "./config.js";
+import { configFromHf, type HookedTransformerConfig } from "./config.js";
 import { convertGpt2Weights } from "./gpt2-weights.js";
+import { convertLlamaWeights } from "./llama-weights.js";
 import { processWeights, type ProcessOptions } from "./process-weights.js";
 import { freeWeights, uploadWeights, type DevicePointers } from "./device-weights.js";
 import { runForward } from "./forward.js";
@@ -124,7 +125,7 @@ export class HookedTransformer {
   }
 
   /**
-   * Loads a Hugging Face GPT-2 checkpoint (config.json + model.safetensors or a sharded index)
+   * Loads a Hugging Face GPT-2 or LLaMA-family checkpoint (config.json + model.safetensors or a sharded index)
    * from a folder path, a URL, a hub repository (`{ repo, revision }`) or in-memory file bytes,
    * and applies TransformerLens's weight processing (foldLn, centerWritingWeights,
    * centerUnembed, foldValueBiases; all on by default, as `from_pretrained`).
@@ -137,9 +138,10 @@ export class HookedTransformer {
    */
   static async fromPretrained(source: SourceInput, options: FromPretrainedOptions = {}): Promise<HookedTransformer> {
     const files = openSource(source);
-    let cfg = configFromHfGpt2(await readJsonConfig(files, "config.json"));
+    let cfg = configFromHf(await readJsonConfig(files, "config.json"));
     if (options.useAttnResult) cfg = { ...cfg, useAttnResult: true };
-    let weights = convertGpt2Weights(await loadSafetensorsWeights(files), cfg);
+    const raw = await loadSafetensorsWeights(files);
+    let weights = cfg.positionalEmbeddingType === "rotary" ? convertLlamaWeights(raw, cfg) : convertGpt2Weights(raw, cfg);
     if (options.processWeights ?? true) ({ cfg, weights } = processWeights(cfg, weights, options));
     const tokenizer = (options.tokenizer ?? true) ? (await loadTokenizer(files)) ?? undefined : undefined;
     return HookedTransformer.create(cfg, weights, { ...options, tokenizer });
@@ -325,7 +327,7 @@ export class HookedTransformer {
 
   /** Checks kept keys/values and expands a smaller (stacked-copies) batch to the forward's batch. */
   private prefixReader(keysValues: (layer: number) => { k: Tensor; v: Tensor }, batch: TokenBatch) {
-    const { nHeads: H, dHead: d } = this.cfg;
+    const { nKeyValueHeads: H, dHead: d } = this.cfg;
     const perRow = batch.pos * H * d;
     return (layer: number) => {
       const kv = keysValues(layer);

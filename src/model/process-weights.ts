@@ -1,6 +1,6 @@
 import { Tensor } from "../engine/tensor.js";
 import type { HookedTransformerConfig } from "./config.js";
-import type { Weights } from "./weights.js";
+import { kvName, type Weights } from "./weights.js";
 
 /**
  * TransformerLens weight processing. Each function takes a config and weights and
@@ -20,7 +20,10 @@ export function processWeights(cfg: HookedTransformerConfig, weights: Weights, o
   { cfg: HookedTransformerConfig; weights: Weights } {
   let state = { cfg, weights };
   if (options.foldLn ?? true) state = foldLn(state.cfg, state.weights);
-  if (options.centerWritingWeights ?? true) state = centerWritingWeights(state.cfg, state.weights);
+  // Centring what writes to the residual stream is exact only when the norms centre their input
+  // (LayerNorm); TransformerLens skips it for RMSNorm models, and so do we unless asked.
+  const centres = cfg.normalizationType === "LN" || cfg.normalizationType === "LNPre";
+  if (options.centerWritingWeights ?? centres) state = centerWritingWeights(state.cfg, state.weights);
   if (options.centerUnembed ?? true) state = centerUnembed(state.cfg, state.weights);
   if (options.foldValueBiases ?? true) state = foldValueBiases(state.cfg, state.weights);
   return state;
@@ -33,50 +36,56 @@ export function processWeights(cfg: HookedTransformerConfig, weights: Weights, o
  * own centring of the weights. The LayerNorms become LNPre (normalise only).
  */
 export function foldLn(cfg: HookedTransformerConfig, weights: Weights): { cfg: HookedTransformerConfig; weights: Weights } {
-  if (cfg.normalizationType !== "LN") {
+  if (cfg.normalizationType !== "LN" && cfg.normalizationType !== "RMS") {
     throw new Error(`foldLn: the layer norms are already folded (normalizationType ${cfg.normalizationType})`);
   }
+  // RMSNorm has a weight but no bias and does not centre: only the weight folds, nothing is centred.
+  const rms = cfg.normalizationType === "RMS";
   const out = new Map(weights);
   const { nLayers, dModel: D } = cfg;
-  const fold = (lnName: string, readers: [wName: string, bName: string][]) => {
+  const fold = (lnName: string, readers: [wName: string, bName: string | undefined][]) => {
     const lnW = need(weights, `${lnName}.w`).data;
-    const lnB = need(weights, `${lnName}.b`).data;
+    const lnB = rms ? undefined : need(weights, `${lnName}.b`).data;
     for (const [wName, bName] of readers) {
       const W = need(weights, wName); // [..., D, n]: each leading index is one [D, n] matrix
-      const bias = need(weights, bName);
+      const bias = bName === undefined ? undefined : need(weights, bName);
       const n = W.shape[W.shape.length - 1]!;
       const groups = W.size / (D * n);
       const Wf = new Float32Array(W.size);
-      const bf = bias.data.slice();
+      const bf = bias?.data.slice();
       for (let g = 0; g < groups; g++) {
         for (let j = 0; j < n; j++) {
           let shift = 0;
           let mean = 0;
           for (let i = 0; i < D; i++) {
             const wij = W.data[(g * D + i) * n + j]!;
-            shift += wij * lnB[i]!;
+            if (lnB !== undefined) shift += wij * lnB[i]!;
             const scaled = wij * lnW[i]!;
             Wf[(g * D + i) * n + j] = scaled;
             mean += scaled;
           }
-          mean /= D;
-          for (let i = 0; i < D; i++) Wf[(g * D + i) * n + j]! -= mean;
-          bf[g * n + j]! += shift;
+          if (!rms) {
+            mean /= D;
+            for (let i = 0; i < D; i++) Wf[(g * D + i) * n + j]! -= mean;
+          }
+          if (bf !== undefined) bf[g * n + j]! += shift;
         }
       }
       out.set(wName, new Tensor(Wf, W.shape));
-      out.set(bName, new Tensor(bf, bias.shape));
+      if (bName !== undefined) out.set(bName, new Tensor(bf!, bias!.shape));
     }
     out.delete(`${lnName}.w`);
     out.delete(`${lnName}.b`);
   };
   for (let l = 0; l < nLayers; l++) {
     const a = `blocks.${l}.attn.`;
-    fold(`blocks.${l}.ln1`, [[`${a}W_Q`, `${a}b_Q`], [`${a}W_K`, `${a}b_K`], [`${a}W_V`, `${a}b_V`]]);
-    fold(`blocks.${l}.ln2`, [[`blocks.${l}.mlp.W_in`, `blocks.${l}.mlp.b_in`]]);
+    const m = `blocks.${l}.mlp.`;
+    fold(`blocks.${l}.ln1`, [[`${a}W_Q`, `${a}b_Q`], [`${a}${kvName(cfg, "W_K")}`, `${a}${kvName(cfg, "b_K")}`],
+      [`${a}${kvName(cfg, "W_V")}`, `${a}${kvName(cfg, "b_V")}`]]);
+    fold(`blocks.${l}.ln2`, cfg.gatedMlp ? [[`${m}W_in`, `${m}b_in`], [`${m}W_gate`, undefined]] : [[`${m}W_in`, `${m}b_in`]]);
   }
   fold("ln_final", [["unembed.W_U", "unembed.b_U"]]);
-  return { cfg: { ...cfg, normalizationType: "LNPre", processing: { ...cfg.processing, foldLn: true } }, weights: out };
+  return { cfg: { ...cfg, normalizationType: rms ? "RMSPre" : "LNPre", processing: { ...cfg.processing, foldLn: true } }, weights: out };
 }
 
 /**
@@ -88,7 +97,7 @@ export function centerWritingWeights(cfg: HookedTransformerConfig, weights: Weig
   const out = new Map(weights);
   const center = (name: string) => out.set(name, centerRows(need(weights, name)));
   center("embed.W_E");
-  center("pos_embed.W_pos");
+  if (cfg.positionalEmbeddingType === "standard") center("pos_embed.W_pos");
   for (let l = 0; l < cfg.nLayers; l++) {
     center(`blocks.${l}.attn.W_O`);
     center(`blocks.${l}.attn.b_O`);
@@ -113,20 +122,24 @@ export function centerUnembed(cfg: HookedTransformerConfig, weights: Weights): {
  */
 export function foldValueBiases(cfg: HookedTransformerConfig, weights: Weights): { cfg: HookedTransformerConfig; weights: Weights } {
   const out = new Map(weights);
-  const { nHeads: H, dHead: d, dModel: D } = cfg;
+  const { nHeads: H, nKeyValueHeads: Hk, dHead: d, dModel: D } = cfg;
+  const group = H / Hk;
   for (let l = 0; l < cfg.nLayers; l++) {
     const a = `blocks.${l}.attn.`;
-    const bV = need(weights, `${a}b_V`);
+    const bV = need(weights, `${a}${kvName(cfg, "b_V")}`); // [Hk, d]: query head h reads kv head floor(h / group)
     const WO = need(weights, `${a}W_O`).data; // [H, d, D]
     const bO = need(weights, `${a}b_O`).data.slice();
-    for (let he = 0; he < H * d; he++) {
-      const v = bV.data[he]!;
-      for (let i = 0; i < D; i++) bO[i]! += v * WO[he * D + i]!;
+    for (let h = 0; h < H; h++) {
+      for (let e = 0; e < d; e++) {
+        const v = bV.data[Math.floor(h / group) * d + e]!;
+        if (v === 0) continue;
+        for (let i = 0; i < D; i++) bO[i]! += v * WO[(h * d + e) * D + i]!;
+      }
     }
     let bOTensor = new Tensor(bO, [D]);
     if (cfg.processing.centerWritingWeights) bOTensor = centerRows(bOTensor);
     out.set(`${a}b_O`, bOTensor);
-    out.set(`${a}b_V`, Tensor.zeros([H, d]));
+    out.set(`${a}${kvName(cfg, "b_V")}`, Tensor.zeros([Hk, d]));
   }
   return { cfg: { ...cfg, processing: { ...cfg.processing, foldValueBiases: true } }, weights: out };
 }

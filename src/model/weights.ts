@@ -4,34 +4,45 @@ import type { HookedTransformerConfig } from "./config.js";
 /** TransformerLens parameter name → tensor, e.g. `blocks.0.attn.W_Q` → [n_heads, d_model, d_head]. */
 export type Weights = Map<string, Tensor>;
 
-/** The parameters a config needs, with their TransformerLens shapes. LayerNorm weights exist only while unfolded. */
+/**
+ * The TransformerLens name of a key/value weight or bias: `W_K`, or `_W_K` with grouped-query
+ * attention, where TransformerLens keeps the [nKeyValueHeads, ...] form under the underscored name.
+ */
+export function kvName(cfg: Pick<HookedTransformerConfig, "nHeads" | "nKeyValueHeads">, name: "W_K" | "W_V" | "b_K" | "b_V"): string {
+  return cfg.nKeyValueHeads === cfg.nHeads ? name : `_${name}`;
+}
+
+/** The parameters a config needs, with their TransformerLens shapes. Norm weights exist only while unfolded. */
 export function parameterShapes(cfg: HookedTransformerConfig): Map<string, number[]> {
-  const { nLayers, dModel: D, nHeads: H, dHead: d, dMlp: M, dVocab: V, nCtx } = cfg;
+  const { nLayers, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V, nCtx } = cfg;
   const shapes = new Map<string, number[]>();
-  const hasLnWeights = cfg.normalizationType === "LN";
+  const hasNormWeights = cfg.normalizationType === "LN" || cfg.normalizationType === "RMS";
+  const hasNormBias = cfg.normalizationType === "LN";
+  const norm = (name: string) => {
+    if (hasNormWeights) shapes.set(`${name}.w`, [D]);
+    if (hasNormBias) shapes.set(`${name}.b`, [D]);
+  };
   shapes.set("embed.W_E", [V, D]);
-  shapes.set("pos_embed.W_pos", [nCtx, D]);
+  if (cfg.positionalEmbeddingType === "standard") shapes.set("pos_embed.W_pos", [nCtx, D]);
   for (let l = 0; l < nLayers; l++) {
     const p = `blocks.${l}.`;
-    if (hasLnWeights) {
-      shapes.set(`${p}ln1.w`, [D]); shapes.set(`${p}ln1.b`, [D]);
-      shapes.set(`${p}ln2.w`, [D]); shapes.set(`${p}ln2.b`, [D]);
-    }
-    for (const x of ["Q", "K", "V"]) {
-      shapes.set(`${p}attn.W_${x}`, [H, D, d]);
-      shapes.set(`${p}attn.b_${x}`, [H, d]);
-    }
+    norm(`${p}ln1`);
+    norm(`${p}ln2`);
+    shapes.set(`${p}attn.W_Q`, [H, D, d]);
+    shapes.set(`${p}attn.b_Q`, [H, d]);
+    shapes.set(`${p}attn.${kvName(cfg, "W_K")}`, [Hk, D, d]);
+    shapes.set(`${p}attn.${kvName(cfg, "b_K")}`, [Hk, d]);
+    shapes.set(`${p}attn.${kvName(cfg, "W_V")}`, [Hk, D, d]);
+    shapes.set(`${p}attn.${kvName(cfg, "b_V")}`, [Hk, d]);
     shapes.set(`${p}attn.W_O`, [H, d, D]);
     shapes.set(`${p}attn.b_O`, [D]);
+    if (cfg.gatedMlp) shapes.set(`${p}mlp.W_gate`, [D, M]);
     shapes.set(`${p}mlp.W_in`, [D, M]);
     shapes.set(`${p}mlp.b_in`, [M]);
     shapes.set(`${p}mlp.W_out`, [M, D]);
     shapes.set(`${p}mlp.b_out`, [D]);
   }
-  if (hasLnWeights) {
-    shapes.set("ln_final.w", [D]);
-    shapes.set("ln_final.b", [D]);
-  }
+  norm("ln_final");
   shapes.set("unembed.W_U", [D, V]);
   shapes.set("unembed.b_U", [V]);
   return shapes;

@@ -145,9 +145,11 @@ async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, c
   const batch = toTokenBatch(corruptedTokens, cfg.dVocab, cfg.nCtx);
   const { batch: B, pos: P } = batch;
   const tokens = Array.from({ length: B }, (_, b) => Array.from(batch.ids.subarray(b * P, (b + 1) * P)));
-  const axisSize: Record<IndexAxis, number> = { layer: cfg.nLayers, pos: P, head: cfg.nHeads, dest_pos: P, src_pos: P };
   const shapes = parts.map((part) => {
     if (part.axes[0] !== "layer") throw new Error(`indexAxes must start with "layer", got [${part.axes.join(", ")}]`);
+    // Keys and values have nKeyValueHeads heads (fewer than nHeads with grouped-query attention).
+    const kv = part.activation === "k" || part.activation === "v";
+    const axisSize: Record<IndexAxis, number> = { layer: cfg.nLayers, pos: P, head: kv ? cfg.nKeyValueHeads : cfg.nHeads, dest_pos: P, src_pos: P };
     return part.axes.map((a) => {
       const n = axisSize[a];
       if (n === undefined) throw new Error(`unknown index axis ${JSON.stringify(a)} (layer, pos, head, dest_pos, src_pos)`);
@@ -155,11 +157,14 @@ async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, c
     });
   });
   const partSize = shapes[0]!.reduce((a, b) => a * b, 1);
-  if (shapes.some((s) => s.join() !== shapes[0]!.join())) throw new Error("all parts of a sweep must have the same shape");
+  if (shapes.some((s) => s.join() !== shapes[0]!.join())) {
+    throw new Error(`${op}: its parts have different shapes (${shapes.map((s) => `[${s.join(", ")}]`).join(", ")}); ` +
+      "with grouped-query attention, patch k and v with their own functions");
+  }
 
   // The corrupted run once: its residual stream, keys and values at every layer (where stacked
   // passes start, and the prefix they reuse) and its metric.
-  const kept = /^blocks\.\d+\.(hook_resid_pre|attn\.hook_k|attn\.hook_v)$/;
+  const kept = /^blocks\.\d+\.(hook_resid_pre|attn\.hook_k|attn\.hook_rot_k|attn\.hook_v)$/;
   const corrupted = model.runWithCache(tokens, { namesFilter: (name) => kept.test(name) });
   const baseline = checkedMetric(metric, corrupted.logits!, "the corrupted run");
   const lastResid = checkBatch(needCached(cleanCache, "cleanCache", `blocks.${cfg.nLayers - 1}.hook_resid_post`),
@@ -212,7 +217,10 @@ async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, c
   const scores = new Float32Array(parts.length * partSize);
   await runSweep(model, tokens, patches, metric, {
     residPre: (l) => corrupted.cache.get(`blocks.${l}.hook_resid_pre`),
-    keysValues: (l) => ({ k: corrupted.cache.get(`blocks.${l}.attn.hook_k`), v: corrupted.cache.get(`blocks.${l}.attn.hook_v`) }),
+    keysValues: (l) => ({
+      k: corrupted.cache.get(`blocks.${l}.attn.${cfg.positionalEmbeddingType === "rotary" ? "hook_rot_k" : "hook_k"}`),
+      v: corrupted.cache.get(`blocks.${l}.attn.hook_v`),
+    }),
   }, scores, options);
   const shape = parts.length === 1 ? shapes[0]! : [parts.length, ...shapes[0]!];
   return new PatchResult(op, new Tensor(scores, shape), baseline, clean, { strategy: options.strategy ?? "planned" });

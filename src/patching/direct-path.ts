@@ -2,6 +2,7 @@ import { Tensor } from "../engine/tensor.js";
 import type { ActivationCache } from "../model/activation-cache.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
+import { kvName } from "../model/weights.js";
 import { checkBatch, needCached } from "./cache-access.js";
 import { engineMatmul } from "./engine-matmul.js";
 import type { Metric } from "./metrics.js";
@@ -62,10 +63,11 @@ export async function getActPatchDirectPath(model: HookedTransformer, corruptedT
   checkIndex("srcLayer", options.srcLayer, L);
   checkIndex("srcHead", options.srcHead, H);
   const sweep = prepare(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const Hc = sweep.destHeads;
   const sources: [number, number][] = [[options.srcLayer, options.srcHead]];
-  const scores = await sweep.run(sources, (_s, dl, dh) => dl * H + dh);
-  const noPath = new Uint8Array(L * H).map((_, i) => (Math.floor(i / H) <= options.srcLayer ? 1 : 0));
-  return new PatchResult("direct_path", new Tensor(scores, [L, H]), sweep.baseline, sweep.clean,
+  const scores = await sweep.run(sources, (_s, dl, dh) => dl * Hc + dh);
+  const noPath = new Uint8Array(L * Hc).map((_, i) => (Math.floor(i / Hc) <= options.srcLayer ? 1 : 0));
+  return new PatchResult("direct_path", new Tensor(scores, [L, Hc]), sweep.baseline, sweep.clean,
     { ...sweep.record, src: [options.srcLayer, options.srcHead] }, noPath);
 }
 
@@ -79,15 +81,16 @@ export async function getActPatchDirectPathAllSources(model: HookedTransformer, 
   options: DirectPathOptions): Promise<PatchResult<DirectPathRecord>> {
   const { nLayers: L, nHeads: H } = model.cfg;
   const sweep = prepare(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const Hc = sweep.destHeads;
   const sources: [number, number][] = [];
   for (let sl = 0; sl < L; sl++) for (let sh = 0; sh < H; sh++) sources.push([sl, sh]);
-  const scores = await sweep.run(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * H + dh);
-  const noPath = new Uint8Array(L * H * L * H).map((_, i) => {
-    const sl = Math.floor(i / (H * L * H));
-    const dl = Math.floor(i / H) % L;
+  const scores = await sweep.run(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * Hc + dh);
+  const noPath = new Uint8Array(L * H * L * Hc).map((_, i) => {
+    const sl = Math.floor(i / (H * L * Hc));
+    const dl = Math.floor(i / Hc) % L;
     return dl <= sl ? 1 : 0;
   });
-  return new PatchResult("direct_path_all_sources", new Tensor(scores, [L, H, L, H]), sweep.baseline, sweep.clean,
+  return new PatchResult("direct_path_all_sources", new Tensor(scores, [L, H, L, Hc]), sweep.baseline, sweep.clean,
     sweep.record, noPath);
 }
 
@@ -102,6 +105,12 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
   }
   const mode = options.mode ?? "linear";
   if (mode !== "linear" && mode !== "exact") throw new Error(`mode must be "linear" or "exact", got ${JSON.stringify(mode)}`);
+  // A query destination is a query head; a key or value destination is a key/value head, which
+  // with grouped-query attention is shared by nHeads / nKeyValueHeads query heads.
+  const Hc = component === "q" ? H : cfg.nKeyValueHeads;
+  const weightName = component === "q" ? "W_Q" : kvName(cfg, component === "k" ? "W_K" : "W_V");
+  const biasName = component === "q" ? "b_Q" : kvName(cfg, component === "k" ? "b_K" : "b_V");
+  const rms = cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre";
   if (typeof metric !== "function") throw new Error("metric must be a function from logits to a number");
   if (mode === "linear" && !cfg.processing.foldLn && !warnedUnfolded.has(model)) {
     warnedUnfolded.add(model);
@@ -115,23 +124,22 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
   const tokens = Array.from({ length: B }, (_, b) => Array.from(batch.ids.subarray(b * P, (b + 1) * P)));
   const cached = (cache: ActivationCache, which: string, name: string) => checkBatch(needCached(cache, which, name), name, B, P);
   const residPre = (l: number) => cached(corruptedCache, "corruptedCache", `blocks.${l}.hook_resid_pre`);
-  const corruptedRun: CorruptedRun = { residPre, keysValues: (l) => cachedKeysValues(corruptedCache, l, B, P) };
+  const corruptedRun: CorruptedRun = { residPre, keysValues: (l) => cachedKeysValues(model, corruptedCache, l, B, P) };
   const last = `blocks.${L - 1}.hook_resid_post`;
   const finalMetric = (cache: ActivationCache, which: string) =>
     metric(model.forward(tokens, { startAtLayer: L, residual: cached(cache, which, last), lastPositionOnly: metric.positions === "last" }).logits!);
   const baseline = finalMetric(corruptedCache, "corruptedCache");
   const clean = finalMetric(cleanCache, "cleanCache");
 
-  // W_c of a destination layer as one [D, H*d] matrix, so a gemm gives every destination head.
+  // W_c of a destination layer as one [D, Hc*d] matrix, so a gemm gives every destination head.
   const wCache = new Map<number, { W: Float32Array; bias: Float32Array }>();
   const destWeights = (dl: number) => {
     let w = wCache.get(dl);
     if (w === undefined) {
-      const C = component.toUpperCase();
-      const src = model.weights.get(`blocks.${dl}.attn.W_${C}`)!.data; // [H, D, d]
-      const W = new Float32Array(D * H * d);
-      for (let h = 0; h < H; h++) for (let i = 0; i < D; i++) W.set(src.subarray((h * D + i) * d, (h * D + i + 1) * d), i * H * d + h * d);
-      w = { W, bias: model.weights.get(`blocks.${dl}.attn.b_${C}`)!.data };
+      const src = model.weights.get(`blocks.${dl}.attn.${weightName}`)!.data; // [Hc, D, d]
+      const W = new Float32Array(D * Hc * d);
+      for (let h = 0; h < Hc; h++) for (let i = 0; i < D; i++) W.set(src.subarray((h * D + i) * d, (h * D + i + 1) * d), i * Hc * d + h * d);
+      w = { W, bias: model.weights.get(`blocks.${dl}.attn.${biasName}`)!.data };
       wCache.set(dl, w);
     }
     return w;
@@ -173,20 +181,25 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     return f;
   };
 
-  // The destination layer's new q/k/v for every head, [R, H*d]: an increment (linear) or a replacement (exact).
+  // The destination layer's new q/k/v for every destination head, [R, Hc*d]: an increment
+  // (linear) or a replacement (exact).
   const patchValues = (sl: number, sh: number, dl: number): Float32Array => {
     const delta = deltaOf(sl, sh);
     const { W, bias } = destWeights(dl);
     const x = new Float32Array(R * D);
+    const lnW = model.weights.get(`blocks.${dl}.ln1.w`)?.data;
     if (mode === "linear") {
       const s = cached(corruptedCache, "corruptedCache", `blocks.${dl}.ln1.hook_scale`).data;
-      for (let r = 0; r < R; r++) for (let i = 0; i < D; i++) x[r * D + i] = delta[r * D + i]! / s[r]!;
-      return engineMatmul(model.engine, x, R, D, W, H * d);
+      // An unfolded RMSNorm's weight is part of the reading path (the reference's formula on
+      // unprocessed weights); an unfolded LayerNorm is left out, as TransformerLens does (warned above).
+      const scaleBy = rms ? lnW : undefined;
+      for (let r = 0; r < R; r++) for (let i = 0; i < D; i++) x[r * D + i] = (delta[r * D + i]! / s[r]!) * (scaleBy?.[i] ?? 1);
+      return engineMatmul(model.engine, x, R, D, W, Hc * d);
     }
     const resid = residPre(dl).data;
     for (let i = 0; i < R * D; i++) x[i] = resid[i]! + delta[i]!;
-    normalizeRows(x, R, D, cfg.eps, model.weights.get(`blocks.${dl}.ln1.w`)?.data, model.weights.get(`blocks.${dl}.ln1.b`)?.data);
-    return engineMatmul(model.engine, x, R, D, W, H * d, bias);
+    normalizeRows(x, R, D, cfg.eps, rms, lnW, model.weights.get(`blocks.${dl}.ln1.b`)?.data);
+    return engineMatmul(model.engine, x, R, D, W, Hc * d, bias);
   };
 
   const record: DirectPathRecord = {
@@ -195,14 +208,14 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
   };
 
   const run = async (sources: [number, number][], indexOf: (src: [number, number], dl: number, dh: number) => number) => {
-    const scores = new Float32Array(sources.length * L * H);
-    // Patch values per (source, destination layer), shared by its H patches and dropped after the last.
+    const scores = new Float32Array(sources.length * L * Hc);
+    // Patch values per (source, destination layer), shared by its Hc patches and dropped after the last.
     const live = new Map<string, { values: Float32Array; uses: number }>();
     const acquire = (sl: number, sh: number, dl: number) => {
       const key = `${sl}.${sh}.${dl}`;
       let entry = live.get(key);
       if (entry === undefined) {
-        entry = { values: patchValues(sl, sh, dl), uses: H };
+        entry = { values: patchValues(sl, sh, dl), uses: Hc };
         live.set(key, entry);
       }
       if (--entry.uses === 0) live.delete(key);
@@ -212,7 +225,7 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     for (const src of sources) {
       const [sl, sh] = src;
       for (let dl = sl + 1; dl < L; dl++) {
-        for (let dh = 0; dh < H; dh++) {
+        for (let dh = 0; dh < Hc; dh++) {
           let values: Float32Array | undefined;
           patches.push({
             index: indexOf(src, dl, dh),
@@ -224,13 +237,13 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
             edits: [{
               hook: `blocks.${dl}.attn.hook_${component}`,
               apply: (act, point) => {
-                const a = act.data; // [B, n, H, d]: positions [positionStart, positionStart + n)
+                const a = act.data; // [B, n, Hc, d]: positions [positionStart, positionStart + n)
                 const n = act.shape[1]!;
-                const v = values!; // [B * P, H * d]
+                const v = values!; // [B * P, Hc * d]
                 for (let b = 0; b < B; b++) {
                   for (let i = 0; i < n; i++) {
-                    const o = ((b * n + i) * H + dh) * d;
-                    const from = ((b * P + point.positionStart + i) * H + dh) * d;
+                    const o = ((b * n + i) * Hc + dh) * d;
+                    const from = ((b * P + point.positionStart + i) * Hc + dh) * d;
                     if (mode === "linear") for (let e = 0; e < d; e++) a[o + e]! += v[from + e]!;
                     else for (let e = 0; e < d; e++) a[o + e] = v[from + e]!;
                   }
@@ -245,15 +258,18 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     await runSweep(model, tokens, patches, metric, corruptedRun, scores, options);
     return scores;
   };
-  return { baseline, clean, record, run };
+  return { baseline, clean, record, run, destHeads: Hc };
 }
 
-/** Layer norm of each row in place: centre, divide by sqrt(var + eps), then w and b when the norm is not folded. */
-function normalizeRows(x: Float32Array, rows: number, D: number, eps: number, w?: Float32Array, b?: Float32Array): void {
+/**
+ * Layer norm (or RMS norm) of each row in place: centre (not for RMS), divide by
+ * sqrt(mean square + eps), then w and b when the norm is not folded.
+ */
+function normalizeRows(x: Float32Array, rows: number, D: number, eps: number, rms: boolean, w?: Float32Array, b?: Float32Array): void {
   for (let r = 0; r < rows; r++) {
     const o = r * D;
     let mean = 0;
-    for (let i = 0; i < D; i++) mean += x[o + i]!;
+    if (!rms) for (let i = 0; i < D; i++) mean += x[o + i]!;
     mean /= D;
     let v = 0;
     for (let i = 0; i < D; i++) v += (x[o + i]! - mean) ** 2;
@@ -278,9 +294,12 @@ function checkIndex(name: string, value: number, size: number): void {
   }
 }
 
-/** The corrupted run's keys and values of a layer, when the cache holds them for these tokens. */
-export function cachedKeysValues(cache: ActivationCache, layer: number, batch: number, pos: number) {
-  const kName = `blocks.${layer}.attn.hook_k`;
+/**
+ * The corrupted run's keys (after rotary, where the model has it) and values of a layer, when
+ * the cache holds them for these tokens.
+ */
+export function cachedKeysValues(model: HookedTransformer, cache: ActivationCache, layer: number, batch: number, pos: number) {
+  const kName = `blocks.${layer}.attn.${model.cfg.positionalEmbeddingType === "rotary" ? "hook_rot_k" : "hook_k"}`;
   const vName = `blocks.${layer}.attn.hook_v`;
   if (!cache.has(kName) || !cache.has(vName)) return undefined;
   const k = cache.get(kName);
