@@ -69,7 +69,7 @@ export const directPathCommand: Command = {
     const label = `direct path ${src === "all" ? "all" : src.join(".")} → ${component} (${mode})`;
     const result = await sweepWithProgress(ctx, label, common, run);
     const what = src === "all" ? "every head" : `head ${src.join(".")}`;
-    report(ctx, result, directPathHeatmap(result, { src, component, mode }), common, {
+    report(ctx, result, directPathHeatmap(result, { src, component, mode, kvGroups: component !== "q" && model.cfg.nKeyValueHeads !== model.cfg.nHeads }), common, {
       header: [`model ${common.model} (${model.cfg.nLayers} layers × ${model.cfg.nHeads} heads), ${shapeOf(prompts)}; ${what} → ${component} (${mode})`],
       topHeading: "top paths",
       provenance: { src: src === "all" ? "all" : [...src] },

@@ -17,28 +17,34 @@ export interface DirectPathDescription {
   src: readonly [number, number] | "all";
   component: string;
   mode: string;
+  /** k/v destinations of a grouped-query model are key/value groups, not query heads. */
+  kvGroups?: boolean;
 }
 
 /** Heatmap data of a direct path result: [layer, head], or [src layer, src head, layer, head] for all sources. */
 export function directPathHeatmap(result: PatchResult<object>, d: DirectPathDescription): HeatmapData {
   const { values, label } = plottedValues(result);
   const base = { valueLabel: label, shape: result.scores.shape, values, scores: result.scores.data, noPath: result.noPath };
+  // A source head is a cell of the grid only when destinations are query heads too.
+  const dest = d.kvGroups
+    ? { axis: "kv head", into: "key/value groups", name: (l: number, h: number) => `${l}.kv${h}`, isSource: () => false }
+    : { axis: "head", into: "heads", name: (l: number, h: number) => `${l}.${h}`, isSource: (a: boolean) => a };
   if (d.src === "all") {
     return {
       ...base,
-      title: `Direct path patching from every head into the ${d.component} input of later heads (${d.mode})`,
-      axes: [{ name: "src layer" }, { name: "src head" }, { name: "layer" }, { name: "head" }],
-      marked: ([sl, sh, dl, dh]) => sl === dl && sh === dh,
-      describe: ([sl, sh, dl, dh]) => `${sl}.${sh} → ${dl}.${dh} ${d.component}`,
+      title: `Direct path patching from every head into the ${d.component} input of later ${dest.into} (${d.mode})`,
+      axes: [{ name: "src layer" }, { name: "src head" }, { name: "layer" }, { name: dest.axis }],
+      marked: ([sl, sh, dl, dh]) => dest.isSource(sl === dl && sh === dh),
+      describe: ([sl, sh, dl, dh]) => `${sl}.${sh} → ${dest.name(dl!, dh!)} ${d.component}`,
     };
   }
   const [sl, sh] = d.src;
   return {
     ...base,
-    title: `Direct path patching from head ${sl}.${sh} into the ${d.component} input of later heads (${d.mode})`,
-    axes: [{ name: "layer" }, { name: "head" }],
-    marked: ([l, h]) => l === sl && h === sh,
-    describe: ([l, h]) => `${sl}.${sh} → ${l}.${h} ${d.component}`,
+    title: `Direct path patching from head ${sl}.${sh} into the ${d.component} input of later ${dest.into} (${d.mode})`,
+    axes: [{ name: "layer" }, { name: dest.axis }],
+    marked: ([l, h]) => dest.isSource(l === sl && h === sh),
+    describe: ([l, h]) => `${sl}.${sh} → ${dest.name(l!, h!)} ${d.component}`,
   };
 }
 
