@@ -1,0 +1,60 @@
+// The page's Web Worker: owns the engine and the model and runs sweeps, so the page stays
+// responsive. Messages in: init, load, run, cancel. Messages out: ready, model, progress,
+// result, error.
+import * as hl from "./hooklens/dist/index.js";
+
+let enginePromise;
+let model;
+let running;
+
+const engine = () => (enginePromise ??= hl.Engine.create());
+const post = (message) => self.postMessage(message);
+
+async function loadModel(message) {
+  const e = await engine();
+  if (message.source === "demo") {
+    model = await hl.HookedTransformer.fromPretrained(hl.demoModelFiles(), { engine: e });
+    return "demo model (planted induction circuit)";
+  }
+  const files = Object.fromEntries(Object.entries(message.files).map(([name, buf]) => [name, new Uint8Array(buf)]));
+  model = await hl.HookedTransformer.fromPretrained(files, { engine: e });
+  return message.name ?? "dropped folder";
+}
+
+async function runSweep(message) {
+  if (model === undefined) throw new Error("no model loaded");
+  const { clean, corrupted, correct, incorrect, src, component, mode } = message;
+  const metric = hl.logitDiff({ correct, incorrect });
+  const started = performance.now();
+  const { cache: cleanCache } = model.runWithCache(clean);
+  const { cache: corruptedCache } = model.runWithCache(corrupted);
+  running = new AbortController();
+  const options = {
+    component, mode, signal: running.signal,
+    onProgress: (p) => post({ type: "progress", done: p.done, total: p.total }),
+  };
+  const result = src === "all"
+    ? await hl.getActPatchDirectPathAllSources(model, corrupted, cleanCache, corruptedCache, metric, options)
+    : await hl.getActPatchDirectPath(model, corrupted, cleanCache, corruptedCache, metric, { ...options, srcLayer: src[0], srcHead: src[1] });
+  return { result: result.toJSON(), elapsedMs: performance.now() - started };
+}
+
+self.onmessage = async ({ data: message }) => {
+  try {
+    if (message.type === "init") {
+      post({ type: "ready", demoPrompts: hl.demoPrompts(), variant: (await engine()).variant });
+    } else if (message.type === "load") {
+      const name = await loadModel(message);
+      const { nLayers, nHeads, dVocab, nCtx } = model.cfg;
+      post({ type: "model", name, cfg: { nLayers, nHeads, dVocab, nCtx } });
+    } else if (message.type === "run") {
+      post({ type: "result", ...(await runSweep(message)) });
+    } else if (message.type === "cancel") {
+      running?.abort();
+    }
+  } catch (e) {
+    post({ type: "error", message: e?.name === "AbortError" ? "sweep cancelled" : String(e?.message ?? e) });
+  } finally {
+    if (message.type === "run") running = undefined;
+  }
+};

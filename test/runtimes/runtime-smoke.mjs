@@ -1,0 +1,15 @@
+// Runs the smoke suite on the installed package in whichever runtime runs this file
+// (node, deno run, bun), and prints the numbers as one JSON line. With --patch, also the
+// answers to the workerd test's POST /patch requests (Node's reference for them).
+import * as hl from "hooklens";
+import { PATCH_REQUESTS, patchSweep, smoke } from "./smoke.mjs";
+
+const argv = globalThis.Deno?.args ?? globalThis.process?.argv.slice(2) ?? [];
+const engine = await hl.Engine.create();
+const out = await smoke(hl, engine);
+if (argv.includes("--patch")) {
+  const model = await hl.HookedTransformer.fromPretrained(hl.demoModelFiles(), { engine });
+  out.patch = [];
+  for (const request of PATCH_REQUESTS) out.patch.push(await patchSweep(hl, model, request));
+}
+console.log(JSON.stringify(out));

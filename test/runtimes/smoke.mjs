@@ -1,0 +1,72 @@
+// The runtime smoke suite: the same computation in every runtime (Node, Deno, Bun, workerd,
+// Chromium), returning plain numbers that compare.mjs checks against Node's. It uses only the
+// public API of the installed package, handed in as `hl`, so it imports nothing itself.
+
+/** The fixed inputs every runtime runs on. */
+export const SMOKE_PROMPTS = { batch: 3, halfLength: 6, seed: 7 };
+
+/**
+ * Loads the demo model from its Hugging Face files (bytes, no filesystem), then a forward, a
+ * runWithCache and direct path sweeps. `files` defaults to `hl.demoModelFiles()`; a Worker
+ * passes the bytes bundled with it.
+ */
+export async function smoke(hl, engine, files = hl.demoModelFiles()) {
+  const model = await hl.HookedTransformer.fromPretrained(files, { engine });
+  const p = hl.demoPrompts(SMOKE_PROMPTS);
+  const metric = hl.logitDiff({ correct: p.correct, incorrect: p.incorrect });
+  const V = model.cfg.dVocab;
+  const P = p.clean[0].length;
+
+  const logits = model.forward(p.clean).logits; // [batch, pos, vocab]
+  const lastRow0 = Array.from(logits.data.subarray((P - 1) * V, P * V));
+
+  const { cache: clean } = model.runWithCache(p.clean);
+  const { cache: corrupted } = model.runWithCache(p.corrupted);
+  const pattern = clean.get("blocks.1.attn.hook_pattern"); // [batch, heads, pos, pos]
+  const inductionRow = (1 * P + (P - 1)) * P; // row 0, head 1, last query
+  const sum = (t) => t.data.reduce((a, b) => a + b, 0);
+
+  const all = await hl.getActPatchDirectPathAllSources(model, p.corrupted, clean, corrupted, metric, { component: "k" });
+  const exact = await hl.getActPatchDirectPath(model, p.corrupted, clean, corrupted, metric,
+    { srcLayer: 0, srcHead: 2, component: "k", mode: "exact" });
+
+  return {
+    variant: engine.variant,
+    forward: {
+      shape: [...logits.shape],
+      metricClean: metric(logits),
+      metricCorrupted: metric(model.forward(p.corrupted).logits),
+      lastLogitsRow0: lastRow0,
+    },
+    runWithCache: {
+      cachedNames: clean.keys().length,
+      inductionPattern: Array.from(pattern.data.subarray(inductionRow, inductionRow + P)),
+      ln1Scale0: Array.from(clean.get("blocks.0.ln1.hook_scale").data.subarray(0, P)),
+      residPostSum: sum(clean.get(`blocks.${model.cfg.nLayers - 1}.hook_resid_post`)),
+    },
+    sweepAllSources: resultNumbers(all),
+    sweepExact: resultNumbers(exact),
+  };
+}
+
+function resultNumbers(result) {
+  const json = result.toJSON();
+  return { op: json.op, shape: json.shape, scores: json.scores, baseline: json.baseline, clean: json.clean, normalized: json.normalized };
+}
+
+/** The requests the workerd test sends to POST /patch; Node answers the same ones. */
+export const PATCH_REQUESTS = [
+  { component: "k", mode: "linear", prompts: { batch: 4, halfLength: 8, seed: 3 } },
+  { component: "v", mode: "exact", prompts: { batch: 2, halfLength: 5, seed: 11 } },
+];
+
+/** The answer to POST /patch: an all-sources direct path sweep on the demo prompts, as PatchResult JSON. */
+export async function patchSweep(hl, model, request) {
+  const p = hl.demoPrompts(request.prompts);
+  const metric = hl.logitDiff({ correct: p.correct, incorrect: p.incorrect });
+  const { cache: clean } = model.runWithCache(p.clean);
+  const { cache: corrupted } = model.runWithCache(p.corrupted);
+  const result = await hl.getActPatchDirectPathAllSources(model, p.corrupted, clean, corrupted, metric,
+    { component: request.component, mode: request.mode });
+  return result.toJSON();
+}
