@@ -88,6 +88,10 @@ describe("reusing the unchanged prefix and pruning the last block", () => {
     const plain = await getActPatchDirectPath(model, corrupted, cc, noKV, metric, { srcLayer: 0, srcHead: 2, component: "q" });
     const withKV = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { srcLayer: 0, srcHead: 2, component: "q" });
     expect(maxAbsDiff(plain.scores.data, withKV.scores.data)).toBeLessThanOrEqual(1e-5);
+    // Keys and values cached for some layers only: no prefix is reused where any later layer lacks them.
+    const someKV = model.runWithCache(corrupted, { namesFilter: (n) => !n.startsWith("blocks.3.attn.hook_k") }).cache;
+    const partial = await getActPatchDirectPath(model, corrupted, cc, someKV, metric, { srcLayer: 0, srcHead: 2, component: "q" });
+    expect(maxAbsDiff(partial.scores.data, withKV.scores.data)).toBeLessThanOrEqual(1e-5);
     model.dispose();
   });
 });

@@ -180,8 +180,19 @@ export function planPasses(model: HookedTransformer, tokens: readonly (readonly 
   const P = tokens[0]!.length;
   const lastOnly = metric.positions === "last";
   const groups = new Map<string, PlannedPass>();
+  // Whether the corrupted run's keys and values exist for every block from `layer` on (a kept prefix needs them all).
+  const kvFrom = new Map<number, boolean>();
+  const keysValuesFrom = (layer: number): boolean => {
+    let ok = kvFrom.get(layer);
+    if (ok === undefined) {
+      ok = true;
+      for (let l = layer; l < cfg.nLayers && ok; l++) ok = corrupted.keysValues(l) !== undefined;
+      kvFrom.set(layer, ok);
+    }
+    return ok;
+  };
   for (const patch of patches) {
-    const hasKV = patch.startLayer < cfg.nLayers && corrupted.keysValues(patch.startLayer) !== undefined;
+    const hasKV = patch.startLayer < cfg.nLayers && keysValuesFrom(patch.startLayer);
     // Reusing a prefix leaves the logits of its positions out, so only metrics reading the last position allow it.
     const windowed = patch.startPos !== undefined && lastOnly;
     // A patch that changes nothing (its first position is past the end) still runs once, on the last position.
