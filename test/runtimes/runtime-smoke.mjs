@@ -2,7 +2,7 @@
 // (node, deno run, bun), and prints the numbers as one JSON line. With --patch, also the
 // answers to the workerd test's POST /patch requests (Node's reference for them).
 import * as hl from "hooklens";
-import { PATCH_REQUESTS, patchSweep, smoke } from "./smoke.mjs";
+import { PAGE_REQUEST, PATCH_REQUESTS, patchSweep, smoke } from "./smoke.mjs";
 
 const argv = globalThis.Deno?.args ?? globalThis.process?.argv.slice(2) ?? [];
 const engine = await hl.Engine.create();
@@ -11,5 +11,6 @@ if (argv.includes("--patch")) {
   const model = await hl.HookedTransformer.fromPretrained(hl.demoModelFiles(), { engine });
   out.patch = [];
   for (const request of PATCH_REQUESTS) out.patch.push(await patchSweep(hl, model, request));
+  out.page = await patchSweep(hl, model, PAGE_REQUEST);
 }
 console.log(JSON.stringify(out));

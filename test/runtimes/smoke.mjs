@@ -70,3 +70,6 @@ export async function patchSweep(hl, model, request) {
     { component: request.component, mode: request.mode });
   return result.toJSON();
 }
+
+/** The sweep the browser page runs by default: demo prompts, every source head, keys, linear. */
+export const PAGE_REQUEST = { component: "k", mode: "linear", prompts: {} };
