@@ -33,7 +33,7 @@ export { parameterShapes, type Weights } from "./model/weights.js";
 // patching
 export * from "./patching/activation-patching.js";
 export {
-  getActPatchDirectPath, getActPatchDirectPathAllSources, type DirectPathComponent, type DirectPathOptions,
+  getActPatchDirectPath, getActPatchDirectPathAllSources, type DirectPathAllSourcesOptions, type DirectPathComponent, type DirectPathOptions,
   type DirectPathSingleOptions,
 } from "./patching/direct-path.js";
 export { logitDiff, logProb, normalize, type Metric } from "./patching/metrics.js";

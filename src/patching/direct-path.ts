@@ -23,6 +23,14 @@ export interface DirectPathOptions extends SweepOptions {
   mode?: "linear" | "exact";
 }
 
+export interface DirectPathAllSourcesOptions extends DirectPathOptions {
+  /**
+   * Only these paths (a shard of the sweep): `[srcLayer, srcHead]` into every later layer, or
+   * `[srcLayer, srcHead, dstLayer]` into one layer. Scores of the paths left out stay 0.
+   */
+  sources?: readonly (readonly [number, number, number?])[];
+}
+
 export interface DirectPathSingleOptions extends DirectPathOptions {
   srcLayer: number;
   srcHead: number;
@@ -65,7 +73,7 @@ export async function getActPatchDirectPath(model: HookedTransformer, corruptedT
   const sweep = prepare(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
   const Hc = sweep.destHeads;
   const sources: [number, number][] = [[options.srcLayer, options.srcHead]];
-  const scores = await sweep.run(sources, (_s, dl, dh) => dl * Hc + dh);
+  const scores = await sweep.run(sources, (_s, dl, dh) => dl * Hc + dh, L * Hc);
   const noPath = new Uint8Array(L * Hc).map((_, i) => (Math.floor(i / Hc) <= options.srcLayer ? 1 : 0));
   return new PatchResult("direct_path", new Tensor(scores, [L, Hc]), sweep.baseline, sweep.clean,
     { ...sweep.record, src: [options.srcLayer, options.srcHead] }, noPath);
@@ -78,13 +86,21 @@ export async function getActPatchDirectPath(model: HookedTransformer, corruptedT
  */
 export async function getActPatchDirectPathAllSources(model: HookedTransformer, corruptedTokens: TokenIds,
   cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
-  options: DirectPathOptions): Promise<PatchResult<DirectPathRecord>> {
+  options: DirectPathAllSourcesOptions): Promise<PatchResult<DirectPathRecord>> {
   const { nLayers: L, nHeads: H } = model.cfg;
+  options.sources?.forEach(([sl, sh, dl], i) => {
+    checkIndex(`sources[${i}][0] (source layer)`, sl, L);
+    checkIndex(`sources[${i}][1] (source head)`, sh, H);
+    if (dl !== undefined && (!Number.isInteger(dl) || dl <= sl || dl >= L)) {
+      throw new Error(`sources[${i}][2] (destination layer) must be an integer in [${sl + 1}, ${L - 1}], got ${dl}`);
+    }
+  });
   const sweep = prepare(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
   const Hc = sweep.destHeads;
-  const sources: [number, number][] = [];
-  for (let sl = 0; sl < L; sl++) for (let sh = 0; sh < H; sh++) sources.push([sl, sh]);
-  const scores = await sweep.run(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * Hc + dh);
+  const sources: (readonly [number, number, number?])[] = [];
+  if (options.sources) sources.push(...options.sources);
+  else for (let sl = 0; sl < L; sl++) for (let sh = 0; sh < H; sh++) sources.push([sl, sh]);
+  const scores = await sweep.run(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * Hc + dh, L * H * L * Hc);
   const noPath = new Uint8Array(L * H * L * Hc).map((_, i) => {
     const sl = Math.floor(i / (H * L * Hc));
     const dl = Math.floor(i / Hc) % L;
@@ -207,8 +223,9 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     weights: describeProcessing(model),
   };
 
-  const run = async (sources: [number, number][], indexOf: (src: [number, number], dl: number, dh: number) => number) => {
-    const scores = new Float32Array(sources.length * L * Hc);
+  const run = async (sources: readonly (readonly [number, number, number?])[],
+    indexOf: (src: readonly [number, number, number?], dl: number, dh: number) => number, size: number) => {
+    const scores = new Float32Array(size);
     // Patch values per (source, destination layer), shared by its Hc patches and dropped after the last.
     const live = new Map<string, { values: Float32Array; uses: number }>();
     const acquire = (sl: number, sh: number, dl: number) => {
@@ -223,8 +240,9 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     };
     const patches: Patch[] = [];
     for (const src of sources) {
-      const [sl, sh] = src;
+      const [sl, sh, only] = src;
       for (let dl = sl + 1; dl < L; dl++) {
+        if (only !== undefined && dl !== only) continue;
         for (let dh = 0; dh < Hc; dh++) {
           let values: Float32Array | undefined;
           patches.push({

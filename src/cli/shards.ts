@@ -1,0 +1,149 @@
+// Sharded all-sources direct path sweeps: the units of work (one source head into one
+// destination layer), how they split into shards, the fingerprint that ties parts of one
+// sweep together, and the merge that puts the parts back into the unsharded result.
+
+import { createHash } from "node:crypto";
+import { Tensor } from "../engine/tensor.js";
+import { PatchResult } from "../patching/result.js";
+
+/** One unit of a sweep: the paths from source head sl.sh into every head of layer dl. */
+export type ShardUnit = readonly [sl: number, sh: number, dl: number];
+
+/** A unit's stable id, e.g. `0.3>2`: source head 0.3 into layer 2. */
+export const unitId = ([sl, sh, dl]: ShardUnit): string => `${sl}.${sh}>${dl}`;
+
+/** Every unit of an all-sources sweep on L layers × H heads, ordered by destination layer, then source. */
+export function allUnits(L: number, H: number): ShardUnit[] {
+  const units: ShardUnit[] = [];
+  for (let dl = 1; dl < L; dl++) for (let sl = 0; sl < dl; sl++) for (let sh = 0; sh < H; sh++) units.push([sl, sh, dl]);
+  return units;
+}
+
+/**
+ * Splits units into `count` contiguous runs of about equal work (a unit into layer dl runs the
+ * L - dl remaining blocks), so units sharing a destination layer mostly share a shard and its
+ * stacked passes. Depends only on the units and count: every machine computes the same split.
+ */
+export function splitUnits(units: readonly ShardUnit[], L: number, count: number): ShardUnit[][] {
+  const cost = (u: ShardUnit) => L - u[2];
+  const total = units.reduce((s, u) => s + cost(u), 0);
+  const parts: ShardUnit[][] = Array.from({ length: count }, () => []);
+  let done = 0;
+  for (const u of units) {
+    // The shard whose share of the total work this unit's midpoint falls in.
+    const k = Math.min(count - 1, Math.floor(((done + cost(u) / 2) / total) * count));
+    parts[k]!.push(u);
+    done += cost(u);
+  }
+  return parts;
+}
+
+/** `i/N` (1-based) → { index, count }. */
+export function parseShard(text: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(text);
+  const index = Number(m?.[1]);
+  const count = Number(m?.[2]);
+  if (m === null || count < 1 || index < 1 || index > count) {
+    throw new Error(`--shard must be i/N with 1 <= i <= N (e.g. 2/8), got ${JSON.stringify(text)}`);
+  }
+  return { index, count };
+}
+
+/** What a part's fingerprint covers: the same model, prompts and options, or the parts do not merge. */
+export interface FingerprintInputs {
+  weights: ReadonlyMap<string, Tensor>;
+  prompts: { clean: number[][]; corrupted: number[][]; correct: number[]; incorrect: number[] };
+  /** component, mode, strategy, kernels (the WASM variant or js: their last bits differ), ... */
+  options: Record<string, string>;
+}
+
+/** SHA-256 over the weights (names, shapes, values), the prompts and the options. */
+export function fingerprint(x: FingerprintInputs): string {
+  const h = createHash("sha256");
+  for (const name of [...x.weights.keys()].sort()) {
+    const t = x.weights.get(name)!;
+    h.update(`${name}:${t.shape.join("x")};`);
+    h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  h.update(JSON.stringify(x.prompts));
+  h.update(JSON.stringify(Object.entries(x.options).sort()));
+  return h.digest("hex");
+}
+
+export const PART_FORMAT = "hooklens-direct-path-shard/1";
+
+/** A part file: its shard, the units it computed, the fingerprint, and the result (zeros outside its units). */
+export interface ShardPart {
+  format: typeof PART_FORMAT;
+  shard: { index: number; count: number; units: string[] };
+  fingerprint: string;
+  /** What the fingerprint was taken over, for people reading a refusal. */
+  describes: { model: string; prompts: string; options: Record<string, string> };
+  result: ResultJson;
+}
+
+/** PatchResult.toJSON() with the CLI's provenance in options. */
+export interface ResultJson {
+  op: string;
+  shape: number[];
+  scores: number[];
+  noPath?: boolean[];
+  baseline: number;
+  clean: number;
+  normalized: number[] | null;
+  options: Record<string, unknown>;
+}
+
+/** The flat score indices of a unit in an [L, H, L, Hd] result. */
+export function unitIndices([sl, sh, dl]: ShardUnit, shape: readonly number[]): number[] {
+  const [L, H, , Hd] = shape as [number, number, number, number];
+  return Array.from({ length: Hd }, (_, dh) => ((sl * H + sh) * L + dl) * Hd + dh);
+}
+
+/**
+ * Merges parts of one sweep into the unsharded result. Refuses parts from different sweeps
+ * (fingerprints), of different splits, duplicated or missing shards, or units computed twice.
+ */
+export function mergeParts(parts: readonly { name: string; part: ShardPart }[]): PatchResult<Record<string, unknown>> {
+  if (parts.length === 0) throw new Error("merge: no part files given");
+  for (const { name, part } of parts) {
+    if (part?.format !== PART_FORMAT) throw new Error(`merge: ${name} is not a hooklens shard part (format ${JSON.stringify(part?.format)}, expected ${PART_FORMAT})`);
+  }
+  const [first, ...rest] = parts;
+  const f = first!.part;
+  for (const { name, part } of rest) {
+    if (part.fingerprint !== f.fingerprint) {
+      const differs = (["model", "prompts"] as const).filter((k) => part.describes[k] !== f.describes[k]);
+      const opts = Object.keys({ ...f.describes.options, ...part.describes.options }).filter((k) => part.describes.options[k] !== f.describes.options[k]);
+      throw new Error(`merge: ${name} is from a different sweep than ${first!.name} (fingerprint ${part.fingerprint.slice(0, 12)} vs ${f.fingerprint.slice(0, 12)}` +
+        `${[...differs, ...opts.map((k) => `${k} ${part.describes.options[k]} vs ${f.describes.options[k]}`)].map((d) => `; ${d}`).join("") || "; the model weights or prompts differ"})`);
+    }
+    if (part.shard.count !== f.shard.count) throw new Error(`merge: ${name} is shard ${part.shard.index}/${part.shard.count}, but ${first!.name} is of ${f.shard.count} shards`);
+  }
+  const byIndex = new Map<number, string>();
+  for (const { name, part } of parts) {
+    const seen = byIndex.get(part.shard.index);
+    if (seen !== undefined) throw new Error(`merge: shard ${part.shard.index}/${part.shard.count} given twice (${seen} and ${name})`);
+    byIndex.set(part.shard.index, name);
+  }
+  const missing = Array.from({ length: f.shard.count }, (_, i) => i + 1).filter((i) => !byIndex.has(i));
+  if (missing.length > 0) throw new Error(`merge: missing shard${missing.length > 1 ? "s" : ""} ${missing.map((i) => `${i}/${f.shard.count}`).join(", ")}`);
+
+  const shape = f.result.shape;
+  const [L, H] = shape as [number, number];
+  const scores = new Float32Array(f.result.scores.length);
+  const owner = new Map<string, string>();
+  for (const { name, part } of parts) {
+    for (const id of part.shard.units) {
+      const m = /^(\d+)\.(\d+)>(\d+)$/.exec(id);
+      if (m === null) throw new Error(`merge: ${name} lists a malformed unit ${JSON.stringify(id)}`);
+      if (owner.has(id)) throw new Error(`merge: unit ${id} is in both ${owner.get(id)} and ${name}`);
+      owner.set(id, name);
+      for (const i of unitIndices([Number(m[1]), Number(m[2]), Number(m[3])], shape)) scores[i] = part.result.scores[i]!;
+    }
+  }
+  const absent = allUnits(L, H).map(unitId).filter((id) => !owner.has(id));
+  if (absent.length > 0) throw new Error(`merge: the parts do not cover units ${absent.slice(0, 5).join(", ")}${absent.length > 5 ? ", ..." : ""}`);
+  const noPath = f.result.noPath ? Uint8Array.from(f.result.noPath, (b) => (b ? 1 : 0)) : undefined;
+  return new PatchResult(f.result.op, new Tensor(scores, shape), f.result.baseline, f.result.clean, f.result.options, noPath);
+}
