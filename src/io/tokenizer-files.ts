@@ -41,15 +41,18 @@ export function parseTokenizerJson(bytes: Uint8Array, file = "tokenizer.json"): 
   if (!isJsonObject(model)) bad(file, `"model" must be an object, got ${describeJson(model)}`);
   checkKeys(json, file, model.vocab);
   if (model.type === "BPE" || (model.type === undefined && "merges" in model)) {
-    const vocab = checkVocab(model.vocab, file, "model.vocab");
+    const vocab = checkVocab(model.vocab, file, "model.vocab", Array.isArray(json.added_tokens) ? json.added_tokens.length : 0);
     checkMerges(model.merges, file);
+    checkBpeOptions(model, file);
     if (usesByteLevel(json.pre_tokenizer) && model.byte_fallback !== true) checkByteTokens(vocab, file);
   }
   const added = json.added_tokens ?? [];
   if (!Array.isArray(added)) bad(file, `"added_tokens" must be an array, got ${describeJson(added)}`);
+  const vocabSize = isJsonObject(model.vocab) ? Object.keys(model.vocab).length : Array.isArray(model.vocab) ? model.vocab.length : 0;
+  const maxId = idLimit(vocabSize + added.length);
   added.forEach((token, i) => {
-    if (!isJsonObject(token) || typeof token.content !== "string" || !isTokenId(token.id)) {
-      bad(file, `added_tokens[${i}] must be {"id": integer, "content": string, ...}`);
+    if (!isJsonObject(token) || typeof token.content !== "string" || !isTokenId(token.id) || token.id > maxId) {
+      bad(file, `added_tokens[${i}] must be {"id": integer in [0, ${maxId}], "content": string, ...}`);
     }
   });
   json.added_tokens = added;
@@ -69,7 +72,7 @@ export function parseTokenizerJson(bytes: Uint8Array, file = "tokenizer.json"): 
  * ```
  */
 export function gpt2TokenizerJsonFromFiles(vocabBytes: Uint8Array, mergesText: string): JsonObject {
-  const vocab = checkVocab(parseJsonObject(vocabBytes, "vocab.json", { allowAnyKey: true }), "vocab.json", "the vocabulary");
+  const vocab = checkVocab(parseJsonObject(vocabBytes, "vocab.json", { allowAnyKey: true }), "vocab.json", "the vocabulary", 0);
   checkByteTokens(vocab, "vocab.json");
   const merges = parseMergesText(mergesText, vocab);
   const addedTokens: JsonObject[] = [];
@@ -122,14 +125,34 @@ function parseMergesText(text: string, vocab: JsonObject): string[][] {
   return merges;
 }
 
-function checkVocab(vocab: unknown, file: string, what: string): JsonObject {
+/**
+ * Ids may leave holes but stay within twice the number of tokens (vocabulary entries plus `extra`
+ * added tokens) plus 1024: the library sizes tables by the largest id, so one id of 2^31 in a
+ * small file would allocate gigabytes and take minutes.
+ */
+function checkVocab(vocab: unknown, file: string, what: string, extra: number): JsonObject {
   if (!isJsonObject(vocab)) bad(file, `${what} must be an object of token → id, got ${describeJson(vocab)}`);
-  for (const token of Object.keys(vocab)) {
-    if (!isTokenId(vocab[token])) {
-      bad(file, `${what}: token ${JSON.stringify(token)} has id ${JSON.stringify(vocab[token])}; ids must be integers in [0, ${MAX_TOKEN_ID}]`);
+  const tokens = Object.keys(vocab);
+  const limit = idLimit(tokens.length + extra);
+  for (const token of tokens) {
+    const id = vocab[token];
+    if (!isTokenId(id) || id > limit) {
+      bad(file, `${what}: token ${JSON.stringify(token)} has id ${JSON.stringify(id)}; ids must be integers in [0, ${limit}] (at most twice the number of tokens, plus 1024)`);
     }
   }
   return vocab;
+}
+
+/** The BPE model's affixes are strings and its switches booleans (the library concatenates and tests them as such). */
+function checkBpeOptions(model: JsonObject, file: string): void {
+  for (const key of ["continuing_subword_prefix", "end_of_word_suffix", "unk_token"]) {
+    const v = model[key];
+    if (v !== undefined && v !== null && typeof v !== "string") bad(file, `model.${key} must be a string or null, got ${describeJson(v)}`);
+  }
+  for (const key of ["fuse_unk", "byte_fallback", "ignore_merges"]) {
+    const v = model[key];
+    if (v !== undefined && v !== null && typeof v !== "boolean") bad(file, `model.${key} must be true or false, got ${describeJson(v)}`);
+  }
 }
 
 /**
@@ -180,6 +203,10 @@ function checkKeys(root: JsonObject, file: string, vocab: unknown): void {
       }
     }
   }
+}
+
+function idLimit(tokens: number): number {
+  return Math.min(MAX_TOKEN_ID, 2 * tokens + 1024);
 }
 
 function isTokenId(value: unknown): value is number {

@@ -1,4 +1,5 @@
 import { Tensor } from "../engine/tensor.js";
+import { ModelFormatError } from "../io/errors.js";
 import type { HookedTransformerConfig } from "./config.js";
 import type { Weights } from "./weights.js";
 
@@ -19,9 +20,9 @@ export function convertGpt2Weights(raw: ReadonlyMap<string, RawTensor> | Record<
   const { nLayers, dModel: D, nHeads: H, dHead: d, dMlp: M, dVocab: V, nCtx } = cfg;
   const take = (name: string, shape: number[]): Float32Array => {
     const t = byName.get(name);
-    if (t === undefined) throw new Error(`${file}: missing tensor ${name} (or transformer.${name})`);
+    if (t === undefined) throw new ModelFormatError(file, "missing_tensor", `missing tensor ${name} (or transformer.${name})`);
     if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
-      throw new Error(`${file}: ${name} has shape [${t.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`);
+      throw new ModelFormatError(file, "shape_mismatch", `${name} has shape [${t.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`);
     }
     return t.data;
   };
@@ -63,7 +64,7 @@ export function convertGpt2Weights(raw: ReadonlyMap<string, RawTensor> | Record<
   const lmHead = byName.get("lm_head.weight");
   const unembedSource = lmHead ?? { shape: [V, D], data: wte };
   if (lmHead !== undefined && (lmHead.shape[0] !== V || lmHead.shape[1] !== D)) {
-    throw new Error(`${file}: lm_head.weight has shape [${lmHead.shape.join(", ")}] but config.json implies [${V}, ${D}]`);
+    throw new ModelFormatError(file, "shape_mismatch", `lm_head.weight has shape [${lmHead.shape.join(", ")}] but config.json implies [${V}, ${D}]`);
   }
   const WU = new Float32Array(D * V); // [D, V] = lm_head (or tied wte) transposed
   for (let v = 0; v < V; v++) for (let i = 0; i < D; i++) WU[i * V + v] = unembedSource.data[v * D + i]!;
