@@ -4,6 +4,7 @@
 import { parseArgs, suggest } from "./args.js";
 import { cacheCommand } from "./cmd-cache.js";
 import { demoCommand } from "./cmd-demo.js";
+import { mergeCommand } from "./cmd-merge.js";
 import { actCommand, directPathCommand } from "./cmd-patch.js";
 import { runCommand } from "./cmd-run.js";
 import type { Command } from "./command.js";
@@ -13,8 +14,8 @@ import { commandHelp, mainHelp, PROMPTS_HELP, version } from "./help.js";
 
 export type { CliIo, CliStream } from "./context.js";
 
-const COMMANDS: readonly Command[] = [runCommand, cacheCommand, directPathCommand, actCommand, demoCommand];
-const TOP_LEVEL = ["run", "cache", "patch", "demo", "help"];
+const COMMANDS: readonly Command[] = [runCommand, cacheCommand, directPathCommand, actCommand, mergeCommand, demoCommand];
+const TOP_LEVEL = ["run", "cache", "patch", "merge", "demo", "help"];
 const PATCH_KINDS = ["direct-path", "act"];
 
 /**
@@ -80,7 +81,7 @@ async function dispatch(ctx: Context, argv: readonly string[]): Promise<number> 
     ctx.out(commandHelp(cmd));
     return 0;
   }
-  return cmd.run(ctx, parseArgs(name, words, cmd.flags));
+  return cmd.run(ctx, parseArgs(name, words, cmd.flags, cmd.maxPositionals ?? 0));
 }
 
 function help(ctx: Context, topic: readonly string[]): number {

@@ -17,6 +17,8 @@ import { loadModel } from "./load-model.js";
 import { actHeatmap, checkTargets, describeBaselines, directPathHeatmap, reportPatchResult } from "./patch-report.js";
 import { createProgress } from "./progress.js";
 import { readPromptsFile, type Prompts } from "./prompts.js";
+import { runUnits, runUnitsOnWorkers, type ShardJob } from "./shard-run.js";
+import { allUnits, fingerprint, parseShard, PART_FORMAT, splitUnits, unitId, type ShardPart } from "./shards.js";
 
 const OUTPUT_FLAGS: readonly FlagSpec[] = [
   { name: "out", kind: "string", value: "FILE", help: "write the result JSON {op, shape, scores, noPath, baseline, clean, normalized, options} (- for stdout)" },
@@ -36,15 +38,22 @@ const PATCH_NOTES = [
 export const directPathCommand: Command = {
   name: "patch direct-path",
   summary: "direct path patching from a source head (or all) into the q/k/v of later heads",
-  usage: "patch direct-path --model DIR --prompts FILE --src L.H|all --component q|k|v [--mode linear|exact] [--out FILE.json] [--svg FILE.svg] [--quiet]",
+  usage: "patch direct-path --model DIR --prompts FILE --src L.H|all --component q|k|v [--mode linear|exact] [--out FILE.json] [--svg FILE.svg] [--quiet] [--shard i/N] [--workers N]",
   flags: [
     MODEL_FLAG, PROMPTS_FLAG,
     { name: "src", kind: "string", value: "L.H|all", help: "source head as layer.head (e.g. 0.1), or all for every source" },
     { name: "component", kind: "string", value: "q|k|v", choices: ["q", "k", "v"], help: "which input of the destination heads receives the source's output" },
     { name: "mode", kind: "string", value: "linear|exact", choices: ["linear", "exact"], help: "linear (TransformerLens, default) or exact (recompute the destination's layer norm)" },
     ...OUTPUT_FLAGS, TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG,
+    { name: "shard", kind: "string", value: "i/N", help: "with --src all: compute only shard i of N (1-based) and write it as a part to --out; join parts with hooklens merge" },
+    { name: "workers", kind: "int", value: "N", help: "with --src all: run the sweep (or the shard) on N worker threads; the result is identical" },
   ],
-  notes: PATCH_NOTES,
+  notes: `${PATCH_NOTES}\n\n` + [
+    "Shards: the all-sources sweep splits into units (a source head into one destination layer, id",
+    "L.H>D); --shard i/N takes the i-th of N contiguous runs of units of about equal work. Each part",
+    "stores a fingerprint of the model weights, prompts and options; `hooklens merge part-*.json --out",
+    "all.json` refuses parts of different sweeps and writes exactly the unsharded result.",
+  ].join("\n"),
   async run(ctx, args) {
     const srcText = args.required("src");
     const src = parseSrc(srcText);
@@ -58,6 +67,12 @@ export const directPathCommand: Command = {
       if (src[1] >= H) throw new UsageError(`patch direct-path: --src ${srcText}: head ${src[1]} is out of range; the model has heads 0..${H - 1}`);
     }
     const prompts = readPromptsFile(ctx, common.prompts, model, "patch");
+    const shardText = args.string("shard");
+    const workers = args.int("workers", 1, 1, 1024);
+    if (shardText !== undefined || workers > 1) {
+      if (src !== "all") throw new UsageError("patch direct-path: --shard and --workers split an all-sources sweep; use them with --src all");
+      return shardedDirectPath(ctx, model, prompts, { shardText, workers, component: component as "q" | "k" | "v", mode: mode as "linear" | "exact", backend: backendOf(args), common });
+    }
     const run = async (sweep: SweepOptions) => {
       const { clean, corrupted } = caches(model, prompts);
       const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
@@ -137,6 +152,63 @@ function commonFlags(args: ParsedArgs): CommonFlags {
   };
   checkTargets(flags);
   return flags;
+}
+
+/**
+ * `--src all` with `--shard i/N` (one part, written to --out) and/or `--workers N` (threads on
+ * this machine; without --shard the result is reported as an unsharded run's).
+ */
+async function shardedDirectPath(ctx: Context, model: HookedTransformer, prompts: Prompts, o: {
+  shardText?: string; workers: number; component: "q" | "k" | "v"; mode: "linear" | "exact"; backend: "wasm" | "js"; common: CommonFlags;
+}): Promise<number> {
+  let shard: { index: number; count: number } | undefined;
+  if (o.shardText !== undefined) {
+    try {
+      shard = parseShard(o.shardText);
+    } catch (e) {
+      throw new UsageError(`patch direct-path: ${(e as Error).message}`);
+    }
+    if (o.common.out === undefined || o.common.out === "-") throw new UsageError("patch direct-path: --shard writes a part file: give --out FILE.json");
+    if (o.common.svg !== undefined || o.common.csv !== undefined) throw new UsageError("patch direct-path: a shard has no heatmap of its own; give --svg/--csv to hooklens merge");
+  }
+  const { nLayers: L, nHeads: H } = model.cfg;
+  const all = allUnits(L, H);
+  const units = shard ? splitUnits(all, L, shard.count)[shard.index - 1]! : all;
+  const p = { clean: prompts.clean, corrupted: prompts.corrupted!, correct: prompts.correct!, incorrect: prompts.incorrect! };
+  const isUrl = /^https?:\/\//i.test(o.common.model);
+  const job: ShardJob = {
+    model: isUrl ? o.common.model : ctx.path(o.common.model), backend: o.backend, prompts: p,
+    component: o.component, mode: o.mode, strategy: o.common.strategy, units,
+  };
+  const what = shard ? `shard ${shard.index}/${shard.count}, ${units.length} of ${all.length} units` : `${all.length} units`;
+  const label = `direct path all → ${o.component} (${o.mode}), ${what}${o.workers > 1 ? `, ${o.workers} workers` : ""}`;
+  const result = await sweepWithProgress(ctx, label, { ...o.common, plan: o.workers > 1 ? false : o.common.plan },
+    (sweep) => (o.workers > 1 ? runUnitsOnWorkers(model, job, o.workers, sweep) : runUnits(model, job, sweep)));
+  const provenance = { src: "all", model: o.common.model, prompts: o.common.prompts };
+  if (shard === undefined) {
+    report(ctx, result, directPathHeatmap(result, { src: "all", component: o.component, mode: o.mode }), o.common, {
+      header: [`model ${o.common.model} (${L} layers × ${H} heads), ${shapeOf(prompts)}; every head → ${o.component} (${o.mode}), ${o.workers} workers`],
+      topHeading: "top paths", provenance,
+    });
+    return 0;
+  }
+  const options = { component: o.component, mode: o.mode, strategy: o.common.strategy, kernels: `${model.engine.backend}-${model.engine.variant}`, weights: describeWeights(result) };
+  const json = result.toJSON();
+  json["options"] = { ...(json["options"] as object), ...provenance };
+  const part: ShardPart = {
+    format: PART_FORMAT,
+    shard: { index: shard.index, count: shard.count, units: units.map(unitId) },
+    fingerprint: fingerprint({ weights: model.weights, prompts: p, options }),
+    describes: { model: o.common.model, prompts: o.common.prompts, options },
+    result: json as unknown as ShardPart["result"],
+  };
+  ctx.write(o.common.out!, JSON.stringify(part) + "\n");
+  if (!o.common.quiet) ctx.err(`wrote shard ${shard.index}/${shard.count} (${units.length} units) to ${o.common.out}\n`);
+  return 0;
+}
+
+function describeWeights(result: PatchResult<object>): string {
+  return String((result.options as { weights?: unknown }).weights ?? "");
 }
 
 /** `L.H` → [L, H], or "all". */

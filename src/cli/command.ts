@@ -11,6 +11,8 @@ export interface Command {
   /** Usage line after `hooklens`. */
   usage: string;
   flags: readonly FlagSpec[];
+  /** Words that are not flags (files for merge); none by default. */
+  maxPositionals?: number;
   /** Paragraphs after the flag list (output formats, examples). */
   notes?: string;
   run(ctx: Context, args: ParsedArgs): Promise<number>;

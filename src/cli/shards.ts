@@ -113,7 +113,8 @@ export function mergeParts(parts: readonly { name: string; part: ShardPart }[]):
   const f = first!.part;
   for (const { name, part } of rest) {
     if (part.fingerprint !== f.fingerprint) {
-      const differs = (["model", "prompts"] as const).filter((k) => part.describes[k] !== f.describes[k]);
+      const differs = (["model", "prompts"] as const).filter((k) => part.describes[k] !== f.describes[k])
+        .map((k) => `${k} ${part.describes[k]} vs ${f.describes[k]}`);
       const opts = Object.keys({ ...f.describes.options, ...part.describes.options }).filter((k) => part.describes.options[k] !== f.describes.options[k]);
       throw new Error(`merge: ${name} is from a different sweep than ${first!.name} (fingerprint ${part.fingerprint.slice(0, 12)} vs ${f.fingerprint.slice(0, 12)}` +
         `${[...differs, ...opts.map((k) => `${k} ${part.describes.options[k]} vs ${f.describes.options[k]}`)].map((d) => `; ${d}`).join("") || "; the model weights or prompts differ"})`);

@@ -1,0 +1,61 @@
+// `hooklens merge`: joins the parts of a sharded all-sources direct path sweep into the
+// result the unsharded run writes, refusing parts of different sweeps.
+
+import { readFileSync } from "node:fs";
+import { QUIET_FLAG, TOP_FLAG, type Command } from "./command.js";
+import { InputError, UsageError } from "./errors.js";
+import { directPathHeatmap, reportPatchResult } from "./patch-report.js";
+import { mergeParts, type ShardPart } from "./shards.js";
+
+export const mergeCommand: Command = {
+  name: "merge",
+  summary: "join the parts of a sharded direct path sweep (patch direct-path --shard i/N)",
+  usage: "merge PART.json... --out FILE.json [--svg FILE.svg] [--csv FILE.csv] [--quiet]",
+  maxPositionals: 100_000,
+  flags: [
+    { name: "out", kind: "string", value: "FILE", help: "write the merged result JSON, as the unsharded run writes it (- for stdout)" },
+    { name: "svg", kind: "string", value: "FILE", help: "write an SVG heatmap of the normalized scores" },
+    { name: "csv", kind: "string", value: "FILE", help: "write one CSV line per entry" },
+    TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG,
+  ],
+  notes: "Every part must come from the same model weights, prompts and options (a fingerprint in each part),\n" +
+    "and together the parts must hold each shard of one split exactly once.",
+  async run(ctx, args) {
+    const files = args.positionals;
+    if (files.length === 0) throw new UsageError("merge: give the part files, e.g. hooklens merge part-*.json --out all.json");
+    const out = args.string("out");
+    const svg = args.string("svg");
+    const csv = args.string("csv");
+    if (out === undefined && svg === undefined && csv === undefined) throw new UsageError("merge: give --out FILE.json (and/or --svg, --csv)");
+    const parts = files.map((name) => {
+      let text: string;
+      try {
+        text = readFileSync(ctx.path(name), "utf8");
+      } catch (e) {
+        throw new InputError(`merge: cannot read ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      try {
+        return { name, part: JSON.parse(text) as ShardPart };
+      } catch {
+        throw new InputError(`merge: ${name} is not JSON`);
+      }
+    });
+    let result;
+    try {
+      result = mergeParts(parts);
+    } catch (e) {
+      throw new InputError((e as Error).message);
+    }
+    const o = result.options as Record<string, unknown>;
+    const component = String(o["component"]);
+    const mode = String(o["mode"]);
+    const first = parts[0]!.part;
+    reportPatchResult(ctx, result, directPathHeatmap(result, { src: "all", component, mode }), {
+      out, svg, csv, quiet: args.switch("quiet"), top: args.int("top", 10, 0, 10_000), topHeading: "top paths",
+      header: [`merged ${parts.length} parts of ${first.shard.count} (fingerprint ${first.fingerprint.slice(0, 12)}): model ${first.describes.model}, ` +
+        `prompts ${first.describes.prompts}; every head → ${component} (${mode})`],
+      provenance: {},
+    });
+    return 0;
+  },
+};
