@@ -125,7 +125,7 @@ function checkRows(field: string, rows: number[][], dVocab: number, nCtx: number
   rows.forEach((row, i) => {
     if (row.length > nCtx) fail(`${field}[${i}] has ${row.length} tokens, more than the model's context of ${nCtx}`);
     row.forEach((id, p) => {
-      if (typeof id !== "number" || !Number.isInteger(id)) fail(`${field}[${i}][${p}] must be an integer token id, got ${JSON.stringify(id)}`);
+      if (typeof id !== "number" || !Number.isInteger(id)) fail(`${field}[${i}][${p}] must be an integer token id, got ${describeValue(id)}`);
       if (id < 0 || id >= dVocab) fail(`${field}[${i}][${p}]: id ${id} is out of the vocabulary [0, ${dVocab})`);
     });
   });
@@ -144,4 +144,11 @@ export function inputRows(ctx: Context, model: HookedTransformer, source: { prom
 export function checkInputFlags(command: string, source: { prompt?: string; prompts?: string }): void {
   if (source.prompt === undefined && source.prompts === undefined) throw new UsageError(`${command}: give --prompt TEXT or --prompts FILE`);
   if (source.prompt !== undefined && source.prompts !== undefined) throw new UsageError(`${command}: give --prompt or --prompts, not both`);
+}
+
+/** A short description of an untrusted value (JSON.stringify would overflow the stack on deep nesting). */
+function describeValue(value: unknown): string {
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === "object" && value !== null) return "an object";
+  return typeof value === "string" ? JSON.stringify(value.slice(0, 40)) : String(value);
 }
