@@ -14,6 +14,7 @@ const SUITES = {
   forward: () => import("./forward.js"),
   patching: () => import("./patching.js"),
   kernels: () => import("./kernels.js"),
+  llama: () => import("./llama.js"),
 };
 
 const args = process.argv.slice(2);
