@@ -88,11 +88,9 @@ const EDITS: readonly [string, HeaderEdit][] = [
   }],
   ["overlap", (rng, h) => {
     // Give one tensor another's offsets (same size) or shift it into its neighbour.
-    const names = entryNames(h);
-    if (names.length < 2) return;
-    const a = h[rng.pick(names)] as Entry;
-    const b = h[rng.pick(names)] as Entry;
-    if (Array.isArray(a.data_offsets) && Array.isArray(b.data_offsets)) {
+    const a = pickEntry(rng, h);
+    const b = pickEntry(rng, h);
+    if (a && b && Array.isArray(a.data_offsets) && Array.isArray(b.data_offsets)) {
       a.data_offsets = rng.chance(0.5) ? [...b.data_offsets] : (a.data_offsets as number[]).map((x) => x + 4);
     }
   }],
