@@ -1,6 +1,6 @@
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { Tensor } from "../engine/tensor.js";
-import { loadSafetensorsWeights, readJsonConfig } from "../io/checkpoint.js";
+import { assertFiniteWeights, loadSafetensorsWeights, readJsonConfig } from "../io/checkpoint.js";
 import { openSource, type SourceInput } from "../io/source.js";
 import { loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
 import { ActivationCache } from "./activation-cache.js";
@@ -69,6 +69,8 @@ export interface FromPretrainedOptions extends EngineOptions, ProcessOptions {
   useAttnResult?: boolean;
   /** Load the folder's tokenizer when it has one (default true); false works on token ids only. */
   tokenizer?: boolean;
+  /** Refuse weights holding NaN or ±Infinity with a ModelFormatError naming the tensor (default true; one pass over the weights). */
+  checkFinite?: boolean;
 }
 
 /** Token ids, or text (encoded with the model's tokenizer, BOS prepended, ragged batches padded and masked). */
@@ -141,6 +143,7 @@ export class HookedTransformer {
     let cfg = configFromHf(await readJsonConfig(files, "config.json"));
     if (options.useAttnResult) cfg = { ...cfg, useAttnResult: true };
     const raw = await loadSafetensorsWeights(files);
+    if (options.checkFinite ?? true) assertFiniteWeights(raw);
     let weights = cfg.positionalEmbeddingType === "rotary" ? convertLlamaWeights(raw, cfg) : convertGpt2Weights(raw, cfg);
     if (options.processWeights ?? true) ({ cfg, weights } = processWeights(cfg, weights, options));
     const tokenizer = (options.tokenizer ?? true) ? (await loadTokenizer(files)) ?? undefined : undefined;

@@ -65,6 +65,11 @@ export interface SweepOptions {
   onProgress?: (progress: SweepProgress) => void;
   /** Cancels the sweep: the promise rejects with an AbortError within one forward pass. */
   signal?: AbortSignal;
+  /**
+   * Called once when the sweep is aborted, before the promise rejects, with the scores finished so
+   * far (flat, in the result's row-major layout) and `done[i] = 1` for each finished entry.
+   */
+  onPartial?: (partial: { scores: Float32Array; done: Uint8Array }) => void;
   /** Called once before a planned sweep runs, with its plan (the CLI's `--plan` prints it). */
   onPlan?: (plan: SweepPlanSummary) => void;
 }
@@ -106,9 +111,11 @@ export async function runSweep(
     const elapsedMs = Date.now() - started;
     options.onProgress?.({ done, total: patches.length, elapsedMs, etaMs: done > 0 ? (elapsedMs / done) * (patches.length - done) : undefined });
     await yieldToEventLoop();
+    if (options.signal?.aborted) options.onPartial?.({ scores: scores.slice(), done: finished.slice() });
     throwIfAborted(options.signal);
   };
   throwIfAborted(options.signal);
+  const finished = new Uint8Array(scores.length);
 
   const record = (patch: Patch, logits: Tensor) => {
     const value = metric(logits);
@@ -116,6 +123,7 @@ export async function runSweep(
       throw new Error(`the metric returned ${value} for patch ${patch.label}; a sweep needs finite numbers`);
     }
     scores[patch.index] = value;
+    finished[patch.index] = 1;
   };
 
   if (strategy === "naive") {
