@@ -4,11 +4,12 @@
 //
 //   node --experimental-wasm-relaxed-simd bench/gemm.js [--quick]
 //
-// Every shape is one tinybench Bench holding all systems, run for several
-// rounds with the task order rotated each round; a system's figure is its best
-// per-round median, so a burst of noise from a shared machine hits every
-// system alike and the ratios stay comparable. Each system's output is checked
-// against the others before it is timed.
+// Every shape runs as many rounds of a tinybench Bench holding all systems,
+// two calls each, with the task order rotated each round, so the systems take
+// turns call by call. A system's figure is its fastest call over all rounds: the
+// work is deterministic and noise on a shared machine only ever adds time, so
+// the minimum is the estimate least disturbed by it, for every system alike.
+// Each system's output is checked against the plain SIMD build before it is timed.
 import { pathToFileURL } from "node:url";
 import { Bench } from "tinybench";
 import { Engine, supportsRelaxedSimd } from "../dist/index.js";
@@ -68,13 +69,13 @@ function hooklensTask(engine, s, a, b) {
 
 /**
  * Runs the suite and prints a table. Options: `quick` (two shapes, short runs),
- * `rounds`, `time` (ms per task per round).
- * @returns rows of { shape, m, k, n, transB, simd, relaxed, js, xnnpack } in GFLOP/s plus ratios
+ * `rounds` (at most, per shape), `budgetMs` (about how long each WASM system runs per shape).
+ * @returns rows of { shape, m, k, n, transB, simd, relaxed, js, xnnpack } in GFLOP/s (null: not run) plus ratios
  */
 export async function run(options = {}) {
   const quick = options.quick ?? false;
-  const rounds = options.rounds ?? (quick ? 2 : 3);
-  const time = options.time ?? (quick ? 150 : 400);
+  const maxRounds = options.rounds ?? (quick ? 15 : 40);
+  const budgetMs = options.budgetMs ?? (quick ? 400 : 1500);
   const systems = [{ name: "simd", engine: await Engine.create({ variant: "simd" }) }];
   if (supportsRelaxedSimd()) systems.push({ name: "relaxed", engine: await Engine.create({ variant: "relaxed" }) });
   const js = { name: "js", engine: Engine.createJs() };
@@ -90,22 +91,29 @@ export async function run(options = {}) {
     if (flops <= JS_MAX_FLOPS) tasks.push({ name: "js", ...hooklensTask(js.engine, s, a, b) });
     tasks.push({ name: "xnnpack", ...tfjsMatMul(tf, s, a, b) });
 
-    // Validate before timing: every system against the first (plain SIMD).
+    // Validate before timing: every system against the first (plain SIMD). The
+    // validating call also sizes the rounds.
     tasks[0].run();
     const expected = tasks[0].output();
-    for (const t of tasks.slice(1)) {
+    let slowestWasm = 0;
+    for (const t of tasks) {
+      const t0 = performance.now();
       t.run();
+      if (t.name === "simd" || t.name === "relaxed") slowestWasm = Math.max(slowestWasm, performance.now() - t0);
       const err = relError(t.output(), expected);
       if (!(err <= 1e-4)) throw new Error(`gemm ${label(s)}: ${t.name} differs from simd by ${err}`);
     }
+    const rounds = Math.max(3, Math.min(maxRounds, Math.floor(budgetMs / (2 * slowestWasm))));
 
     const best = Object.fromEntries(tasks.map((t) => [t.name, Infinity]));
     for (let r = 0; r < rounds; r++) {
-      const bench = new Bench({ time, iterations: 2, warmupTime: time / 4, warmupIterations: 1 });
+      // Two calls per system per round: the systems alternate call by call.
+      const bench = new Bench({ time: 0, iterations: 2, warmup: false });
       const order = tasks.map((_, i) => tasks[(i + r) % tasks.length]);
-      for (const t of order) bench.add(t.name, t.run);
+      // The JS twin is ~50x slower; three rounds are enough for it.
+      for (const t of order) if (t.name !== "js" || r < 3) bench.add(t.name, t.run);
       await bench.run();
-      for (const task of bench.tasks) best[task.name] = Math.min(best[task.name], task.result.latency.p50);
+      for (const task of bench.tasks) best[task.name] = Math.min(best[task.name], task.result.latency.min);
     }
     for (const t of tasks) t.dispose();
 
@@ -118,6 +126,9 @@ export async function run(options = {}) {
     row.relaxedVsJs = row.js === null || row.relaxed === null ? null : row.relaxed / row.js;
     rows.push(row);
     printRow(row, rows.length === 1);
+  }
+  if (rows.some((r) => r.transB)) {
+    console.log("ᵀ: B stored [N, K]; tfjs sends a transposed B to its naive loop, not to XNNPACK");
   }
   return rows;
 }

@@ -29,7 +29,12 @@ export function tfjsMatMul(tf, { m, n, k, transB }, a, b) {
   const product = () => tf.matMul(ta, tb, false, transB === 1);
   return {
     run: () => product().dispose(),
-    output: () => tf.tidy(() => product().dataSync()),
+    output: () => {
+      const t = product();
+      const data = t.dataSync();
+      t.dispose();
+      return data;
+    },
     dispose: () => { ta.dispose(); tb.dispose(); },
   };
 }
