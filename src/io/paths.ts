@@ -5,8 +5,8 @@
  * Why `name` is not a safe relative file name, or `undefined` when it is.
  *
  * Refused: empty names, absolute paths (`/x`, `C:x`), URLs or other hosts (`http://`, `//host`),
- * `.` or `..` segments, empty segments, backslashes, control characters, and `?`, `#`, `%`
- * (which would change a URL's meaning or hide a `..` behind percent-encoding).
+ * `.` or `..` segments, empty segments, backslashes, control characters, `?`, `#`, `%`
+ * (which would change a URL's meaning or hide a `..` behind percent-encoding), and lone surrogates.
  *
  * @example
  * ```ts
@@ -24,6 +24,8 @@ export function unsafeNameReason(name: unknown): string | undefined {
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) return "contains a control character";
   if (/[?#%]/.test(name)) return "contains '?', '#' or '%'";
+  // A lone surrogate has no UTF-8 form: URL encoding throws on it and file systems would rename it.
+  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(name)) return "is not well-formed Unicode (a lone surrogate)";
   for (const segment of name.split("/")) {
     if (segment === "") return "has an empty path segment";
     if (segment === "." || segment === "..") return `has a "${segment}" segment`;

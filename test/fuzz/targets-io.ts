@@ -221,7 +221,8 @@ function checkConfig(value: unknown): string | undefined {
   const cfg = value as ReturnType<typeof configFromHfGpt2>;
   for (const k of ["nLayers", "dModel", "nHeads", "dHead", "dMlp", "dVocab", "nCtx"] as const) {
     const v = cfg[k];
-    if (!Number.isSafeInteger(v) || v <= 0 || v > 2 ** 20) return `${k} = ${v}`;
+    // Each size read from the file is at most 2^20; dMlp defaults to 4 × n_embd.
+    if (!Number.isSafeInteger(v) || v <= 0 || v > (k === "dMlp" ? 4 : 1) * 2 ** 20) return `${k} = ${v}`;
   }
   if (cfg.nHeads * cfg.dHead !== cfg.dModel) return `nHeads ${cfg.nHeads} × dHead ${cfg.dHead} ≠ dModel ${cfg.dModel}`;
   if (!(cfg.eps > 0 && cfg.eps < 1)) return `eps = ${cfg.eps}`;
