@@ -8,9 +8,10 @@
 // stay in L1 while the micro-kernel sweeps all MR-row slivers of A; read in
 // place, B would walk rows 3072 floats apart, which all map to one L1 set.
 // A is read in place: an MR-row sliver is MR unit-stride streams, and the
-// broadcast addresses cost the same adds as offsets into a packed copy would,
-// so packing A buys nothing and would cost a copy per B group. B is packed
-// NB slivers at a time so each row of B is read as whole cache lines.
+// broadcast addresses cost the same adds as offsets into a packed copy would
+// (V8 folds no offset into a load32_splat), so a packed A would buy nothing
+// but a copy and 128 KiB more static scratch. B is packed NB slivers at a time
+// so each row of B is read as whole cache lines.
 // Ragged edges: a last sliver of fewer than MR rows is copied into a
 // zero-padded scratch, B groups are zero-padded past n, and partial tiles are
 // computed into a scratch tile and merged with scalar code.
