@@ -230,18 +230,21 @@ function packATail(a: usize, ldaBytes: usize, mr: i32, kc: i32): void {
 function packB(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
   const sliver = <usize>(kc * NR) << 2;
   if (nc == NB * NR) {
-    // Row by row, so each row of B is read as whole cache lines.
+    // Row by row, so each row of B is read as whole cache lines; unrolled over the NB = 4 slivers.
+    if (NB != 4) ERROR("packB unrolls NB = 4 slivers per row");
+    const s2 = sliver << 1;
+    const s3 = s2 + sliver;
     let src = b;
     let dst = packedB;
     for (let p = 0; p < kc; p++) {
-      let from = src;
-      let to = dst;
-      for (let q = 0; q < NB; q++) {
-        v128.store(to, v128.load(from));
-        v128.store(to, v128.load(from, 16), 16);
-        from += NR << 2;
-        to += sliver;
-      }
+      v128.store(dst, v128.load(src));
+      v128.store(dst, v128.load(src, 16), 16);
+      v128.store(dst + sliver, v128.load(src, 32));
+      v128.store(dst + sliver, v128.load(src, 48), 16);
+      v128.store(dst + s2, v128.load(src, 64));
+      v128.store(dst + s2, v128.load(src, 80), 16);
+      v128.store(dst + s3, v128.load(src, 96));
+      v128.store(dst + s3, v128.load(src, 112), 16);
       src += ldbBytes;
       dst += NR << 2;
     }
