@@ -13,7 +13,7 @@
 // but a copy and 128 KiB more static scratch. B is packed NB slivers at a time
 // so each row of B is read as whole cache lines.
 // Ragged edges: a last sliver of fewer than MR rows is copied into a
-// zero-padded scratch, B groups are zero-padded past n, and partial tiles are
+// scratch of MR rows, B groups are zero-padded past n, and partial tiles are
 // computed into a scratch tile and merged with scalar code.
 //
 // All byte arithmetic is in usize (u32) so operands above 2 GiB work; sizes
@@ -216,7 +216,11 @@ function mergeEdge(c: usize, ldcBytes: usize, bias: usize, mr: i32, nr: i32, add
   }
 }
 
-/** The last mr < MR rows of an A block, a: [mr, kc] (ldaBytes) -> aTail: [MR][kc], zero rows past mr. */
+/**
+ * The last mr < MR rows of an A block, a: [mr, kc] (ldaBytes) -> aTail: [MR][kc].
+ * Rows past mr only feed tile rows that mergeEdge drops; they are zeroed so that
+ * stale values (denormals) cannot slow the kernel down.
+ */
 function packATail(a: usize, ldaBytes: usize, mr: i32, kc: i32): void {
   const rowBytes = <usize>kc << 2;
   for (let i = 0; i < MR; i++) {
