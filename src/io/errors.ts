@@ -24,6 +24,7 @@ export type ModelFormatCode =
   | "missing_tensor"
   | "duplicate_tensor"
   | "shape_mismatch"
+  | "unsupported"
   | "non_finite"
   | "bad_tokenizer";
 

@@ -23,7 +23,7 @@ export function convertLlamaWeights(raw: ReadonlyMap<string, RawTensor> | Record
   };
   for (const name of byName.keys()) {
     if (/\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.bias$/.test(name)) {
-      throw new Error(`${file}: ${name}: biases are not supported yet for LLaMA-family models`);
+      throw new ModelFormatError(file, "unsupported", `${name}: biases are not supported yet for LLaMA-family models`);
     }
   }
   const w: Weights = new Map();
