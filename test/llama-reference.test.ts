@@ -3,7 +3,9 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../src/engine/engine.js";
 import type { ActivationCache } from "../src/model/activation-cache.js";
+import { ModelFormatError } from "../src/io/errors.js";
 import { configFromHfLlama } from "../src/model/config.js";
+import { convertLlamaWeights } from "../src/model/llama-weights.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import * as patching from "../src/patching/activation-patching.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
@@ -150,5 +152,12 @@ describe("LLaMA config checks", () => {
     expect(() => configFromHfLlama({ ...base, hidden_act: "gelu" })).toThrow(/hidden_act/);
     expect(() => configFromHfLlama({ ...base, num_key_value_heads: 3 })).toThrow(/does not divide num_attention_heads/);
     expect(configFromHfLlama(base)).toMatchObject({ dHead: 16, eps: 1e-6, rotaryBase: 10000 });
+  });
+
+  it("refuses projection biases in the checkpoint with a typed error naming the tensor", () => {
+    const cfg = configFromHfLlama(base);
+    const raw = { "model.layers.0.self_attn.q_proj.bias": { shape: [64], data: new Float32Array(64) } };
+    expect(() => convertLlamaWeights(raw, cfg)).toThrow(ModelFormatError);
+    expect(() => convertLlamaWeights(raw, cfg)).toThrow(/q_proj\.bias: biases are not supported yet/);
   });
 });
