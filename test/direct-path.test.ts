@@ -3,15 +3,9 @@ import { Engine } from "../src/engine/engine.js";
 import type { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
 import { logitDiff } from "../src/patching/metrics.js";
-import { golden, type GoldenInputs, type GoldenScores } from "./reference.js";
+import { expectGoldenScores, golden, type GoldenInputs, type GoldenScores } from "./reference.js";
 import { loadReference } from "./reference-model.js";
 
-/** The issue's tolerance: 1e-3 absolute + 1e-3 relative to the largest |score|. */
-function expectScores(got: ArrayLike<number>, want: GoldenScores, label: string) {
-  const tol = 1e-3 + 1e-3 * Math.max(...want.scores.map(Math.abs));
-  expect(got.length, label).toBe(want.scores.length);
-  for (let i = 0; i < want.scores.length; i++) expect(Math.abs(got[i]! - want.scores[i]!), `${label} [${i}]`).toBeLessThanOrEqual(tol);
-}
 
 let engine: Engine;
 beforeAll(async () => { engine = await Engine.create(); });
@@ -37,7 +31,7 @@ for (const name of ["tiny-gpt2-random", "tiny-gpt2-random-f16"]) {
             const result = await getActPatchDirectPath(model, inputs.corrupted, clean, corrupted, metric,
               { srcLayer: 0, srcHead: 1, component, mode, strategy });
             expect(result.scores.shape).toEqual(want.shape);
-            expectScores(result.scores.data, want, `${component} ${mode} ${strategy}`);
+            expectGoldenScores(result.scores.data, want, `${component} ${mode} ${strategy}`);
             expect(result.baseline).toBeCloseTo(want.corrupted_baseline, 4);
             expect(result.clean).toBeCloseTo(want.clean_baseline, 4);
             expect(Array.from(result.noPath!)).toEqual([1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -50,7 +44,7 @@ for (const name of ["tiny-gpt2-random", "tiny-gpt2-random-f16"]) {
       const want = golden<GoldenScores>(name, "direct_path_all_q_linear.json");
       const all = await getActPatchDirectPathAllSources(model, inputs.corrupted, clean, corrupted, metric, { component: "q" });
       expect(all.scores.shape).toEqual([3, 4, 3, 4]);
-      expectScores(all.scores.data, want, "all q linear");
+      expectGoldenScores(all.scores.data, want, "all q linear");
       for (const [sl, sh] of [[0, 0], [1, 3], [2, 2]] as const) {
         const single = await getActPatchDirectPath(model, inputs.corrupted, clean, corrupted, metric, { srcLayer: sl, srcHead: sh, component: "q" });
         expect(Array.from(all.scores.select(0, sl).select(0, sh).data)).toEqual(Array.from(single.scores.data));

@@ -11,17 +11,12 @@ import * as patching from "../src/patching/activation-patching.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
 import { logitDiff } from "../src/patching/metrics.js";
 import { allEngines, maxAbsDiff } from "./helpers.js";
-import { golden, referenceDir, type GoldenInputs, type GoldenScores, type GoldenTensor } from "./reference.js";
+import { expectGoldenScores, golden, referenceDir, type GoldenInputs, type GoldenScores, type GoldenTensor } from "./reference.js";
 
 const NAME = "tiny-llama-random";
 const inputs = golden<GoldenInputs>(NAME, "inputs.json");
 const metric = logitDiff(inputs);
 
-function expectScores(got: ArrayLike<number>, want: GoldenScores, label: string) {
-  const tol = 1e-3 + 1e-3 * Math.max(...want.scores.map(Math.abs));
-  expect(got.length, label).toBe(want.scores.length);
-  for (let i = 0; i < want.scores.length; i++) expect(Math.abs(got[i]! - want.scores[i]!), `${label} [${i}]`).toBeLessThanOrEqual(tol);
-}
 
 let engines: Engine[];
 beforeAll(async () => { engines = await allEngines(); });
@@ -88,7 +83,7 @@ describe("GQA direct path patching on tiny-llama-random against PyTorch", () => 
         for (const strategy of ["planned", "naive"] as const) {
           const r = await getActPatchDirectPath(model, inputs.corrupted, clean, corrupted, metric, { srcLayer: 0, srcHead: 1, component, mode, strategy });
           expect(r.scores.shape).toEqual(want.shape);
-          expectScores(r.scores.data, want, `${component} ${mode} ${strategy}`);
+          expectGoldenScores(r.scores.data, want, `${component} ${mode} ${strategy}`);
           expect(r.baseline).toBeCloseTo(want.corrupted_baseline, 4);
           expect(r.clean).toBeCloseTo(want.clean_baseline, 4);
         }
@@ -101,7 +96,7 @@ describe("GQA direct path patching on tiny-llama-random against PyTorch", () => 
       const want = golden<GoldenScores>(NAME, `direct_path_all_${component}_linear.json`);
       const r = await getActPatchDirectPathAllSources(model, inputs.corrupted, clean, corrupted, metric, { component });
       expect(r.scores.shape).toEqual(want.shape);
-      expectScores(r.scores.data, want, `all ${component}`);
+      expectGoldenScores(r.scores.data, want, `all ${component}`);
     });
   }
 
@@ -112,7 +107,7 @@ describe("GQA direct path patching on tiny-llama-random against PyTorch", () => 
     for (const mode of ["linear", "exact"] as const) {
       const want = golden<GoldenScores>(NAME, `direct_path_src0.1_v_${mode}.json`);
       const got = await getActPatchDirectPath(raw, inputs.corrupted, c, r, metric, { srcLayer: 0, srcHead: 1, component: "v", mode });
-      expectScores(got.scores.data, want, `unprocessed v ${mode}`);
+      expectGoldenScores(got.scores.data, want, `unprocessed v ${mode}`);
     }
     raw.dispose();
   });
@@ -127,7 +122,7 @@ describe("GQA direct path patching on tiny-llama-random against PyTorch", () => 
       const want = golden<GoldenScores>(NAME, file);
       const r = await fn(model, inputs.corrupted, clean, metric);
       expect(r.scores.shape).toEqual(want.shape);
-      expectScores(r.scores.data, want, file);
+      expectGoldenScores(r.scores.data, want, file);
     });
   }
 

@@ -1,6 +1,7 @@
 // Access to ../shared/reference: the PyTorch goldens every implementation must match.
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { expect } from "vitest";
 
 /** Absolute path of a reference checkpoint folder, e.g. `tiny-gpt2-random`. */
 export function referenceDir(name: string): string {
@@ -15,3 +16,10 @@ export function golden<T = GoldenTensor>(model: string, file: string): T {
 export interface GoldenTensor { shape: number[]; data: number[] }
 export interface GoldenInputs { clean: number[][]; corrupted: number[][]; correct: number[]; incorrect: number[] }
 export interface GoldenScores { shape: number[]; scores: number[]; clean_baseline: number; corrupted_baseline: number }
+
+/** Patching scores against a golden: the issues' tolerance, 1e-3 absolute + 1e-3 × the largest |score|. */
+export function expectGoldenScores(got: ArrayLike<number>, want: GoldenScores, label: string): void {
+  const tol = 1e-3 + 1e-3 * Math.max(...want.scores.map(Math.abs));
+  expect(got.length, label).toBe(want.scores.length);
+  for (let i = 0; i < want.scores.length; i++) expect(Math.abs(got[i]! - want.scores[i]!), `${label} [${i}]`).toBeLessThanOrEqual(tol);
+}
