@@ -106,6 +106,7 @@ export async function runSweep(
   if (!(budget > 0)) throw new Error(`memoryBudgetBytes must be positive, got ${budget}`);
   const started = Date.now();
   let done = 0;
+  const finished = new Uint8Array(scores.length); // 1 where scores[i] holds a finished run
   const report = async (n: number) => {
     done += n;
     const elapsedMs = Date.now() - started;
@@ -115,7 +116,6 @@ export async function runSweep(
     throwIfAborted(options.signal);
   };
   throwIfAborted(options.signal);
-  const finished = new Uint8Array(scores.length);
 
   const record = (patch: Patch, logits: Tensor) => {
     const value = metric(logits);
