@@ -14,6 +14,7 @@ import { pathToFileURL } from "node:url";
 import { Bench } from "tinybench";
 import { Engine, supportsRelaxedSimd } from "../dist/index.js";
 import { loadTfjsWasm, tfjsMatMul } from "./peers/tfjs.js";
+import { relError } from "./check.js";
 
 const MS = [16, 64, 512];
 /** [k, n]: GPT-2-small weights are [in, out], so C[m, n] = X[m, k] · W[k, n]. */
@@ -32,17 +33,6 @@ function fill(n, seed) {
     out[i] = s / 2147483648 - 1;
   }
   return out;
-}
-
-/** max |a - b| / max |b| */
-function relError(a, b) {
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    ref = Math.max(ref, Math.abs(b[i]));
-  }
-  return diff / Math.max(ref, 1e-30);
 }
 
 /** The shapes to run: every M × (K, N) pair, plus the transposed unembedding (tied W_E: [n, k]). */

@@ -8,6 +8,7 @@
 import { pathToFileURL } from "node:url";
 import { Bench } from "tinybench";
 import { Engine, supportsRelaxedSimd } from "../dist/index.js";
+import { relError } from "./check.js";
 
 const D_MODEL = 768;
 const N_HEADS = 12;
@@ -26,17 +27,6 @@ function randn(n, seed, std = 1) {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
   return out;
-}
-
-/** max |a - b| / max |b| */
-function relError(a, b) {
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    ref = Math.max(ref, Math.abs(b[i]));
-  }
-  return diff / Math.max(ref, 1e-30);
 }
 
 /**
