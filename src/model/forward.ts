@@ -29,7 +29,10 @@ export interface ForwardPlan {
    * and values come from `prefix`; hooks then see only positions [posStart, pos).
    */
   posStart?: number;
-  /** Keys and values of block `layer` for every position [batch, pos, nHeads, dHead]; the first posStart are read. */
+  /**
+   * Keys and values of block `layer` for every position [b, pos, nKvHeads, dHead]; the first posStart
+   * are read. b may divide batch (stacked copies of one batch): row r reads kept row r % b.
+   */
   prefix?: (layer: number) => { k: Float32Array; v: Float32Array };
   /**
    * In the last block, compute keys and values at every position but queries, the attention
@@ -287,12 +290,14 @@ function rotaryTables(heap: Float32Array, ids: Int32Array, B: number, P: number,
   }
 }
 
-/** full [B, P, Hd] = kept[b, 0:s] then computed [B, P - s, Hd]. */
+/** full [B, P, Hd] = kept[b mod keptRows, 0:s] then computed [B, P - s, Hd]. */
 function assemble(heap: Float32Array, kept: Float32Array, computed: number, full: number, B: number, P: number, s: number, Hd: number): void {
   const n = P - s;
+  const keptRows = kept.length / (P * Hd);
   for (let b = 0; b < B; b++) {
     const dst = (full >>> 2) + b * P * Hd;
-    heap.set(kept.subarray(b * P * Hd, (b * P + s) * Hd), dst);
+    const from = (b % keptRows) * P * Hd;
+    heap.set(kept.subarray(from, from + s * Hd), dst);
     const src = (computed >>> 2) + b * n * Hd;
     heap.copyWithin(dst + s * Hd, src, src + n * Hd);
   }

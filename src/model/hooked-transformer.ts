@@ -37,8 +37,9 @@ export interface ForwardOptions {
   lastPositionOnly?: boolean;
   /**
    * Advanced: reuse the first `length` positions of an earlier run of the same tokens. Their keys
-   * and values come from `keysValues(layer)` (each [batch or a divisor of it, pos, nHeads, dHead],
-   * e.g. a cache's `hook_k`/`hook_v`; a smaller batch is repeated cyclically), only positions
+   * and values come from `keysValues(layer)` (each [batch or a divisor of it, pos, nKeyValueHeads, dHead],
+   * e.g. a cache's `hook_k` (`hook_rot_k` with rotary embeddings) and `hook_v`; a smaller batch is
+   * repeated cyclically), only positions
    * [length, pos) are computed, `residual` (with startAtLayer) covers only those, and hooks and
    * outputs see only those (a hook's `positionStart` is `length`).
    */
@@ -328,24 +329,20 @@ export class HookedTransformer {
     return value;
   }
 
-  /** Checks kept keys/values and expands a smaller (stacked-copies) batch to the forward's batch. */
+  /** Checks the kept keys and values of each layer; a smaller batch (stacked copies) is read cyclically by the forward. */
   private prefixReader(keysValues: (layer: number) => { k: Tensor; v: Tensor }, batch: TokenBatch) {
     const { nKeyValueHeads: H, dHead: d } = this.cfg;
-    const perRow = batch.pos * H * d;
     return (layer: number) => {
       const kv = keysValues(layer);
-      const expand = (t: Tensor, which: string) => {
+      const check = (t: Tensor, which: string) => {
         const rows = t.shape[0]!;
         if (t.ndim !== 4 || t.shape[1] !== batch.pos || t.shape[2] !== H || t.shape[3] !== d || batch.batch % rows !== 0) {
           throw new Error(`forward: keptPrefix ${which} of layer ${layer} has shape [${t.shape.join(", ")}]; ` +
             `expected [b, ${batch.pos}, ${H}, ${d}] with b dividing ${batch.batch}`);
         }
-        if (rows === batch.batch) return t.data;
-        const out = new Float32Array(batch.batch * perRow);
-        for (let r = 0; r < batch.batch; r += rows) out.set(t.data, r * perRow);
-        return out;
+        return t.data;
       };
-      return { k: expand(kv.k, "k"), v: expand(kv.v, "v") };
+      return { k: check(kv.k, "k"), v: check(kv.v, "v") };
     };
   }
 

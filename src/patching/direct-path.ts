@@ -161,8 +161,20 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     return w;
   };
 
-  // delta [R, D]: the clean minus corrupted residual write of the source head.
+  // delta [R, D]: the clean minus corrupted residual write of the source head. Each of the
+  // source's destination layers reads it once; it is dropped after the last.
+  const deltas = new Map<string, { delta: Float32Array; uses: number }>();
   const deltaOf = (sl: number, sh: number): Float32Array => {
+    const key = `${sl}.${sh}`;
+    let entry = deltas.get(key);
+    if (entry === undefined) {
+      entry = { delta: computeDelta(sl, sh), uses: L - sl - 1 };
+      deltas.set(key, entry);
+    }
+    if (--entry.uses === 0) deltas.delete(key);
+    return entry.delta;
+  };
+  const computeDelta = (sl: number, sh: number): Float32Array => {
     const name = `blocks.${sl}.attn.hook_z`;
     const zc = cached(cleanCache, "cleanCache", name).data;
     const zr = cached(corruptedCache, "corruptedCache", name).data;
