@@ -55,8 +55,7 @@ export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
     return;
   }
   // Even K blocks: 769 becomes 2×385 rather than 512 + 257.
-  const kBlocks = (k + KC - 1) / KC;
-  const kcMax = (k + kBlocks - 1) / kBlocks;
+  const kcMax = blockDepth(k);
   const ldaBytes = <usize>lda << 2;
   const ldbBytes = <usize>ldb << 2;
   const ldcBytes = <usize>ldc << 2;
@@ -73,10 +72,10 @@ export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
       const cRows = c + <usize>ic * ldcBytes;
       for (let jc = 0; jc < n; jc += NB * NR) {
         const nc = min(NB * NR, n - jc);
-        if (transB) packBT(bBlock + <usize>jc * ldbBytes, ldbBytes, kc, nc);
-        else packB(bBlock + (<usize>jc << 2), ldbBytes, kc, nc);
+        if (transB) packBT(packedB, bBlock + <usize>jc * ldbBytes, ldbBytes, kc, nc);
+        else packB(packedB, bBlock + (<usize>jc << 2), ldbBytes, kc, nc);
         const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
-        groupKernel(aRows, ldaBytes, cRows + (<usize>jc << 2), ldcBytes, biasCols, mc, nc, kc, add);
+        groupKernel(aRows, ldaBytes, packedB, cRows + (<usize>jc << 2), ldcBytes, biasCols, mc, nc, kc, add);
       }
     }
   }
@@ -97,6 +96,74 @@ export function gemmBatched(batch: i32, a: usize, strideA: i32, lda: i32, b: usi
   }
 }
 
+/** Depth of gemm's K blocks for depth k: the same split gemm and gemmPacked use. */
+// @ts-ignore: decorator
+@inline function blockDepth(k: i32): i32 {
+  const kBlocks = (k + KC - 1) / KC;
+  return (k + kBlocks - 1) / kBlocks;
+}
+
+/**
+ * Packs a whole B once, for any number of gemmPacked calls: the layout gemm builds
+ * group by group in its scratch, kept for good. b: [k, n] (ldb), or [n, k] when transB = 1.
+ * out: [k / kc blocks][ceil(n / NR) slivers][kc][NR] floats, k·ceil(n / NR)·NR in all;
+ * K block p starts at float p·kcMax·nPad, sliver s of a block of depth kc at kc·NR·s.
+ */
+export function prepackB(b: usize, ldb: i32, k: i32, n: i32, transB: i32, out: usize): void {
+  if (k <= 0 || n <= 0) return;
+  const kcMax = blockDepth(k);
+  const ldbBytes = <usize>ldb << 2;
+  const nPad = <usize>((n + NR - 1) & ~(NR - 1));
+  for (let pc = 0; pc < k; pc += kcMax) {
+    const kc = min(kcMax, k - pc);
+    const bBlock = transB ? b + (<usize>pc << 2) : b + <usize>pc * ldbBytes;
+    const outBlock = out + ((<usize>pc * nPad) << 2);
+    for (let jc = 0; jc < n; jc += NB * NR) {
+      const nc = min(NB * NR, n - jc);
+      const dst = outBlock + ((<usize>kc * <usize>jc) << 2);
+      if (transB) packBT(dst, bBlock + <usize>jc * ldbBytes, ldbBytes, kc, nc);
+      else packB(dst, bBlock + (<usize>jc << 2), ldbBytes, kc, nc);
+    }
+  }
+}
+
+/**
+ * gemm with a B that prepackB packed: C[:, j0:j1] = A·B[:, j0:j1] + bias (or +=), bit for bit
+ * what gemm computes. n is B's full width (it fixes the packed layout); j0 must be a multiple
+ * of NR·NB (32) and j1 <= n, so callers can split the columns of one product between threads.
+ * c and bias point at column 0.
+ */
+export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, bias: usize,
+  m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32): void {
+  if (m <= 0 || j1 <= j0) return;
+  if (k <= 0) {
+    biasOnly(c + (<usize>j0 << 2), ldc, bias != 0 ? bias + (<usize>j0 << 2) : 0, m, j1 - j0, accumulate);
+    return;
+  }
+  const kcMax = blockDepth(k);
+  const nPad = <usize>((n + NR - 1) & ~(NR - 1));
+  const ldaBytes = <usize>lda << 2;
+  const ldcBytes = <usize>ldc << 2;
+  for (let pc = 0; pc < k; pc += kcMax) {
+    const kc = min(kcMax, k - pc);
+    const first = pc == 0;
+    const add = first ? accumulate : 1;
+    const aBlock = a + (<usize>pc << 2);
+    const packedBlock = packed + ((<usize>pc * nPad) << 2);
+    for (let ic = 0; ic < m; ic += MC) {
+      const mc = min(MC, m - ic);
+      const aRows = aBlock + <usize>ic * ldaBytes;
+      const cRows = c + <usize>ic * ldcBytes;
+      for (let jc = j0; jc < j1; jc += NB * NR) {
+        const nc = min(NB * NR, j1 - jc);
+        const pb = packedBlock + ((<usize>kc * <usize>jc) << 2);
+        const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
+        groupKernel(aRows, ldaBytes, pb, cRows + (<usize>jc << 2), ldcBytes, biasCols, mc, nc, kc, add);
+      }
+    }
+  }
+}
+
 /** k = 0: the product is empty, so C = bias (or 0), or C += bias. */
 function biasOnly(c: usize, ldc: i32, bias: usize, m: i32, n: i32, accumulate: i32): void {
   const ldcBytes = <usize>ldc << 2;
@@ -111,14 +178,13 @@ function biasOnly(c: usize, ldc: i32, bias: usize, m: i32, n: i32, accumulate: i
   }
 }
 
-/** C[mc, nc] (=|+=) A[mc, kc] · packedB (nc <= NB·NR), sliver by sliver. */
-function groupKernel(a: usize, ldaBytes: usize, c: usize, ldcBytes: usize, bias: usize,
+/** C[mc, nc] (=|+=) A[mc, kc] · B slivers at pb ([nc/NR][kc][NR], nc <= NB·NR), sliver by sliver. */
+function groupKernel(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize,
   mc: i32, nc: i32, kc: i32, add: i32): void {
   const bSliver = <usize>(kc * NR) << 2;
   const mFull = mc & ~(MR - 1);
   const mTail = mc - mFull;
   if (mTail != 0) packATail(a + <usize>mFull * ldaBytes, ldaBytes, mTail, kc);
-  let pb = packedB;
   for (let jr = 0; jr < nc; jr += NR) {
     const nr = min(NR, nc - jr);
     const cCol = c + (<usize>jr << 2);
@@ -230,8 +296,8 @@ function packATail(a: usize, ldaBytes: usize, mr: i32, kc: i32): void {
   }
 }
 
-/** B group b: [kc, nc] (ldbBytes), nc <= NB·NR -> packedB: [NB][kc][NR], zero columns past nc. */
-function packB(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
+/** B group b: [kc, nc] (ldbBytes), nc <= NB·NR -> dst: [ceil(nc/NR)][kc][NR], zero columns past nc. */
+function packB(dst: usize, b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
   const sliver = <usize>(kc * NR) << 2;
   if (nc == NB * NR) {
     // Row by row, so each row of B is read as whole cache lines; unrolled over the NB = 4 slivers.
@@ -239,7 +305,6 @@ function packB(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
     const s2 = sliver << 1;
     const s3 = s2 + sliver;
     let src = b;
-    let dst = packedB;
     for (let p = 0; p < kc; p++) {
       v128.store(dst, v128.load(src));
       v128.store(dst, v128.load(src, 16), 16);
@@ -254,7 +319,6 @@ function packB(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
     }
     return;
   }
-  let dst = packedB;
   for (let jr = 0; jr < nc; jr += NR) {
     const nr = min(NR, nc - jr);
     let src = b + (<usize>jr << 2);
@@ -277,9 +341,8 @@ function packB(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
   }
 }
 
-/** B group stored transposed, b: [nc, kc] (ldbBytes), nc <= NB·NR -> packedB: [NB][kc][NR]. */
-function packBT(b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
-  let dst = packedB;
+/** B group stored transposed, b: [nc, kc] (ldbBytes), nc <= NB·NR -> dst: [ceil(nc/NR)][kc][NR]. */
+function packBT(dst: usize, b: usize, ldbBytes: usize, kc: i32, nc: i32): void {
   for (let jr = 0; jr < nc; jr += NR) {
     const nr = min(NR, nc - jr);
     const r0 = b + <usize>jr * ldbBytes;

@@ -23,6 +23,19 @@ export interface Kernels {
    */
   gemmBatched(batch: number, a: number, strideA: number, lda: number, b: number, strideB: number, ldb: number,
     c: number, strideC: number, ldc: number, m: number, n: number, k: number, transB: number, accumulate: number): void;
+  /**
+   * Packs B once for any number of {@link Kernels.gemmPacked} products (weights, packed at upload).
+   * b: [k, n] (ldb), or [n, k] when transB = 1 -> out: {@link packedBLength}(k, n) floats in the
+   * layout gemm packs into its scratch: K blocks of depth kc, each [ceil(n / 8) slivers][kc][8].
+   */
+  prepackB(b: number, ldb: number, k: number, n: number, transB: number, out: number): void;
+  /**
+   * gemm on a prepacked B, bit for bit what gemm gives: C[:, j0:j1] = A·B[:, j0:j1] + bias, or +=
+   * when `accumulate` is 1. n is B's full width; c and bias point at column 0; j0 is a multiple of
+   * 32, j1 <= n (so threads can split the columns of one product).
+   */
+  gemmPacked(a: number, lda: number, packed: number, c: number, ldc: number, bias: number,
+    m: number, n: number, k: number, accumulate: number, j0: number, j1: number): void;
 
   // ---- layernorm (assembly/layernorm.ts) ----
   /**
@@ -87,9 +100,14 @@ export interface Kernels {
 
 /** Names of every kernel, for tests and for binding the WASM exports. */
 export const KERNEL_NAMES = [
-  "gemm", "gemmBatched",
+  "gemm", "gemmBatched", "prepackB", "gemmPacked",
   "layerNorm", "rmsNorm", "addLayerNorm",
   "attnScores", "attnApplyPattern", "attention",
   "geluNew", "geluExact", "silu", "swiglu", "softmax", "logSoftmax", "rotary",
   "add", "mul", "scale", "addRow",
 ] as const satisfies readonly (keyof Kernels)[];
+
+/** Floats a B of depth k and width n takes once packed by {@link Kernels.prepackB}: n rounded up to 8 columns. */
+export function packedBLength(k: number, n: number): number {
+  return k * Math.ceil(n / 8) * 8;
+}

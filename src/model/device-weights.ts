@@ -1,22 +1,28 @@
 import type { Engine } from "../engine/engine.js";
+import { packedBLength } from "../engine/kernels.js";
 import type { HookedTransformerConfig } from "./config.js";
 import { kvName, type Weights } from "./weights.js";
 
-/** Byte pointers of one block's parameters in the engine's memory, in the layouts the kernels read. */
+/**
+ * Byte pointers of one block's parameters in the engine's memory, in the layouts the kernels read.
+ * Matrices marked "packed" are the [in, out] matrix packed once by `prepackB` for `gemmPacked`.
+ */
 export interface BlockPointers {
-  wq: number; wk: number; wv: number; // [D, H*d] and [D, Hk*d]: x @ w gives q in [rows, H, d] order
+  wq: number; wk: number; wv: number; // packed [D, H*d] and [D, Hk*d]: x @ w gives q in [rows, H, d] order
   bq: number; bk: number; bv: number; // [H*d], [Hk*d]
-  wo: number; bo: number;             // [H*d, D], [D]
-  wgate: number;                      // [D, M], or 0 without a gated MLP
-  win: number; bin: number;           // [D, M], [M]
-  wout: number; bout: number;         // [M, D], [D]
+  wo: number;                         // packed [H*d, D]
+  woHeads: number;                    // [H*d, D] unpacked: rows h*d..(h+1)*d are head h's W_O (hook_result)
+  bo: number;                         // [D]
+  wgate: number;                      // packed [D, M], or 0 without a gated MLP
+  win: number; bin: number;           // packed [D, M], [M]
+  wout: number; bout: number;         // packed [M, D], [D]
 }
 
 export interface DevicePointers {
   wE: number;   // [V, D]
   wPos: number; // [nCtx, D], or 0 with rotary embeddings
   blocks: BlockPointers[];
-  wU: number;   // [D, V]
+  wU: number;   // packed [D, V]
   bU: number;   // [V]
 }
 
@@ -61,6 +67,14 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
     return out;
   };
   const up = (data: Float32Array) => engine.upload(data);
+  // A [rows, cols] matrix packed for gemmPacked; the unpacked copy lives only during the call.
+  const upPacked = (data: Float32Array, rows: number, cols: number) => {
+    const raw = engine.upload(data);
+    const packed = engine.alloc(packedBLength(rows, cols));
+    engine.kernels.prepackB(raw, cols, rows, cols, 0, packed);
+    engine.free(raw);
+    return packed;
+  };
 
   const blocks: BlockPointers[] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
@@ -73,12 +87,15 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
     const v = foldInto(headsToColumns(get(`${a}${kvName(cfg, "W_V")}`), Hk), get(`${a}${kvName(cfg, "b_V")}`), Hk * d, ln1);
     const mlpIn = foldInto(get(`${m}W_in`), cfg.gatedMlp ? new Float32Array(cfg.dMlp) : get(`${m}b_in`), cfg.dMlp, ln2);
     const gate = cfg.gatedMlp ? foldInto(get(`${m}W_gate`), new Float32Array(cfg.dMlp), cfg.dMlp, ln2) : undefined;
+    const { dModel, dMlp } = cfg;
     blocks.push({
-      wq: up(q.W), wk: up(k.W), wv: up(v.W), bq: up(q.bias), bk: up(k.bias), bv: up(v.bias),
-      wo: up(get(`${a}W_O`)), bo: up(get(`${a}b_O`)),
+      wq: upPacked(q.W, dModel, H * d), wk: upPacked(k.W, dModel, Hk * d), wv: upPacked(v.W, dModel, Hk * d),
+      bq: up(q.bias), bk: up(k.bias), bv: up(v.bias),
+      wo: upPacked(get(`${a}W_O`), H * d, dModel), woHeads: up(get(`${a}W_O`)), bo: up(get(`${a}b_O`)),
       // A gated MLP adds b_in after the product (as TransformerLens); its projections carry no bias.
-      wgate: gate ? up(gate.W) : 0,
-      win: up(mlpIn.W), bin: up(cfg.gatedMlp ? get(`${m}b_in`) : mlpIn.bias), wout: up(get(`${m}W_out`)), bout: up(get(`${m}b_out`)),
+      wgate: gate ? upPacked(gate.W, dModel, dMlp) : 0,
+      win: upPacked(mlpIn.W, dModel, dMlp), bin: up(cfg.gatedMlp ? get(`${m}b_in`) : mlpIn.bias),
+      wout: upPacked(get(`${m}W_out`), dMlp, dModel), bout: up(get(`${m}b_out`)),
     });
   }
   const unembed = foldInto(get("unembed.W_U"), get("unembed.b_U"), cfg.dVocab, lnOf("ln_final"));
@@ -86,7 +103,7 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
     wE: up(get("embed.W_E")),
     wPos: cfg.positionalEmbeddingType === "standard" ? up(get("pos_embed.W_pos")) : 0,
     blocks,
-    wU: up(unembed.W),
+    wU: upPacked(unembed.W, D, cfg.dVocab),
     bU: up(unembed.bias),
   };
 }

@@ -156,14 +156,14 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       fire(`${b}hook_resid_pre`, resid, [B, n, D], l, start);
 
       normalize(resid, `${b}ln1`, l);
-      k.gemm(buf.norm, D, p.wk, Hkd, buf.k, Hkd, p.bk, rows(), Hkd, D, 0, 0);
-      k.gemm(buf.norm, D, p.wv, Hkd, buf.v, Hkd, p.bv, rows(), Hkd, D, 0, 0);
+      k.gemmPacked(buf.norm, D, p.wk, buf.k, Hkd, p.bk, rows(), Hkd, D, 0, 0, Hkd);
+      k.gemmPacked(buf.norm, D, p.wv, buf.v, Hkd, p.bv, rows(), Hkd, D, 0, 0, Hkd);
       const pruneHere = prune && l === cfg.nLayers - 1;
       // Queries of every computed position, or (pruned) of each row's last one: a strided operand.
       const qn = pruneHere ? 1 : n;
       const qStart = pruneHere ? P - 1 : start;
-      if (pruneHere) k.gemm(buf.norm + (n - 1) * D * 4, n * D, p.wq, Hd, buf.q, Hd, p.bq, B, Hd, D, 0, 0);
-      else k.gemm(buf.norm, D, p.wq, Hd, buf.q, Hd, p.bq, rows(), Hd, D, 0, 0);
+      if (pruneHere) k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, p.wq, buf.q, Hd, p.bq, B, Hd, D, 0, 0, Hd);
+      else k.gemmPacked(buf.norm, D, p.wq, buf.q, Hd, p.bq, rows(), Hd, D, 0, 0, Hd);
       fire(`${b}attn.hook_q`, buf.q, [B, qn, H, d], l, qStart);
       fire(`${b}attn.hook_k`, buf.k, [B, n, Hk, d], l, start);
       fire(`${b}attn.hook_v`, buf.v, [B, n, Hk, d], l, start);
@@ -206,12 +206,12 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       if (cfg.useAttnResult) {
         // result[:, h, :] = z[:, h, :] @ W_O[h]: one gemm per head, strided into [rows, H, D].
         for (let h = 0; h < H; h++) {
-          k.gemm(buf.z + h * d * 4, Hd, p.wo + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, rows(), D, d, 0, 0);
+          k.gemm(buf.z + h * d * 4, Hd, p.woHeads + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, rows(), D, d, 0, 0);
         }
         fire(`${b}attn.hook_result`, buf.result, [B, n, H, D], l, start);
         sumHeads(engine.heap(), buf.result, p.bo, buf.attnOut, rows(), H, D);
       } else {
-        k.gemm(buf.z, Hd, p.wo, D, buf.attnOut, D, p.bo, rows(), D, Hd, 0, 0);
+        k.gemmPacked(buf.z, Hd, p.wo, buf.attnOut, D, p.bo, rows(), D, Hd, 0, 0, D);
       }
       fire(`${b}hook_attn_out`, buf.attnOut, [B, n, D], l, start);
       k.add(resid, buf.attnOut, resid, rows() * D);
@@ -220,22 +220,22 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       normalize(resid, `${b}ln2`, l);
       if (cfg.gatedMlp) {
         // post = act(x @ W_gate) * (x @ W_in) + b_in, as TransformerLens's gated MLP.
-        k.gemm(buf.norm, D, p.wgate, M, buf.pre, M, 0, rows(), M, D, 0, 0);
+        k.gemmPacked(buf.norm, D, p.wgate, buf.pre, M, 0, rows(), M, D, 0, 0, M);
         fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
-        k.gemm(buf.norm, D, p.win, M, buf.preLinear, M, 0, rows(), M, D, 0, 0);
+        k.gemmPacked(buf.norm, D, p.win, buf.preLinear, M, 0, rows(), M, D, 0, 0, M);
         fire(`${b}mlp.hook_pre_linear`, buf.preLinear, [B, n, M], l, start);
         if (cfg.actFn !== "silu") throw new Error(`a gated MLP with ${cfg.actFn} is not supported`);
         k.swiglu(buf.pre, buf.preLinear, buf.post, rows() * M);
         k.addRow(buf.post, p.bin, buf.post, rows(), M);
       } else {
-        k.gemm(buf.norm, D, p.win, M, buf.pre, M, p.bin, rows(), M, D, 0, 0);
+        k.gemmPacked(buf.norm, D, p.win, buf.pre, M, p.bin, rows(), M, D, 0, 0, M);
         fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
         if (cfg.actFn === "gelu_new") k.geluNew(buf.pre, buf.post, rows() * M);
         else if (cfg.actFn === "gelu") k.geluExact(buf.pre, buf.post, rows() * M);
         else k.silu(buf.pre, buf.post, rows() * M);
       }
       fire(`${b}mlp.hook_post`, buf.post, [B, n, M], l, start);
-      k.gemm(buf.post, M, p.wout, D, buf.mlpOut, D, p.bout, rows(), D, M, 0, 0);
+      k.gemmPacked(buf.post, M, p.wout, buf.mlpOut, D, p.bout, rows(), D, M, 0, 0, D);
       fire(`${b}hook_mlp_out`, buf.mlpOut, [B, n, D], l, start);
       k.add(resid, buf.mlpOut, resid, rows() * D);
       fire(`${b}hook_resid_post`, resid, [B, n, D], l, start);
@@ -246,10 +246,10 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
     if (logitRows === 0) return {};
     if (plan.unembed === "last") {
       // Row b*n + n-1 of each sequence: a strided A operand, no gather.
-      k.gemm(buf.norm + (n - 1) * D * 4, n * D, w.wU, V, buf.logits, V, w.bU, B, V, D, 0, 0);
+      k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, w.wU, buf.logits, V, w.bU, B, V, D, 0, 0, V);
       return { logits: new Tensor(engine.download(buf.logits, B * V), [B, 1, V]) };
     }
-    k.gemm(buf.norm, D, w.wU, V, buf.logits, V, w.bU, rows(), V, D, 0, 0);
+    k.gemmPacked(buf.norm, D, w.wU, buf.logits, V, w.bU, rows(), V, D, 0, 0, V);
     return { logits: new Tensor(engine.download(buf.logits, rows() * V), [B, n, V]) };
   } finally {
     for (const ptr of allocated) engine.free(ptr);

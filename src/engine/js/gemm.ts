@@ -54,3 +54,77 @@ export function gemmBatched(heap: Float32Array, batch: number, a: number, stride
       0, m, n, k, transB, accumulate);
   }
 }
+
+/** Floats per sliver row of a packed B (assembly/gemm.ts NR). */
+const NR = 8;
+/** Deepest K block of a packed B (assembly/gemm.ts KC). */
+const KC = 512;
+
+/** Depth of the K blocks of a packed B of depth k: k split into equal blocks of at most KC. */
+export function packedBlockDepth(k: number): number {
+  const blocks = Math.ceil(k / KC);
+  return Math.ceil(k / blocks);
+}
+
+/** Float index of B[p, j] in a packed B of depth k and width n (the layout prepackB documents). */
+function packedIndex(p: number, j: number, k: number, n: number): number {
+  const kcMax = packedBlockDepth(k);
+  const nPad = Math.ceil(n / NR) * NR;
+  const block = Math.floor(p / kcMax);
+  const pc = block * kcMax;
+  const kc = Math.min(kcMax, k - pc);
+  return pc * nPad + kc * (j - (j % NR)) + (p - pc) * NR + (j % NR);
+}
+
+/**
+ * Packs a whole B for gemmPacked. b: [k, n] (ldb), or [n, k] when transB = 1.
+ * out: [K blocks][ceil(n / 8) slivers][kc][8] floats (k·ceil(n / 8)·8 in all), columns past n zero.
+ */
+export function prepackB(heap: Float32Array, b: number, ldb: number, k: number, n: number, transB: number, out: number): void {
+  const B = b >>> 2;
+  const O = out >>> 2;
+  const nPad = Math.ceil(n / NR) * NR;
+  for (let p = 0; p < k; p++) {
+    for (let j = 0; j < nPad; j++) {
+      const value = j >= n ? 0 : transB === 0 ? heap[B + p * ldb + j]! : heap[B + j * ldb + p]!;
+      heap[O + packedIndex(p, j, k, n)] = value;
+    }
+  }
+}
+
+/**
+ * gemm with a B packed by prepackB: C[:, j0:j1] = A·B[:, j0:j1] + bias, or += when `accumulate` is 1.
+ * n is B's full width; c and bias point at column 0; j0 is a multiple of 32.
+ */
+export function gemmPacked(heap: Float32Array, a: number, lda: number, packed: number, c: number, ldc: number,
+  bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number): void {
+  if (j1 <= j0) return;
+  const A = a >>> 2;
+  const P = packed >>> 2;
+  const C = c >>> 2;
+  const bi = bias >>> 2;
+  const kcMax = packedBlockDepth(k);
+  const nPad = Math.ceil(n / NR) * NR;
+  const width = j1 - j0;
+  const row = new Float64Array(width);
+  for (let i = 0; i < m; i++) {
+    row.fill(0);
+    const ai = A + i * lda;
+    // Row p of B sits in K block floor(p / kcMax); within it, column j is in sliver floor(j / 8).
+    for (let pc = 0; pc < k; pc += kcMax) {
+      const kc = Math.min(kcMax, k - pc);
+      for (let p = pc; p < pc + kc; p++) {
+        const aip = heap[ai + p]!;
+        const rowBase = P + pc * nPad + (p - pc) * NR;
+        for (let j = j0; j < j1; j++) row[j - j0]! += aip * heap[rowBase + kc * (j - (j % NR)) + (j % NR)]!;
+      }
+    }
+    const ci = C + i * ldc;
+    for (let j = j0; j < j1; j++) {
+      let s = row[j - j0]!;
+      if (bias !== 0) s += heap[bi + j]!;
+      if (accumulate !== 0) s += heap[ci + j]!;
+      heap[ci + j] = s;
+    }
+  }
+}
