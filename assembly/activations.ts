@@ -5,8 +5,7 @@
 // formula, so an element gives the same bits wherever it sits in a row.
 import { madd, hsum } from "./simd";
 import { scale } from "./elementwise";
-
-const TAIL = memory.data(16, 16);
+import { lanes } from "./scratch";
 
 // ---- exp on four lanes ----------------------------------------------------------
 
@@ -149,15 +148,15 @@ const G8: f32 = 0.023481417447328568;
 
 // @ts-ignore: decorator
 @inline function loadTail(src: usize, count: usize, fill: f32): v128 {
-  v128.store(TAIL, f32x4.splat(fill));
-  for (let i: usize = 0; i < count; i++) store<f32>(TAIL + (i << 2), load<f32>(src + (i << 2)));
-  return v128.load(TAIL);
+  v128.store(lanes, f32x4.splat(fill));
+  for (let i: usize = 0; i < count; i++) store<f32>(lanes + (i << 2), load<f32>(src + (i << 2)));
+  return v128.load(lanes);
 }
 
 // @ts-ignore: decorator
 @inline function storeTail(dst: usize, count: usize, v: v128): void {
-  v128.store(TAIL, v);
-  for (let i: usize = 0; i < count; i++) store<f32>(dst + (i << 2), load<f32>(TAIL + (i << 2)));
+  v128.store(lanes, v);
+  for (let i: usize = 0; i < count; i++) store<f32>(dst + (i << 2), load<f32>(lanes + (i << 2)));
 }
 
 /** x: [n] -> out: [n] = gelu_new(x); out may alias x. */

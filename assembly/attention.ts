@@ -7,12 +7,13 @@
 // four at a time so each q (or z) vector load serves four keys.
 import { madd, hsum } from "./simd";
 import { expShiftedSum } from "./activations";
+import { scoreRow, SCORE_ROW_BYTES } from "./scratch";
 
 // One row of scores for the fused kernel; longer rows are processed in chunks of this many
 // keys with an online-softmax rescale between chunks. A multiple of 4, so the four-key
 // grouping (and hence every score's bits) is the same as in attnScores.
 const CHUNK: i32 = 4096;
-const ROW = memory.data(<i32>CHUNK << 2, 16);
+if (<usize>(CHUNK << 2) > SCORE_ROW_BYTES) ERROR("attention's CHUNK outgrew its scratch row in scratch.ts");
 
 // [a0, a1, a2, a3] -> [sum(a0), sum(a1), sum(a2), sum(a3)] in four shuffles and three adds
 // (four separate horizontal sums would cost twelve lane extracts).
@@ -276,8 +277,8 @@ export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize
         for (let c0 = 0; c0 <= last; c0 += CHUNK) {
           const n = min(CHUNK, last + 1 - c0);
           const kc = kb + kvOff + <usize>c0 * kvStride;
-          let cm = scoreKeys(qi, kc, kvStride, n, dHead, scale, ROW);
-          if (mb != 0) cm = maskAndMax(ROW, mb + (<usize>c0 << 2), n);
+          let cm = scoreKeys(qi, kc, kvStride, n, dHead, scale, scoreRow);
+          if (mb != 0) cm = maskAndMax(scoreRow, mb + (<usize>c0 << 2), n);
           if (cm == -Infinity) continue; // every key of this chunk is masked
           if (cm > m) {
             if (m != -Infinity) {
@@ -287,8 +288,8 @@ export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize
             }
             m = cm;
           }
-          l += expShiftedSum(ROW, ROW, n, m);
-          accumulateValues(ROW, vb + kvOff + <usize>c0 * kvStride, kvStride, n, dHead, zi);
+          l += expShiftedSum(scoreRow, scoreRow, n, m);
+          accumulateValues(scoreRow, vb + kvOff + <usize>c0 * kvStride, kvStride, n, dHead, zi);
         }
         if (l > 0) scaleRow(zi, dHead, <f32>1 / l);
       }

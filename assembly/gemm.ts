@@ -20,6 +20,7 @@
 // arrive as i32 and are widened before they are multiplied.
 
 import { madd } from "./simd";
+import { packedB, aTail, edgeTile, PACKED_B_BYTES, A_TAIL_BYTES, EDGE_TILE_BYTES } from "./scratch";
 
 /** Rows of C per register tile (one broadcast of A per row and k). */
 const MR = 4;
@@ -35,12 +36,11 @@ const KC = 512;
 /** Rows of A per block: MC×KC×4 = 512 KiB of A stays in L2 while every B group reuses it. */
 const MC = 256;
 
-// Static scratch (below __heap_base, never allocated at run time); the module's
-// initial memory (asconfig initialMemory) must hold it.
+// Scratch (scratch.ts, one block per module instance):
 // packedB: [NB][kc][NR] ; aTail: [MR][kc] ; edgeTile: [MR][NR]
-const packedB: usize = memory.data(NB * KC * NR * 4, 64);
-const aTail: usize = memory.data(MR * KC * 4, 64);
-const edgeTile: usize = memory.data(MR * NR * 4, 64);
+if (<usize>(NB * KC * NR * 4) > PACKED_B_BYTES || <usize>(MR * KC * 4) > A_TAIL_BYTES || <usize>(MR * NR * 4) > EDGE_TILE_BYTES) {
+  ERROR("gemm's blocking constants outgrew its scratch in scratch.ts");
+}
 
 /**
  * C = A·op(B) + bias, or C += A·op(B) + bias when `accumulate` is 1.

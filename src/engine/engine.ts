@@ -1,6 +1,8 @@
 import { Allocator } from "./allocator.js";
 import { KERNEL_NAMES, type Kernels } from "./kernels.js";
 import { createJsKernels } from "./js/index.js";
+import { parallelKernels } from "./parallel-kernels.js";
+import { CONTROL_BYTES, ThreadPool } from "./thread-pool.js";
 import {
   compileWasm, defaultWasmUrl, supportsRelaxedSimd, supportsSimd, type WasmSource, type WasmVariant,
 } from "./wasm-loader.js";
@@ -18,6 +20,17 @@ export interface EngineOptions {
    * chosen variant. Default: `build/hooklens-<variant>.wasm` inside this package.
    */
   wasm?: WasmSource;
+  /**
+   * Threads that run the kernels (default 1). With 2 or more, the engine loads the shared-memory
+   * build (`build/hooklens-<variant>-mt.wasm`; a `wasm` source must then be that build) and
+   * starts `threads - 1` helpers (worker_threads in Node, Web Workers elsewhere) that split
+   * each large kernel call with the calling thread. Results are bit for bit the same as with one
+   * thread. Where shared memory or workers are missing (Cloudflare Workers, browser pages without
+   * cross-origin isolation) the engine runs on one thread: check {@link Engine.threads} and
+   * {@link Engine.threadsNote}. A threaded engine's calls block the calling thread, which in a
+   * browser should be a Worker.
+   */
+  threads?: number;
 }
 
 const MAX_MEMORY_BYTES = 65536 * 65536; // 4 GiB: the module's maximumMemory
@@ -36,9 +49,12 @@ const MAX_MEMORY_BYTES = 65536 * 65536; // 4 GiB: the module's maximumMemory
  * ```
  */
 export class Engine {
-  readonly kernels: Kernels;
+  private kernelSet: Kernels;
   private readonly allocator: Allocator;
   private heapView: Float32Array;
+  private pool: ThreadPool | undefined;
+  private threadCount = 1;
+  private note: string | undefined;
 
   private constructor(
     readonly backend: BackendName,
@@ -50,8 +66,38 @@ export class Engine {
   ) {
     this.allocator = new Allocator(memory, heapBase, MAX_MEMORY_BYTES);
     this.heapView = new Float32Array(memory.buffer);
-    this.kernels = kernels(() => this.heap());
+    this.kernelSet = kernels(() => this.heap());
+    this.singleKernels = this.kernelSet;
   }
+
+  /** The kernels, on this engine's memory (split between threads when {@link threads} > 1). */
+  get kernels(): Kernels {
+    return this.kernelSet;
+  }
+
+  /** Threads running the kernels: 1, or the `threads` asked for when helpers could start. */
+  get threads(): number {
+    return this.threadCount;
+  }
+
+  /** Why fewer threads run than were asked for, if so. */
+  get threadsNote(): string | undefined {
+    return this.note;
+  }
+
+  /**
+   * Stops the helper threads (a no-op for one thread). The engine keeps working on one thread;
+   * helpers never keep a Node process alive, so calling this is only needed to free them early.
+   */
+  dispose(): void {
+    if (this.pool === undefined) return;
+    this.pool.dispose();
+    this.pool = undefined;
+    this.threadCount = 1;
+    this.kernelSet = this.singleKernels;
+  }
+
+  private singleKernels!: Kernels;
 
   /** Creates an engine; see {@link EngineOptions}. */
   static async create(options: EngineOptions = {}): Promise<Engine> {
@@ -59,15 +105,58 @@ export class Engine {
     if (backend === "js") return Engine.createJs();
     if (backend !== "wasm") throw new Error(`Engine.create: backend must be "wasm" or "js", got ${JSON.stringify(backend)}`);
     const variant = pickVariant(options.variant ?? "auto");
-    const module = await compileWasm(options.wasm ?? defaultWasmUrl(variant));
-    return Engine.fromModule(module, variant);
+    const threads = options.threads ?? 1;
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
+      throw new RangeError(`Engine.create: threads must be an integer from 1 to 64, got ${threads}`);
+    }
+    if (threads === 1) return Engine.fromModule(await compileWasm(options.wasm ?? defaultWasmUrl(variant)), variant);
+    const shared = await compileWasm(options.wasm ?? defaultWasmUrl(`${variant}-mt`));
+    const engine = Engine.fromModule(shared, variant);
+    await engine.startHelpers(shared, threads - 1);
+    if (engine.threads === 1 && options.wasm === undefined) {
+      // No threads here: the plain build, with its own unshared memory, is the faster single thread.
+      const single = Engine.fromModule(await compileWasm(defaultWasmUrl(variant)), variant);
+      single.note = engine.note;
+      return single;
+    }
+    return engine;
   }
+
+  /** Starts `helpers` threads on this engine's shared memory; on failure stays single-threaded with a note. */
+  private async startHelpers(module: WebAssembly.Module, helpers: number): Promise<void> {
+    if (!(this.memory.buffer instanceof SharedArrayBuffer)) {
+      this.note = "the kernel module is not the shared-memory (-mt) build";
+      return;
+    }
+    const scratchFloats = this.scratchBytes / 4;
+    const blocks = Array.from({ length: helpers }, () => {
+      const control = this.alloc(CONTROL_BYTES / 4);
+      this.heap().fill(0, control >>> 2, (control + CONTROL_BYTES) >>> 2);
+      return { control, scratch: this.alloc(scratchFloats) };
+    });
+    const pool = await ThreadPool.start(module, this.memory, blocks);
+    if (!(pool instanceof ThreadPool)) {
+      for (const b of blocks) { this.free(b.control); this.free(b.scratch); }
+      this.note = `running on one thread: ${pool.unavailable}`;
+      return;
+    }
+    this.pool = pool;
+    this.threadCount = helpers + 1;
+    this.kernelSet = parallelKernels(this.singleKernels, pool);
+  }
+
+  private scratchBytes = 0;
 
   /** Synchronous construction from a compiled module (e.g. a Worker's imported .wasm). */
   static fromModule(module: WebAssembly.Module, variant: WasmVariant): Engine {
-    const instance = new WebAssembly.Instance(module, {});
+    // The shared-memory build imports its memory; the others export their own.
+    const importsMemory = WebAssembly.Module.imports(module).some((i) => i.kind === "memory");
+    const imported = importsMemory
+      ? new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true } as WebAssembly.MemoryDescriptor)
+      : undefined;
+    const instance = new WebAssembly.Instance(module, imported ? { env: { memory: imported } } : {});
     const exports = instance.exports as Record<string, unknown>;
-    const memory = exports["memory"] as WebAssembly.Memory | undefined;
+    const memory = imported ?? exports["memory"] as WebAssembly.Memory | undefined;
     if (memory === undefined) throw new Error("kernel module exports no memory: is it a hooklens build?");
     for (const name of [...KERNEL_NAMES, "heapBase"]) {
       if (typeof exports[name] !== "function") throw new Error(`kernel module lacks the export "${name}": rebuild with npm run build:wasm`);
@@ -77,7 +166,9 @@ export class Engine {
       throw new Error(`kernel module is the ${relaxed ? "relaxed" : "simd"} build, but variant "${variant}" was asked for`);
     }
     const heapBase = (exports["heapBase"] as () => number)() >>> 0;
-    return new Engine("wasm", variant, memory, heapBase, () => exports as unknown as Kernels);
+    const engine = new Engine("wasm", variant, memory, heapBase, () => exports as unknown as Kernels);
+    engine.scratchBytes = (exports["scratchBytes"] as () => number)() >>> 0;
+    return engine;
   }
 
   /** An engine running the plain TypeScript kernels (the reference backend). */

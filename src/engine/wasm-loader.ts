@@ -53,8 +53,8 @@ export function isWasmModule(x: unknown): boolean {
   return Object.prototype.toString.call(x) === "[object WebAssembly.Module]";
 }
 
-/** The URL of a variant's .wasm file inside this package. */
-export function defaultWasmUrl(variant: WasmVariant): URL {
+/** The URL of a variant's .wasm file inside this package (`-mt`: the shared-memory build for threads). */
+export function defaultWasmUrl(variant: WasmVariant | `${WasmVariant}-mt`): URL {
   // src/engine/ and dist/engine/ both sit two levels below the package root.
   return new URL(`../../build/hooklens-${variant}.wasm`, import.meta.url);
 }

@@ -1,0 +1,201 @@
+// Kernels split between the engine's thread and its helper threads.
+//
+// Every split cuts the output into disjoint parts that each thread computes with the very same
+// kernel, and no output element depends on where the cut falls: GEMM columns are cut at multiples
+// of 32 (whole register-tile slivers) and rows anywhere (each row's sums run in the same order),
+// attention is cut between batch entries, row-wise kernels between rows and elementwise kernels
+// anywhere (the activations give an element the same bits wherever it sits). So the results are
+// bit for bit the same whatever the thread count. Calls too small to repay waking a helper run
+// on the engine's thread alone.
+import { KERNEL_NAMES, type Kernels } from "./kernels.js";
+import type { ThreadPool } from "./thread-pool.js";
+
+/** Below this many multiply-adds a GEMM runs on one thread (waking a helper costs ~10-50 µs). */
+const MIN_GEMM_MACS = 1 << 18;
+/** Below this many elements a row-wise or elementwise kernel runs on one thread. */
+const MIN_ELEMENTS = 1 << 15;
+/** GEMM column cuts fall on multiples of this (NB·NR of assembly/gemm.ts). */
+const COLUMN_ALIGN = 32;
+/** GEMM row cuts fall on multiples of this (MR), so only the last part has ragged rows. */
+const ROW_ALIGN = 4;
+
+/** [start, end) of part `i` of `parts` over [0, total), cut on multiples of `align`. */
+function part(total: number, parts: number, i: number, align: number): [number, number] {
+  const units = Math.ceil(total / align);
+  const start = Math.min(total, Math.round((units * i) / parts) * align);
+  const end = i === parts - 1 ? total : Math.min(total, Math.round((units * (i + 1)) / parts) * align);
+  return [start, end];
+}
+
+/**
+ * Wraps a single-threaded kernel set so the heavy kernels run on `pool.size + 1` threads.
+ * `base` must be the engine thread's own instance (the helpers run their own instances).
+ */
+export function parallelKernels(base: Kernels, pool: ThreadPool): Kernels {
+  const threads = pool.size + 1;
+  const index = Object.fromEntries(KERNEL_NAMES.map((name, i) => [name, i])) as Record<keyof Kernels, number>;
+
+  /**
+   * Runs `args(i)` for parts 1..threads-1 on helpers and part 0 here, then waits.
+   * Parts with nothing to do are skipped.
+   */
+  const fanOut = (name: keyof Kernels, partArgs: (i: number) => number[] | undefined): void => {
+    const mine = partArgs(0);
+    let handed = 0;
+    for (let i = 1; i < threads; i++) {
+      const args = partArgs(i);
+      if (args === undefined) continue;
+      pool.run(i - 1, index[name], args);
+      handed++;
+    }
+    try {
+      if (mine !== undefined) (base[name] as (...a: number[]) => void)(...mine);
+    } finally {
+      if (handed > 0) pool.wait();
+    }
+  };
+
+  const kernels: Kernels = { ...base };
+
+  kernels.gemmPacked = (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1) => {
+    const width = j1 - j0;
+    if (m * width * k < MIN_GEMM_MACS || m <= 0 || width <= 0) {
+      base.gemmPacked(a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1);
+    } else if (width >= COLUMN_ALIGN * threads) {
+      fanOut("gemmPacked", (i) => {
+        const [s, e] = part(width, threads, i, COLUMN_ALIGN);
+        return s < e ? [a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0 + s, j0 + e] : undefined;
+      });
+    } else {
+      fanOut("gemmPacked", (i) => {
+        const [s, e] = part(m, threads, i, ROW_ALIGN);
+        return s < e ? [a + s * lda * 4, lda, packed, c + s * ldc * 4, ldc, bias, e - s, n, k, accumulate, j0, j1] : undefined;
+      });
+    }
+  };
+
+  kernels.gemm = (a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate) => {
+    if (m * n * k < MIN_GEMM_MACS || m <= 0 || n <= 0) {
+      base.gemm(a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate);
+    } else if (n >= COLUMN_ALIGN * threads) {
+      fanOut("gemm", (i) => {
+        const [s, e] = part(n, threads, i, COLUMN_ALIGN);
+        if (s >= e) return undefined;
+        const bPart = transB ? b + s * ldb * 4 : b + s * 4;
+        return [a, lda, bPart, ldb, c + s * 4, ldc, bias === 0 ? 0 : bias + s * 4, m, e - s, k, transB, accumulate];
+      });
+    } else {
+      fanOut("gemm", (i) => {
+        const [s, e] = part(m, threads, i, ROW_ALIGN);
+        return s < e ? [a + s * lda * 4, lda, b, ldb, c + s * ldc * 4, ldc, bias, e - s, n, k, transB, accumulate] : undefined;
+      });
+    }
+  };
+
+  kernels.gemmBatched = (batch, a, strideA, lda, b, strideB, ldb, c, strideC, ldc, m, n, k, transB, accumulate) => {
+    if (batch < 2 || batch * m * n * k < MIN_GEMM_MACS) {
+      base.gemmBatched(batch, a, strideA, lda, b, strideB, ldb, c, strideC, ldc, m, n, k, transB, accumulate);
+      return;
+    }
+    fanOut("gemmBatched", (i) => {
+      const [s, e] = part(batch, threads, i, 1);
+      return s < e ? [e - s, a + s * strideA * 4, strideA, lda, b + s * strideB * 4, strideB, ldb,
+        c + s * strideC * 4, strideC, ldc, m, n, k, transB, accumulate] : undefined;
+    });
+  };
+
+  // Attention: cut between batch entries. Per entry: q, z: qLen·H·d; k, v: kLen·Hk·d;
+  // scores, pattern: H·qLen·kLen; keyMask: kLen.
+  kernels.attention = (q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale) => {
+    if (batch < 2 || batch * nHeads * qLen * kLen * dHead < MIN_GEMM_MACS) {
+      base.attention(q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale);
+      return;
+    }
+    const qStride = qLen * nHeads * dHead * 4;
+    const kvStride = kLen * nKvHeads * dHead * 4;
+    fanOut("attention", (i) => {
+      const [s, e] = part(batch, threads, i, 1);
+      return s < e ? [q + s * qStride, k + s * kvStride, v + s * kvStride, z + s * qStride,
+        keyMask === 0 ? 0 : keyMask + s * kLen * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale] : undefined;
+    });
+  };
+
+  kernels.attnScores = (q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale) => {
+    if (batch < 2 || batch * nHeads * qLen * kLen * dHead < MIN_GEMM_MACS) {
+      base.attnScores(q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale);
+      return;
+    }
+    fanOut("attnScores", (i) => {
+      const [s, e] = part(batch, threads, i, 1);
+      return s < e ? [q + s * qLen * nHeads * dHead * 4, k + s * kLen * nKvHeads * dHead * 4,
+        scores + s * nHeads * qLen * kLen * 4, keyMask === 0 ? 0 : keyMask + s * kLen * 4,
+        e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale] : undefined;
+    });
+  };
+
+  kernels.attnApplyPattern = (pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead) => {
+    if (batch < 2 || batch * nHeads * qLen * kLen * dHead < MIN_GEMM_MACS) {
+      base.attnApplyPattern(pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead);
+      return;
+    }
+    fanOut("attnApplyPattern", (i) => {
+      const [s, e] = part(batch, threads, i, 1);
+      return s < e ? [pattern + s * nHeads * qLen * kLen * 4, v + s * kLen * nKvHeads * dHead * 4,
+        z + s * qLen * nHeads * dHead * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead] : undefined;
+    });
+  };
+
+  // Row-wise kernels: cut between rows.
+  const byRows = (rows: number, width: number, run: () => void, partArgs: (s: number, e: number) => number[],
+    name: keyof Kernels) => {
+    if (rows < 2 || rows * width < MIN_ELEMENTS) {
+      run();
+      return;
+    }
+    fanOut(name, (i) => {
+      const [s, e] = part(rows, threads, i, 1);
+      return s < e ? partArgs(s, e) : undefined;
+    });
+  };
+
+  kernels.layerNorm = (x, out, scale, w, b, rows, d, eps) => byRows(rows, d,
+    () => base.layerNorm(x, out, scale, w, b, rows, d, eps),
+    (s, e) => [x + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, b, e - s, d, eps], "layerNorm");
+  kernels.rmsNorm = (x, out, scale, w, rows, d, eps) => byRows(rows, d,
+    () => base.rmsNorm(x, out, scale, w, rows, d, eps),
+    (s, e) => [x + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, e - s, d, eps], "rmsNorm");
+  kernels.addLayerNorm = (a, r, resid, out, scale, w, b, rows, d, eps) => byRows(rows, d,
+    () => base.addLayerNorm(a, r, resid, out, scale, w, b, rows, d, eps),
+    (s, e) => [a + s * d * 4, r + s * d * 4, resid + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, b, e - s, d, eps],
+    "addLayerNorm");
+  kernels.softmax = (x, out, rows, n) => byRows(rows, n,
+    () => base.softmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n], "softmax");
+  kernels.logSoftmax = (x, out, rows, n) => byRows(rows, n,
+    () => base.logSoftmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n], "logSoftmax");
+  kernels.rotary = (x, out, cos, sin, rows, nHeads, dHead) => byRows(rows, nHeads * dHead,
+    () => base.rotary(x, out, cos, sin, rows, nHeads, dHead),
+    (s, e) => [x + s * nHeads * dHead * 4, out + s * nHeads * dHead * 4, cos + s * (dHead / 2) * 4, sin + s * (dHead / 2) * 4,
+      e - s, nHeads, dHead], "rotary");
+
+  // Elementwise activations (transcendental, so worth a second thread): cut anywhere.
+  // Cuts on multiples of 16 keep each part's vectors 64-byte aligned when the whole is.
+  const elementwise = (n: number, run: () => void, partArgs: (s: number, e: number) => number[], name: keyof Kernels) => {
+    if (n < MIN_ELEMENTS) {
+      run();
+      return;
+    }
+    fanOut(name, (i) => {
+      const [s, e] = part(n, threads, i, 16);
+      return s < e ? partArgs(s, e) : undefined;
+    });
+  };
+  const unary = (name: "geluNew" | "geluExact" | "silu") => (x: number, out: number, n: number) =>
+    elementwise(n, () => base[name](x, out, n), (s, e) => [x + s * 4, out + s * 4, e - s], name);
+  kernels.geluNew = unary("geluNew");
+  kernels.geluExact = unary("geluExact");
+  kernels.silu = unary("silu");
+  kernels.swiglu = (gate, up, out, n) => elementwise(n, () => base.swiglu(gate, up, out, n),
+    (s, e) => [gate + s * 4, up + s * 4, out + s * 4, e - s], "swiglu");
+
+  return kernels;
+}

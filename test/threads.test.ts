@@ -1,0 +1,157 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Engine } from "../src/engine/engine.js";
+import { packedBLength } from "../src/engine/kernels.js";
+import { supportsRelaxedSimd } from "../src/engine/wasm-loader.js";
+import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { getActPatchDirectPath } from "../src/patching/direct-path.js";
+import { logitDiff } from "../src/patching/metrics.js";
+import { randn } from "./helpers.js";
+import { randomGpt2Files } from "./random-gpt2.js";
+
+// A threaded engine splits large kernel calls between its thread and helpers. Every split must
+// give the single-threaded bits exactly, on shapes above the splitting thresholds and ragged ones.
+
+const variant = supportsRelaxedSimd() ? "relaxed" : "simd";
+let one: Engine;
+let two: Engine;
+let three: Engine;
+
+beforeAll(async () => {
+  one = await Engine.create({ variant });
+  two = await Engine.create({ variant, threads: 2 });
+  three = await Engine.create({ variant, threads: 3 });
+});
+
+afterAll(() => {
+  two.dispose();
+  three.dispose();
+});
+
+const same = (x: Float32Array, y: Float32Array) =>
+  Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
+
+/**
+ * Runs `call` on each engine with the same random inputs (sizes in floats; the first `outputs`
+ * buffers are read back) and expects every engine's outputs to equal the one-thread engine's.
+ */
+function expectSameOnAll(label: string, sizes: number[], outputs: number, call: (e: Engine, p: number[]) => void, seed = 1): void {
+  const results = [one, two, three].map((e) => {
+    const ptrs = sizes.map((n, i) => e.upload(randn(Math.max(n, 1), seed + i)));
+    call(e, ptrs);
+    const out = ptrs.slice(0, outputs).map((p, i) => e.download(p, sizes[i]!));
+    for (const p of ptrs) e.free(p);
+    return out;
+  });
+  for (const [t, r] of results.entries()) {
+    for (const [i, got] of r.entries()) {
+      if (!same(got, results[0]![i]!)) throw new Error(`${label}: output ${i} with ${[1, 2, 3][t]} threads differs from one thread`);
+    }
+  }
+}
+
+describe("threaded engine", () => {
+  it("runs the asked number of threads in Node", () => {
+    expect(one.threads).toBe(1);
+    expect(two.threads).toBe(2);
+    expect(three.threads).toBe(3);
+    expect(two.threadsNote).toBeUndefined();
+  });
+
+  it("refuses a thread count that is not an integer from 1 to 64", async () => {
+    for (const threads of [0, 1.5, 65, Number.NaN]) {
+      await expect(Engine.create({ threads }), String(threads)).rejects.toThrow(/threads must be an integer from 1 to 64/);
+    }
+  });
+
+  it("gemm and gemmPacked: the same bits split by columns and by rows", () => {
+    for (const [m, n, k, transB] of [[64, 768, 300, 0], [37, 1000, 129, 1], [300, 40, 513, 0], [9, 50257 % 4099, 70, 0], [130, 33, 1025, 1]] as const) {
+      expectSameOnAll(`gemm ${m}x${n}x${k}`, [m * n, m * k, k * n, n], 1, (e, [c, a, b, bias]) => {
+        e.kernels.gemm(a!, k, b!, transB ? k : n, c!, n, bias!, m, n, k, transB, 1);
+      });
+      expectSameOnAll(`gemmPacked ${m}x${n}x${k}`, [m * n, m * k, k * n, n, packedBLength(k, n)], 1, (e, [c, a, b, bias, packed]) => {
+        e.kernels.prepackB(b!, transB ? k : n, k, n, transB, packed!);
+        e.kernels.gemmPacked(a!, k, packed!, c!, n, bias!, m, n, k, 0, 0, n);
+      });
+    }
+  });
+
+  it("gemmBatched, attention, scores and pattern: the same bits split by batch", () => {
+    const [batch, qLen, kLen, H, Hk, d] = [5, 13, 29, 4, 2, 64];
+    const q = batch * qLen * H * d;
+    const kv = batch * kLen * Hk * d;
+    const sc = batch * H * qLen * kLen;
+    expectSameOnAll("attention", [q, q, kv, kv, batch * kLen], 1, (e, [z, qp, k, v]) => {
+      e.kernels.attention(qp!, k!, v!, z!, 0, batch, qLen, kLen, H, Hk, d, 0.125);
+    });
+    expectSameOnAll("attnScores + softmax + attnApplyPattern", [sc, q, sc, q, kv, kv], 3, (e, [scores, z, pattern, qp, k, v]) => {
+      e.kernels.attnScores(qp!, k!, scores!, 0, batch, qLen, kLen, H, Hk, d, 0.125);
+      e.kernels.softmax(scores!, pattern!, batch * H * qLen, kLen);
+      e.kernels.attnApplyPattern(pattern!, v!, z!, batch, qLen, kLen, H, Hk, d);
+    });
+    expectSameOnAll("gemmBatched", [7 * 33 * 40, 7 * 33 * 200, 7 * 200 * 40], 1, (e, [c, a, b]) => {
+      e.kernels.gemmBatched(7, a!, 33 * 200, 200, b!, 200 * 40, 40, c!, 33 * 40, 40, 33, 40, 200, 0, 0);
+    });
+  });
+
+  it("norms, activations and rotary: the same bits split by rows and elements", () => {
+    const [rows, d] = [67, 768];
+    expectSameOnAll("layerNorm", [rows * d, rows, rows * d, d, d], 2, (e, [out, scale, x, w, b]) => {
+      e.kernels.layerNorm(x!, out!, scale!, w!, b!, rows, d, 1e-5);
+    });
+    expectSameOnAll("rmsNorm", [rows * d, rows, rows * d, d], 2, (e, [out, scale, x, w]) => {
+      e.kernels.rmsNorm(x!, out!, scale!, w!, rows, d, 1e-5);
+    });
+    expectSameOnAll("addLayerNorm", [rows * d, rows * d, rows, rows * d, rows * d], 3, (e, [resid, out, scale, a, r]) => {
+      e.kernels.addLayerNorm(a!, r!, resid!, out!, scale!, 0, 0, rows, d, 1e-5);
+    });
+    expectSameOnAll("logSoftmax", [rows * 1001, rows * 1001], 1, (e, [out, x]) => e.kernels.logSoftmax(x!, out!, rows, 1001));
+    const n = 3 * 40961;
+    for (const name of ["geluNew", "geluExact", "silu"] as const) {
+      expectSameOnAll(name, [n, n], 1, (e, [out, x]) => e.kernels[name](x!, out!, n));
+    }
+    expectSameOnAll("swiglu", [n, n, n], 1, (e, [out, g, u]) => e.kernels.swiglu(g!, u!, out!, n));
+    expectSameOnAll("rotary", [rows * 8 * 64, rows * 8 * 64, rows * 32, rows * 32], 1, (e, [out, x, cos, sin]) => {
+      e.kernels.rotary(x!, out!, cos!, sin!, rows, 8, 64);
+    });
+  });
+
+  it("a model's logits, cache and a planned sweep are the same bits with 1, 2 and 3 threads", async () => {
+    const spec = { nLayer: 3, nHead: 4, nEmbd: 128, nPositions: 32, vocab: 301, seed: 5 };
+    const models = await Promise.all([one, two, three].map((engine) => HookedTransformer.fromPretrained(randomGpt2Files(spec), { engine })));
+    const clean = Array.from({ length: 6 }, (_, b) => Array.from({ length: 20 }, (_, p) => (b * 31 + p * 7) % spec.vocab));
+    const corrupted = clean.map((row) => row.map((t, p) => (p === 12 ? (t + 5) % spec.vocab : t)));
+    const metric = logitDiff({ correct: [1, 2, 3, 4, 5, 6], incorrect: [7, 8, 9, 10, 11, 12] });
+    const outs = [];
+    for (const model of models) {
+      const { logits, cache } = model.runWithCache(clean);
+      const rc = model.runWithCache(corrupted).cache;
+      const sweep = await getActPatchDirectPath(model, corrupted, cache, rc, metric, { srcLayer: 0, srcHead: 1, component: "q", mode: "exact" });
+      outs.push({ logits: logits!.data, resid: cache.get("blocks.2.hook_resid_post").data, pattern: cache.get("blocks.1.attn.hook_pattern").data, scores: sweep.scores.data });
+    }
+    for (const t of [1, 2]) {
+      for (const key of ["logits", "resid", "pattern", "scores"] as const) {
+        expect(same(outs[t]![key], outs[0]![key]), `${key} with ${t + 1} threads`).toBe(true);
+      }
+    }
+  });
+
+  it("a kernel that traps on a helper throws a clear error and the engine keeps working", () => {
+    const beyond = two.memory.buffer.byteLength + 4096;
+    expect(() => two.kernels.gemmPacked(beyond, 768, beyond, beyond, 768, 0, 64, 768, 768, 0, 0, 768)).toThrow();
+    expectSameOnAll("gemm after a trap", [64 * 768, 64 * 300, 300 * 768], 1, (e, [c, a, b]) => {
+      e.kernels.gemm(a!, 300, b!, 768, c!, 768, 0, 64, 768, 300, 0, 0);
+    });
+  });
+
+  it("dispose stops the helpers and leaves a working one-thread engine", async () => {
+    const e = await Engine.create({ variant, threads: 2 });
+    const x = e.upload(randn(64 * 300, 3));
+    const out = e.alloc(64 * 300);
+    e.kernels.geluNew(x, out, 64 * 300);
+    const before = e.download(out, 64 * 300);
+    e.dispose();
+    expect(e.threads).toBe(1);
+    e.kernels.geluNew(x, out, 64 * 300);
+    expect(same(e.download(out, 64 * 300), before)).toBe(true);
+  });
+});
