@@ -147,7 +147,7 @@ async function startHelper(init: HelperInit, onError: (message: string) => void)
   }
   if (typeof web !== "function") throw new Error("no Worker in this runtime");
   const url = URL.createObjectURL(new Blob([HELPER_SOURCE.replace("PORT_SETUP", WEB_PORT)], { type: "text/javascript" }));
-  const worker = new web(url);
+  const worker = new web(url, { type: "module" });
   worker.onmessage = (e: MessageEvent) => onMessage(e.data);
   worker.onerror = (e: ErrorEvent) => rejectReady(new Error(e.message));
   worker.postMessage(init);

@@ -85,11 +85,12 @@ function start(command, argv, options) {
 // ---- the package as installed -----------------------------------------------------------
 
 const installed = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8"));
-const missing = ["dist/index.js", "dist/index.d.ts", "dist/worker.js", "dist/worker.d.ts", "build/hooklens-simd.wasm", "build/hooklens-relaxed.wasm"]
+const missing = ["dist/index.js", "dist/index.d.ts", "dist/worker.js", "dist/worker.d.ts", "build/hooklens-simd.wasm", "build/hooklens-relaxed.wasm",
+  "build/hooklens-simd-mt.wasm", "build/hooklens-relaxed-mt.wasm"]
   .filter((f) => !existsSync(join(packageDir, f)));
 const extra = ["src", "test", "assembly", "bench", "examples", "dist/index.js.map"].filter((f) => existsSync(join(packageDir, f)));
 record("package", "contents", missing.length === 0 && extra.length === 0,
-  missing.length || extra.length ? `missing ${missing.join(", ") || "-"}; unwanted ${extra.join(", ") || "-"}` : `hooklens ${installed.version}: entries, types and both .wasm builds, nothing else`);
+  missing.length || extra.length ? `missing ${missing.join(", ") || "-"}; unwanted ${extra.join(", ") || "-"}` : `hooklens ${installed.version}: entries, types and the four .wasm builds, nothing else`);
 
 // ---- Node: the reference ------------------------------------------------------------------
 
@@ -124,6 +125,23 @@ for (const [runtime, argv] of [["deno", ["run", "--allow-read", "runtime-smoke.m
     recordComparison(runtime, "", actual, withoutPatch(expected));
   } catch (e) {
     record(runtime, "run", false, e.message);
+  }
+}
+
+// ---- Threads: Node, Deno and Bun run two-thread engines with the one-thread bits ------------
+
+for (const [runtime, cmd, argv] of [
+  ["node", process.execPath, ["runtime-smoke.mjs", "--threads"]],
+  ["deno", binary("deno")?.bin, ["run", "--allow-read", "runtime-smoke.mjs", "--threads"]],
+  ["bun", binary("bun")?.bin, ["runtime-smoke.mjs", "--threads"]],
+]) {
+  if (cmd === undefined) { skipAll(runtime, ["threads"], `the npm package ${runtime} is not installed or does not run here`); continue; }
+  try {
+    const t = runJson(cmd, argv, `${runtime} --threads`);
+    record(runtime, "threads", t.threads === 2 && t.identical === true,
+      `${t.threads} thread(s)${t.note ? ` (${t.note})` : ""}; a split 64×768×300 gemm ${t.identical ? "gives" : "does NOT give"} the one-thread bits`);
+  } catch (e) {
+    record(runtime, "threads", false, e.message);
   }
 }
 

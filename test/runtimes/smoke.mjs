@@ -73,3 +73,24 @@ export async function patchSweep(hl, model, request) {
 
 /** The sweep the browser page runs by default: demo prompts, every source head, keys, linear. */
 export const PAGE_REQUEST = { component: "k", mode: "linear", prompts: {} };
+
+/**
+ * A two-thread engine next to a one-thread one: how many threads really run here (and why not,
+ * if fewer), and whether a product big enough to be split gives the same bits.
+ */
+export async function threadCheck(hl) {
+  const one = await hl.Engine.create();
+  const two = await hl.Engine.create({ threads: 2 });
+  const [m, n, k] = [64, 768, 300];
+  const outs = [];
+  for (const e of [one, two]) {
+    const a = e.upload(Float32Array.from({ length: m * k }, (_, i) => Math.sin(i)));
+    const b = e.upload(Float32Array.from({ length: k * n }, (_, i) => Math.cos(i)));
+    const c = e.alloc(m * n);
+    e.kernels.gemm(a, k, b, n, c, n, 0, m, n, k, 0, 0);
+    outs.push(e.download(c, m * n));
+  }
+  const result = { threads: two.threads, note: two.threadsNote ?? null, identical: outs[0].every((x, i) => Object.is(x, outs[1][i])) };
+  two.dispose();
+  return result;
+}
