@@ -10,6 +10,7 @@ import { gpt2Small, randomTokens } from "./gpt2-small.js";
 
 const SHAPES = [[1, 16], [1, 64], [8, 16]];
 
+/** Options: `quick` (short runs), `shapes` ([batch, pos] pairs; default 1x16, 1x64, 8x16). */
 export async function run(options = {}) {
   const time = options.quick ? 200 : 3000;
   const engines = [await Engine.create({ variant: "simd" })];
@@ -17,7 +18,7 @@ export async function run(options = {}) {
   engines.push(Engine.createJs());
   const models = engines.map((engine) => gpt2Small(engine));
   const rows = [];
-  for (const [batch, pos] of SHAPES) {
+  for (const [batch, pos] of options.shapes ?? SHAPES) {
     const tokens = randomTokens(batch, pos, batch * 1000 + pos);
     for (const unembed of [true, false]) {
       const measured = [];

@@ -74,7 +74,8 @@ function hooklensPackedTask(engine, s, a, b) {
 
 /**
  * Runs the suite and prints a table. Options: `quick` (two shapes, short runs),
- * `rounds` (at most, per shape), `budgetMs` (about how long each WASM system runs per shape).
+ * `rounds` (at most, per shape), `budgetMs` (about how long each WASM system runs per shape),
+ * `shapes` ({ m, k, n, transB } list instead of the default set).
  * @returns rows of { shape, m, k, n, transB, simd, relaxed, js, xnnpack } in GFLOP/s (null: not run) plus ratios
  */
 export async function run(options = {}) {
@@ -88,7 +89,7 @@ export async function run(options = {}) {
   console.log(`peer: tfjs-backend-wasm ${tf.version_core}, SIMD ${tfSimd ? "on" : "OFF"}, ${threads} thread(s)`);
 
   const rows = [];
-  for (const s of shapes(quick)) {
+  for (const s of options.shapes ?? shapes(quick)) {
     const flops = 2 * s.m * s.n * s.k;
     const a = fill(s.m * s.k, 1);
     const b = fill(s.k * s.n, 2);
