@@ -54,6 +54,20 @@ describe("hooklens run", () => {
     expect(r.stderr).toContain(`wrote the logits [2, 8, 100] to ${out}`);
   });
 
+  it("--threads 2 writes the same logits as one thread, and --threads 0 is refused", async () => {
+    const outs = [];
+    for (const threads of ["1", "2"]) {
+      const out = join(tmp, `logits-threads-${threads}.json`);
+      const r = await cli(["run", "--model", MODEL, "--prompts", PROMPTS, "--out", out, "--threads", threads]);
+      expect(r.code, r.stderr).toBe(0);
+      outs.push(readFileSync(out, "utf8"));
+    }
+    expect(outs[1]).toBe(outs[0]);
+    const bad = await cli(["run", "--model", MODEL, "--prompts", PROMPTS, "--threads", "0"]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("--threads");
+  });
+
   it("--no-process gives the unprocessed logits", async () => {
     const out = join(tmp, "logits-raw.json");
     const r = await cli(["run", "--model", MODEL, "--prompts", PROMPTS, "--out", out, "--no-process"]);

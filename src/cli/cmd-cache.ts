@@ -1,6 +1,6 @@
 // `hooklens cache`: run the model and write the activations whose hook names match a regex.
 
-import { BACKEND_FLAG, backendOf, MODEL_FLAG, NO_PROCESS_FLAG, PROMPT_FLAG, PROMPTS_FLAG, QUIET_FLAG, type Command } from "./command.js";
+import { BACKEND_FLAG, backendOf, THREADS_FLAG, threadsOf, MODEL_FLAG, NO_PROCESS_FLAG, PROMPT_FLAG, PROMPTS_FLAG, QUIET_FLAG, type Command } from "./command.js";
 import { UsageError } from "./errors.js";
 import { loadModel } from "./load-model.js";
 import { checkInputFlags, inputRows } from "./prompts.js";
@@ -13,7 +13,7 @@ export const cacheCommand: Command = {
     MODEL_FLAG, PROMPT_FLAG, PROMPTS_FLAG,
     { name: "names", kind: "string", value: "REGEX", help: "JavaScript regex over TransformerLens hook names, e.g. 'blocks\\.0\\.attn\\.hook_(q|k)$' or 'resid_pre'" },
     { name: "out", kind: "string", value: "FILE", help: "where to write {\"tensors\": {\"<hook name>\": {\"shape\": [...], \"data\": [...]}}} (- for stdout)" },
-    NO_PROCESS_FLAG, BACKEND_FLAG, QUIET_FLAG,
+    NO_PROCESS_FLAG, BACKEND_FLAG, THREADS_FLAG, QUIET_FLAG,
   ],
   notes: "The regex is searched (not anchored) in each name; tensors are written in forward order.",
   async run(ctx, args) {
@@ -27,7 +27,7 @@ export const cacheCommand: Command = {
     } catch (e) {
       throw new UsageError(`cache: --names ${JSON.stringify(pattern)} is not a valid regex (${(e as Error).message})`);
     }
-    const model = await loadModel(ctx, args.required("model"), { processWeights: !args.switch("no-process"), backend: backendOf(args) });
+    const model = await loadModel(ctx, args.required("model"), { processWeights: !args.switch("no-process"), backend: backendOf(args), threads: threadsOf(args) });
     const all = model.hookNames();
     const names = all.filter((n) => regex.test(n));
     if (names.length === 0) {

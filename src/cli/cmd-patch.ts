@@ -9,7 +9,7 @@ import type { SweepOptions, SweepPlanSummary } from "../patching/planner.js";
 import type { PatchResult } from "../patching/result.js";
 import { ACT_KIND_NAMES, ACT_KINDS } from "./act-kinds.js";
 import { suggest, type FlagSpec, type ParsedArgs } from "./args.js";
-import { BACKEND_FLAG, backendOf, MODEL_FLAG, PLAN_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, TOP_FLAG, type Command } from "./command.js";
+import { BACKEND_FLAG, backendOf, THREADS_FLAG, threadsOf, MODEL_FLAG, PLAN_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, TOP_FLAG, type Command } from "./command.js";
 import type { Context } from "./context.js";
 import { InterruptedError, isAbortError, UsageError } from "./errors.js";
 import type { HeatmapData } from "./grid.js";
@@ -44,7 +44,7 @@ export const directPathCommand: Command = {
     { name: "src", kind: "string", value: "L.H|all", help: "source head as layer.head (e.g. 0.1), or all for every source" },
     { name: "component", kind: "string", value: "q|k|v", choices: ["q", "k", "v"], help: "which input of the destination heads receives the source's output" },
     { name: "mode", kind: "string", value: "linear|exact", choices: ["linear", "exact"], help: "linear (TransformerLens, default) or exact (recompute the destination's layer norm)" },
-    ...OUTPUT_FLAGS, TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG,
+    ...OUTPUT_FLAGS, TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG,
     { name: "shard", kind: "string", value: "i/N", help: "with --src all: compute only shard i of N (1-based) and write it as a part to --out; join parts with hooklens merge" },
     { name: "workers", kind: "int", value: "N", help: "with --src all: run the sweep (or the shard) on N worker threads; the result is identical" },
   ],
@@ -60,7 +60,7 @@ export const directPathCommand: Command = {
     const component = args.required("component");
     const mode = args.string("mode") ?? "linear";
     const common = commonFlags(args);
-    const model = await loadModel(ctx, common.model, { processWeights: true, backend: backendOf(args) });
+    const model = await loadModel(ctx, common.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args) });
     const { nLayers: L, nHeads: H } = model.cfg;
     if (src !== "all") {
       if (src[0] >= L) throw new UsageError(`patch direct-path: --src ${srcText}: layer ${src[0]} is out of range; the model has layers 0..${L - 1}`);
@@ -99,7 +99,7 @@ export const actCommand: Command = {
   usage: "patch act --kind KIND --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg] [--quiet]",
   flags: [
     { name: "kind", kind: "string", value: "KIND", help: "the TransformerLens function name without get_act_patch_ (see below)" },
-    MODEL_FLAG, PROMPTS_FLAG, ...OUTPUT_FLAGS, TOP_FLAG("patches with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG,
+    MODEL_FLAG, PROMPTS_FLAG, ...OUTPUT_FLAGS, TOP_FLAG("patches with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG,
   ],
   notes: `KIND: ${ACT_KIND_NAMES.join(", ")}.\nResults have TransformerLens's shapes.\n\n${PATCH_NOTES}`,
   async run(ctx, args) {
@@ -109,7 +109,7 @@ export const actCommand: Command = {
       throw new UsageError(`patch act: unknown --kind ${JSON.stringify(kindName)}${suggest(kindName, ACT_KIND_NAMES, "")}; kinds: ${ACT_KIND_NAMES.join(", ")}`);
     }
     const common = commonFlags(args);
-    const model = await loadModel(ctx, common.model, { processWeights: true, backend: backendOf(args) });
+    const model = await loadModel(ctx, common.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args) });
     const prompts = readPromptsFile(ctx, common.prompts, model, "patch");
     const run = async (sweep: SweepOptions) => {
       const { clean } = caches(model, prompts, false);

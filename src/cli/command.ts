@@ -28,6 +28,13 @@ export const STRATEGY_FLAG: FlagSpec = { name: "strategy", kind: "string", value
 export const PLAN_FLAG: FlagSpec = { name: "plan", kind: "switch", help: "print the sweep plan (passes, work saved, peak memory, estimated speedup) on stderr before running" };
 export const TOP_FLAG = (what: string, fallback: number): FlagSpec => ({ name: "top", kind: "int", value: "N", help: `list the N ${what} (default ${fallback})` });
 
+export const THREADS_FLAG: FlagSpec = { name: "threads", kind: "int", value: "N", help: "kernel threads (default 1): large kernels are split between N threads; the numbers are identical" };
+
+/** --threads, 1 to 64. */
+export function threadsOf(args: ParsedArgs): number {
+  return args.int("threads", 1, 1, 64);
+}
+
 export function backendOf(args: ParsedArgs): BackendName {
   return args.string("backend") === "js" ? "js" : "wasm";
 }

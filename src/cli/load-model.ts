@@ -11,6 +11,8 @@ export interface LoadModelOptions {
   /** TransformerLens weight processing, as fromPretrained's default (true). */
   processWeights: boolean;
   backend: BackendName;
+  /** Kernel threads (default 1). */
+  threads?: number;
 }
 
 /** A folder path (relative to the context's cwd) or an http(s) URL of a Hugging Face GPT-2 checkpoint. */
@@ -28,7 +30,7 @@ export async function loadModel(ctx: Context, model: string, options: LoadModelO
   }
   let engine: Engine;
   try {
-    engine = await Engine.create({ backend: options.backend });
+    engine = await Engine.create({ backend: options.backend, threads: options.threads ?? 1 });
   } catch (e) {
     throw new InputError(`cannot start the ${options.backend} engine: ${oneLine(e)}`, { cause: e });
   }
