@@ -15,6 +15,7 @@ const SUITES = {
   patching: () => import("./patching.js"),
   kernels: () => import("./kernels.js"),
   llama: () => import("./llama.js"),
+  threads: () => import("./threads.js"),
   peers: () => import("./peers/model.js"),
 };
 

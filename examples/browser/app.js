@@ -211,7 +211,7 @@ function showTopPaths(hit) {
 
 worker.onmessage = ({ data: m }) => {
   if (m.type === "ready") {
-    $("engine").textContent = `Engine: WASM ${m.variant}.`;
+    $("engine").textContent = `Engine: WASM ${m.variant}, ${m.threads} thread${m.threads === 1 ? "" : "s"}.`;
     const p = m.demoPrompts;
     $("clean").value = p.clean.map((row) => row.join(" ")).join("\n");
     $("corrupted").value = p.corrupted.map((row) => row.join(" ")).join("\n");

@@ -45,7 +45,12 @@ const server = createServer((req, res) => {
   } else if (size < 0) {
     res.writeHead(404, { "content-type": "text/plain" }).end(`not found: ${url.pathname}\n`);
   } else {
-    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "content-length": size, "cache-control": "no-cache" });
+    // Cross-origin isolation: the page may then share WebAssembly memory, so the engine can
+    // run its kernels on two threads.
+    res.writeHead(200, {
+      "content-type": TYPES[extname(file)] ?? "application/octet-stream", "content-length": size, "cache-control": "no-cache",
+      "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp",
+    });
     if (req.method === "HEAD") res.end();
     else createReadStream(file).pipe(res);
   }

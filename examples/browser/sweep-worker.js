@@ -7,7 +7,9 @@ let enginePromise;
 let model;
 let running;
 
-const engine = () => (enginePromise ??= hl.Engine.create());
+// Two kernel threads where the page is cross-origin isolated (serve.mjs sends the headers);
+// elsewhere the engine says why it runs on one.
+const engine = () => (enginePromise ??= hl.Engine.create({ threads: Math.min(2, navigator.hardwareConcurrency || 1) }));
 const post = (message) => self.postMessage(message);
 
 async function loadModel(message) {
@@ -42,7 +44,7 @@ async function runSweep(message) {
 self.onmessage = async ({ data: message }) => {
   try {
     if (message.type === "init") {
-      post({ type: "ready", demoPrompts: hl.demoPrompts(), variant: (await engine()).variant });
+      post({ type: "ready", demoPrompts: hl.demoPrompts(), variant: (await engine()).variant, threads: (await engine()).threads });
     } else if (message.type === "load") {
       const name = await loadModel(message);
       const { nLayers, nHeads, dVocab, nCtx } = model.cfg;

@@ -65,7 +65,9 @@ export async function runBrowser({ chromium, executablePath, url, smokeSource, s
     const topPath = await page.locator("#details tr.picked td").first().textContent();
     const firstTop = await page.locator("#details tr td").first().textContent();
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
-    return { smoke, pageResult, prompts, drawn, tooltip, topPath, firstTop, errors };
+    const engineText = await page.locator("#engine").textContent();
+    const isolated = await page.evaluate(() => globalThis.crossOriginIsolated === true);
+    return { smoke, pageResult, prompts, drawn, tooltip, topPath, firstTop, errors, engineText, isolated };
   } finally {
     await context.close();
     rmSync(userDataDir, { recursive: true, force: true });

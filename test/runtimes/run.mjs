@@ -181,7 +181,7 @@ await (async () => {
 // ---- Chromium: the page ---------------------------------------------------------------------
 
 await (async () => {
-  const names = [...SMOKE_SECTIONS, "page sweep", "heatmap drawn", "hover", "click: top paths"];
+  const names = [...SMOKE_SECTIONS, "page sweep", "heatmap drawn", "hover", "threads", "click: top paths"];
   if (!existsSync(CHROMIUM)) return skipAll("chromium", names, `${CHROMIUM} is not installed`);
   if (!existsSync(join(project, "node_modules", "playwright-core"))) return skipAll("chromium", names, "playwright-core is not installed");
   if (expected === undefined) return skipAll("chromium", names, "no Node reference");
@@ -207,6 +207,8 @@ await (async () => {
     const i = ((0 * 4 + 2) * 2 + 1) * 4 + 1;
     const shown = Number(/score (-?[\d.]+)/.exec(r.tooltip)?.[1]);
     record("chromium", "hover", r.tooltip.startsWith("0.2 → 1.1") && Math.abs(shown - expected.page.scores[i]) <= 1e-4, JSON.stringify(r.tooltip));
+    record("chromium", "threads", r.isolated && /2 threads/.test(r.engineText),
+      `page ${r.isolated ? "is" : "is NOT"} cross-origin isolated; the page says ${JSON.stringify(r.engineText)}`);
     record("chromium", "click: top paths", r.topPath === "0.2 → 1.1" && r.firstTop === "0.2 → 1.1", `picked ${r.topPath}, strongest ${r.firstTop}`);
     if (screenshot) console.log(`     screenshot: ${screenshot}`);
   } catch (e) {
