@@ -71,8 +71,15 @@ export async function run(options = {}) {
     }
     if (!sameBits(results[0], results[1])) throw new Error("sweep: two threads differ from one");
   }
-  rows.push({ suite: "threads", work: `planned sweep ${batch}x${pos} src (0,0) q`, variant, oneThreadMs: best[0], twoThreadsMs: best[1], speedup: best[0] / best[1] });
+  // Peak resident memory of this process (both models, weights loaded once per engine) and each
+  // engine's linear memory after the sweeps.
+  const memory = {
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    wasmMemoryMiB: engines.map((e) => e.stats().memoryBytes / 2 ** 20),
+  };
+  rows.push({ suite: "threads", work: `planned sweep ${batch}x${pos} src (0,0) q`, variant, oneThreadMs: best[0], twoThreadsMs: best[1], speedup: best[0] / best[1], ...memory });
   print(rows.at(-1));
+  console.log(`peak RSS ${memory.peakRssMiB.toFixed(0)} MiB (two GPT-2-small models, one per engine); WASM memory per engine ${memory.wasmMemoryMiB.map((m) => m.toFixed(0)).join(" / ")} MiB`);
   for (const m of models) m.dispose();
   engines[1].dispose();
   return rows;
