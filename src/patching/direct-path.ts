@@ -6,7 +6,7 @@ import { kvName } from "../model/weights.js";
 import { checkBatch, needCached } from "./cache-access.js";
 import { engineMatmul } from "./engine-matmul.js";
 import type { Metric } from "./metrics.js";
-import { runSweep, type CorruptedRun, type Patch, type SweepOptions } from "./planner.js";
+import { planSweepPatches, runSweep, summarize, type CorruptedRun, type Patch, type SweepOptions, type SweepPlanSummary } from "./planner.js";
 import { PatchResult } from "./result.js";
 
 /** Which input of the destination head receives the source head's output. */
@@ -67,16 +67,33 @@ const warnedUnfolded = new WeakSet<object>();
 export async function getActPatchDirectPath(model: HookedTransformer, corruptedTokens: TokenIds,
   cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
   options: DirectPathSingleOptions): Promise<PatchResult<DirectPathRecord>> {
+  const { sweep, patches, size } = singleSource(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const { nLayers: L } = model.cfg;
+  const Hc = sweep.destHeads;
+  const scores = new Float32Array(size);
+  const [baseline, clean] = [sweep.baseline(), sweep.clean()];
+  await runSweep(model, sweep.tokens, patches, metric, sweep.corruptedRun, scores, options);
+  const noPath = new Uint8Array(L * Hc).map((_, i) => (Math.floor(i / Hc) <= options.srcLayer ? 1 : 0));
+  return new PatchResult("direct_path", new Tensor(scores, [L, Hc]), baseline, clean,
+    { ...sweep.record, src: [options.srcLayer, options.srcHead] }, noPath);
+}
+
+/** The plan of {@link getActPatchDirectPath} with these arguments, without running it (see {@link planSweep}). */
+getActPatchDirectPath.plan = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathSingleOptions): SweepPlanSummary => {
+  const { sweep, patches } = singleSource(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  return summarize(planSweepPatches(model, sweep.tokens, patches, metric, sweep.corruptedRun, options));
+};
+
+function singleSource(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathSingleOptions) {
   const { nLayers: L, nHeads: H } = model.cfg;
   checkIndex("srcLayer", options.srcLayer, L);
   checkIndex("srcHead", options.srcHead, H);
   const sweep = prepare(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
   const Hc = sweep.destHeads;
-  const sources: [number, number][] = [[options.srcLayer, options.srcHead]];
-  const scores = await sweep.run(sources, (_s, dl, dh) => dl * Hc + dh, L * Hc);
-  const noPath = new Uint8Array(L * Hc).map((_, i) => (Math.floor(i / Hc) <= options.srcLayer ? 1 : 0));
-  return new PatchResult("direct_path", new Tensor(scores, [L, Hc]), sweep.baseline, sweep.clean,
-    { ...sweep.record, src: [options.srcLayer, options.srcHead] }, noPath);
+  const patches = sweep.patches([[options.srcLayer, options.srcHead]], (_s, dl, dh) => dl * Hc + dh);
+  return { sweep, patches, size: L * Hc };
 }
 
 /**
@@ -87,6 +104,30 @@ export async function getActPatchDirectPath(model: HookedTransformer, corruptedT
 export async function getActPatchDirectPathAllSources(model: HookedTransformer, corruptedTokens: TokenIds,
   cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
   options: DirectPathAllSourcesOptions): Promise<PatchResult<DirectPathRecord>> {
+  const { sweep, patches, size } = allSources(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const { nLayers: L, nHeads: H } = model.cfg;
+  const Hc = sweep.destHeads;
+  const scores = new Float32Array(size);
+  const [baseline, clean] = [sweep.baseline(), sweep.clean()];
+  await runSweep(model, sweep.tokens, patches, metric, sweep.corruptedRun, scores, options);
+  const noPath = new Uint8Array(size).map((_, i) => {
+    const sl = Math.floor(i / (H * L * Hc));
+    const dl = Math.floor(i / Hc) % L;
+    return dl <= sl ? 1 : 0;
+  });
+  return new PatchResult("direct_path_all_sources", new Tensor(scores, [L, H, L, Hc]), baseline, clean,
+    sweep.record, noPath);
+}
+
+/** The plan of {@link getActPatchDirectPathAllSources} with these arguments, without running it (see {@link planSweep}). */
+getActPatchDirectPathAllSources.plan = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathAllSourcesOptions): SweepPlanSummary => {
+  const { sweep, patches } = allSources(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  return summarize(planSweepPatches(model, sweep.tokens, patches, metric, sweep.corruptedRun, options));
+};
+
+function allSources(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathAllSourcesOptions) {
   const { nLayers: L, nHeads: H } = model.cfg;
   options.sources?.forEach(([sl, sh, dl], i) => {
     checkIndex(`sources[${i}][0] (source layer)`, sl, L);
@@ -100,17 +141,11 @@ export async function getActPatchDirectPathAllSources(model: HookedTransformer, 
   const sources: (readonly [number, number, number?])[] = [];
   if (options.sources) sources.push(...options.sources);
   else for (let sl = 0; sl < L; sl++) for (let sh = 0; sh < H; sh++) sources.push([sl, sh]);
-  const scores = await sweep.run(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * Hc + dh, L * H * L * Hc);
-  const noPath = new Uint8Array(L * H * L * Hc).map((_, i) => {
-    const sl = Math.floor(i / (H * L * Hc));
-    const dl = Math.floor(i / Hc) % L;
-    return dl <= sl ? 1 : 0;
-  });
-  return new PatchResult("direct_path_all_sources", new Tensor(scores, [L, H, L, Hc]), sweep.baseline, sweep.clean,
-    sweep.record, noPath);
+  const patches = sweep.patches(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * Hc + dh);
+  return { sweep, patches, size: L * H * L * Hc };
 }
 
-/** Validates inputs, computes baselines, and returns a runner over a list of sources. */
+/** Validates inputs and returns the sweep's patches for a list of sources, with the baselines (computed on demand). */
 function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
   corruptedCache: ActivationCache, metric: Metric, options: DirectPathOptions) {
   const cfg = model.cfg;
@@ -140,12 +175,19 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
   const tokens = Array.from({ length: B }, (_, b) => Array.from(batch.ids.subarray(b * P, (b + 1) * P)));
   const cached = (cache: ActivationCache, which: string, name: string) => checkBatch(needCached(cache, which, name), name, B, P);
   const residPre = (l: number) => cached(corruptedCache, "corruptedCache", `blocks.${l}.hook_resid_pre`);
-  const corruptedRun: CorruptedRun = { residPre, keysValues: (l) => cachedKeysValues(model, corruptedCache, l, B, P) };
+  const corruptedRun: CorruptedRun = {
+    residPre,
+    hasKeysValues: (l) => cachedKeysValues(model, corruptedCache, l, B, P) !== undefined,
+    keysValues: (l) => cachedKeysValues(model, corruptedCache, l, B, P),
+  };
   const last = `blocks.${L - 1}.hook_resid_post`;
   const finalMetric = (cache: ActivationCache, which: string) =>
     metric(model.forward(tokens, { startAtLayer: L, residual: cached(cache, which, last), lastPositionOnly: metric.positions === "last" }).logits!);
-  const baseline = finalMetric(corruptedCache, "corruptedCache");
-  const clean = finalMetric(cleanCache, "cleanCache");
+  // Checked now (a missing activation is an error before any work); a sweep's run evaluates them, its plan does not.
+  cached(corruptedCache, "corruptedCache", last);
+  cached(cleanCache, "cleanCache", last);
+  const baseline = () => finalMetric(corruptedCache, "corruptedCache");
+  const clean = () => finalMetric(cleanCache, "cleanCache");
 
   // W_c of a destination layer as one [D, Hc*d] matrix, so a gemm gives every destination head.
   const wCache = new Map<number, { W: Float32Array; bias: Float32Array }>();
@@ -235,9 +277,8 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     weights: describeProcessing(model),
   };
 
-  const run = async (sources: readonly (readonly [number, number, number?])[],
-    indexOf: (src: readonly [number, number, number?], dl: number, dh: number) => number, size: number) => {
-    const scores = new Float32Array(size);
+  const patchesFor = (sources: readonly (readonly [number, number, number?])[],
+    indexOf: (src: readonly [number, number, number?], dl: number, dh: number) => number): Patch[] => {
     // Patch values per (source, destination layer), shared by its Hc patches and dropped after the last.
     const live = new Map<string, { values: Float32Array; uses: number }>();
     const acquire = (sl: number, sh: number, dl: number) => {
@@ -285,10 +326,9 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
         }
       }
     }
-    await runSweep(model, tokens, patches, metric, corruptedRun, scores, options);
-    return scores;
+    return patches;
   };
-  return { baseline, clean, record, run, destHeads: Hc };
+  return { baseline, clean, record, patches: patchesFor, destHeads: Hc, tokens, corruptedRun };
 }
 
 /**

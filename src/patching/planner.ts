@@ -70,7 +70,7 @@ export interface SweepOptions {
    * far (flat, in the result's row-major layout) and `done[i] = 1` for each finished entry.
    */
   onPartial?: (partial: { scores: Float32Array; done: Uint8Array }) => void;
-  /** Called once before a planned sweep runs, with its plan (the CLI's `--plan` prints it). */
+  /** Called once before the sweep runs, with its plan: the same numbers `planSweep` gives. */
   onPlan?: (plan: SweepPlanSummary) => void;
 }
 
@@ -83,6 +83,8 @@ const DEFAULT_BUDGET = 1024 * 1024 * 1024;
 export interface CorruptedRun {
   /** `blocks.l.hook_resid_pre` [batch, pos, dModel]. */
   residPre(layer: number): Tensor;
+  /** Whether {@link keysValues} has the layer's keys and values (planning asks this without reading them). */
+  hasKeysValues(layer: number): boolean;
   /** `blocks.l.attn.hook_k` / `hook_v`, or undefined when not cached (no prefix is then reused). */
   keysValues(layer: number): { k: Tensor; v: Tensor } | undefined;
 }
@@ -100,10 +102,7 @@ export async function runSweep(
   scores: Float32Array,
   options: SweepOptions = {},
 ): Promise<void> {
-  const strategy = options.strategy ?? "planned";
-  if (strategy !== "planned" && strategy !== "naive") throw new Error(`strategy must be "planned" or "naive", got ${JSON.stringify(strategy)}`);
-  const budget = options.memoryBudgetBytes ?? DEFAULT_BUDGET;
-  if (!(budget > 0)) throw new Error(`memoryBudgetBytes must be positive, got ${budget}`);
+  const plan = planSweepPatches(model, tokens, patches, metric, corrupted, options);
   const started = Date.now();
   let done = 0;
   const finished = new Uint8Array(scores.length); // 1 where scores[i] holds a finished run
@@ -116,6 +115,7 @@ export async function runSweep(
     throwIfAborted(options.signal);
   };
   throwIfAborted(options.signal);
+  options.onPlan?.(summarize(plan));
 
   const record = (patch: Patch, logits: Tensor) => {
     const value = metric(logits);
@@ -126,7 +126,7 @@ export async function runSweep(
     finished[patch.index] = 1;
   };
 
-  if (strategy === "naive") {
+  if (plan.strategy === "naive") {
     for (const patch of patches) {
       patch.prepare?.();
       const fwdHooks = patch.edits.map((e) => [e.hook, ((act: Tensor, hook: HookPoint) => e.apply(act, hook)) as HookFn] as const);
@@ -136,8 +136,6 @@ export async function runSweep(
     return;
   }
 
-  const plan = planPasses(model, tokens, patches, metric, corrupted, budget);
-  options.onPlan?.({ ...plan, passes: plan.passes.length });
   for (const pass of plan.passes) {
     for (const patch of pass.patches) patch.prepare?.();
     const logits = runStacked(model, tokens, pass, corrupted);
@@ -160,8 +158,28 @@ export interface PlannedPass {
   patches: Patch[];
 }
 
-/** How a planned sweep will run, and what it saves over the naive loop. */
+/**
+ * Checks a sweep's options and plans it: the planned strategy's stacked passes, or the naive
+ * loop's one pass per patch. Throws, before any work, what {@link runSweep} would throw.
+ */
+export function planSweepPatches(model: HookedTransformer, tokens: readonly (readonly number[])[], patches: readonly Patch[],
+  metric: Metric, corrupted: CorruptedRun, options: SweepOptions): SweepPlan {
+  const strategy = options.strategy ?? "planned";
+  if (strategy !== "planned" && strategy !== "naive") throw new Error(`strategy must be "planned" or "naive", got ${JSON.stringify(strategy)}`);
+  const budget = options.memoryBudgetBytes ?? DEFAULT_BUDGET;
+  if (!(budget > 0)) throw new Error(`memoryBudgetBytes must be positive, got ${budget}`);
+  return strategy === "naive" ? naivePlan(model, tokens, patches) : planPasses(model, tokens, patches, metric, corrupted, budget);
+}
+
+/** The plan without its patches. */
+export function summarize(plan: SweepPlan): SweepPlanSummary {
+  return { ...plan, passes: plan.passes.length };
+}
+
+/** How a sweep will run, and what it saves over the naive loop. */
 export interface SweepPlan {
+  strategy: "planned" | "naive";
+  /** Forward passes, in order (the naive loop: one per patch, each from layer 0 at every position). */
   passes: PlannedPass[];
   patches: number;
   /** Block evaluations summed over passes, each over the rows it computes (in units of one batch row × position). */
@@ -172,7 +190,11 @@ export interface SweepPlan {
   tokensRecomputed: number;
   /** Activation bytes of the largest pass. */
   peakMemoryBytes: number;
-  /** Estimated speedup over the naive loop, from the floating-point work of both. */
+  /** Floating-point operations of the passes' matrix products (block weights and unembedding). */
+  flops: number;
+  /** The same for the naive loop. */
+  naiveFlops: number;
+  /** Estimated speedup over the naive loop: naiveFlops / flops. */
   estimatedSpeedup: number;
 }
 
@@ -181,7 +203,7 @@ export interface SweepPlan {
  * one pass stays within the memory budget. Throws, before any work, when a single patched
  * run needs more than the budget.
  */
-export function planPasses(model: HookedTransformer, tokens: readonly (readonly number[])[], patches: readonly Patch[],
+function planPasses(model: HookedTransformer, tokens: readonly (readonly number[])[], patches: readonly Patch[],
   metric: Metric, corrupted: CorruptedRun, budget: number): SweepPlan {
   const cfg = model.cfg;
   const B = tokens.length;
@@ -194,7 +216,7 @@ export function planPasses(model: HookedTransformer, tokens: readonly (readonly 
     let ok = kvFrom.get(layer);
     if (ok === undefined) {
       ok = true;
-      for (let l = layer; l < cfg.nLayers && ok; l++) ok = corrupted.keysValues(l) !== undefined;
+      for (let l = layer; l < cfg.nLayers && ok; l++) ok = corrupted.hasKeysValues(l);
       kvFrom.set(layer, ok);
     }
     return ok;
@@ -220,7 +242,7 @@ export function planPasses(model: HookedTransformer, tokens: readonly (readonly 
   let work = 0;
   let tokensRecomputed = 0;
   let layerTokens = 0;
-  const { perToken: flopsPerToken, unembed: unembedFlops } = flopsPerLayerToken(model);
+  const f = matmulFlops(model);
   for (const group of ordered) {
     const n = P - group.startPos;
     const perCopy = B * n * bytesPerRow(model, P);
@@ -240,20 +262,46 @@ export function planPasses(model: HookedTransformer, tokens: readonly (readonly 
     const evals = (layers > 0 ? (layers - 1) * rowsPerCopy + lastLayerRows : 0) * group.patches.length;
     layerTokens += evals;
     tokensRecomputed += rowsPerCopy * group.patches.length;
-    work += evals * flopsPerToken + group.patches.length * (lastOnly ? B : rowsPerCopy) * unembedFlops;
+    let copyFlops = (lastOnly ? B : rowsPerCopy) * f.unembed;
+    for (let l = group.startLayer; l < cfg.nLayers; l++) {
+      // The pruned last block: keys and values at every recomputed position, the rest at the last one.
+      const pruned = l === cfg.nLayers - 1 && group.pruneLastLayer && n > 1;
+      copyFlops += pruned ? rowsPerCopy * f.kv + B * (f.qo + f.mlp) : rowsPerCopy * (f.qo + f.kv + f.mlp);
+    }
+    work += copyFlops * group.patches.length;
   }
-  const naiveLayerTokens = patches.length * cfg.nLayers * B * P;
-  const naiveWork = naiveLayerTokens * flopsPerToken + patches.length * B * P * unembedFlops;
+  const naive = naivePlan(model, tokens, patches);
   return {
-    passes, patches: patches.length, layerTokenEvaluations: layerTokens, naiveLayerTokenEvaluations: naiveLayerTokens,
-    tokensRecomputed, peakMemoryBytes: peak, estimatedSpeedup: work > 0 ? naiveWork / work : 1,
+    strategy: "planned", passes, patches: patches.length, layerTokenEvaluations: layerTokens,
+    naiveLayerTokenEvaluations: naive.naiveLayerTokenEvaluations, tokensRecomputed, peakMemoryBytes: peak,
+    flops: work, naiveFlops: naive.naiveFlops, estimatedSpeedup: work > 0 ? naive.naiveFlops / work : 1,
   };
 }
 
-/** Multiply-adds ×2 of one block for one token, and of unembedding one token. */
-function flopsPerLayerToken(model: HookedTransformer): { perToken: number; unembed: number } {
-  const { dModel: D, nHeads: H, dHead: d, dMlp: M, dVocab: V } = model.cfg;
-  return { perToken: 2 * (4 * D * H * d + 2 * D * M), unembed: 2 * D * V };
+/** The naive loop: one forward per patch over every block and position, every position unembedded. */
+function naivePlan(model: HookedTransformer, tokens: readonly (readonly number[])[], patches: readonly Patch[]): SweepPlan {
+  const B = tokens.length;
+  const P = tokens[0]!.length;
+  const { qo, kv, mlp, unembed } = matmulFlops(model);
+  const layerTokens = patches.length * model.cfg.nLayers * B * P;
+  const flops = layerTokens * (qo + kv + mlp) + patches.length * B * P * unembed;
+  return {
+    strategy: "naive",
+    passes: patches.map((patch) => ({ startLayer: 0, startPos: 0, pruneLastLayer: false, lastPositionOnly: false, patches: [patch] })),
+    patches: patches.length, layerTokenEvaluations: layerTokens, naiveLayerTokenEvaluations: layerTokens,
+    tokensRecomputed: patches.length * B * P, peakMemoryBytes: patches.length > 0 ? B * P * bytesPerRow(model, P) : 0,
+    flops, naiveFlops: flops, estimatedSpeedup: 1,
+  };
+}
+
+/**
+ * Floating-point operations (2 per multiply-add) of the forward pass's matrix products for one
+ * row (a batch row at one position): the query and output projections, the key and value
+ * projections, the MLP, and the unembedding.
+ */
+function matmulFlops(model: HookedTransformer): { qo: number; kv: number; mlp: number; unembed: number } {
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V, gatedMlp } = model.cfg;
+  return { qo: 2 * 2 * D * H * d, kv: 2 * 2 * D * Hk * d, mlp: 2 * (gatedMlp ? 3 : 2) * D * M, unembed: 2 * D * V };
 }
 
 /** One forward pass over K stacked copies of the corrupted batch, copy k carrying patch k. */
