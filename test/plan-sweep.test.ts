@@ -9,7 +9,7 @@ import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../src/p
 import { logitDiff, logProb } from "../src/patching/metrics.js";
 import { planSweep } from "../src/patching/plan-sweep.js";
 import type { SweepPlanSummary } from "../src/patching/planner.js";
-import { rng } from "./helpers.js";
+import { maxAbsDiff, rng } from "./helpers.js";
 import { randomGpt2Files } from "./random-gpt2.js";
 import { golden, type GoldenInputs } from "./reference.js";
 import { loadReference } from "./reference-model.js";
@@ -19,31 +19,18 @@ function tokens(batch: number, pos: number, vocab: number, seed: number): number
   return Array.from({ length: batch }, () => Array.from({ length: pos }, () => Math.floor(next() * vocab)));
 }
 
-/**
- * An engine whose GEMM calls are counted (2 flops per multiply-add) while `counting` is on, and
- * a model on it whose patched forward passes (the ones that carry hooks) turn counting on.
- */
+/** A model on an engine whose GEMM calls are counted (2 flops per multiply-add). */
 async function countingModel(files: Record<string, Uint8Array>) {
   const engine = await Engine.create();
-  const counter = { flops: 0, counting: false };
+  const counter = { flops: 0 };
   const kernels = engine.kernels;
   const gemm: Kernels["gemm"] = (...args) => {
     const [, , , , , , , m, n, k] = args;
-    if (counter.counting) counter.flops += 2 * m * n * k;
+    counter.flops += 2 * m * n * k;
     return kernels.gemm(...args);
   };
   Object.defineProperty(engine, "kernels", { value: { ...kernels, gemm } });
-  const model = await HookedTransformer.fromPretrained(files, { engine });
-  const forward = model.forward.bind(model);
-  model.forward = (input, options: ForwardOptions = {}) => {
-    counter.counting = (options.fwdHooks?.length ?? 0) > 0;
-    try {
-      return forward(input, options);
-    } finally {
-      counter.counting = false;
-    }
-  };
-  return { model, counter };
+  return { model: await HookedTransformer.fromPretrained(files, { engine }), counter };
 }
 
 describe("planSweep", () => {
@@ -61,19 +48,21 @@ describe("planSweep", () => {
       const cc = model.runWithCache(clean).cache;
       const rc = model.runWithCache(corrupted).cache;
       for (const component of ["q", "k", "v"] as const) {
-        for (const strategy of ["planned", "naive"] as const) {
+        const counted: Record<string, number> = {};
+        const plans: Record<string, SweepPlanSummary> = {};
+        for (const strategy of ["naive", "planned"] as const) {
           const options = { srcLayer: 1, srcHead: 2, component, strategy };
           const plan = planSweep(getActPatchDirectPath, model, corrupted, cc, rc, metric, options);
           const reported: SweepPlanSummary[] = [];
           counter.flops = 0;
           await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...options, onPlan: (p) => reported.push(p) });
+          counted[strategy] = counter.flops;
+          plans[strategy] = plan;
           expect(reported).toEqual([plan]);
           expect(plan.strategy).toBe(strategy);
           // Source layer 1 of 4: destinations in layers 2 and 3, 3 heads each.
           expect(plan.patches).toBe(6);
           expect(plan.naiveLayerTokenEvaluations).toBe(6 * 4 * 3 * 12);
-          // The patched forward passes multiply exactly the planned amount (the patch values are computed outside them).
-          expect(counter.flops, `${component} ${strategy}`).toBe(plan.flops);
           if (strategy === "naive") {
             expect(plan.passes).toBe(6);
             expect(plan.estimatedSpeedup).toBe(1);
@@ -82,6 +71,11 @@ describe("planSweep", () => {
             expect(plan.estimatedSpeedup).toBeGreaterThan(1.5);
           }
         }
+        // Both strategies compute the same patch values and baselines besides their passes, so the
+        // planned run multiplies exactly its plan's flops more than that.
+        const besidesPasses = counted["naive"]! - plans["naive"]!.flops;
+        expect(besidesPasses).toBeGreaterThan(0);
+        expect(counted["planned"]! - besidesPasses, component).toBe(plans["planned"]!.flops);
       }
     }
   });
@@ -112,10 +106,10 @@ describe("planSweep", () => {
     const cache = model.runWithCache(clean).cache;
     for (const fn of [patching.getActPatchResidPre, patching.getActPatchAttnHeadOutByPos, patching.getActPatchBlockEvery]) {
       let forwards = 0;
-      const forward = model.forward;
+      const forward = model.forward.bind(model);
       model.forward = (input, options) => { if (options?.stopAtLayer !== 0) forwards++; return forward(input, options); };
       const plan = planSweep(fn, model, late, cache, metric, {});
-      model.forward = forward;
+      delete (model as { forward?: unknown }).forward; // back to the prototype's
       expect(forwards, fn.name).toBe(0);
       const reported: SweepPlanSummary[] = [];
       await fn(model, late, cache, metric, { onPlan: (p) => reported.push(p) });
@@ -133,6 +127,23 @@ describe("planSweep", () => {
     const allPositions = Object.assign((logits: Tensor) => metric(logits), { positions: "all" as const });
     const plain = planSweep(patching.getActPatchResidPre, model, late, cache, allPositions);
     expect(plain.tokensRecomputed).toBe(plain.patches * 3 * 12);
+  });
+
+  it("unembeds only a metric's declared tokens, and a metric reading another token fails loudly", async () => {
+    const cc = model.runWithCache(clean).cache;
+    const rc = model.runWithCache(late).cache;
+    const options = { srcLayer: 0, srcHead: 1, component: "v" as const };
+    const declared = planSweep(getActPatchDirectPath, model, late, cc, rc, metric, options);
+    const undeclared = Object.assign((logits: Tensor) => metric(logits), { positions: "last" as const });
+    const full = planSweep(getActPatchDirectPath, model, late, cc, rc, undeclared, options);
+    // logitDiff reads 6 of the 31 tokens: 3 rows x (31 - 6) columns x 2 x 24 flops less per patch.
+    expect(full.flops - declared.flops).toBe(declared.patches * 3 * (31 - 6) * 2 * 24);
+    const a = await getActPatchDirectPath(model, late, cc, rc, metric, options);
+    const b = await getActPatchDirectPath(model, late, cc, rc, undeclared, options);
+    expect(maxAbsDiff(a.scores.data, b.scores.data)).toBeLessThanOrEqual(1e-5);
+    const wrong = Object.assign((logits: Tensor) => logits.data[7]!, { positions: "last" as const, tokens: [1] });
+    await expect(getActPatchDirectPath(model, late, cc, rc, wrong, { ...options, strategy: "naive" })).resolves.toBeDefined();
+    await expect(getActPatchDirectPath(model, late, cc, rc, wrong, options)).rejects.toThrow(/returned NaN .*declares tokens \[1\]/);
   });
 
   it("refuses what the run refuses, before any work", () => {

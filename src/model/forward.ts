@@ -36,7 +36,8 @@ export interface ForwardPlan {
   prefix?: (layer: number) => { k: Float32Array; v: Float32Array };
   /**
    * In the last block, compute keys and values at every position but queries, the attention
-   * output, the MLP and the final norm only at each row's last position (needs unembed "last").
+   * output, the MLP and the final norm only at each row's last position (needs unembed "last" or
+   * "none"; with "none", `ln_final.hook_normalized` is where the caller reads those positions).
    * Hooks of that block after the keys and values then see that one position.
    */
   pruneLastLayer?: boolean;
@@ -69,7 +70,7 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
   let anyScores = false;
   for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) anyScores ||= needScores(l);
   const finishing = !plan.returnResidual;
-  const prune = finishing && plan.unembed === "last" && (plan.pruneLastLayer ?? false) && plan.stopAtLayer === cfg.nLayers && n0 > 1;
+  const prune = finishing && plan.unembed !== "all" && (plan.pruneLastLayer ?? false) && plan.stopAtLayer === cfg.nLayers && n0 > 1;
   const logitRows = !finishing || plan.unembed === "none" ? 0 : plan.unembed === "last" ? B : R0;
 
   // Allocate everything before the first kernel runs: growing memory later would detach hook views.

@@ -47,7 +47,8 @@ export interface ForwardOptions {
   /**
    * Advanced, with lastPositionOnly: in the last block compute keys and values everywhere but the
    * rest only at each row's last position. Exact for the last position's logits; hooks of that
-   * block after hook_v see one position.
+   * block after hook_v see one position. With returnType "none", `ln_final.hook_normalized` sees
+   * that one position of each row (a caller that unembeds only some tokens reads it there).
    */
   pruneLastLayer?: boolean;
 }

@@ -2,6 +2,7 @@ import { Tensor } from "../engine/tensor.js";
 import type { HookFn, HookPoint } from "../model/hook-points.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import type { Metric } from "./metrics.js";
+import { metricColumns, unembedColumns } from "./unembed-columns.js";
 
 /** One change to an activation of the corrupted run. */
 export interface PatchEdit {
@@ -120,7 +121,9 @@ export async function runSweep(
   const record = (patch: Patch, logits: Tensor) => {
     const value = metric(logits);
     if (typeof value !== "number" || !Number.isFinite(value)) {
-      throw new Error(`the metric returned ${value} for patch ${patch.label}; a sweep needs finite numbers`);
+      const hint = metric.tokens !== undefined && plan.strategy === "planned"
+        ? ` (it declares tokens [${metric.tokens.join(", ")}], so every other token's logit it was given is NaN)` : "";
+      throw new Error(`the metric returned ${value} for patch ${patch.label}; a sweep needs finite numbers${hint}`);
     }
     scores[patch.index] = value;
     finished[patch.index] = 1;
@@ -155,6 +158,8 @@ export interface PlannedPass {
   pruneLastLayer: boolean;
   /** Whether only the last position is unembedded (the metric reads nothing else). */
   lastPositionOnly: boolean;
+  /** The only vocabulary entries unembedded (the metric's declared tokens), or undefined for all. */
+  unembedTokens?: Int32Array;
   patches: Patch[];
 }
 
@@ -209,6 +214,7 @@ function planPasses(model: HookedTransformer, tokens: readonly (readonly number[
   const B = tokens.length;
   const P = tokens[0]!.length;
   const lastOnly = metric.positions === "last";
+  const columns = lastOnly ? metricColumns(metric.tokens, cfg.dVocab) : undefined;
   const groups = new Map<string, PlannedPass>();
   // Whether the corrupted run's keys and values exist for every block from `layer` on (a kept prefix needs them all).
   const kvFrom = new Map<number, boolean>();
@@ -231,7 +237,7 @@ function planPasses(model: HookedTransformer, tokens: readonly (readonly number[
     const key = `${patch.startLayer}:${startPos}:${prune}`;
     let group = groups.get(key);
     if (group === undefined) {
-      group = { startLayer: patch.startLayer, startPos, pruneLastLayer: prune, lastPositionOnly: lastOnly, patches: [] };
+      group = { startLayer: patch.startLayer, startPos, pruneLastLayer: prune, lastPositionOnly: lastOnly, unembedTokens: columns, patches: [] };
       groups.set(key, group);
     }
     group.patches.push(patch);
@@ -262,7 +268,7 @@ function planPasses(model: HookedTransformer, tokens: readonly (readonly number[
     const evals = (layers > 0 ? (layers - 1) * rowsPerCopy + lastLayerRows : 0) * group.patches.length;
     layerTokens += evals;
     tokensRecomputed += rowsPerCopy * group.patches.length;
-    let copyFlops = (lastOnly ? B : rowsPerCopy) * f.unembed;
+    let copyFlops = (lastOnly ? B : rowsPerCopy) * (columns ? f.unembedColumn * columns.length : f.unembed);
     for (let l = group.startLayer; l < cfg.nLayers; l++) {
       // The pruned last block: keys and values at every recomputed position, the rest at the last one.
       const pruned = l === cfg.nLayers - 1 && group.pruneLastLayer && n > 1;
@@ -297,11 +303,11 @@ function naivePlan(model: HookedTransformer, tokens: readonly (readonly number[]
 /**
  * Floating-point operations (2 per multiply-add) of the forward pass's matrix products for one
  * row (a batch row at one position): the query and output projections, the key and value
- * projections, the MLP, and the unembedding.
+ * projections, the MLP, and the unembedding (of every token, and of one).
  */
-function matmulFlops(model: HookedTransformer): { qo: number; kv: number; mlp: number; unembed: number } {
+function matmulFlops(model: HookedTransformer) {
   const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V, gatedMlp } = model.cfg;
-  return { qo: 2 * 2 * D * H * d, kv: 2 * 2 * D * Hk * d, mlp: 2 * (gatedMlp ? 3 : 2) * D * M, unembed: 2 * D * V };
+  return { qo: 2 * 2 * D * H * d, kv: 2 * 2 * D * Hk * d, mlp: 2 * (gatedMlp ? 3 : 2) * D * M, unembed: 2 * D * V, unembedColumn: 2 * D };
 }
 
 /** One forward pass over K stacked copies of the corrupted batch, copy k carrying patch k. */
@@ -341,10 +347,25 @@ function runStacked(model: HookedTransformer, tokens: readonly (readonly number[
   const keptPrefix = s > 0
     ? { length: s, keysValues: (layer: number) => corrupted.keysValues(layer)! }
     : undefined;
-  return model.forward(stackedTokens, {
-    startAtLayer: startLayer, residual, fwdHooks, lastPositionOnly: pass.lastPositionOnly,
-    keptPrefix, pruneLastLayer: pass.pruneLastLayer,
-  }).logits!;
+  const columns = pass.unembedTokens;
+  if (columns === undefined) {
+    return model.forward(stackedTokens, {
+      startAtLayer: startLayer, residual, fwdHooks, lastPositionOnly: pass.lastPositionOnly,
+      keptPrefix, pruneLastLayer: pass.pruneLastLayer,
+    }).logits!;
+  }
+  // Only the metric's tokens are unembedded, from the final norm's output at each row's last position.
+  const D = model.cfg.dModel;
+  const last = new Float32Array(K * B * D);
+  const readLast = (act: Tensor) => {
+    const n = act.shape[1]!;
+    for (let row = 0; row < K * B; row++) last.set(act.data.subarray(((row + 1) * n - 1) * D, (row + 1) * n * D), row * D);
+  };
+  model.forward(stackedTokens, {
+    startAtLayer: startLayer, residual, fwdHooks: [...fwdHooks, ["ln_final.hook_normalized", readLast]], returnType: "none",
+    lastPositionOnly: true, keptPrefix, pruneLastLayer: pass.pruneLastLayer,
+  });
+  return unembedColumns(model, last, K * B, columns);
 }
 
 /** Activation bytes one batch row × position needs in a forward pass of a sequence of `pos` (a pass's buffers scale with it). */
