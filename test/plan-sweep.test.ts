@@ -1,15 +1,18 @@
 // planSweep: the plan of a sweep without running it, equal to what the run reports and does.
 import { beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
-import type { Tensor } from "../src/engine/tensor.js";
+import { Tensor as TensorClass, type Tensor } from "../src/engine/tensor.js";
+import { makeConfig } from "../src/model/config.js";
+import { processWeights } from "../src/model/process-weights.js";
+import { parameterShapes } from "../src/model/weights.js";
 import type { Kernels } from "../src/engine/kernels.js";
 import { HookedTransformer, type ForwardOptions } from "../src/model/hooked-transformer.js";
 import * as patching from "../src/patching/activation-patching.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
 import { logitDiff, logProb } from "../src/patching/metrics.js";
 import { planSweep } from "../src/patching/plan-sweep.js";
-import type { SweepPlanSummary } from "../src/patching/planner.js";
-import { maxAbsDiff, rng } from "./helpers.js";
+import { bytesPerRow, type SweepPlanSummary } from "../src/patching/planner.js";
+import { maxAbsDiff, randn, rng } from "./helpers.js";
 import { randomGpt2Files } from "./random-gpt2.js";
 import { golden, type GoldenInputs } from "./reference.js";
 import { loadReference } from "./reference-model.js";
@@ -89,16 +92,19 @@ describe("planSweep", () => {
     const [latePlan, earlyPlan] = plans as [SweepPlanSummary, SweepPlanSummary];
     // Every source into every later layer: 3 heads x (3 + 2 + 1) destination layers x 3 heads.
     expect(latePlan.patches).toBe(3 * 6 * 3);
-    // The late prompts differ from position 8: 4 of 12 positions per row, 3 rows.
-    expect(latePlan.tokensRecomputed).toBe(latePlan.patches * 3 * 4);
-    expect(earlyPlan.tokensRecomputed).toBe(earlyPlan.patches * 3 * 11);
+    // The late prompts differ from position 8: 4 of 12 positions per row, 3 rows; the early ones
+    // from position 1. Patches into the last layer (27: every source of layers 0-2 into 3 heads)
+    // skip its attention and recompute only the last position.
+    expect(latePlan.tokensRecomputed).toBe(27 * 3 * 1 + 27 * 3 * 4);
+    expect(earlyPlan.tokensRecomputed).toBe(27 * 3 * 1 + 27 * 3 * 11);
     expect(latePlan.estimatedSpeedup).toBeGreaterThan(earlyPlan.estimatedSpeedup);
-    // A budget of one copy per pass: one pass per patch, and the peak is one copy's activations.
+    // A budget of one 4-position copy per pass: one pass per such patch, four 1-position copies per pass.
     const cc = model.runWithCache(clean).cache;
     const rc = model.runWithCache(late).cache;
-    const one = planSweep(getActPatchDirectPathAllSources, model, late, cc, rc, metric,
-      { component: "q", memoryBudgetBytes: latePlan.peakMemoryBytes / 20 });
-    expect(one.passes).toBe(one.patches);
+    const budget = 3 * 4 * bytesPerRow(model, 12);
+    const one = planSweep(getActPatchDirectPathAllSources, model, late, cc, rc, metric, { component: "q", memoryBudgetBytes: budget });
+    expect(one.passes).toBe(27 + Math.ceil(27 / 4));
+    expect(one.peakMemoryBytes).toBe(budget);
     expect(one.flops).toBe(latePlan.flops);
   });
 
@@ -174,6 +180,73 @@ describe("planSweep on the reference checkpoint", () => {
         expect(reported).toEqual([plan]);
         // 3 layers, 4 heads: sources in layer 0 reach 2 layers, in layer 1 one.
         expect(plan.patches).toBe(4 * 2 * 4 + 4 * 1 * 4);
+      }
+    }
+    model.dispose();
+  });
+});
+
+describe("patches that skip the destination layer's attention", () => {
+  const spec = { nLayer: 4, nHead: 3, nEmbd: 24, nPositions: 16, vocab: 31, seed: 71 };
+  const clean = tokens(3, 10, spec.vocab, 9);
+  const corrupted = clean.map((row, b) => row.map((t, p) => (p === 5 || (b === 2 && p === 7) ? (t + 4) % spec.vocab : t)));
+  const metric = logitDiff({ correct: [1, 2, 3], incorrect: [4, 5, 6] });
+
+  it("give the naive loop's numbers, and the whole layer comes back when a hook watches it or resid_mid is not cached", async () => {
+    const engine = await Engine.create();
+    const model = await HookedTransformer.fromPretrained(randomGpt2Files(spec), { engine });
+    const cc = model.runWithCache(clean).cache;
+    const rc = model.runWithCache(corrupted).cache;
+    const noMid = model.runWithCache(corrupted, { namesFilter: (n) => !n.endsWith("hook_resid_mid") }).cache;
+    for (const component of ["q", "k", "v"] as const) {
+      for (const mode of ["linear", "exact"] as const) {
+        const options = { srcLayer: 0, srcHead: 1, component, mode };
+        const naive = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...options, strategy: "naive" });
+        const skipping = planSweep(getActPatchDirectPath, model, corrupted, cc, rc, metric, options);
+        const planned = await getActPatchDirectPath(model, corrupted, cc, rc, metric, options);
+        expect(maxAbsDiff(planned.scores.data, naive.scores.data), `${component} ${mode}`).toBeLessThanOrEqual(1e-5);
+        // Without the corrupted resid_mid, every destination layer is computed whole: more work, same numbers.
+        const whole = planSweep(getActPatchDirectPath, model, corrupted, cc, noMid, metric, options);
+        expect(whole.flops).toBeGreaterThan(skipping.flops);
+        const wholeRun = await getActPatchDirectPath(model, corrupted, cc, noMid, metric, options);
+        expect(maxAbsDiff(wholeRun.scores.data, naive.scores.data)).toBeLessThanOrEqual(1e-5);
+        // A hook on layer 2's attention: passes into layer 2 compute it (the hook fires), the others still skip theirs.
+        let fired = 0;
+        model.addHook("blocks.2.attn.hook_pattern", () => { fired++; });
+        const hooked = planSweep(getActPatchDirectPath, model, corrupted, cc, rc, metric, options);
+        const hookedRun = await getActPatchDirectPath(model, corrupted, cc, rc, metric, options);
+        model.resetHooks();
+        expect(hooked.flops).toBeGreaterThan(skipping.flops);
+        expect(hooked.flops).toBeLessThan(whole.flops);
+        expect(fired).toBeGreaterThan(0);
+        expect(maxAbsDiff(hookedRun.scores.data, naive.scores.data)).toBeLessThanOrEqual(1e-5);
+      }
+    }
+    model.dispose();
+  });
+
+  it("change a whole key/value group's heads with grouped-query attention", async () => {
+    const engine = await Engine.create();
+    const cfg = makeConfig({ nLayers: 3, dModel: 32, nHeads: 4, nKeyValueHeads: 2, dVocab: 31, nCtx: 16, dMlp: 64 });
+    const weights = new Map<string, Tensor>();
+    let seed = 3;
+    for (const [name, shape] of parameterShapes(cfg)) {
+      const data = randn(shape.reduce((a, b) => a * b, 1), seed++, 0.3);
+      if (name.endsWith(".w")) for (let i = 0; i < data.length; i++) data[i]! += 1;
+      weights.set(name, new TensorClass(data, shape));
+    }
+    const processed = processWeights(cfg, weights);
+    const model = new HookedTransformer(processed.cfg, processed.weights, engine);
+    const cc = model.runWithCache(clean).cache;
+    const rc = model.runWithCache(corrupted).cache;
+    for (const component of ["q", "k", "v"] as const) {
+      for (const mode of ["linear", "exact"] as const) {
+        const options = { srcLayer: 0, srcHead: 3, component, mode };
+        const planned = await getActPatchDirectPath(model, corrupted, cc, rc, metric, options);
+        const naive = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...options, strategy: "naive" });
+        expect(planned.scores.shape).toEqual([3, component === "q" ? 4 : 2]);
+        expect(maxAbsDiff(planned.scores.data, naive.scores.data), `${component} ${mode}`).toBeLessThanOrEqual(1e-5);
+        expect(Math.max(...Array.from(planned.scores.data, (s, i) => (planned.noPath![i] ? 0 : Math.abs(s - planned.baseline))))).toBeGreaterThan(1e-3);
       }
     }
     model.dispose();

@@ -4,6 +4,7 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import { kvName } from "../model/weights.js";
 import { checkBatch, needCached } from "./cache-access.js";
+import { engineAttention } from "./engine-attention.js";
 import { engineMatmul } from "./engine-matmul.js";
 import type { Metric } from "./metrics.js";
 import { planSweepPatches, runSweep, summarize, type CorruptedRun, type Patch, type SweepOptions, type SweepPlanSummary } from "./planner.js";
@@ -179,6 +180,68 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     residPre,
     hasKeysValues: (l) => cachedKeysValues(model, corruptedCache, l, B, P) !== undefined,
     keysValues: (l) => cachedKeysValues(model, corruptedCache, l, B, P),
+    residMid: (l) => cachedFitting(corruptedCache, `blocks.${l}.hook_resid_mid`, [B, P, D]),
+  };
+  // A destination's patch changes the attention of one query head (q) or of one key/value group's
+  // heads (k, v) only; with the corrupted run's q, k, v and z of its layer cached, a planned sweep
+  // recomputes just those heads there. Rotary models are left to the whole layer.
+  const Hk = cfg.nKeyValueHeads;
+  const group = H / Hk;
+  const attnInputs = new Map<number, { q: Float32Array; k: Float32Array; v: Float32Array; z: Float32Array } | undefined>();
+  const attentionInputs = (dl: number) => {
+    if (!attnInputs.has(dl)) {
+      const a = `blocks.${dl}.attn.`;
+      const q = cachedFitting(corruptedCache, `${a}hook_q`, [B, P, H, d]);
+      const k = cachedFitting(corruptedCache, `${a}hook_k`, [B, P, Hk, d]);
+      const v = cachedFitting(corruptedCache, `${a}hook_v`, [B, P, Hk, d]);
+      const z = cachedFitting(corruptedCache, `${a}hook_z`, [B, P, H, d]);
+      const ok = cfg.positionalEmbeddingType !== "rotary" && q && k && v && z;
+      attnInputs.set(dl, ok ? { q: q.data, k: k.data, v: v.data, z: z.data } : undefined);
+    }
+    return attnInputs.get(dl);
+  };
+  // The change of layer dl's attention output at positions [s, P), [B, P - s, D], when the patch
+  // values `values` ([B * P, Hc * d], as patchValues) enter destination head dh.
+  const attnOutDelta = (dl: number, dh: number, values: Float32Array, s: number): Float32Array => {
+    const inputs = attentionInputs(dl)!;
+    const n = P - s;
+    const heads = component === "q" ? 1 : group; // query heads first..first+heads share key/value head g
+    const first = component === "q" ? dh : dh * group;
+    const g = Math.floor(first / group);
+    // q [B, n, heads, d] at positions [s, P); k, v [B, P, 1, d] of key/value head g.
+    const q = new Float32Array(B * n * heads * d);
+    const k = new Float32Array(B * P * d);
+    const v = new Float32Array(B * P * d);
+    for (let b = 0; b < B; b++) {
+      for (let p = 0; p < P; p++) {
+        const row = b * P + p;
+        k.set(inputs.k.subarray((row * Hk + g) * d, (row * Hk + g + 1) * d), row * d);
+        v.set(inputs.v.subarray((row * Hk + g) * d, (row * Hk + g + 1) * d), row * d);
+        if (p >= s) q.set(inputs.q.subarray((row * H + first) * d, (row * H + first + heads) * d), (b * n + p - s) * heads * d);
+      }
+    }
+    // The patch: on the queries the sweep recomputes, or on the keys or values of every position
+    // (the recomputed queries read them all, including any the patch changes before s).
+    const target = component === "q" ? q : component === "k" ? k : v;
+    for (let b = 0; b < B; b++) {
+      for (let p = component === "q" ? s : 0; p < P; p++) {
+        const o = component === "q" ? (b * n + p - s) * heads * d : (b * P + p) * d;
+        const from = ((b * P + p) * Hc + dh) * d;
+        if (mode === "linear") for (let e = 0; e < d; e++) target[o + e]! += values[from + e]!;
+        else for (let e = 0; e < d; e++) target[o + e] = values[from + e]!;
+      }
+    }
+    const z = engineAttention(model.engine, q, k, v, B, n, P, heads, 1, d, 1 / cfg.attnScale);
+    // (z - corrupted z) of those heads @ their rows of W_O: every other head's output is unchanged.
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < n; i++) {
+        const o = (b * n + i) * heads * d;
+        const from = ((b * P + s + i) * H + first) * d;
+        for (let e = 0; e < heads * d; e++) z[o + e]! -= inputs.z[from + e]!;
+      }
+    }
+    const WO = model.weights.get(`blocks.${dl}.attn.W_O`)!.data.subarray(first * d * D, (first + heads) * d * D); // [heads * d, D]
+    return engineMatmul(model.engine, z, B * n, heads * d, WO, D);
   };
   const last = `blocks.${L - 1}.hook_resid_post`;
   const finalMetric = (cache: ActivationCache, which: string) =>
@@ -305,6 +368,14 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
             // Before the first position where the source head's output differs, delta is zero.
             startPos: firstDifference(sl, sh),
             prepare: () => { values = acquire(sl, sh, dl); },
+            attnOutDelta: attentionInputs(dl) === undefined ? undefined : {
+              heads: component === "q" ? 1 : group,
+              compute: (s) => {
+                const delta = attnOutDelta(dl, dh, values!, s);
+                values = undefined;
+                return delta;
+              },
+            },
             edits: [{
               hook: `blocks.${dl}.attn.hook_${component}`,
               apply: (act, point) => {
@@ -362,6 +433,13 @@ function checkIndex(name: string, value: number, size: number): void {
   if (!Number.isInteger(value) || value < 0 || value >= size) {
     throw new Error(`${name} must be an integer in [0, ${size - 1}], got ${value}`);
   }
+}
+
+/** A cached activation of exactly this shape, or undefined. */
+function cachedFitting(cache: ActivationCache, name: string, shape: readonly number[]): Tensor | undefined {
+  if (!cache.has(name)) return undefined;
+  const t = cache.get(name);
+  return t.ndim === shape.length && t.shape.every((x, i) => x === shape[i]) ? t : undefined;
 }
 
 /**

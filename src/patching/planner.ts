@@ -32,6 +32,15 @@ export interface Patch {
   startPos?: number;
   edits: PatchEdit[];
   /**
+   * For a patch whose edits change only some heads' attention in `startLayer` (keys, values and
+   * queries of the other heads there are the corrupted run's): how many query heads it changes, and
+   * the change it makes to that layer's `hook_attn_out` at positions [positionStart, pos) of each
+   * row, [batch, pos - positionStart, dModel], called after `prepare`. A planned sweep then starts
+   * from the corrupted `hook_resid_mid` plus this change and skips that layer's attention, unless a
+   * hook of the model watches it; the edits are not applied then.
+   */
+  attnOutDelta?: { heads: number; compute: (positionStart: number) => Float32Array };
+  /**
    * Runs before the forward pass that carries this patch, outside any hook: the place to
    * compute patch values on the engine (allocating inside a hook could grow the memory and
    * detach the activation views the hook holds).
@@ -88,6 +97,8 @@ export interface CorruptedRun {
   hasKeysValues(layer: number): boolean;
   /** `blocks.l.attn.hook_k` / `hook_v`, or undefined when not cached (no prefix is then reused). */
   keysValues(layer: number): { k: Tensor; v: Tensor } | undefined;
+  /** `blocks.l.hook_resid_mid` [batch, pos, dModel], where cached (patches with `attnOutDelta` start there). */
+  residMid?(layer: number): Tensor | undefined;
 }
 
 /**
@@ -156,6 +167,11 @@ export interface PlannedPass {
   startPos: number;
   /** Whether the last block is computed only at the last position. */
   pruneLastLayer: boolean;
+  /**
+   * Whether the pass starts after `startLayer`'s attention, from the corrupted resid_mid plus each
+   * patch's `attnOutDelta` (at the last layer with a last-position metric: only at the last position).
+   */
+  afterAttention: boolean;
   /** Whether only the last position is unembedded (the metric reads nothing else). */
   lastPositionOnly: boolean;
   /** The only vocabulary entries unembedded (the metric's declared tokens), or undefined for all. */
@@ -227,17 +243,32 @@ function planPasses(model: HookedTransformer, tokens: readonly (readonly number[
     }
     return ok;
   };
+  // Whether a pass may skip a layer's attention: the corrupted resid_mid is there and no hook of the model watches that attention.
+  const skippable = new Map<number, boolean>();
+  const canSkipAttention = (layer: number): boolean => {
+    let ok = skippable.get(layer);
+    if (ok === undefined) {
+      const b = `blocks.${layer}.`;
+      ok = corrupted.residMid?.(layer) !== undefined && !model.hasHooks((name) => name.startsWith(b) &&
+        (name === `${b}hook_resid_pre` || name.startsWith(`${b}ln1.`) || name.startsWith(`${b}attn.`) || name === `${b}hook_attn_out`));
+      skippable.set(layer, ok);
+    }
+    return ok;
+  };
   for (const patch of patches) {
     const hasKV = patch.startLayer < cfg.nLayers && keysValuesFrom(patch.startLayer);
     // Reusing a prefix leaves the logits of its positions out, so only metrics reading the last position allow it.
     const windowed = patch.startPos !== undefined && lastOnly;
-    // A patch that changes nothing (its first position is past the end) still runs once, on the last position.
-    const startPos = windowed && hasKV ? Math.min(patch.startPos!, P - 1) : 0;
+    const afterAttention = patch.attnOutDelta !== undefined && canSkipAttention(patch.startLayer);
+    // A patch that changes nothing (its first position is past the end) still runs once, on the last position;
+    // so does one that starts after the last layer's attention (no later position reads the others).
+    const lastOnlyHere = afterAttention && lastOnly && patch.startLayer === cfg.nLayers - 1;
+    const startPos = lastOnlyHere ? P - 1 : windowed && hasKV ? Math.min(patch.startPos!, P - 1) : 0;
     const prune = lastOnly && windowed;
-    const key = `${patch.startLayer}:${startPos}:${prune}`;
+    const key = `${patch.startLayer}:${startPos}:${prune}:${afterAttention}`;
     let group = groups.get(key);
     if (group === undefined) {
-      group = { startLayer: patch.startLayer, startPos, pruneLastLayer: prune, lastPositionOnly: lastOnly, unembedTokens: columns, patches: [] };
+      group = { startLayer: patch.startLayer, startPos, pruneLastLayer: prune, afterAttention, lastPositionOnly: lastOnly, unembedTokens: columns, patches: [] };
       groups.set(key, group);
     }
     group.patches.push(patch);
@@ -272,9 +303,12 @@ function planPasses(model: HookedTransformer, tokens: readonly (readonly number[
     for (let l = group.startLayer; l < cfg.nLayers; l++) {
       // The pruned last block: keys and values at every recomputed position, the rest at the last one.
       const pruned = l === cfg.nLayers - 1 && group.pruneLastLayer && n > 1;
-      copyFlops += pruned ? rowsPerCopy * f.kv + B * (f.qo + f.mlp) : rowsPerCopy * (f.qo + f.kv + f.mlp);
+      if (l === group.startLayer && group.afterAttention) copyFlops += (pruned ? B : rowsPerCopy) * f.mlp;
+      else copyFlops += pruned ? rowsPerCopy * f.kv + B * (f.qo + f.mlp) : rowsPerCopy * (f.qo + f.kv + f.mlp);
     }
     work += copyFlops * group.patches.length;
+    // The changed heads' outputs, z @ W_O[h] for each, where the attention is skipped.
+    if (group.afterAttention) for (const patch of group.patches) work += rowsPerCopy * patch.attnOutDelta!.heads * f.headOut;
   }
   const naive = naivePlan(model, tokens, patches);
   return {
@@ -293,7 +327,7 @@ function naivePlan(model: HookedTransformer, tokens: readonly (readonly number[]
   const flops = layerTokens * (qo + kv + mlp) + patches.length * B * P * unembed;
   return {
     strategy: "naive",
-    passes: patches.map((patch) => ({ startLayer: 0, startPos: 0, pruneLastLayer: false, lastPositionOnly: false, patches: [patch] })),
+    passes: patches.map((patch) => ({ startLayer: 0, startPos: 0, pruneLastLayer: false, afterAttention: false, lastPositionOnly: false, patches: [patch] })),
     patches: patches.length, layerTokenEvaluations: layerTokens, naiveLayerTokenEvaluations: layerTokens,
     tokensRecomputed: patches.length * B * P, peakMemoryBytes: patches.length > 0 ? B * P * bytesPerRow(model, P) : 0,
     flops, naiveFlops: flops, estimatedSpeedup: 1,
@@ -303,11 +337,14 @@ function naivePlan(model: HookedTransformer, tokens: readonly (readonly number[]
 /**
  * Floating-point operations (2 per multiply-add) of the forward pass's matrix products for one
  * row (a batch row at one position): the query and output projections, the key and value
- * projections, the MLP, and the unembedding (of every token, and of one).
+ * projections, the MLP, the unembedding (of every token, and of one), and one head's output projection.
  */
 function matmulFlops(model: HookedTransformer) {
   const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V, gatedMlp } = model.cfg;
-  return { qo: 2 * 2 * D * H * d, kv: 2 * 2 * D * Hk * d, mlp: 2 * (gatedMlp ? 3 : 2) * D * M, unembed: 2 * D * V, unembedColumn: 2 * D };
+  return {
+    qo: 2 * 2 * D * H * d, kv: 2 * 2 * D * Hk * d, mlp: 2 * (gatedMlp ? 3 : 2) * D * M, unembed: 2 * D * V, unembedColumn: 2 * D,
+    headOut: 2 * d * D,
+  };
 }
 
 /** One forward pass over K stacked copies of the corrupted batch, copy k carrying patch k. */
@@ -318,9 +355,10 @@ function runStacked(model: HookedTransformer, tokens: readonly (readonly number[
   const K = patches.length;
   const stackedTokens = Array.from({ length: K * B }, (_, r) => tokens[r % B]!);
   let residual: Tensor | undefined;
-  if (startLayer > 0) {
-    // The corrupted residual stream at positions [s, P) of each row, repeated for each copy.
-    const r = corrupted.residPre(startLayer);
+  if (startLayer > 0 || pass.afterAttention) {
+    // The corrupted residual stream at positions [s, P) of each row, repeated for each copy; after
+    // the attention, plus each copy's change to it.
+    const r = pass.afterAttention ? corrupted.residMid!(startLayer)! : corrupted.residPre(startLayer);
     const D = r.shape[2]!;
     const n = P - s;
     const data = new Float32Array(K * B * n * D);
@@ -328,11 +366,19 @@ function runStacked(model: HookedTransformer, tokens: readonly (readonly number[
       const b = row % B;
       data.set(r.data.subarray((b * P + s) * D, (b + 1) * P * D), row * n * D);
     }
+    if (pass.afterAttention) {
+      patches.forEach((patch, k) => {
+        const delta = patch.attnOutDelta!.compute(s); // [B, n, D]
+        const o = k * B * n * D;
+        for (let i = 0; i < delta.length; i++) data[o + i]! += delta[i]!;
+      });
+    }
     residual = new Tensor(data, [K * B, n, D]);
   }
   // One hook per hook name; it hands each copy its own [B, ...] slice.
   const byHook = new Map<string, [number, PatchEdit][]>();
-  patches.forEach((patch, k) => {
+  // A pass after the attention starts past every edit of its patches' start layer.
+  if (!pass.afterAttention) patches.forEach((patch, k) => {
     for (const edit of patch.edits) {
       const list = byHook.get(edit.hook) ?? [];
       list.push([k, edit]);
@@ -350,7 +396,7 @@ function runStacked(model: HookedTransformer, tokens: readonly (readonly number[
   const columns = pass.unembedTokens;
   if (columns === undefined) {
     return model.forward(stackedTokens, {
-      startAtLayer: startLayer, residual, fwdHooks, lastPositionOnly: pass.lastPositionOnly,
+      startAtLayer: startLayer, startAfterAttention: pass.afterAttention, residual, fwdHooks, lastPositionOnly: pass.lastPositionOnly,
       keptPrefix, pruneLastLayer: pass.pruneLastLayer,
     }).logits!;
   }
@@ -362,7 +408,8 @@ function runStacked(model: HookedTransformer, tokens: readonly (readonly number[
     for (let row = 0; row < K * B; row++) last.set(act.data.subarray(((row + 1) * n - 1) * D, (row + 1) * n * D), row * D);
   };
   model.forward(stackedTokens, {
-    startAtLayer: startLayer, residual, fwdHooks: [...fwdHooks, ["ln_final.hook_normalized", readLast]], returnType: "none",
+    startAtLayer: startLayer, startAfterAttention: pass.afterAttention, residual,
+    fwdHooks: [...fwdHooks, ["ln_final.hook_normalized", readLast]], returnType: "none",
     lastPositionOnly: true, keptPrefix, pruneLastLayer: pass.pruneLastLayer,
   });
   return unembedColumns(model, last, K * B, columns);
