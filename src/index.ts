@@ -37,7 +37,8 @@ export {
   type DirectPathSingleOptions,
 } from "./patching/direct-path.js";
 export { logitDiff, logProb, normalize, type Metric } from "./patching/metrics.js";
-export type { Patch, PatchEdit, SweepOptions, SweepProgress } from "./patching/planner.js";
+export { planSweep, type PlannableSweep } from "./patching/plan-sweep.js";
+export type { Patch, PatchEdit, PlannedPass, SweepOptions, SweepPlan, SweepPlanSummary, SweepProgress } from "./patching/planner.js";
 export { PatchResult } from "./patching/result.js";
 
 // the embedded demo model (a planted induction circuit)

@@ -24,6 +24,11 @@ it("--plan prints passes, work against the naive loop, peak memory and the estim
   expect(r.stderr).toMatch(/plan: 8 patched runs in \d+ stacked passes/);
   expect(r.stderr).toMatch(/plan: \d+ block×token evaluations \(naive loop: 384\)/); // 8 runs x 3 blocks x 2 rows x 8 positions
   expect(r.stderr).toMatch(/estimated speedup over the naive loop ×\d+\.\d\d/);
+  // The naive loop has a plan too: one pass per patch, no saving.
+  const naive = await cli(["patch", "act", "--kind", "resid_pre", "--model", MODEL, "--prompts", PROMPTS, "--strategy", "naive", "--plan", "--quiet"]);
+  expect(naive.code, naive.stderr).toBe(0);
+  expect(naive.stderr).toMatch(/plan: 24 patched runs, one full forward pass each \(the naive loop\)/); // [3 layers, 8 positions]
+  expect(naive.stderr).toMatch(/estimated speedup over the naive loop ×1\.00/);
   const quiet = await cli(["patch", "act", "--kind", "resid_pre", "--model", MODEL, "--prompts", PROMPTS, "--quiet"]);
   expect(quiet.stderr).not.toMatch(/plan:/);
 });

@@ -10,6 +10,7 @@ import { splitSafetensors } from "./fuzz/mutate-safetensors.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
 import { logitDiff } from "../src/patching/metrics.js";
+import { planSweep } from "../src/patching/plan-sweep.js";
 
 let engine: Engine;
 let model: HookedTransformer;
@@ -65,14 +66,20 @@ describe("an aborted sweep", () => {
 
   for (const strategy of ["planned", "naive"] as const) {
     it(`${strategy}: rejects with an AbortError within one pass, frees its memory, and hands over the finished scores`, async () => {
-      const full = await run({ component: "k", strategy, memoryBudgetBytes: 4 << 20 });
+      // A budget of a quarter of the planned sweep's single pass: four passes.
+      const clean = model.runWithCache(prompts.clean).cache;
+      const corrupted = model.runWithCache(prompts.corrupted).cache;
+      const budget = planSweep(getActPatchDirectPathAllSources, model, prompts.corrupted, clean, corrupted, metric, { component: "k" }).peakMemoryBytes / 4;
+      expect(planSweep(getActPatchDirectPathAllSources, model, prompts.corrupted, clean, corrupted, metric,
+        { component: "k", memoryBudgetBytes: budget }).passes).toBe(4);
+      const full = await run({ component: "k", strategy, memoryBudgetBytes: budget });
       const level = engine.stats().bytesInUse;
       const controller = new AbortController();
       let passes = 0;
       let passesAfterAbort = 0;
       let partial: { scores: Float32Array; done: Uint8Array } | undefined;
       const aborted = run({
-        component: "k", strategy, memoryBudgetBytes: 4 << 20, signal: controller.signal,
+        component: "k", strategy, memoryBudgetBytes: budget, signal: controller.signal,
         onProgress: () => {
           passes++;
           if (controller.signal.aborted) passesAfterAbort++;
@@ -91,7 +98,7 @@ describe("an aborted sweep", () => {
       const finished = (x: Float32Array) => x.filter((_, i) => partial!.done[i] === 1);
       expect(sameBits(finished(partial!.scores), finished(full.scores.data))).toBe(true);
       // The model still gives the same result afterwards.
-      const again = await run({ component: "k", strategy, memoryBudgetBytes: 4 << 20 });
+      const again = await run({ component: "k", strategy, memoryBudgetBytes: budget });
       expect(sameBits(again.scores.data, full.scores.data)).toBe(true);
     });
   }

@@ -5,6 +5,7 @@
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../patching/direct-path.js";
 import { logitDiff } from "../patching/metrics.js";
+import { planSweep } from "../patching/plan-sweep.js";
 import type { SweepOptions, SweepPlanSummary } from "../patching/planner.js";
 import type { PatchResult } from "../patching/result.js";
 import { ACT_KIND_NAMES, ACT_KINDS } from "./act-kinds.js";
@@ -17,7 +18,7 @@ import { loadModel } from "./load-model.js";
 import { actHeatmap, checkTargets, describeBaselines, directPathHeatmap, reportPatchResult } from "./patch-report.js";
 import { createProgress } from "./progress.js";
 import { readPromptsFile, type Prompts } from "./prompts.js";
-import { runUnits, runUnitsOnWorkers, type ShardJob } from "./shard-run.js";
+import { planUnits, runUnits, runUnitsOnWorkers, type ShardJob } from "./shard-run.js";
 import { allUnits, fingerprint, parseShard, PART_FORMAT, splitUnits, unitId, type ShardPart } from "./shards.js";
 
 const OUTPUT_FLAGS: readonly FlagSpec[] = [
@@ -73,16 +74,18 @@ export const directPathCommand: Command = {
       if (src !== "all") throw new UsageError("patch direct-path: --shard and --workers split an all-sources sweep; use them with --src all");
       return shardedDirectPath(ctx, model, prompts, { shardText, workers, component: component as "q" | "k" | "v", mode: mode as "linear" | "exact", backend: backendOf(args), common });
     }
-    const run = async (sweep: SweepOptions) => {
-      const { clean, corrupted } = caches(model, prompts);
-      const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
-      const options = { ...sweep, component: component as "q" | "k" | "v", mode: mode as "linear" | "exact" };
-      return src === "all"
-        ? getActPatchDirectPathAllSources(model, prompts.corrupted!, clean, corrupted, metric, options)
-        : getActPatchDirectPath(model, prompts.corrupted!, clean, corrupted, metric, { ...options, srcLayer: src[0], srcHead: src[1] });
-    };
+    const { clean, corrupted } = caches(model, prompts);
+    const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
+    const base = { component: component as "q" | "k" | "v", mode: mode as "linear" | "exact", strategy: common.strategy };
+    const corruptedTokens = prompts.corrupted!;
+    const run = (sweep: SweepOptions) => src === "all"
+      ? getActPatchDirectPathAllSources(model, corruptedTokens, clean, corrupted, metric, { ...sweep, ...base })
+      : getActPatchDirectPath(model, corruptedTokens, clean, corrupted, metric, { ...sweep, ...base, srcLayer: src[0], srcHead: src[1] });
+    const plan = () => src === "all"
+      ? planSweep(getActPatchDirectPathAllSources, model, corruptedTokens, clean, corrupted, metric, base)
+      : planSweep(getActPatchDirectPath, model, corruptedTokens, clean, corrupted, metric, { ...base, srcLayer: src[0], srcHead: src[1] });
     const label = `direct path ${src === "all" ? "all" : src.join(".")} → ${component} (${mode})`;
-    const result = await sweepWithProgress(ctx, label, common, run);
+    const result = await sweepWithProgress(ctx, label, common, run, plan);
     const what = src === "all" ? "every head" : `head ${src.join(".")}`;
     report(ctx, result, directPathHeatmap(result, { src, component, mode, kvGroups: component !== "q" && model.cfg.nKeyValueHeads !== model.cfg.nHeads }), common, {
       header: [`model ${common.model} (${model.cfg.nLayers} layers × ${model.cfg.nHeads} heads), ${shapeOf(prompts)}; ${what} → ${component} (${mode})`],
@@ -111,12 +114,11 @@ export const actCommand: Command = {
     const common = commonFlags(args);
     const model = await loadModel(ctx, common.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args) });
     const prompts = readPromptsFile(ctx, common.prompts, model, "patch");
-    const run = async (sweep: SweepOptions) => {
-      const { clean } = caches(model, prompts, false);
-      const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
-      return kind.fn(model, prompts.corrupted!, clean, metric, sweep);
-    };
-    const result = await sweepWithProgress(ctx, `act patch ${kindName}`, common, run);
+    const { clean } = caches(model, prompts, false);
+    const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
+    const run = (sweep: SweepOptions) => kind.fn(model, prompts.corrupted!, clean, metric, { ...sweep, strategy: common.strategy });
+    const plan = () => planSweep(kind.fn, model, prompts.corrupted!, clean, metric, { strategy: common.strategy });
+    const result = await sweepWithProgress(ctx, `act patch ${kindName}`, common, run, plan);
     report(ctx, result, actHeatmap(result, kindName, kind.axes), common, {
       header: [`model ${common.model} (${model.cfg.nLayers} layers × ${model.cfg.nHeads} heads), ${shapeOf(prompts)}; get_act_patch_${kindName} → [${result.scores.shape.join(", ")}]`],
       topHeading: "top patches",
@@ -183,7 +185,8 @@ async function shardedDirectPath(ctx: Context, model: HookedTransformer, prompts
   const what = shard ? `shard ${shard.index}/${shard.count}, ${units.length} of ${all.length} units` : `${all.length} units`;
   const label = `direct path all → ${o.component} (${o.mode}), ${what}${o.workers > 1 ? `, ${o.workers} workers` : ""}`;
   const result = await sweepWithProgress(ctx, label, { ...o.common, plan: o.workers > 1 ? false : o.common.plan },
-    (sweep) => (o.workers > 1 ? runUnitsOnWorkers(model, job, o.workers, sweep) : runUnits(model, job, sweep)));
+    (sweep) => (o.workers > 1 ? runUnitsOnWorkers(model, job, o.workers, sweep) : runUnits(model, job, sweep)),
+    () => planUnits(model, job));
   const provenance = { src: "all", model: o.common.model, prompts: o.common.prompts };
   if (shard === undefined) {
     report(ctx, result, directPathHeatmap(result, { src: "all", component: o.component, mode: o.mode }), o.common, {
@@ -225,14 +228,17 @@ function caches(model: HookedTransformer, prompts: Prompts, withCorrupted = true
   return { clean, corrupted };
 }
 
-/** Runs a sweep with the progress bar on stderr; Ctrl-C (the context's signal) ends it as InterruptedError. */
+/**
+ * Runs a sweep with the progress bar on stderr; Ctrl-C (the context's signal) ends it as InterruptedError.
+ * With `flags.plan`, the sweep's plan (from `plan`, which runs nothing) is printed first.
+ */
 export async function sweepWithProgress<R>(ctx: Context, label: string,
   flags: { quiet: boolean; strategy: "planned" | "naive"; plan?: boolean },
-  sweep: (options: SweepOptions) => Promise<R>): Promise<R> {
+  sweep: (options: SweepOptions) => Promise<R>, plan?: () => SweepPlanSummary): Promise<R> {
+  if (flags.plan && plan) ctx.err(describePlan(plan()));
   const progress = createProgress(ctx.io.stderr, label, { quiet: flags.quiet, width: ctx.width(ctx.io.stderr) });
-  const onPlan = flags.plan ? (plan: SweepPlanSummary) => ctx.err(describePlan(plan)) : undefined;
   try {
-    return await sweep({ strategy: flags.strategy, signal: ctx.signal, onProgress: (p) => progress.update(p), onPlan });
+    return await sweep({ strategy: flags.strategy, signal: ctx.signal, onProgress: (p) => progress.update(p) });
   } catch (e) {
     if (isAbortError(e) || ctx.signal?.aborted) throw new InterruptedError();
     throw e;
@@ -258,7 +264,9 @@ function shapeOf(prompts: Prompts): string {
 export function describePlan(plan: SweepPlanSummary): string {
   const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
   return [
-    `plan: ${plan.patches} patched runs in ${plan.passes} stacked passes`,
+    plan.strategy === "naive"
+      ? `plan: ${plan.patches} patched runs, one full forward pass each (the naive loop)`
+      : `plan: ${plan.patches} patched runs in ${plan.passes} stacked passes`,
     `plan: ${plan.layerTokenEvaluations} block×token evaluations (naive loop: ${plan.naiveLayerTokenEvaluations}), ` +
       `${plan.tokensRecomputed} token positions recomputed`,
     `plan: peak activation memory ${mib(plan.peakMemoryBytes)}; estimated speedup over the naive loop ×${plan.estimatedSpeedup.toFixed(2)}`,

@@ -7,7 +7,8 @@ import type { BackendName } from "../engine/engine.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { getActPatchDirectPathAllSources } from "../patching/direct-path.js";
 import { logitDiff } from "../patching/metrics.js";
-import type { SweepOptions } from "../patching/planner.js";
+import { planSweep } from "../patching/plan-sweep.js";
+import type { SweepOptions, SweepPlanSummary } from "../patching/planner.js";
 import { PatchResult } from "../patching/result.js";
 import { Tensor } from "../engine/tensor.js";
 import { splitUnits, unitIndices, type ShardUnit } from "./shards.js";
@@ -30,9 +31,18 @@ export type ShardReply =
 
 /** The units' scores on `model`, with the other entries 0; the whole result's baseline, clean and options. */
 export async function runUnits(model: HookedTransformer, job: Omit<ShardJob, "model" | "backend">, sweep: SweepOptions) {
+  return getActPatchDirectPathAllSources(...unitArgs(model, job, sweep));
+}
+
+/** The plan of {@link runUnits} in this thread. */
+export function planUnits(model: HookedTransformer, job: Omit<ShardJob, "model" | "backend">): SweepPlanSummary {
+  return planSweep(getActPatchDirectPathAllSources, ...unitArgs(model, job, {}));
+}
+
+function unitArgs(model: HookedTransformer, job: Omit<ShardJob, "model" | "backend">, sweep: SweepOptions) {
   const { clean, corrupted, correct, incorrect } = job.prompts;
-  return getActPatchDirectPathAllSources(model, corrupted, model.runWithCache(clean).cache, model.runWithCache(corrupted).cache,
-    logitDiff({ correct, incorrect }), { ...sweep, component: job.component, mode: job.mode, strategy: job.strategy, sources: job.units });
+  return [model, corrupted, model.runWithCache(clean).cache, model.runWithCache(corrupted).cache, logitDiff({ correct, incorrect }),
+    { ...sweep, component: job.component, mode: job.mode, strategy: job.strategy, sources: job.units }] as const;
 }
 
 /**

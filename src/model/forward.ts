@@ -18,6 +18,11 @@ export interface ForwardPlan {
   startAtLayer: number;
   /** Blocks [startAtLayer, stopAtLayer) run. */
   stopAtLayer: number;
+  /**
+   * `residual` is block `startAtLayer`'s resid_mid (after its attention) rather than its resid_pre:
+   * that block's attention and every hook before its `hook_resid_mid` are skipped.
+   */
+  startAfterAttention?: boolean;
   /** Return the residual stream after the last block run, instead of logits. */
   returnResidual: boolean;
   /** Resolved hook name → functions, in registration order. */
@@ -36,7 +41,8 @@ export interface ForwardPlan {
   prefix?: (layer: number) => { k: Float32Array; v: Float32Array };
   /**
    * In the last block, compute keys and values at every position but queries, the attention
-   * output, the MLP and the final norm only at each row's last position (needs unembed "last").
+   * output, the MLP and the final norm only at each row's last position (needs unembed "last" or
+   * "none"; with "none", `ln_final.hook_normalized` is where the caller reads those positions).
    * Hooks of that block after the keys and values then see that one position.
    */
   pruneLastLayer?: boolean;
@@ -69,7 +75,7 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
   let anyScores = false;
   for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) anyScores ||= needScores(l);
   const finishing = !plan.returnResidual;
-  const prune = finishing && plan.unembed === "last" && (plan.pruneLastLayer ?? false) && plan.stopAtLayer === cfg.nLayers && n0 > 1;
+  const prune = finishing && plan.unembed !== "all" && (plan.pruneLastLayer ?? false) && plan.stopAtLayer === cfg.nLayers && n0 > 1;
   const logitRows = !finishing || plan.unembed === "none" ? 0 : plan.unembed === "last" ? B : R0;
 
   // Allocate everything before the first kernel runs: growing memory later would detach hook views.
@@ -137,7 +143,7 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       k.rotary(x, x, buf.cos, buf.sin, B * count, heads, d);
     };
 
-    if (plan.startAtLayer === 0) {
+    if (plan.startAtLayer === 0 && !plan.startAfterAttention) {
       embed(engine.heap(), plan, s0, cfg, w, buf.embed, buf.posEmbed);
       fire("hook_embed", buf.embed, [B, n, D], undefined, start);
       if (rotary) {
@@ -153,68 +159,71 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
     for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) {
       const p = w.blocks[l]!;
       const b = `blocks.${l}.`;
-      fire(`${b}hook_resid_pre`, resid, [B, n, D], l, start);
+      // Started at this block's resid_mid: its attention is the caller's (see ForwardPlan.startAfterAttention).
+      if (!(l === plan.startAtLayer && plan.startAfterAttention)) {
+        fire(`${b}hook_resid_pre`, resid, [B, n, D], l, start);
 
-      normalize(resid, `${b}ln1`, l);
-      k.gemmPacked(buf.norm, D, p.wk, buf.k, Hkd, p.bk, rows(), Hkd, D, 0, 0, Hkd);
-      k.gemmPacked(buf.norm, D, p.wv, buf.v, Hkd, p.bv, rows(), Hkd, D, 0, 0, Hkd);
-      const pruneHere = prune && l === cfg.nLayers - 1;
-      // Queries of every computed position, or (pruned) of each row's last one: a strided operand.
-      const qn = pruneHere ? 1 : n;
-      const qStart = pruneHere ? P - 1 : start;
-      if (pruneHere) k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, p.wq, buf.q, Hd, p.bq, B, Hd, D, 0, 0, Hd);
-      else k.gemmPacked(buf.norm, D, p.wq, buf.q, Hd, p.bq, rows(), Hd, D, 0, 0, Hd);
-      fire(`${b}attn.hook_q`, buf.q, [B, qn, H, d], l, qStart);
-      fire(`${b}attn.hook_k`, buf.k, [B, n, Hk, d], l, start);
-      fire(`${b}attn.hook_v`, buf.v, [B, n, Hk, d], l, start);
-      if (rotary) {
-        // In place: q and k are not read again before attention.
-        rotate(buf.q, H, qStart, qn);
-        fire(`${b}attn.hook_rot_q`, buf.q, [B, qn, H, d], l, qStart);
-        rotate(buf.k, Hk, start, n);
-        fire(`${b}attn.hook_rot_k`, buf.k, [B, n, Hk, d], l, start);
-      }
-
-      // Keys and values of the whole sequence: the kept prefix, then the computed positions.
-      let kAll = buf.k;
-      let vAll = buf.v;
-      if (s0 > 0) {
-        const kept = plan.prefix!(l);
-        assemble(engine.heap(), kept.k, buf.k, buf.kFull, B, P, s0, Hkd);
-        assemble(engine.heap(), kept.v, buf.v, buf.vFull, B, P, s0, Hkd);
-        kAll = buf.kFull;
-        vAll = buf.vFull;
-      }
-      if (needScores(l)) {
-        k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale);
-        fire(`${b}attn.hook_attn_scores`, buf.scores, [B, H, qn, P], l, qStart);
-        k.softmax(buf.scores, buf.pattern, B * H * qn, P);
-        fire(`${b}attn.hook_pattern`, buf.pattern, [B, H, qn, P], l, qStart);
-        k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d);
-      } else {
-        k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale);
-      }
-      if (pruneHere) {
-        // From here on only the last position of each row is computed.
-        gatherLastRows(engine.heap(), resid, buf.residLast, B, n, D);
-        resid = buf.residLast;
-        n = 1;
-        start = P - 1;
-      }
-      fire(`${b}attn.hook_z`, buf.z, [B, n, H, d], l, start);
-
-      if (cfg.useAttnResult) {
-        // result[:, h, :] = z[:, h, :] @ W_O[h]: one gemm per head, strided into [rows, H, D].
-        for (let h = 0; h < H; h++) {
-          k.gemm(buf.z + h * d * 4, Hd, p.woHeads + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, rows(), D, d, 0, 0);
+        normalize(resid, `${b}ln1`, l);
+        k.gemmPacked(buf.norm, D, p.wk, buf.k, Hkd, p.bk, rows(), Hkd, D, 0, 0, Hkd);
+        k.gemmPacked(buf.norm, D, p.wv, buf.v, Hkd, p.bv, rows(), Hkd, D, 0, 0, Hkd);
+        const pruneHere = prune && l === cfg.nLayers - 1;
+        // Queries of every computed position, or (pruned) of each row's last one: a strided operand.
+        const qn = pruneHere ? 1 : n;
+        const qStart = pruneHere ? P - 1 : start;
+        if (pruneHere) k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, p.wq, buf.q, Hd, p.bq, B, Hd, D, 0, 0, Hd);
+        else k.gemmPacked(buf.norm, D, p.wq, buf.q, Hd, p.bq, rows(), Hd, D, 0, 0, Hd);
+        fire(`${b}attn.hook_q`, buf.q, [B, qn, H, d], l, qStart);
+        fire(`${b}attn.hook_k`, buf.k, [B, n, Hk, d], l, start);
+        fire(`${b}attn.hook_v`, buf.v, [B, n, Hk, d], l, start);
+        if (rotary) {
+          // In place: q and k are not read again before attention.
+          rotate(buf.q, H, qStart, qn);
+          fire(`${b}attn.hook_rot_q`, buf.q, [B, qn, H, d], l, qStart);
+          rotate(buf.k, Hk, start, n);
+          fire(`${b}attn.hook_rot_k`, buf.k, [B, n, Hk, d], l, start);
         }
-        fire(`${b}attn.hook_result`, buf.result, [B, n, H, D], l, start);
-        sumHeads(engine.heap(), buf.result, p.bo, buf.attnOut, rows(), H, D);
-      } else {
-        k.gemmPacked(buf.z, Hd, p.wo, buf.attnOut, D, p.bo, rows(), D, Hd, 0, 0, D);
+
+        // Keys and values of the whole sequence: the kept prefix, then the computed positions.
+        let kAll = buf.k;
+        let vAll = buf.v;
+        if (s0 > 0) {
+          const kept = plan.prefix!(l);
+          assemble(engine.heap(), kept.k, buf.k, buf.kFull, B, P, s0, Hkd);
+          assemble(engine.heap(), kept.v, buf.v, buf.vFull, B, P, s0, Hkd);
+          kAll = buf.kFull;
+          vAll = buf.vFull;
+        }
+        if (needScores(l)) {
+          k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale);
+          fire(`${b}attn.hook_attn_scores`, buf.scores, [B, H, qn, P], l, qStart);
+          k.softmax(buf.scores, buf.pattern, B * H * qn, P);
+          fire(`${b}attn.hook_pattern`, buf.pattern, [B, H, qn, P], l, qStart);
+          k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d);
+        } else {
+          k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale);
+        }
+        if (pruneHere) {
+          // From here on only the last position of each row is computed.
+          gatherLastRows(engine.heap(), resid, buf.residLast, B, n, D);
+          resid = buf.residLast;
+          n = 1;
+          start = P - 1;
+        }
+        fire(`${b}attn.hook_z`, buf.z, [B, n, H, d], l, start);
+
+        if (cfg.useAttnResult) {
+          // result[:, h, :] = z[:, h, :] @ W_O[h]: one gemm per head, strided into [rows, H, D].
+          for (let h = 0; h < H; h++) {
+            k.gemm(buf.z + h * d * 4, Hd, p.woHeads + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, rows(), D, d, 0, 0);
+          }
+          fire(`${b}attn.hook_result`, buf.result, [B, n, H, D], l, start);
+          sumHeads(engine.heap(), buf.result, p.bo, buf.attnOut, rows(), H, D);
+        } else {
+          k.gemmPacked(buf.z, Hd, p.wo, buf.attnOut, D, p.bo, rows(), D, Hd, 0, 0, D);
+        }
+        fire(`${b}hook_attn_out`, buf.attnOut, [B, n, D], l, start);
+        k.add(resid, buf.attnOut, resid, rows() * D);
       }
-      fire(`${b}hook_attn_out`, buf.attnOut, [B, n, D], l, start);
-      k.add(resid, buf.attnOut, resid, rows() * D);
       fire(`${b}hook_resid_mid`, resid, [B, n, D], l, start);
 
       normalize(resid, `${b}ln2`, l);

@@ -27,6 +27,12 @@ export interface ForwardOptions {
   startAtLayer?: number;
   /** The residual stream entering `startAtLayer`. */
   residual?: Tensor;
+  /**
+   * Advanced, with `residual`: it is block `startAtLayer`'s `hook_resid_mid` (the stream after that
+   * block's attention), so the block starts at its second layer norm. Its attention, and its hooks
+   * before `hook_resid_mid`, do not run.
+   */
+  startAfterAttention?: boolean;
   /** Run blocks before this index only and return the residual stream entering it (after the last block when it equals nLayers). */
   stopAtLayer?: number;
   /** [batch, pos] of 1 (token) and 0 (padding); padded keys are never attended to and position ids skip padding. */
@@ -47,7 +53,8 @@ export interface ForwardOptions {
   /**
    * Advanced, with lastPositionOnly: in the last block compute keys and values everywhere but the
    * rest only at each row's last position. Exact for the last position's logits; hooks of that
-   * block after hook_v see one position.
+   * block after hook_v see one position. With returnType "none", `ln_final.hook_normalized` sees
+   * that one position of each row (a caller that unembeds only some tokens reads it there).
    */
   pruneLastLayer?: boolean;
 }
@@ -161,6 +168,21 @@ export class HookedTransformer {
     for (const name of this.resolve(filter)) this.persistent.push([name, fn]);
   }
 
+  /**
+   * Whether a hook added with {@link addHook} watches any hook point the filter selects (every
+   * hook point when it is omitted).
+   * @example
+   * ```ts
+   * model.addHook("blocks.1.attn.hook_z", (z) => { z.data.fill(0); });
+   * model.hasHooks((name) => name.startsWith("blocks.1.")); // true
+   * model.hasHooks("blocks.0.attn.hook_z");                 // false
+   * ```
+   */
+  hasHooks(filter: HookFilter = () => true): boolean {
+    const names = new Set(this.resolve(filter));
+    return this.persistent.some(([name]) => names.has(name));
+  }
+
   /** Removes every hook added with {@link addHook}. */
   resetHooks(): void {
     this.persistent.length = 0;
@@ -194,14 +216,18 @@ export class HookedTransformer {
       throw new Error(`forward: keptPrefix.length must be an integer in [0, ${batch.pos - 1}], got ${kept}`);
     }
     if (options.pruneLastLayer && !options.lastPositionOnly) throw new Error("forward: pruneLastLayer needs lastPositionOnly");
-    const residual = startAtLayer > 0 ? this.residualInput(options.residual, batch, kept) : undefined;
+    const afterAttention = options.startAfterAttention ?? false;
+    if (afterAttention && startAtLayer >= this.cfg.nLayers) {
+      throw new Error(`forward: startAfterAttention needs startAtLayer below nLayers (${this.cfg.nLayers}), got ${startAtLayer}`);
+    }
+    const residual = startAtLayer > 0 || afterAttention ? this.residualInput(options.residual, batch, kept) : undefined;
     const hooks = this.collectHooks(options.fwdHooks ?? []);
     const wantLoss = returnType === "loss" || returnType === "both";
     if (wantLoss && options.lastPositionOnly) throw new Error("forward: a loss needs every position's logits; drop lastPositionOnly");
     const out = runForward(this.engine, this.cfg, this.live(), {
       batch: batch.batch, pos: batch.pos, tokens: batch.ids, residual,
       attentionMask: options.attentionMask === undefined ? undefined : toMask(options.attentionMask, batch.batch, batch.pos),
-      startAtLayer, stopAtLayer, returnResidual: options.stopAtLayer !== undefined, hooks,
+      startAtLayer, startAfterAttention: afterAttention, stopAtLayer, returnResidual: options.stopAtLayer !== undefined, hooks,
       unembed: returnType === "none" ? "none" : options.lastPositionOnly ? "last" : "all",
       posStart: kept,
       prefix: kept > 0 ? this.prefixReader(options.keptPrefix!.keysValues, batch) : undefined,

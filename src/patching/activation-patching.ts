@@ -5,7 +5,7 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import { checkBatch, needCached } from "./cache-access.js";
 import type { Metric } from "./metrics.js";
-import { runSweep, type Patch, type SweepOptions } from "./planner.js";
+import { planSweepPatches, runSweep, summarize, type CorruptedRun, type Patch, type SweepOptions, type SweepPlanSummary } from "./planner.js";
 import { PatchResult } from "./result.js";
 
 /** Axes a patch index can range over, as TransformerLens's `index_axis_names`. */
@@ -40,8 +40,16 @@ export interface GenericPatchOptions extends SweepOptions {
  */
 export async function genericActivationPatch(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
   metric: Metric, options: GenericPatchOptions): Promise<PatchResult> {
-  const spec: SweepPart = { activation: options.activationName, axes: options.indexAxes, setter: options.patchSetter };
-  return sweepParts(model, corruptedTokens, cleanCache, metric, `act_patch_${options.activationName}`, [spec], options);
+  return sweepParts(model, corruptedTokens, cleanCache, metric, `act_patch_${options.activationName}`, [genericPart(options)], options);
+}
+
+/** The plan of {@link genericActivationPatch} with these arguments, without running it (see {@link planSweep}). */
+genericActivationPatch.plan = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  metric: Metric, options: GenericPatchOptions): SweepPlanSummary =>
+  planParts(model, corruptedTokens, cleanCache, metric, `act_patch_${options.activationName}`, [genericPart(options)], options);
+
+function genericPart(options: GenericPatchOptions): SweepPart {
+  return { activation: options.activationName, axes: options.indexAxes, setter: options.patchSetter };
 }
 
 // ---- setters, as TransformerLens's (index = [layer, ...rest]) ----
@@ -61,8 +69,10 @@ export const layerHeadDestSrcPosPatternPatchSetter: PatchSetter = (c, k, [, head
 
 // ---- the TransformerLens family ----
 
-type Sweep = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
-  options?: SweepOptions) => Promise<PatchResult>;
+type SweepArgs = [model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric, options?: SweepOptions];
+
+/** An activation patching sweep; `.plan(...)` with the same arguments gives its plan without running it. */
+export type ActivationPatchSweep = ((...args: SweepArgs) => Promise<PatchResult>) & { plan: (...args: SweepArgs) => SweepPlanSummary };
 
 interface SweepPart {
   activation: string;
@@ -87,9 +97,12 @@ const patternAllPos: SweepPart =
 const patternByPos: SweepPart =
   { activation: "pattern", axes: ["layer", "pos", "head"], setter: layerHeadPosPatternPatchSetter, window: { axis: 2, indexEntry: 1 } };
 
-function family(op: string, parts: SweepPart[]): Sweep {
-  return (model, corruptedTokens, cleanCache, metric, options = {}) =>
-    sweepParts(model, corruptedTokens, cleanCache, metric, op, parts, options);
+function family(op: string, parts: SweepPart[]): ActivationPatchSweep {
+  return Object.assign((...[model, corruptedTokens, cleanCache, metric, options = {}]: SweepArgs) =>
+    sweepParts(model, corruptedTokens, cleanCache, metric, op, parts, options), {
+    plan: (...[model, corruptedTokens, cleanCache, metric, options = {}]: SweepArgs) =>
+      planParts(model, corruptedTokens, cleanCache, metric, op, parts, options),
+  });
 }
 
 /** [nLayers, pos]: patch `blocks.l.hook_resid_pre[:, p]`. */
@@ -140,6 +153,24 @@ export const getActPatchBlockEvery = family("act_patch_block_every",
  */
 async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
   op: string, parts: readonly SweepPart[], options: SweepOptions): Promise<PatchResult> {
+  const sweep = buildParts(model, corruptedTokens, cleanCache, metric, op, parts);
+  const baseline = checkedMetric(metric, sweep.corruptedRun().logits!, "the corrupted run");
+  const clean = checkedMetric(metric, model.forward(sweep.tokens, { startAtLayer: model.cfg.nLayers, residual: sweep.lastCleanResid }).logits!, "the clean run");
+  const scores = new Float32Array(parts.length * sweep.partSize);
+  await runSweep(model, sweep.tokens, sweep.patches, metric, sweep.corrupted, scores, options);
+  return new PatchResult(op, new Tensor(scores, sweep.shape), baseline, clean, { strategy: options.strategy ?? "planned" });
+}
+
+/** The plan of {@link sweepParts}: no patched run, and not the corrupted run either. */
+function planParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
+  op: string, parts: readonly SweepPart[], options: SweepOptions): SweepPlanSummary {
+  const sweep = buildParts(model, corruptedTokens, cleanCache, metric, op, parts);
+  return summarize(planSweepPatches(model, sweep.tokens, sweep.patches, metric, sweep.corrupted, options));
+}
+
+/** Validates a sweep's inputs and builds its patches; the corrupted run is made on first use. */
+function buildParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
+  op: string, parts: readonly SweepPart[]) {
   if (typeof metric !== "function") throw new Error("metric must be a function from logits to a number");
   const cfg = model.cfg;
   const batch = toTokenBatch(corruptedTokens, cfg.dVocab, cfg.nCtx);
@@ -165,15 +196,15 @@ async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, c
   // The corrupted run once: its residual stream, keys and values at every layer (where stacked
   // passes start, and the prefix they reuse) and its metric.
   const kept = /^blocks\.\d+\.(hook_resid_pre|attn\.hook_k|attn\.hook_rot_k|attn\.hook_v)$/;
-  const corrupted = model.runWithCache(tokens, { namesFilter: (name) => kept.test(name) });
-  const baseline = checkedMetric(metric, corrupted.logits!, "the corrupted run");
-  const lastResid = checkBatch(needCached(cleanCache, "cleanCache", `blocks.${cfg.nLayers - 1}.hook_resid_post`),
-    `blocks.${cfg.nLayers - 1}.hook_resid_post`, B, P);
-  const clean = checkedMetric(metric, model.forward(tokens, { startAtLayer: cfg.nLayers, residual: lastResid }).logits!, "the clean run");
+  let corruptedRunMemo: ReturnType<HookedTransformer["runWithCache"]> | undefined;
+  const corruptedRun = () => (corruptedRunMemo ??= model.runWithCache(tokens, { namesFilter: (name) => kept.test(name) }));
+  const lastName = `blocks.${cfg.nLayers - 1}.hook_resid_post`;
+  const lastCleanResid = checkBatch(needCached(cleanCache, "cleanCache", lastName), lastName, B, P);
 
-  // Clean and corrupted activations agree before the first position where the token rows differ.
+  // Clean and corrupted activations agree before the first position where the token rows differ
+  // (compared on the embeddings, which is all the corrupted run this needs).
   const firstDiff = firstDifference(checkBatch(needCached(cleanCache, "cleanCache", "blocks.0.hook_resid_pre"),
-    "blocks.0.hook_resid_pre", B, P), corrupted.cache.get("blocks.0.hook_resid_pre"));
+    "blocks.0.hook_resid_pre", B, P), model.forward(tokens, { stopAtLayer: 0 }).residual!);
   const windows = new Map<string, Tensor>();
   const patches: Patch[] = [];
   parts.forEach((part, which) => {
@@ -214,16 +245,16 @@ async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, c
       });
     }
   });
-  const scores = new Float32Array(parts.length * partSize);
-  await runSweep(model, tokens, patches, metric, {
-    residPre: (l) => corrupted.cache.get(`blocks.${l}.hook_resid_pre`),
+  const corrupted: CorruptedRun = {
+    residPre: (l) => corruptedRun().cache.get(`blocks.${l}.hook_resid_pre`),
+    hasKeysValues: () => true, // the corrupted run keeps every layer's
     keysValues: (l) => ({
-      k: corrupted.cache.get(`blocks.${l}.attn.${cfg.positionalEmbeddingType === "rotary" ? "hook_rot_k" : "hook_k"}`),
-      v: corrupted.cache.get(`blocks.${l}.attn.hook_v`),
+      k: corruptedRun().cache.get(`blocks.${l}.attn.${cfg.positionalEmbeddingType === "rotary" ? "hook_rot_k" : "hook_k"}`),
+      v: corruptedRun().cache.get(`blocks.${l}.attn.hook_v`),
     }),
-  }, scores, options);
+  };
   const shape = parts.length === 1 ? shapes[0]! : [parts.length, ...shapes[0]!];
-  return new PatchResult(op, new Tensor(scores, shape), baseline, clean, { strategy: options.strategy ?? "planned" });
+  return { tokens, patches, corrupted, corruptedRun, lastCleanResid, partSize, shape };
 }
 
 function checkedMetric(metric: Metric, logits: Tensor, run: string): number {

@@ -4,9 +4,10 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import { kvName } from "../model/weights.js";
 import { checkBatch, needCached } from "./cache-access.js";
+import { engineAttention } from "./engine-attention.js";
 import { engineMatmul } from "./engine-matmul.js";
 import type { Metric } from "./metrics.js";
-import { runSweep, type CorruptedRun, type Patch, type SweepOptions } from "./planner.js";
+import { planSweepPatches, runSweep, summarize, type CorruptedRun, type Patch, type SweepOptions, type SweepPlanSummary } from "./planner.js";
 import { PatchResult } from "./result.js";
 
 /** Which input of the destination head receives the source head's output. */
@@ -67,16 +68,33 @@ const warnedUnfolded = new WeakSet<object>();
 export async function getActPatchDirectPath(model: HookedTransformer, corruptedTokens: TokenIds,
   cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
   options: DirectPathSingleOptions): Promise<PatchResult<DirectPathRecord>> {
+  const { sweep, patches, size } = singleSource(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const { nLayers: L } = model.cfg;
+  const Hc = sweep.destHeads;
+  const scores = new Float32Array(size);
+  const [baseline, clean] = [sweep.baseline(), sweep.clean()];
+  await runSweep(model, sweep.tokens, patches, metric, sweep.corruptedRun, scores, options);
+  const noPath = new Uint8Array(L * Hc).map((_, i) => (Math.floor(i / Hc) <= options.srcLayer ? 1 : 0));
+  return new PatchResult("direct_path", new Tensor(scores, [L, Hc]), baseline, clean,
+    { ...sweep.record, src: [options.srcLayer, options.srcHead] }, noPath);
+}
+
+/** The plan of {@link getActPatchDirectPath} with these arguments, without running it (see {@link planSweep}). */
+getActPatchDirectPath.plan = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathSingleOptions): SweepPlanSummary => {
+  const { sweep, patches } = singleSource(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  return summarize(planSweepPatches(model, sweep.tokens, patches, metric, sweep.corruptedRun, options));
+};
+
+function singleSource(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathSingleOptions) {
   const { nLayers: L, nHeads: H } = model.cfg;
   checkIndex("srcLayer", options.srcLayer, L);
   checkIndex("srcHead", options.srcHead, H);
   const sweep = prepare(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
   const Hc = sweep.destHeads;
-  const sources: [number, number][] = [[options.srcLayer, options.srcHead]];
-  const scores = await sweep.run(sources, (_s, dl, dh) => dl * Hc + dh, L * Hc);
-  const noPath = new Uint8Array(L * Hc).map((_, i) => (Math.floor(i / Hc) <= options.srcLayer ? 1 : 0));
-  return new PatchResult("direct_path", new Tensor(scores, [L, Hc]), sweep.baseline, sweep.clean,
-    { ...sweep.record, src: [options.srcLayer, options.srcHead] }, noPath);
+  const patches = sweep.patches([[options.srcLayer, options.srcHead]], (_s, dl, dh) => dl * Hc + dh);
+  return { sweep, patches, size: L * Hc };
 }
 
 /**
@@ -87,6 +105,30 @@ export async function getActPatchDirectPath(model: HookedTransformer, corruptedT
 export async function getActPatchDirectPathAllSources(model: HookedTransformer, corruptedTokens: TokenIds,
   cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
   options: DirectPathAllSourcesOptions): Promise<PatchResult<DirectPathRecord>> {
+  const { sweep, patches, size } = allSources(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const { nLayers: L, nHeads: H } = model.cfg;
+  const Hc = sweep.destHeads;
+  const scores = new Float32Array(size);
+  const [baseline, clean] = [sweep.baseline(), sweep.clean()];
+  await runSweep(model, sweep.tokens, patches, metric, sweep.corruptedRun, scores, options);
+  const noPath = new Uint8Array(size).map((_, i) => {
+    const sl = Math.floor(i / (H * L * Hc));
+    const dl = Math.floor(i / Hc) % L;
+    return dl <= sl ? 1 : 0;
+  });
+  return new PatchResult("direct_path_all_sources", new Tensor(scores, [L, H, L, Hc]), baseline, clean,
+    sweep.record, noPath);
+}
+
+/** The plan of {@link getActPatchDirectPathAllSources} with these arguments, without running it (see {@link planSweep}). */
+getActPatchDirectPathAllSources.plan = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathAllSourcesOptions): SweepPlanSummary => {
+  const { sweep, patches } = allSources(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  return summarize(planSweepPatches(model, sweep.tokens, patches, metric, sweep.corruptedRun, options));
+};
+
+function allSources(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathAllSourcesOptions) {
   const { nLayers: L, nHeads: H } = model.cfg;
   options.sources?.forEach(([sl, sh, dl], i) => {
     checkIndex(`sources[${i}][0] (source layer)`, sl, L);
@@ -100,17 +142,11 @@ export async function getActPatchDirectPathAllSources(model: HookedTransformer, 
   const sources: (readonly [number, number, number?])[] = [];
   if (options.sources) sources.push(...options.sources);
   else for (let sl = 0; sl < L; sl++) for (let sh = 0; sh < H; sh++) sources.push([sl, sh]);
-  const scores = await sweep.run(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * Hc + dh, L * H * L * Hc);
-  const noPath = new Uint8Array(L * H * L * Hc).map((_, i) => {
-    const sl = Math.floor(i / (H * L * Hc));
-    const dl = Math.floor(i / Hc) % L;
-    return dl <= sl ? 1 : 0;
-  });
-  return new PatchResult("direct_path_all_sources", new Tensor(scores, [L, H, L, Hc]), sweep.baseline, sweep.clean,
-    sweep.record, noPath);
+  const patches = sweep.patches(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * Hc + dh);
+  return { sweep, patches, size: L * H * L * Hc };
 }
 
-/** Validates inputs, computes baselines, and returns a runner over a list of sources. */
+/** Validates inputs and returns the sweep's patches for a list of sources, with the baselines (computed on demand). */
 function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
   corruptedCache: ActivationCache, metric: Metric, options: DirectPathOptions) {
   const cfg = model.cfg;
@@ -140,12 +176,81 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
   const tokens = Array.from({ length: B }, (_, b) => Array.from(batch.ids.subarray(b * P, (b + 1) * P)));
   const cached = (cache: ActivationCache, which: string, name: string) => checkBatch(needCached(cache, which, name), name, B, P);
   const residPre = (l: number) => cached(corruptedCache, "corruptedCache", `blocks.${l}.hook_resid_pre`);
-  const corruptedRun: CorruptedRun = { residPre, keysValues: (l) => cachedKeysValues(model, corruptedCache, l, B, P) };
+  const corruptedRun: CorruptedRun = {
+    residPre,
+    hasKeysValues: (l) => cachedKeysValues(model, corruptedCache, l, B, P) !== undefined,
+    keysValues: (l) => cachedKeysValues(model, corruptedCache, l, B, P),
+    residMid: (l) => cachedFitting(corruptedCache, `blocks.${l}.hook_resid_mid`, [B, P, D]),
+  };
+  // A destination's patch changes the attention of one query head (q) or of one key/value group's
+  // heads (k, v) only; with the corrupted run's q, k, v and z of its layer cached, a planned sweep
+  // recomputes just those heads there. Rotary models are left to the whole layer.
+  const Hk = cfg.nKeyValueHeads;
+  const group = H / Hk;
+  const attnInputs = new Map<number, { q: Float32Array; k: Float32Array; v: Float32Array; z: Float32Array } | undefined>();
+  const attentionInputs = (dl: number) => {
+    if (!attnInputs.has(dl)) {
+      const a = `blocks.${dl}.attn.`;
+      const q = cachedFitting(corruptedCache, `${a}hook_q`, [B, P, H, d]);
+      const k = cachedFitting(corruptedCache, `${a}hook_k`, [B, P, Hk, d]);
+      const v = cachedFitting(corruptedCache, `${a}hook_v`, [B, P, Hk, d]);
+      const z = cachedFitting(corruptedCache, `${a}hook_z`, [B, P, H, d]);
+      const ok = cfg.positionalEmbeddingType !== "rotary" && q && k && v && z;
+      attnInputs.set(dl, ok ? { q: q.data, k: k.data, v: v.data, z: z.data } : undefined);
+    }
+    return attnInputs.get(dl);
+  };
+  // The change of layer dl's attention output at positions [s, P), [B, P - s, D], when the patch
+  // values `values` ([B * P, Hc * d], as patchValues) enter destination head dh.
+  const attnOutDelta = (dl: number, dh: number, values: Float32Array, s: number): Float32Array => {
+    const inputs = attentionInputs(dl)!;
+    const n = P - s;
+    const heads = component === "q" ? 1 : group; // query heads first..first+heads share key/value head g
+    const first = component === "q" ? dh : dh * group;
+    const g = Math.floor(first / group);
+    // q [B, n, heads, d] at positions [s, P); k, v [B, P, 1, d] of key/value head g.
+    const q = new Float32Array(B * n * heads * d);
+    const k = new Float32Array(B * P * d);
+    const v = new Float32Array(B * P * d);
+    for (let b = 0; b < B; b++) {
+      for (let p = 0; p < P; p++) {
+        const row = b * P + p;
+        k.set(inputs.k.subarray((row * Hk + g) * d, (row * Hk + g + 1) * d), row * d);
+        v.set(inputs.v.subarray((row * Hk + g) * d, (row * Hk + g + 1) * d), row * d);
+        if (p >= s) q.set(inputs.q.subarray((row * H + first) * d, (row * H + first + heads) * d), (b * n + p - s) * heads * d);
+      }
+    }
+    // The patch: on the queries the sweep recomputes, or on the keys or values of every position
+    // (the recomputed queries read them all, including any the patch changes before s).
+    const target = component === "q" ? q : component === "k" ? k : v;
+    for (let b = 0; b < B; b++) {
+      for (let p = component === "q" ? s : 0; p < P; p++) {
+        const o = component === "q" ? (b * n + p - s) * heads * d : (b * P + p) * d;
+        const from = ((b * P + p) * Hc + dh) * d;
+        if (mode === "linear") for (let e = 0; e < d; e++) target[o + e]! += values[from + e]!;
+        else for (let e = 0; e < d; e++) target[o + e] = values[from + e]!;
+      }
+    }
+    const z = engineAttention(model.engine, q, k, v, B, n, P, heads, 1, d, 1 / cfg.attnScale);
+    // (z - corrupted z) of those heads @ their rows of W_O: every other head's output is unchanged.
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < n; i++) {
+        const o = (b * n + i) * heads * d;
+        const from = ((b * P + s + i) * H + first) * d;
+        for (let e = 0; e < heads * d; e++) z[o + e]! -= inputs.z[from + e]!;
+      }
+    }
+    const WO = model.weights.get(`blocks.${dl}.attn.W_O`)!.data.subarray(first * d * D, (first + heads) * d * D); // [heads * d, D]
+    return engineMatmul(model.engine, z, B * n, heads * d, WO, D);
+  };
   const last = `blocks.${L - 1}.hook_resid_post`;
   const finalMetric = (cache: ActivationCache, which: string) =>
     metric(model.forward(tokens, { startAtLayer: L, residual: cached(cache, which, last), lastPositionOnly: metric.positions === "last" }).logits!);
-  const baseline = finalMetric(corruptedCache, "corruptedCache");
-  const clean = finalMetric(cleanCache, "cleanCache");
+  // Checked now (a missing activation is an error before any work); a sweep's run evaluates them, its plan does not.
+  cached(corruptedCache, "corruptedCache", last);
+  cached(cleanCache, "cleanCache", last);
+  const baseline = () => finalMetric(corruptedCache, "corruptedCache");
+  const clean = () => finalMetric(cleanCache, "cleanCache");
 
   // W_c of a destination layer as one [D, Hc*d] matrix, so a gemm gives every destination head.
   const wCache = new Map<number, { W: Float32Array; bias: Float32Array }>();
@@ -235,9 +340,8 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     weights: describeProcessing(model),
   };
 
-  const run = async (sources: readonly (readonly [number, number, number?])[],
-    indexOf: (src: readonly [number, number, number?], dl: number, dh: number) => number, size: number) => {
-    const scores = new Float32Array(size);
+  const patchesFor = (sources: readonly (readonly [number, number, number?])[],
+    indexOf: (src: readonly [number, number, number?], dl: number, dh: number) => number): Patch[] => {
     // Patch values per (source, destination layer), shared by its Hc patches and dropped after the last.
     const live = new Map<string, { values: Float32Array; uses: number }>();
     const acquire = (sl: number, sh: number, dl: number) => {
@@ -264,6 +368,14 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
             // Before the first position where the source head's output differs, delta is zero.
             startPos: firstDifference(sl, sh),
             prepare: () => { values = acquire(sl, sh, dl); },
+            attnOutDelta: attentionInputs(dl) === undefined ? undefined : {
+              heads: component === "q" ? 1 : group,
+              compute: (s) => {
+                const delta = attnOutDelta(dl, dh, values!, s);
+                values = undefined;
+                return delta;
+              },
+            },
             edits: [{
               hook: `blocks.${dl}.attn.hook_${component}`,
               apply: (act, point) => {
@@ -285,10 +397,9 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
         }
       }
     }
-    await runSweep(model, tokens, patches, metric, corruptedRun, scores, options);
-    return scores;
+    return patches;
   };
-  return { baseline, clean, record, run, destHeads: Hc };
+  return { baseline, clean, record, patches: patchesFor, destHeads: Hc, tokens, corruptedRun };
 }
 
 /**
@@ -322,6 +433,13 @@ function checkIndex(name: string, value: number, size: number): void {
   if (!Number.isInteger(value) || value < 0 || value >= size) {
     throw new Error(`${name} must be an integer in [0, ${size - 1}], got ${value}`);
   }
+}
+
+/** A cached activation of exactly this shape, or undefined. */
+function cachedFitting(cache: ActivationCache, name: string, shape: readonly number[]): Tensor | undefined {
+  if (!cache.has(name)) return undefined;
+  const t = cache.get(name);
+  return t.ndim === shape.length && t.shape.every((x, i) => x === shape[i]) ? t : undefined;
 }
 
 /**

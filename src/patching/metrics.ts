@@ -3,9 +3,12 @@ import type { Tensor } from "../engine/tensor.js";
 /**
  * A patching metric: logits [batch, pos, dVocab] to one number. A metric may declare
  * `positions: "last"` when it reads only the last position of each row; a sweep then
- * unembeds only that position and hands it logits [batch, 1, dVocab].
+ * unembeds only that position and hands it logits [batch, 1, dVocab]. A last-position metric
+ * may also declare `tokens`, the only vocabulary entries (logit columns) it reads: a planned
+ * sweep then unembeds only those, and the other entries of the logits it hands over are NaN
+ * (so a metric that reads an undeclared token fails loudly instead of reading a wrong value).
  */
-export type Metric = ((logits: Tensor) => number) & { positions?: "last" | "all" };
+export type Metric = ((logits: Tensor) => number) & { positions?: "last" | "all"; tokens?: readonly number[] };
 
 /**
  * Mean over the batch of `logits[b, last, correct[b]] - logits[b, last, incorrect[b]]`:
@@ -31,7 +34,7 @@ export function logitDiff(answers: { correct: readonly number[]; incorrect: read
     }
     return sum / B;
   };
-  return Object.assign(fn, { positions: "last" as const });
+  return Object.assign(fn, { positions: "last" as const, tokens: [...new Set([...correct, ...incorrect])] });
 }
 
 /** Mean over the batch of the log-probability of `correct[b]` at the last position. */
@@ -66,7 +69,7 @@ export function normalize(metric: Metric, baselines: { clean: number; corrupted:
     throw new Error(`normalize: clean (${clean}) and corrupted (${corrupted}) must be finite and differ`);
   }
   const fn = (logits: Tensor) => (metric(logits) - corrupted) / (clean - corrupted);
-  return Object.assign(fn, { positions: metric.positions });
+  return Object.assign(fn, { positions: metric.positions, tokens: metric.tokens });
 }
 
 function checkLogits(name: string, logits: Tensor, batch: number): [number, number, number] {

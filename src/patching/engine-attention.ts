@@ -1,0 +1,23 @@
+import type { Engine } from "../engine/engine.js";
+
+/**
+ * z [batch, qLen, nHeads, d] = causal attention of q [batch, qLen, nHeads, d] over k, v
+ * [batch, kLen, nKvHeads, d] on the engine's kernel, query i sitting at position kLen - qLen + i
+ * (as in the forward pass). Used where a sweep recomputes a few heads' attention by itself.
+ */
+export function engineAttention(engine: Engine, q: Float32Array, k: Float32Array, v: Float32Array, batch: number, qLen: number,
+  kLen: number, nHeads: number, nKvHeads: number, d: number, scale: number): Float32Array {
+  const pq = engine.upload(q);
+  const pk = engine.upload(k);
+  const pv = engine.upload(v);
+  const pz = engine.alloc(batch * qLen * nHeads * d);
+  try {
+    engine.kernels.attention(pq, pk, pv, pz, 0, batch, qLen, kLen, nHeads, nKvHeads, d, scale);
+    return engine.download(pz, batch * qLen * nHeads * d);
+  } finally {
+    engine.free(pq);
+    engine.free(pk);
+    engine.free(pv);
+    engine.free(pz);
+  }
+}
