@@ -22,7 +22,7 @@ function tokens(batch: number, pos: number, vocab: number, seed: number): number
   return Array.from({ length: batch }, () => Array.from({ length: pos }, () => Math.floor(next() * vocab)));
 }
 
-/** A model on an engine whose GEMM calls are counted (2 flops per multiply-add). */
+/** A model on an engine whose GEMM calls (gemm and the weights' gemmPacked) are counted (2 flops per multiply-add). */
 async function countingModel(files: Record<string, Uint8Array>) {
   const engine = await Engine.create();
   const counter = { flops: 0 };
@@ -32,7 +32,12 @@ async function countingModel(files: Record<string, Uint8Array>) {
     counter.flops += 2 * m * n * k;
     return kernels.gemm(...args);
   };
-  Object.defineProperty(engine, "kernels", { value: { ...kernels, gemm } });
+  const gemmPacked: Kernels["gemmPacked"] = (...args) => {
+    const [, , , , , , m, , k, , j0, j1] = args;
+    counter.flops += 2 * m * (j1 - j0) * k;
+    return kernels.gemmPacked(...args);
+  };
+  Object.defineProperty(engine, "kernels", { value: { ...kernels, gemm, gemmPacked } });
   return { model: await HookedTransformer.fromPretrained(files, { engine }), counter };
 }
 
