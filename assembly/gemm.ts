@@ -1,8 +1,10 @@
 // GEMM: C = A·op(B) (+ bias) (+ C), Goto/BLIS style with an unpacked A.
 //
-// Loops, outer to inner: KC depth -> MC rows -> NB·NR columns of B, packed ->
+// Loops, outer to inner: KC depth -> NB·NR columns of B, packed -> MC rows ->
 // every NR sliver of that group -> every MR rows of A -> the MR×NR register
-// micro-kernel over KC.
+// micro-kernel over KC. When all of A fits in L2 the first two swap (column
+// groups outermost), so a wide C (the unembedding) is finished group by group
+// instead of leaving cache between K blocks.
 //
 // Only B is packed. Its slivers (KC×NR) become unit-stride streams that
 // stay in L1 while the micro-kernel sweeps all MR-row slivers of A; read in
@@ -35,6 +37,8 @@ const NB = 4;
 const KC = 512;
 /** Rows of A per block: MC×KC×4 = 512 KiB of A stays in L2 while every B group reuses it. */
 const MC = 256;
+/** All of A counts as staying in L2 up to 1 MiB (half the 2 MiB L2 of the machines measured). */
+const A_IN_L2_FLOATS: i64 = 256 * 1024;
 
 // Scratch (scratch.ts, one block per module instance):
 // packedB: [NB][kc][NR] ; aTail: [MR][kc] ; edgeTile: [MR][NR]
@@ -59,26 +63,42 @@ export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
   const ldaBytes = <usize>lda << 2;
   const ldbBytes = <usize>ldb << 2;
   const ldcBytes = <usize>ldc << 2;
-  for (let pc = 0; pc < k; pc += kcMax) {
-    const kc = min(kcMax, k - pc);
-    // Only the first K block writes C from scratch and adds the bias.
-    const first = pc == 0;
-    const add = first ? accumulate : 1;
-    const aBlock = a + (<usize>pc << 2);
-    const bBlock = transB ? b + (<usize>pc << 2) : b + <usize>pc * ldbBytes;
-    for (let ic = 0; ic < m; ic += MC) {
-      const mc = min(MC, m - ic);
-      const aRows = aBlock + <usize>ic * ldaBytes;
-      const cRows = c + <usize>ic * ldcBytes;
-      for (let jc = 0; jc < n; jc += NB * NR) {
-        const nc = min(NB * NR, n - jc);
-        if (transB) packBT(packedB, bBlock + <usize>jc * ldbBytes, ldbBytes, kc, nc);
-        else packB(packedB, bBlock + (<usize>jc << 2), ldbBytes, kc, nc);
-        const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
-        groupKernel(aRows, ldaBytes, packedB, cRows + (<usize>jc << 2), ldcBytes, biasCols, mc, nc, kc, add);
+  const columnsOuter = aFitsL2(m, k);
+  const groups = (n + NB * NR - 1) / (NB * NR);
+  const kBlocks = (k + kcMax - 1) / kcMax;
+  // Two loop orders over (K block, column group); each C element sees its K blocks in order either way.
+  for (let outer = 0, outerEnd = columnsOuter ? groups : kBlocks; outer < outerEnd; outer++) {
+    for (let inner = 0, innerEnd = columnsOuter ? kBlocks : groups; inner < innerEnd; inner++) {
+      const pc = (columnsOuter ? inner : outer) * kcMax;
+      const jc = (columnsOuter ? outer : inner) * NB * NR;
+      const kc = min(kcMax, k - pc);
+      const nc = min(NB * NR, n - jc);
+      // Only the first K block writes C from scratch and adds the bias.
+      const first = pc == 0;
+      const add = first ? accumulate : 1;
+      const bBlock = transB ? b + (<usize>pc << 2) : b + <usize>pc * ldbBytes;
+      if (transB) packBT(packedB, bBlock + <usize>jc * ldbBytes, ldbBytes, kc, nc);
+      else packB(packedB, bBlock + (<usize>jc << 2), ldbBytes, kc, nc);
+      const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
+      for (let ic = 0; ic < m; ic += MC) {
+        const mc = min(MC, m - ic);
+        const aRows = a + (<usize>pc << 2) + <usize>ic * ldaBytes;
+        const cRows = c + <usize>ic * ldcBytes + (<usize>jc << 2);
+        groupKernel(aRows, ldaBytes, packedB, cRows, ldcBytes, biasCols, mc, nc, kc, add);
       }
     }
   }
+}
+
+/**
+ * Whether all of A (m×k floats) stays in L2 across column groups. Then each column group of C is
+ * finished over every K block before the next (C never leaves cache between K blocks, which
+ * matters for wide products such as the unembedding); otherwise K blocks are outermost so one
+ * block of A stays in L2 while every column group uses it.
+ */
+// @ts-ignore: decorator
+@inline function aFitsL2(m: i32, k: i32): bool {
+  return <i64>m * <i64>k <= A_IN_L2_FLOATS;
 }
 
 /**
@@ -144,21 +164,25 @@ export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32
   const nPad = <usize>((n + NR - 1) & ~(NR - 1));
   const ldaBytes = <usize>lda << 2;
   const ldcBytes = <usize>ldc << 2;
-  for (let pc = 0; pc < k; pc += kcMax) {
-    const kc = min(kcMax, k - pc);
-    const first = pc == 0;
-    const add = first ? accumulate : 1;
-    const aBlock = a + (<usize>pc << 2);
-    const packedBlock = packed + ((<usize>pc * nPad) << 2);
-    for (let ic = 0; ic < m; ic += MC) {
-      const mc = min(MC, m - ic);
-      const aRows = aBlock + <usize>ic * ldaBytes;
-      const cRows = c + <usize>ic * ldcBytes;
-      for (let jc = j0; jc < j1; jc += NB * NR) {
-        const nc = min(NB * NR, j1 - jc);
-        const pb = packedBlock + ((<usize>kc * <usize>jc) << 2);
-        const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
-        groupKernel(aRows, ldaBytes, pb, cRows + (<usize>jc << 2), ldcBytes, biasCols, mc, nc, kc, add);
+  const columnsOuter = aFitsL2(m, k);
+  const groups = (j1 - j0 + NB * NR - 1) / (NB * NR);
+  const kBlocks = (k + kcMax - 1) / kcMax;
+  // The loop orders of gemm; the same micro-kernel calls, so the same bits.
+  for (let outer = 0, outerEnd = columnsOuter ? groups : kBlocks; outer < outerEnd; outer++) {
+    for (let inner = 0, innerEnd = columnsOuter ? kBlocks : groups; inner < innerEnd; inner++) {
+      const pc = (columnsOuter ? inner : outer) * kcMax;
+      const jc = j0 + (columnsOuter ? outer : inner) * NB * NR;
+      const kc = min(kcMax, k - pc);
+      const nc = min(NB * NR, j1 - jc);
+      const first = pc == 0;
+      const add = first ? accumulate : 1;
+      const pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2);
+      const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
+      for (let ic = 0; ic < m; ic += MC) {
+        const mc = min(MC, m - ic);
+        const aRows = a + (<usize>pc << 2) + <usize>ic * ldaBytes;
+        const cRows = c + <usize>ic * ldcBytes + (<usize>jc << 2);
+        groupKernel(aRows, ldaBytes, pb, cRows, ldcBytes, biasCols, mc, nc, kc, add);
       }
     }
   }
