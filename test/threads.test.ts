@@ -63,6 +63,17 @@ describe("threaded engine", () => {
     }
   });
 
+  it("a single-memory kernel module with threads: 2 runs on one thread and says why", async () => {
+    const { defaultWasmUrl } = await import("../src/engine/wasm-loader.js");
+    const { readFile } = await import("node:fs/promises");
+    const e = await Engine.create({ variant, threads: 2, wasm: await readFile(defaultWasmUrl(variant)) });
+    expect(e.threads).toBe(1);
+    expect(e.threadsNote).toMatch(/not the shared-memory \(-mt\) build/);
+    const x = e.upload(new Float32Array([1, 2, 3, 4]));
+    e.kernels.scale(x, 2, x, 4);
+    expect(Array.from(e.download(x, 4))).toEqual([2, 4, 6, 8]);
+  });
+
   it("gemm and gemmPacked: the same bits split by columns and by rows", () => {
     for (const [m, n, k, transB] of [[64, 768, 300, 0], [37, 1000, 129, 1], [300, 40, 513, 0], [9, 50257 % 4099, 70, 0], [130, 33, 1025, 1]] as const) {
       expectSameOnAll(`gemm ${m}x${n}x${k}`, [m * n, m * k, k * n, n], 1, (e, [c, a, b, bias]) => {
