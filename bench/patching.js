@@ -59,7 +59,7 @@ export async function run(options = {}) {
     for (const strategy of ["planned", "naive"]) {
       const t0 = performance.now();
       const out = [];
-      const onPlan = (p) => { estimated = p.estimatedSpeedup; };
+      const onPlan = (p) => { if (strategy === "planned") estimated = p.estimatedSpeedup; };
       for (const component of job.components) {
         if (job.all) {
           const r = await getActPatchDirectPathAllSources(model, corrupted, cleanCache, corruptedCache, metric, { component, strategy, onPlan });

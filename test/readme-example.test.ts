@@ -2,7 +2,7 @@
 // the demo model has no tokenizer). If this breaks, the README is wrong.
 import { expect, it } from "vitest";
 import {
-  HookedTransformer, demoModelFiles, demoPrompts, getActPatchDirectPath, getActPatchResidPre, logitDiff,
+  HookedTransformer, demoModelFiles, demoPrompts, getActPatchDirectPath, getActPatchResidPre, logitDiff, planSweep,
 } from "../src/index.js";
 
 it("the README flow runs end to end", async () => {
@@ -24,6 +24,10 @@ it("the README flow runs end to end", async () => {
   const corruptedCache = model.runWithCache(corrupted).cache;
   const resid = await getActPatchResidPre(model, corrupted, cleanCache, metric);
   expect(resid.scores.shape).toEqual([2, 21]);
+  const plan = planSweep(getActPatchDirectPath, model, corrupted, cleanCache, corruptedCache, metric,
+    { srcLayer: 0, srcHead: 2, component: "k" });
+  expect(plan.patches).toBe(4);
+  expect(plan.estimatedSpeedup).toBeGreaterThan(1);
   const progress: number[] = [];
   const path = await getActPatchDirectPath(model, corrupted, cleanCache, corruptedCache, metric, {
     srcLayer: 0, srcHead: 2, component: "k", mode: "linear",

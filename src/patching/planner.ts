@@ -211,7 +211,10 @@ export interface SweepPlan {
   tokensRecomputed: number;
   /** Activation bytes of the largest pass. */
   peakMemoryBytes: number;
-  /** Floating-point operations of the passes' matrix products (block weights and unembedding). */
+  /**
+   * Floating-point operations of the matrix products the passes make: with the block weights, the
+   * unembedding, and (where a pass skips its first layer's attention) the changed heads' W_O.
+   */
   flops: number;
   /** The same for the naive loop. */
   naiveFlops: number;
