@@ -63,30 +63,55 @@ export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
   const ldaBytes = <usize>lda << 2;
   const ldbBytes = <usize>ldb << 2;
   const ldcBytes = <usize>ldc << 2;
-  const columnsOuter = aFitsL2(m, k);
-  const groups = (n + NB * NR - 1) / (NB * NR);
-  const kBlocks = (k + kcMax - 1) / kcMax;
-  // Two loop orders over (K block, column group); each C element sees its K blocks in order either way.
-  for (let outer = 0, outerEnd = columnsOuter ? groups : kBlocks; outer < outerEnd; outer++) {
-    for (let inner = 0, innerEnd = columnsOuter ? kBlocks : groups; inner < innerEnd; inner++) {
-      const pc = (columnsOuter ? inner : outer) * kcMax;
-      const jc = (columnsOuter ? outer : inner) * NB * NR;
-      const kc = min(kcMax, k - pc);
+  if (aFitsL2(m, k)) {
+    // Column group by column group, each over every K block (C stays in cache), all rows at once.
+    for (let jc = 0; jc < n; jc += NB * NR) {
       const nc = min(NB * NR, n - jc);
-      // Only the first K block writes C from scratch and adds the bias.
-      const first = pc == 0;
-      const add = first ? accumulate : 1;
-      const bBlock = transB ? b + (<usize>pc << 2) : b + <usize>pc * ldbBytes;
-      if (transB) packBT(packedB, bBlock + <usize>jc * ldbBytes, ldbBytes, kc, nc);
-      else packB(packedB, bBlock + (<usize>jc << 2), ldbBytes, kc, nc);
-      const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
-      for (let ic = 0; ic < m; ic += MC) {
-        const mc = min(MC, m - ic);
-        const aRows = a + (<usize>pc << 2) + <usize>ic * ldaBytes;
-        const cRows = c + <usize>ic * ldcBytes + (<usize>jc << 2);
-        groupKernel(aRows, ldaBytes, packedB, cRows, ldcBytes, biasCols, mc, nc, kc, add);
+      for (let pc = 0; pc < k; pc += kcMax) {
+        const kc = min(kcMax, k - pc);
+        packGroup(b, ldbBytes, transB, pc, jc, kc, nc);
+        gemmBlock(a, ldaBytes, packedB, c, ldcBytes, bias, accumulate, 0, m, pc, kc, jc, nc);
       }
     }
+    return;
+  }
+  // K block by K block; within one, a block of rows of A stays in L2 while every column group uses it.
+  for (let pc = 0; pc < k; pc += kcMax) {
+    const kc = min(kcMax, k - pc);
+    for (let ic = 0; ic < m; ic += MC) {
+      const mc = min(MC, m - ic);
+      for (let jc = 0; jc < n; jc += NB * NR) {
+        const nc = min(NB * NR, n - jc);
+        packGroup(b, ldbBytes, transB, pc, jc, kc, nc);
+        gemmBlock(a, ldaBytes, packedB, c, ldcBytes, bias, accumulate, ic, mc, pc, kc, jc, nc);
+      }
+    }
+  }
+}
+
+/** Packs the B group of K block pc (depth kc) and columns jc..jc+nc into packedB. */
+// @ts-ignore: decorator
+@inline function packGroup(b: usize, ldbBytes: usize, transB: i32, pc: i32, jc: i32, kc: i32, nc: i32): void {
+  if (transB) packBT(packedB, b + (<usize>pc << 2) + <usize>jc * ldbBytes, ldbBytes, kc, nc);
+  else packB(packedB, b + <usize>pc * ldbBytes + (<usize>jc << 2), ldbBytes, kc, nc);
+}
+
+/**
+ * C[rows, jc..jc+nc] (=|+=) A[rows, pc..pc+kc] · the B group at pb, for rows ic.. in MC blocks.
+ * Only the first K block writes C from scratch (or adds to it with `accumulate`) and adds the bias.
+ */
+// @ts-ignore: decorator
+@inline function gemmBlock(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize,
+  accumulate: i32, ic0: i32, rows: i32, pc: i32, kc: i32, jc: i32, nc: i32): void {
+  const first = pc == 0;
+  const add = first ? accumulate : 1;
+  const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
+  const end = ic0 + rows;
+  for (let ic = ic0; ic < end; ic += MC) {
+    const mc = min(MC, end - ic);
+    const aRows = a + (<usize>pc << 2) + <usize>ic * ldaBytes;
+    const cRows = c + <usize>ic * ldcBytes + (<usize>jc << 2);
+    groupKernel(aRows, ldaBytes, pb, cRows, ldcBytes, biasCols, mc, nc, kc, add);
   }
 }
 
@@ -164,25 +189,26 @@ export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32
   const nPad = <usize>((n + NR - 1) & ~(NR - 1));
   const ldaBytes = <usize>lda << 2;
   const ldcBytes = <usize>ldc << 2;
-  const columnsOuter = aFitsL2(m, k);
-  const groups = (j1 - j0 + NB * NR - 1) / (NB * NR);
-  const kBlocks = (k + kcMax - 1) / kcMax;
-  // The loop orders of gemm; the same micro-kernel calls, so the same bits.
-  for (let outer = 0, outerEnd = columnsOuter ? groups : kBlocks; outer < outerEnd; outer++) {
-    for (let inner = 0, innerEnd = columnsOuter ? kBlocks : groups; inner < innerEnd; inner++) {
-      const pc = (columnsOuter ? inner : outer) * kcMax;
-      const jc = j0 + (columnsOuter ? outer : inner) * NB * NR;
-      const kc = min(kcMax, k - pc);
+  // gemm's two loop orders, with the packed group read in place: the same micro-kernel calls, so the same bits.
+  if (aFitsL2(m, k)) {
+    for (let jc = j0; jc < j1; jc += NB * NR) {
       const nc = min(NB * NR, j1 - jc);
-      const first = pc == 0;
-      const add = first ? accumulate : 1;
-      const pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2);
-      const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
-      for (let ic = 0; ic < m; ic += MC) {
-        const mc = min(MC, m - ic);
-        const aRows = a + (<usize>pc << 2) + <usize>ic * ldaBytes;
-        const cRows = c + <usize>ic * ldcBytes + (<usize>jc << 2);
-        groupKernel(aRows, ldaBytes, pb, cRows, ldcBytes, biasCols, mc, nc, kc, add);
+      for (let pc = 0; pc < k; pc += kcMax) {
+        const kc = min(kcMax, k - pc);
+        const pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2);
+        gemmBlock(a, ldaBytes, pb, c, ldcBytes, bias, accumulate, 0, m, pc, kc, jc, nc);
+      }
+    }
+    return;
+  }
+  for (let pc = 0; pc < k; pc += kcMax) {
+    const kc = min(kcMax, k - pc);
+    for (let ic = 0; ic < m; ic += MC) {
+      const mc = min(MC, m - ic);
+      for (let jc = j0; jc < j1; jc += NB * NR) {
+        const nc = min(NB * NR, j1 - jc);
+        const pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2);
+        gemmBlock(a, ldaBytes, pb, c, ldcBytes, bias, accumulate, ic, mc, pc, kc, jc, nc);
       }
     }
   }
