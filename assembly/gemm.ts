@@ -1,10 +1,9 @@
 // GEMM: C = A·op(B) (+ bias) (+ C), Goto/BLIS style with an unpacked A.
 //
-// Loops, outer to inner: KC depth -> NB·NR columns of B, packed -> MC rows ->
+// Loops, outer to inner: KC depth -> MC rows -> NB·NR columns of B, packed ->
 // every NR sliver of that group -> every MR rows of A -> the MR×NR register
-// micro-kernel over KC. When all of A fits in L2 the first two swap (column
-// groups outermost), so a wide C (the unembedding) is finished group by group
-// instead of leaving cache between K blocks.
+// micro-kernel over KC. (Column groups outermost, finishing a wide C such as the
+// unembedding group by group, measured no faster for small A and 25% slower at K = 3072.)
 //
 // Only B is packed. Its slivers (KC×NR) become unit-stride streams that
 // stay in L1 while the micro-kernel sweeps all MR-row slivers of A; read in
@@ -37,8 +36,6 @@ const NB = 4;
 const KC = 512;
 /** Rows of A per block: MC×KC×4 = 512 KiB of A stays in L2 while every B group reuses it. */
 const MC = 256;
-/** All of A counts as staying in L2 up to 1 MiB (half the 2 MiB L2 of the machines measured). */
-const A_IN_L2_FLOATS: i64 = 256 * 1024;
 
 // Scratch (scratch.ts, one block per module instance):
 // packedB: [NB][kc][NR] ; aTail: [MR][kc] ; edgeTile: [MR][NR]
@@ -63,18 +60,6 @@ export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
   const ldaBytes = <usize>lda << 2;
   const ldbBytes = <usize>ldb << 2;
   const ldcBytes = <usize>ldc << 2;
-  if (aFitsL2(m, k)) {
-    // Column group by column group, each over every K block (C stays in cache), all rows at once.
-    for (let jc = 0; jc < n; jc += NB * NR) {
-      const nc = min(NB * NR, n - jc);
-      for (let pc = 0; pc < k; pc += kcMax) {
-        const kc = min(kcMax, k - pc);
-        packGroup(b, ldbBytes, transB, pc, jc, kc, nc);
-        gemmBlock(a, ldaBytes, packedB, c, ldcBytes, bias, accumulate, 0, m, pc, kc, jc, nc);
-      }
-    }
-    return;
-  }
   // K block by K block; within one, a block of rows of A stays in L2 while every column group uses it.
   for (let pc = 0; pc < k; pc += kcMax) {
     const kc = min(kcMax, k - pc);
@@ -113,17 +98,6 @@ export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
     const cRows = c + <usize>ic * ldcBytes + (<usize>jc << 2);
     groupKernel(aRows, ldaBytes, pb, cRows, ldcBytes, biasCols, mc, nc, kc, add);
   }
-}
-
-/**
- * Whether all of A (m×k floats) stays in L2 across column groups. Then each column group of C is
- * finished over every K block before the next (C never leaves cache between K blocks, which
- * matters for wide products such as the unembedding); otherwise K blocks are outermost so one
- * block of A stays in L2 while every column group uses it.
- */
-// @ts-ignore: decorator
-@inline function aFitsL2(m: i32, k: i32): bool {
-  return <i64>m * <i64>k <= A_IN_L2_FLOATS;
 }
 
 /**
@@ -189,18 +163,7 @@ export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32
   const nPad = <usize>((n + NR - 1) & ~(NR - 1));
   const ldaBytes = <usize>lda << 2;
   const ldcBytes = <usize>ldc << 2;
-  // gemm's two loop orders, with the packed group read in place: the same micro-kernel calls, so the same bits.
-  if (aFitsL2(m, k)) {
-    for (let jc = j0; jc < j1; jc += NB * NR) {
-      const nc = min(NB * NR, j1 - jc);
-      for (let pc = 0; pc < k; pc += kcMax) {
-        const kc = min(kcMax, k - pc);
-        const pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2);
-        gemmBlock(a, ldaBytes, pb, c, ldcBytes, bias, accumulate, 0, m, pc, kc, jc, nc);
-      }
-    }
-    return;
-  }
+  // gemm's loops, with the packed group read in place: the same micro-kernel calls, so the same bits.
   for (let pc = 0; pc < k; pc += kcMax) {
     const kc = min(kcMax, k - pc);
     for (let ic = 0; ic < m; ic += MC) {

@@ -113,7 +113,7 @@ describe("gemmPacked", () => {
     }
   });
 
-  it("an A too big for L2 (K blocks outermost) and a small one (column groups outermost) both match", () => {
+  it("a tall A over several row blocks and a wide transposed B over several K blocks both match", () => {
     for (const c of [
       { m: 341, n: 77, k: 800, transB: 0, bias: true, accumulate: 1, seed: 901 },
       { m: 9, n: 1000, k: 1100, transB: 1, bias: true, accumulate: 0, seed: 902 },
