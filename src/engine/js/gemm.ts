@@ -106,18 +106,23 @@ export function gemmPacked(heap: Float32Array, a: number, lda: number, packed: n
   const kcMax = packedBlockDepth(k);
   const nPad = Math.ceil(n / NR) * NR;
   const width = j1 - j0;
+  // Unpack the asked columns once into a plain [k, width] copy, then multiply as gemm does.
+  const plain = new Float32Array(k * width);
+  for (let pc = 0; pc < k; pc += kcMax) {
+    const kc = Math.min(kcMax, k - pc);
+    for (let p = pc; p < pc + kc; p++) {
+      const rowBase = P + pc * nPad + (p - pc) * NR;
+      for (let j = j0; j < j1; j++) plain[p * width + j - j0] = heap[rowBase + kc * (j - (j % NR)) + (j % NR)]!;
+    }
+  }
   const row = new Float64Array(width);
   for (let i = 0; i < m; i++) {
     row.fill(0);
     const ai = A + i * lda;
-    // Row p of B sits in K block floor(p / kcMax); within it, column j is in sliver floor(j / 8).
-    for (let pc = 0; pc < k; pc += kcMax) {
-      const kc = Math.min(kcMax, k - pc);
-      for (let p = pc; p < pc + kc; p++) {
-        const aip = heap[ai + p]!;
-        const rowBase = P + pc * nPad + (p - pc) * NR;
-        for (let j = j0; j < j1; j++) row[j - j0]! += aip * heap[rowBase + kc * (j - (j % NR)) + (j % NR)]!;
-      }
+    for (let p = 0; p < k; p++) {
+      const aip = heap[ai + p]!;
+      const bp = p * width;
+      for (let j = 0; j < width; j++) row[j]! += aip * plain[bp + j]!;
     }
     const ci = C + i * ldc;
     for (let j = j0; j < j1; j++) {
