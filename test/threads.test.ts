@@ -154,6 +154,21 @@ describe("threaded engine", () => {
     });
   });
 
+  it("an engine dropped without dispose() has its helper threads stopped once collected", async () => {
+    const { readdirSync } = await import("node:fs");
+    const gc = (globalThis as { gc?: () => void }).gc;
+    expect(gc, "the test config runs Node with --expose-gc").toBeTypeOf("function");
+    const threads = () => readdirSync("/proc/self/task").length;
+    const before = threads();
+    for (let i = 0; i < 3; i++) await Engine.create({ variant, threads: 2 });
+    expect(threads()).toBeGreaterThanOrEqual(before + 3);
+    for (let i = 0; i < 20 && threads() > before; i++) {
+      gc!();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(threads()).toBeLessThanOrEqual(before);
+  });
+
   it("dispose stops the helpers and leaves a working one-thread engine", async () => {
     const e = await Engine.create({ variant, threads: 2 });
     const x = e.upload(randn(64 * 300, 3));

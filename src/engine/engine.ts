@@ -36,6 +36,14 @@ export interface EngineOptions {
 const MAX_MEMORY_BYTES = 65536 * 65536; // 4 GiB: the module's maximumMemory
 
 /**
+ * Stops an engine's helper threads once the engine itself is garbage: helpers hold the shared
+ * memory, so without this an engine dropped without dispose() would keep its memory alive.
+ */
+const helperReaper = typeof FinalizationRegistry === "function"
+  ? new FinalizationRegistry<ThreadPool>((pool) => pool.dispose())
+  : undefined;
+
+/**
  * Owns one linear memory, the allocator over it and the kernels that work on it.
  * There is no global engine: every model holds the engine it was built with.
  *
@@ -86,11 +94,13 @@ export class Engine {
   }
 
   /**
-   * Stops the helper threads (a no-op for one thread). The engine keeps working on one thread;
-   * helpers never keep a Node process alive, so calling this is only needed to free them early.
+   * Stops the helper threads (a no-op for one thread). The engine keeps working on one thread.
+   * Helpers never keep a Node process alive, and those of an engine that is garbage-collected
+   * are stopped then, so calling this is only needed to free them early.
    */
   dispose(): void {
     if (this.pool === undefined) return;
+    helperReaper?.unregister(this);
     this.pool.dispose();
     this.pool = undefined;
     this.threadCount = 1;
@@ -141,6 +151,7 @@ export class Engine {
       return;
     }
     this.pool = pool;
+    helperReaper?.register(this, pool, this);
     this.threadCount = helpers + 1;
     this.kernelSet = parallelKernels(this.singleKernels, pool);
   }
