@@ -50,54 +50,53 @@ if (<usize>(NB * KC * NR * 4) > PACKED_B_BYTES || <usize>(MR * KC * 4) > A_TAIL_
  */
 export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, bias: usize,
   m: i32, n: i32, k: i32, transB: i32, accumulate: i32): void {
-  if (m <= 0 || n <= 0) return;
+  blockedProduct(a, lda, b, ldb, transB, 0, c, ldc, bias, m, n, k, accumulate, 0, n);
+}
+
+/**
+ * The loops of gemm and gemmPacked, on C[:, j0:j1]: each B group is packed into scratch from b
+ * (packed = 0) or read in place from a prepackB layout, then multiplied the same way, so both
+ * entries give the same bits. K block by K block; within one, a block of rows of A stays in L2
+ * while every column group uses it.
+ */
+function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, packed: usize,
+  c: usize, ldc: i32, bias: usize, m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32): void {
+  if (m <= 0 || j1 <= j0) return;
   if (k <= 0) {
-    biasOnly(c, ldc, bias, m, n, accumulate);
+    biasOnly(c + (<usize>j0 << 2), ldc, bias != 0 ? bias + (<usize>j0 << 2) : 0, m, j1 - j0, accumulate);
     return;
   }
   // Even K blocks: 769 becomes 2×385 rather than 512 + 257.
   const kcMax = blockDepth(k);
+  const nPad = <usize>((n + NR - 1) & ~(NR - 1));
   const ldaBytes = <usize>lda << 2;
   const ldbBytes = <usize>ldb << 2;
   const ldcBytes = <usize>ldc << 2;
-  // K block by K block; within one, a block of rows of A stays in L2 while every column group uses it.
   for (let pc = 0; pc < k; pc += kcMax) {
     const kc = min(kcMax, k - pc);
+    // Only the first K block writes C from scratch (or adds to it with `accumulate`) and adds the bias.
+    const first = pc == 0;
+    const add = first ? accumulate : 1;
     for (let ic = 0; ic < m; ic += MC) {
       const mc = min(MC, m - ic);
-      for (let jc = 0; jc < n; jc += NB * NR) {
-        const nc = min(NB * NR, n - jc);
-        packGroup(b, ldbBytes, transB, pc, jc, kc, nc);
-        gemmBlock(a, ldaBytes, packedB, c, ldcBytes, bias, accumulate, ic, mc, pc, kc, jc, nc);
+      const aRows = a + (<usize>pc << 2) + <usize>ic * ldaBytes;
+      for (let jc = j0; jc < j1; jc += NB * NR) {
+        const nc = min(NB * NR, j1 - jc);
+        let pb = packedB;
+        if (packed != 0) pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2);
+        else packGroup(packedB, b, ldbBytes, transB, pc, jc, kc, nc);
+        const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
+        groupKernel(aRows, ldaBytes, pb, c + <usize>ic * ldcBytes + (<usize>jc << 2), ldcBytes, biasCols, mc, nc, kc, add);
       }
     }
   }
 }
 
-/** Packs the B group of K block pc (depth kc) and columns jc..jc+nc into packedB. */
+/** Packs the B group of K block pc (depth kc) and columns jc..jc+nc into dst ([ceil(nc/NR)][kc][NR]). */
 // @ts-ignore: decorator
-@inline function packGroup(b: usize, ldbBytes: usize, transB: i32, pc: i32, jc: i32, kc: i32, nc: i32): void {
-  if (transB) packBT(packedB, b + (<usize>pc << 2) + <usize>jc * ldbBytes, ldbBytes, kc, nc);
-  else packB(packedB, b + <usize>pc * ldbBytes + (<usize>jc << 2), ldbBytes, kc, nc);
-}
-
-/**
- * C[rows, jc..jc+nc] (=|+=) A[rows, pc..pc+kc] · the B group at pb, for rows ic.. in MC blocks.
- * Only the first K block writes C from scratch (or adds to it with `accumulate`) and adds the bias.
- */
-// @ts-ignore: decorator
-@inline function gemmBlock(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize,
-  accumulate: i32, ic0: i32, rows: i32, pc: i32, kc: i32, jc: i32, nc: i32): void {
-  const first = pc == 0;
-  const add = first ? accumulate : 1;
-  const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
-  const end = ic0 + rows;
-  for (let ic = ic0; ic < end; ic += MC) {
-    const mc = min(MC, end - ic);
-    const aRows = a + (<usize>pc << 2) + <usize>ic * ldaBytes;
-    const cRows = c + <usize>ic * ldcBytes + (<usize>jc << 2);
-    groupKernel(aRows, ldaBytes, pb, cRows, ldcBytes, biasCols, mc, nc, kc, add);
-  }
+@inline function packGroup(dst: usize, b: usize, ldbBytes: usize, transB: i32, pc: i32, jc: i32, kc: i32, nc: i32): void {
+  if (transB) packBT(dst, b + (<usize>pc << 2) + <usize>jc * ldbBytes, ldbBytes, kc, nc);
+  else packB(dst, b + <usize>pc * ldbBytes + (<usize>jc << 2), ldbBytes, kc, nc);
 }
 
 /**
@@ -135,13 +134,8 @@ export function prepackB(b: usize, ldb: i32, k: i32, n: i32, transB: i32, out: u
   const nPad = <usize>((n + NR - 1) & ~(NR - 1));
   for (let pc = 0; pc < k; pc += kcMax) {
     const kc = min(kcMax, k - pc);
-    const bBlock = transB ? b + (<usize>pc << 2) : b + <usize>pc * ldbBytes;
-    const outBlock = out + ((<usize>pc * nPad) << 2);
     for (let jc = 0; jc < n; jc += NB * NR) {
-      const nc = min(NB * NR, n - jc);
-      const dst = outBlock + ((<usize>kc * <usize>jc) << 2);
-      if (transB) packBT(dst, bBlock + <usize>jc * ldbBytes, ldbBytes, kc, nc);
-      else packB(dst, bBlock + (<usize>jc << 2), ldbBytes, kc, nc);
+      packGroup(out + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2), b, ldbBytes, transB, pc, jc, kc, min(NB * NR, n - jc));
     }
   }
 }
@@ -154,27 +148,7 @@ export function prepackB(b: usize, ldb: i32, k: i32, n: i32, transB: i32, out: u
  */
 export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, bias: usize,
   m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32): void {
-  if (m <= 0 || j1 <= j0) return;
-  if (k <= 0) {
-    biasOnly(c + (<usize>j0 << 2), ldc, bias != 0 ? bias + (<usize>j0 << 2) : 0, m, j1 - j0, accumulate);
-    return;
-  }
-  const kcMax = blockDepth(k);
-  const nPad = <usize>((n + NR - 1) & ~(NR - 1));
-  const ldaBytes = <usize>lda << 2;
-  const ldcBytes = <usize>ldc << 2;
-  // gemm's loops, with the packed group read in place: the same micro-kernel calls, so the same bits.
-  for (let pc = 0; pc < k; pc += kcMax) {
-    const kc = min(kcMax, k - pc);
-    for (let ic = 0; ic < m; ic += MC) {
-      const mc = min(MC, m - ic);
-      for (let jc = j0; jc < j1; jc += NB * NR) {
-        const nc = min(NB * NR, j1 - jc);
-        const pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2);
-        gemmBlock(a, ldaBytes, pb, c, ldcBytes, bias, accumulate, ic, mc, pc, kc, jc, nc);
-      }
-    }
-  }
+  blockedProduct(a, lda, 0, 0, 0, packed, c, ldc, bias, m, n, k, accumulate, j0, j1);
 }
 
 /** k = 0: the product is empty, so C = bias (or 0), or C += bias. */

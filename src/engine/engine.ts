@@ -63,6 +63,10 @@ export class Engine {
   private pool: ThreadPool | undefined;
   private threadCount = 1;
   private note: string | undefined;
+  /** This thread's own kernels (what helpers split calls with). */
+  private singleKernels: Kernels;
+  /** Bytes of kernel scratch one module instance needs (each helper gets its own block). */
+  private scratchBytes = 0;
 
   private constructor(
     readonly backend: BackendName,
@@ -106,8 +110,6 @@ export class Engine {
     this.threadCount = 1;
     this.kernelSet = this.singleKernels;
   }
-
-  private singleKernels!: Kernels;
 
   /** Creates an engine; see {@link EngineOptions}. */
   static async create(options: EngineOptions = {}): Promise<Engine> {
@@ -155,8 +157,6 @@ export class Engine {
     this.threadCount = helpers + 1;
     this.kernelSet = parallelKernels(this.singleKernels, pool);
   }
-
-  private scratchBytes = 0;
 
   /** Synchronous construction from a compiled module (e.g. a Worker's imported .wasm). */
   static fromModule(module: WebAssembly.Module, variant: WasmVariant): Engine {

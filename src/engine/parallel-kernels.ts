@@ -55,147 +55,110 @@ export function parallelKernels(base: Kernels, pool: ThreadPool): Kernels {
     }
   };
 
+  /**
+   * Runs `run` on this thread alone when the call is too small (`worthIt` false) or `count` < 2;
+   * otherwise cuts [0, count) into one part per thread, on multiples of `align`, and hands part
+   * [s, e) to `name` with `partArgs(s, e)`.
+   */
+  const split = (name: keyof Kernels, count: number, align: number, worthIt: boolean, run: () => void,
+    partArgs: (s: number, e: number) => number[]): void => {
+    if (!worthIt || count < 2) {
+      run();
+      return;
+    }
+    fanOut(name, (i) => {
+      const [s, e] = part(count, threads, i, align);
+      return s < e ? partArgs(s, e) : undefined;
+    });
+  };
+
   const kernels: Kernels = { ...base };
 
+  // GEMMs: by columns when there are enough for every thread, else by rows.
   kernels.gemmPacked = (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1) => {
     const width = j1 - j0;
-    if (m * width * k < MIN_GEMM_MACS || m <= 0 || width <= 0) {
-      base.gemmPacked(a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1);
-    } else if (width >= COLUMN_ALIGN * threads) {
-      fanOut("gemmPacked", (i) => {
-        const [s, e] = part(width, threads, i, COLUMN_ALIGN);
-        return s < e ? [a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0 + s, j0 + e] : undefined;
-      });
+    const run = () => base.gemmPacked(a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1);
+    const worthIt = m * width * k >= MIN_GEMM_MACS;
+    if (width >= COLUMN_ALIGN * threads) {
+      split("gemmPacked", width, COLUMN_ALIGN, worthIt, run, (s, e) => [a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0 + s, j0 + e]);
     } else {
-      fanOut("gemmPacked", (i) => {
-        const [s, e] = part(m, threads, i, ROW_ALIGN);
-        return s < e ? [a + s * lda * 4, lda, packed, c + s * ldc * 4, ldc, bias, e - s, n, k, accumulate, j0, j1] : undefined;
-      });
+      split("gemmPacked", m, ROW_ALIGN, worthIt, run, (s, e) => [a + s * lda * 4, lda, packed, c + s * ldc * 4, ldc, bias, e - s, n, k, accumulate, j0, j1]);
     }
   };
 
   kernels.gemm = (a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate) => {
-    if (m * n * k < MIN_GEMM_MACS || m <= 0 || n <= 0) {
-      base.gemm(a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate);
-    } else if (n >= COLUMN_ALIGN * threads) {
-      fanOut("gemm", (i) => {
-        const [s, e] = part(n, threads, i, COLUMN_ALIGN);
-        if (s >= e) return undefined;
-        const bPart = transB ? b + s * ldb * 4 : b + s * 4;
-        return [a, lda, bPart, ldb, c + s * 4, ldc, bias === 0 ? 0 : bias + s * 4, m, e - s, k, transB, accumulate];
-      });
+    const run = () => base.gemm(a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate);
+    const worthIt = m * n * k >= MIN_GEMM_MACS;
+    if (n >= COLUMN_ALIGN * threads) {
+      split("gemm", n, COLUMN_ALIGN, worthIt, run, (s, e) => [a, lda, transB ? b + s * ldb * 4 : b + s * 4, ldb,
+        c + s * 4, ldc, bias === 0 ? 0 : bias + s * 4, m, e - s, k, transB, accumulate]);
     } else {
-      fanOut("gemm", (i) => {
-        const [s, e] = part(m, threads, i, ROW_ALIGN);
-        return s < e ? [a + s * lda * 4, lda, b, ldb, c + s * ldc * 4, ldc, bias, e - s, n, k, transB, accumulate] : undefined;
-      });
+      split("gemm", m, ROW_ALIGN, worthIt, run, (s, e) => [a + s * lda * 4, lda, b, ldb, c + s * ldc * 4, ldc, bias, e - s, n, k, transB, accumulate]);
     }
   };
 
-  kernels.gemmBatched = (batch, a, strideA, lda, b, strideB, ldb, c, strideC, ldc, m, n, k, transB, accumulate) => {
-    if (batch < 2 || batch * m * n * k < MIN_GEMM_MACS) {
-      base.gemmBatched(batch, a, strideA, lda, b, strideB, ldb, c, strideC, ldc, m, n, k, transB, accumulate);
-      return;
-    }
-    fanOut("gemmBatched", (i) => {
-      const [s, e] = part(batch, threads, i, 1);
-      return s < e ? [e - s, a + s * strideA * 4, strideA, lda, b + s * strideB * 4, strideB, ldb,
-        c + s * strideC * 4, strideC, ldc, m, n, k, transB, accumulate] : undefined;
-    });
-  };
+  kernels.gemmBatched = (batch, a, strideA, lda, b, strideB, ldb, c, strideC, ldc, m, n, k, transB, accumulate) => split(
+    "gemmBatched", batch, 1, batch * m * n * k >= MIN_GEMM_MACS,
+    () => base.gemmBatched(batch, a, strideA, lda, b, strideB, ldb, c, strideC, ldc, m, n, k, transB, accumulate),
+    (s, e) => [e - s, a + s * strideA * 4, strideA, lda, b + s * strideB * 4, strideB, ldb, c + s * strideC * 4, strideC, ldc,
+      m, n, k, transB, accumulate]);
 
   // Attention: cut between batch entries. Per entry: q, z: qLen·H·d; k, v: kLen·Hk·d;
   // scores, pattern: H·qLen·kLen; keyMask: kLen.
+  const attentionWorthIt = (batch: number, qLen: number, kLen: number, nHeads: number, dHead: number) =>
+    batch * nHeads * qLen * kLen * dHead >= MIN_GEMM_MACS;
   kernels.attention = (q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale) => {
-    if (batch < 2 || batch * nHeads * qLen * kLen * dHead < MIN_GEMM_MACS) {
-      base.attention(q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale);
-      return;
-    }
     const qStride = qLen * nHeads * dHead * 4;
     const kvStride = kLen * nKvHeads * dHead * 4;
-    fanOut("attention", (i) => {
-      const [s, e] = part(batch, threads, i, 1);
-      return s < e ? [q + s * qStride, k + s * kvStride, v + s * kvStride, z + s * qStride,
-        keyMask === 0 ? 0 : keyMask + s * kLen * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale] : undefined;
-    });
+    split("attention", batch, 1, attentionWorthIt(batch, qLen, kLen, nHeads, dHead),
+      () => base.attention(q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale),
+      (s, e) => [q + s * qStride, k + s * kvStride, v + s * kvStride, z + s * qStride,
+        keyMask === 0 ? 0 : keyMask + s * kLen * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale]);
   };
-
-  kernels.attnScores = (q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale) => {
-    if (batch < 2 || batch * nHeads * qLen * kLen * dHead < MIN_GEMM_MACS) {
-      base.attnScores(q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale);
-      return;
-    }
-    fanOut("attnScores", (i) => {
-      const [s, e] = part(batch, threads, i, 1);
-      return s < e ? [q + s * qLen * nHeads * dHead * 4, k + s * kLen * nKvHeads * dHead * 4,
-        scores + s * nHeads * qLen * kLen * 4, keyMask === 0 ? 0 : keyMask + s * kLen * 4,
-        e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale] : undefined;
-    });
-  };
-
-  kernels.attnApplyPattern = (pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead) => {
-    if (batch < 2 || batch * nHeads * qLen * kLen * dHead < MIN_GEMM_MACS) {
-      base.attnApplyPattern(pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead);
-      return;
-    }
-    fanOut("attnApplyPattern", (i) => {
-      const [s, e] = part(batch, threads, i, 1);
-      return s < e ? [pattern + s * nHeads * qLen * kLen * 4, v + s * kLen * nKvHeads * dHead * 4,
-        z + s * qLen * nHeads * dHead * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead] : undefined;
-    });
-  };
+  kernels.attnScores = (q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale) => split(
+    "attnScores", batch, 1, attentionWorthIt(batch, qLen, kLen, nHeads, dHead),
+    () => base.attnScores(q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale),
+    (s, e) => [q + s * qLen * nHeads * dHead * 4, k + s * kLen * nKvHeads * dHead * 4,
+      scores + s * nHeads * qLen * kLen * 4, keyMask === 0 ? 0 : keyMask + s * kLen * 4,
+      e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale]);
+  kernels.attnApplyPattern = (pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead) => split(
+    "attnApplyPattern", batch, 1, attentionWorthIt(batch, qLen, kLen, nHeads, dHead),
+    () => base.attnApplyPattern(pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead),
+    (s, e) => [pattern + s * nHeads * qLen * kLen * 4, v + s * kLen * nKvHeads * dHead * 4,
+      z + s * qLen * nHeads * dHead * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead]);
 
   // Row-wise kernels: cut between rows.
-  const byRows = (rows: number, width: number, run: () => void, partArgs: (s: number, e: number) => number[],
-    name: keyof Kernels) => {
-    if (rows < 2 || rows * width < MIN_ELEMENTS) {
-      run();
-      return;
-    }
-    fanOut(name, (i) => {
-      const [s, e] = part(rows, threads, i, 1);
-      return s < e ? partArgs(s, e) : undefined;
-    });
-  };
-
-  kernels.layerNorm = (x, out, scale, w, b, rows, d, eps) => byRows(rows, d,
+  const byRows = (name: keyof Kernels, rows: number, width: number, run: () => void, partArgs: (s: number, e: number) => number[]) =>
+    split(name, rows, 1, rows * width >= MIN_ELEMENTS, run, partArgs);
+  kernels.layerNorm = (x, out, scale, w, b, rows, d, eps) => byRows("layerNorm", rows, d,
     () => base.layerNorm(x, out, scale, w, b, rows, d, eps),
-    (s, e) => [x + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, b, e - s, d, eps], "layerNorm");
-  kernels.rmsNorm = (x, out, scale, w, rows, d, eps) => byRows(rows, d,
+    (s, e) => [x + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, b, e - s, d, eps]);
+  kernels.rmsNorm = (x, out, scale, w, rows, d, eps) => byRows("rmsNorm", rows, d,
     () => base.rmsNorm(x, out, scale, w, rows, d, eps),
-    (s, e) => [x + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, e - s, d, eps], "rmsNorm");
-  kernels.addLayerNorm = (a, r, resid, out, scale, w, b, rows, d, eps) => byRows(rows, d,
+    (s, e) => [x + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, e - s, d, eps]);
+  kernels.addLayerNorm = (a, r, resid, out, scale, w, b, rows, d, eps) => byRows("addLayerNorm", rows, d,
     () => base.addLayerNorm(a, r, resid, out, scale, w, b, rows, d, eps),
-    (s, e) => [a + s * d * 4, r + s * d * 4, resid + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, b, e - s, d, eps],
-    "addLayerNorm");
-  kernels.softmax = (x, out, rows, n) => byRows(rows, n,
-    () => base.softmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n], "softmax");
-  kernels.logSoftmax = (x, out, rows, n) => byRows(rows, n,
-    () => base.logSoftmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n], "logSoftmax");
-  kernels.rotary = (x, out, cos, sin, rows, nHeads, dHead) => byRows(rows, nHeads * dHead,
+    (s, e) => [a + s * d * 4, r + s * d * 4, resid + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, b, e - s, d, eps]);
+  kernels.softmax = (x, out, rows, n) => byRows("softmax", rows, n,
+    () => base.softmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n]);
+  kernels.logSoftmax = (x, out, rows, n) => byRows("logSoftmax", rows, n,
+    () => base.logSoftmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n]);
+  kernels.rotary = (x, out, cos, sin, rows, nHeads, dHead) => byRows("rotary", rows, nHeads * dHead,
     () => base.rotary(x, out, cos, sin, rows, nHeads, dHead),
     (s, e) => [x + s * nHeads * dHead * 4, out + s * nHeads * dHead * 4, cos + s * (dHead / 2) * 4, sin + s * (dHead / 2) * 4,
-      e - s, nHeads, dHead], "rotary");
+      e - s, nHeads, dHead]);
 
-  // Elementwise activations (transcendental, so worth a second thread): cut anywhere.
-  // Cuts on multiples of 16 keep each part's vectors 64-byte aligned when the whole is.
-  const elementwise = (n: number, run: () => void, partArgs: (s: number, e: number) => number[], name: keyof Kernels) => {
-    if (n < MIN_ELEMENTS) {
-      run();
-      return;
-    }
-    fanOut(name, (i) => {
-      const [s, e] = part(n, threads, i, 16);
-      return s < e ? partArgs(s, e) : undefined;
-    });
-  };
+  // Elementwise activations (transcendental, so worth a second thread): cut anywhere; cuts on
+  // multiples of 16 keep each part's vectors 64-byte aligned when the whole is.
+  const elementwise = (name: keyof Kernels, n: number, run: () => void, partArgs: (s: number, e: number) => number[]) =>
+    split(name, n, 16, n >= MIN_ELEMENTS, run, partArgs);
   const unary = (name: "geluNew" | "geluExact" | "silu") => (x: number, out: number, n: number) =>
-    elementwise(n, () => base[name](x, out, n), (s, e) => [x + s * 4, out + s * 4, e - s], name);
+    elementwise(name, n, () => base[name](x, out, n), (s, e) => [x + s * 4, out + s * 4, e - s]);
   kernels.geluNew = unary("geluNew");
   kernels.geluExact = unary("geluExact");
   kernels.silu = unary("silu");
-  kernels.swiglu = (gate, up, out, n) => elementwise(n, () => base.swiglu(gate, up, out, n),
-    (s, e) => [gate + s * 4, up + s * 4, out + s * 4, e - s], "swiglu");
+  kernels.swiglu = (gate, up, out, n) => elementwise("swiglu", n, () => base.swiglu(gate, up, out, n),
+    (s, e) => [gate + s * 4, up + s * 4, out + s * 4, e - s]);
 
   return kernels;
 }

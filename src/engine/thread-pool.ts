@@ -12,18 +12,22 @@
 //   [0] seq: job number, bumped by the caller (-1 asks the helper to exit)
 //   [1] done: the last job number the helper finished
 //   [2] kernel: index into KERNEL_NAMES of the job's kernel
-//   [3] failed: 1 when the job threw (the error text is posted to the engine's console channel)
-//   bytes 16..143: 16 f64 arguments
+//   [3] failed: 1 when the job threw
+//   [4] the length of the error's message, whose first MESSAGE_CHARS UTF-16 units follow the arguments
+//   bytes 24..151: 16 f64 arguments; bytes 152..: the message
 import { KERNEL_NAMES } from "./kernels.js";
 
 const SEQ = 0;
 const DONE = 1;
 const KERNEL = 2;
 const FAILED = 3;
-const ARGS_OFFSET = 16;
+const MESSAGE_LENGTH = 4;
+const ARGS_OFFSET = 24;
 const MAX_ARGS = 16;
+const MESSAGE_OFFSET = ARGS_OFFSET + MAX_ARGS * 8;
 /** Bytes of one helper's control block (a multiple of 64, so blocks never share a cache line). */
-export const CONTROL_BYTES = 192;
+export const CONTROL_BYTES = 512;
+const MESSAGE_CHARS = (CONTROL_BYTES - MESSAGE_OFFSET) / 2;
 /** Spin this many times before sleeping: a job takes tens of microseconds to milliseconds. */
 const SPINS = 20000;
 
@@ -42,6 +46,7 @@ onStart((init) => {
   const fns = names.map((name) => k[name]);
   const ctl = new Int32Array(memory.buffer, control, ${CONTROL_BYTES / 4});
   const args = new Float64Array(memory.buffer, control + ${ARGS_OFFSET}, ${MAX_ARGS});
+  const message = new Uint16Array(memory.buffer, control + ${MESSAGE_OFFSET}, ${MESSAGE_CHARS});
   post("ready");
   let seen = 0;
   for (;;) {
@@ -57,8 +62,10 @@ onStart((init) => {
       const a = args;
       fns[ctl[${KERNEL}]](a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
     } catch (e) {
+      const text = String(e && e.message ? e.message : e).slice(0, ${MESSAGE_CHARS});
+      for (let i = 0; i < text.length; i++) message[i] = text.charCodeAt(i);
+      ctl[${MESSAGE_LENGTH}] = text.length;
       ctl[${FAILED}] = 1;
-      post("error: " + (e && e.message ? e.message : String(e)));
     }
     Atomics.store(ctl, ${DONE}, seen);
     Atomics.notify(ctl, ${DONE});
@@ -125,7 +132,7 @@ async function nodeWorkerThreads(): Promise<NodeWorkerModule | undefined> {
   }
 }
 
-async function startHelper(init: HelperInit, onError: (message: string) => void): Promise<HelperHandle> {
+async function startHelper(init: HelperInit): Promise<HelperHandle> {
   const web = (globalThis as { Worker?: typeof Worker }).Worker;
   const node = typeof web === "function" ? undefined : await nodeWorkerThreads();
   let resolveReady!: () => void;
@@ -133,7 +140,6 @@ async function startHelper(init: HelperInit, onError: (message: string) => void)
   const ready = new Promise<void>((resolve, reject) => { resolveReady = resolve; rejectReady = reject; });
   const onMessage = (m: unknown) => {
     if (m === "ready") resolveReady();
-    else onError(String(m));
   };
   if (node !== undefined) {
     const worker = new node.Worker(HELPER_SOURCE.replace("PORT_SETUP", NODE_PORT), { eval: true });
@@ -164,9 +170,10 @@ async function startHelper(init: HelperInit, onError: (message: string) => void)
 export class ThreadPool {
   private readonly controls: Int32Array[];
   private readonly args: Float64Array[];
+  /** Each helper's error message slot. */
+  private readonly messages: Uint16Array[];
   private readonly seqs: number[];
   private readonly busy: boolean[];
-  private readonly errors: string[] = [];
   /** Whether Atomics.wait may block this thread (not on a browser's main thread). */
   private readonly canBlock: boolean;
 
@@ -177,6 +184,7 @@ export class ThreadPool {
   ) {
     this.controls = controlPtrs.map((p) => new Int32Array(memory.buffer, p, CONTROL_BYTES / 4));
     this.args = controlPtrs.map((p) => new Float64Array(memory.buffer, p + ARGS_OFFSET, MAX_ARGS));
+    this.messages = controlPtrs.map((p) => new Uint16Array(memory.buffer, p + MESSAGE_OFFSET, MESSAGE_CHARS));
     this.seqs = controlPtrs.map(() => 0);
     this.busy = controlPtrs.map(() => false);
     this.canBlock = blockingAllowed(this.controls[0]!);
@@ -190,17 +198,14 @@ export class ThreadPool {
     blocks: readonly { control: number; scratch: number }[]): Promise<ThreadPool | { unavailable: string }> {
     const why = await helperUnavailable();
     if (why !== undefined) return { unavailable: why };
-    const errors: string[] = [];
-    const helpers = await Promise.all(blocks.map((b) => startHelper({ module, memory, ...b }, (m) => errors.push(m))));
+    const helpers = await Promise.all(blocks.map((b) => startHelper({ module, memory, ...b })));
     try {
       await Promise.all(helpers.map((h) => h.ready));
     } catch (e) {
       for (const h of helpers) h.terminate();
       return { unavailable: `a helper thread failed to start: ${(e as Error).message}` };
     }
-    const pool = new ThreadPool(memory, blocks.map((b) => b.control), helpers);
-    pool.errors.push(...errors);
-    return pool;
+    return new ThreadPool(memory, blocks.map((b) => b.control), helpers);
   }
 
   /** Number of helpers (the engine's thread count minus its own thread). */
@@ -235,7 +240,10 @@ export class ThreadPool {
         if (this.canBlock && ++spins > SPINS) Atomics.wait(ctl, DONE, Atomics.load(ctl, DONE), 1);
       }
       this.busy[i] = false;
-      if (ctl[FAILED] === 1) failed = `${KERNEL_NAMES[ctl[KERNEL]!]} failed on a helper thread${this.errors.length > 0 ? `: ${this.errors.at(-1)}` : ""}`;
+      if (ctl[FAILED] === 1) {
+        const text = String.fromCharCode(...this.messages[i]!.subarray(0, ctl[MESSAGE_LENGTH]));
+        failed = `${KERNEL_NAMES[ctl[KERNEL]!]} failed on a helper thread: ${text}`;
+      }
     }
     if (failed !== undefined) throw new Error(failed);
   }

@@ -11,7 +11,7 @@ export interface BlockPointers {
   wq: number; wk: number; wv: number; // packed [D, H*d] and [D, Hk*d]: x @ w gives q in [rows, H, d] order
   bq: number; bk: number; bv: number; // [H*d], [Hk*d]
   wo: number;                         // packed [H*d, D]
-  woHeads: number;                    // [H*d, D] unpacked: rows h*d..(h+1)*d are head h's W_O (hook_result)
+  woHeads: number;                    // [H*d, D] unpacked (rows h*d..(h+1)*d: head h's W_O) for hook_result, else 0
   bo: number;                         // [D]
   wgate: number;                      // packed [D, M], or 0 without a gated MLP
   win: number; bin: number;           // packed [D, M], [M]
@@ -91,7 +91,7 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
     blocks.push({
       wq: upPacked(q.W, dModel, H * d), wk: upPacked(k.W, dModel, Hk * d), wv: upPacked(v.W, dModel, Hk * d),
       bq: up(q.bias), bk: up(k.bias), bv: up(v.bias),
-      wo: upPacked(get(`${a}W_O`), H * d, dModel), woHeads: up(get(`${a}W_O`)), bo: up(get(`${a}b_O`)),
+      wo: upPacked(get(`${a}W_O`), H * d, dModel), woHeads: cfg.useAttnResult ? up(get(`${a}W_O`)) : 0, bo: up(get(`${a}b_O`)),
       // A gated MLP adds b_in after the product (as TransformerLens); its projections carry no bias.
       wgate: gate ? upPacked(gate.W, dModel, dMlp) : 0,
       win: upPacked(mlpIn.W, dModel, dMlp), bin: up(cfg.gatedMlp ? get(`${m}b_in`) : mlpIn.bias),
