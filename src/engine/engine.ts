@@ -2,7 +2,7 @@ import { Allocator } from "./allocator.js";
 import { KERNEL_NAMES, type Kernels } from "./kernels.js";
 import { createJsKernels } from "./js/index.js";
 import { parallelKernels } from "./parallel-kernels.js";
-import { CONTROL_BYTES, ThreadPool } from "./thread-pool.js";
+import { CONTROL_BYTES, COUNTER_BYTES, ThreadPool } from "./thread-pool.js";
 import {
   compileWasm, defaultWasmUrl, supportsRelaxedSimd, supportsSimd, type WasmSource, type WasmVariant,
 } from "./wasm-loader.js";
@@ -146,9 +146,11 @@ export class Engine {
       this.heap().fill(0, control >>> 2, (control + CONTROL_BYTES) >>> 2);
       return { control, scratch: this.alloc(scratchFloats) };
     });
-    const pool = await ThreadPool.start(module, this.memory, blocks);
+    const counter = this.alloc(COUNTER_BYTES / 4);
+    const pool = await ThreadPool.start(module, this.memory, blocks, counter);
     if (!(pool instanceof ThreadPool)) {
       for (const b of blocks) { this.free(b.control); this.free(b.scratch); }
+      this.free(counter);
       this.note = `running on one thread: ${pool.unavailable}`;
       return;
     }

@@ -1,7 +1,8 @@
 // Kernels split between the engine's thread and its helper threads.
 //
-// Every split cuts the output into disjoint parts that each thread computes with the very same
-// kernel, and no output element depends on where the cut falls: GEMM columns are cut at multiples
+// Every split cuts the output into disjoint chunks that the threads claim one after another
+// (thread-pool.ts) and compute with the very same kernel, and no output element depends on where
+// the cuts fall or which thread computed it: GEMM columns are cut at multiples
 // of 32 (whole register-tile slivers) and rows anywhere (each row's sums run in the same order),
 // attention is cut between batch entries, row-wise kernels between rows and elementwise kernels
 // anywhere (the activations give an element the same bits wherever it sits). So the results are
@@ -19,13 +20,11 @@ const COLUMN_ALIGN = 32;
 /** GEMM row cuts fall on multiples of this (MR), so only the last part has ragged rows. */
 const ROW_ALIGN = 4;
 
-/** [start, end) of part `i` of `parts` over [0, total), cut on multiples of `align`. */
-function part(total: number, parts: number, i: number, align: number): [number, number] {
-  const units = Math.ceil(total / align);
-  const start = Math.min(total, Math.round((units * i) / parts) * align);
-  const end = i === parts - 1 ? total : Math.min(total, Math.round((units * (i + 1)) / parts) * align);
-  return [start, end];
-}
+/**
+ * Chunks each thread may claim, on average, of one split call: more than one, so a thread that
+ * gets less of the CPU (a shared machine) or wakes up late does less of the work.
+ */
+const CHUNKS_PER_THREAD = 4;
 
 /**
  * Wraps a single-threaded kernel set so the heavy kernels run on `pool.size + 1` threads.
@@ -36,29 +35,11 @@ export function parallelKernels(base: Kernels, pool: ThreadPool): Kernels {
   const index = Object.fromEntries(KERNEL_NAMES.map((name, i) => [name, i])) as Record<keyof Kernels, number>;
 
   /**
-   * Runs `args(i)` for parts 1..threads-1 on helpers and part 0 here, then waits.
-   * Parts with nothing to do are skipped.
-   */
-  const fanOut = (name: keyof Kernels, partArgs: (i: number) => number[] | undefined): void => {
-    const mine = partArgs(0);
-    let handed = 0;
-    for (let i = 1; i < threads; i++) {
-      const args = partArgs(i);
-      if (args === undefined) continue;
-      pool.run(i - 1, index[name], args);
-      handed++;
-    }
-    try {
-      if (mine !== undefined) (base[name] as (...a: number[]) => void)(...mine);
-    } finally {
-      if (handed > 0) pool.wait();
-    }
-  };
-
-  /**
    * Runs `run` on this thread alone when the call is too small (`worthIt` false) or `count` < 2;
-   * otherwise cuts [0, count) into one part per thread, on multiples of `align`, and hands part
-   * [s, e) to `name` with `partArgs(s, e)`.
+   * otherwise cuts [0, count) into chunks, on multiples of `align`, that the threads claim in
+   * turn, running chunk [s, e) as `name(...partArgs(s, e))`. partArgs must be affine in s and e
+   * (pointers and counts that move with the cut), which lets the helpers derive every chunk's
+   * arguments from three vectors.
    */
   const split = (name: keyof Kernels, count: number, align: number, worthIt: boolean, run: () => void,
     partArgs: (s: number, e: number) => number[]): void => {
@@ -66,10 +47,16 @@ export function parallelKernels(base: Kernels, pool: ThreadPool): Kernels {
       run();
       return;
     }
-    fanOut(name, (i) => {
-      const [s, e] = part(count, threads, i, align);
-      return s < e ? partArgs(s, e) : undefined;
-    });
+    const units = Math.ceil(count / align);
+    const chunk = Math.ceil(units / Math.min(units, threads * CHUNKS_PER_THREAD)) * align;
+    const at00 = partArgs(0, 0);
+    const at01 = partArgs(0, 1);
+    const at11 = partArgs(1, 1);
+    const perEnd = at01.map((x, j) => x - at00[j]!);
+    const perStart = at11.map((x, j) => x - at01[j]!);
+    const kernel = base[name] as (...a: number[]) => void;
+    pool.share({ kernel: index[name], total: count, chunk, base: at00, perStart, perEnd },
+      (s, e) => kernel(...partArgs(s, e)));
   };
 
   const kernels: Kernels = { ...base };

@@ -2,19 +2,29 @@
 // engine's shared memory and waits for jobs in a small control block in that memory.
 //
 // The protocol is synchronous on purpose: a kernel call from the model must return with its
-// output written, like the single-threaded call it replaces. The caller writes a job (kernel
-// index and up to 16 numeric arguments) into a helper's block, bumps the block's sequence number
-// and wakes the helper; it then does its own share of the work and waits, spinning briefly and
-// then sleeping, until the helper publishes the same sequence number as done. Helpers never
-// allocate, so the memory they share only grows from the engine's thread.
+// output written, like the single-threaded call it replaces. A job is one kernel call cut into
+// chunks (ranges of rows, columns, batch entries or elements). The caller writes the job into
+// every helper's block, bumps each block's sequence number and wakes the helpers; then every
+// thread, the caller included, claims chunk after chunk from one shared counter until none are
+// left, and the caller waits, spinning briefly and then sleeping, until each helper publishes
+// the job's sequence number as done. Claiming chunks (rather than a fixed share per thread)
+// lets a thread that got less of the CPU, or woke up late, do less of the work, so no thread
+// idles waiting for a slower one. Helpers never allocate, so the memory they share only grows
+// from the engine's thread.
 //
-// Control block of one helper (Int32 slots, then Float64 arguments):
+// A chunk [s, e) of the job's range runs the kernel with arguments base + perStart·s + perEnd·e,
+// so a job describes every chunk's arguments with three vectors.
+//
+// Control block of one helper (Int32 slots, then Float64 vectors):
 //   [0] seq: job number, bumped by the caller (-1 asks the helper to exit)
 //   [1] done: the last job number the helper finished
 //   [2] kernel: index into KERNEL_NAMES of the job's kernel
-//   [3] failed: 1 when the job threw
-//   [4] the length of the error's message, whose first MESSAGE_CHARS UTF-16 units follow the arguments
-//   bytes 24..151: 16 f64 arguments; bytes 152..: the message
+//   [3] failed: 1 when a chunk threw (the helper then claims no more)
+//   [4] the length of the error's message, whose first MESSAGE_CHARS UTF-16 units follow the vectors
+//   [5] total: the job's range is [0, total)
+//   [6] chunk: the length of every chunk but the last
+//   [7] chunks: how many chunks
+//   bytes 64..: 16 f64 base arguments, 16 f64 perStart, 16 f64 perEnd; then the message
 import { KERNEL_NAMES } from "./kernels.js";
 
 const SEQ = 0;
@@ -22,11 +32,18 @@ const DONE = 1;
 const KERNEL = 2;
 const FAILED = 3;
 const MESSAGE_LENGTH = 4;
-const ARGS_OFFSET = 24;
+const TOTAL = 5;
+const CHUNK = 6;
+const CHUNKS = 7;
+const ARGS_OFFSET = 64;
 const MAX_ARGS = 16;
-const MESSAGE_OFFSET = ARGS_OFFSET + MAX_ARGS * 8;
+const PER_START_OFFSET = ARGS_OFFSET + MAX_ARGS * 8;
+const PER_END_OFFSET = PER_START_OFFSET + MAX_ARGS * 8;
+const MESSAGE_OFFSET = PER_END_OFFSET + MAX_ARGS * 8;
 /** Bytes of one helper's control block (a multiple of 64, so blocks never share a cache line). */
-export const CONTROL_BYTES = 512;
+export const CONTROL_BYTES = 1024;
+/** Bytes of the pool's shared chunk counter (one cache line of its own). */
+export const COUNTER_BYTES = 64;
 const MESSAGE_CHARS = (CONTROL_BYTES - MESSAGE_OFFSET) / 2;
 /** Spin this many times before sleeping: a job takes tens of microseconds to milliseconds. */
 const SPINS = 20000;
@@ -39,14 +56,18 @@ const HELPER_SOURCE = `
 const names = ${JSON.stringify(KERNEL_NAMES)};
 PORT_SETUP
 onStart((init) => {
-  const { module, memory, control, scratch } = init;
+  const { module, memory, control, scratch, counter } = init;
   const instance = new WebAssembly.Instance(module, { env: { memory } });
   const k = instance.exports;
   k.useScratch(scratch);
   const fns = names.map((name) => k[name]);
   const ctl = new Int32Array(memory.buffer, control, ${CONTROL_BYTES / 4});
-  const args = new Float64Array(memory.buffer, control + ${ARGS_OFFSET}, ${MAX_ARGS});
+  const base = new Float64Array(memory.buffer, control + ${ARGS_OFFSET}, ${MAX_ARGS});
+  const perStart = new Float64Array(memory.buffer, control + ${PER_START_OFFSET}, ${MAX_ARGS});
+  const perEnd = new Float64Array(memory.buffer, control + ${PER_END_OFFSET}, ${MAX_ARGS});
   const message = new Uint16Array(memory.buffer, control + ${MESSAGE_OFFSET}, ${MESSAGE_CHARS});
+  const next = new Int32Array(memory.buffer, counter, 1);
+  const a = new Float64Array(${MAX_ARGS});
   post("ready");
   let seen = 0;
   for (;;) {
@@ -58,9 +79,15 @@ onStart((init) => {
     }
     if (seq < 0) return;
     seen = seq;
+    const fn = fns[ctl[${KERNEL}]];
+    const total = ctl[${TOTAL}], chunk = ctl[${CHUNK}], chunks = ctl[${CHUNKS}];
     try {
-      const a = args;
-      fns[ctl[${KERNEL}]](a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
+      for (let c = Atomics.add(next, 0, 1); c < chunks; c = Atomics.add(next, 0, 1)) {
+        const s = c * chunk;
+        const e = Math.min(total, s + chunk);
+        for (let j = 0; j < ${MAX_ARGS}; j++) a[j] = base[j] + perStart[j] * s + perEnd[j] * e;
+        fn(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
+      }
     } catch (e) {
       const text = String(e && e.message ? e.message : e).slice(0, ${MESSAGE_CHARS});
       for (let i = 0; i < text.length; i++) message[i] = text.charCodeAt(i);
@@ -73,10 +100,15 @@ onStart((init) => {
 });
 `;
 
+// Node evaluates the helper as CommonJS or as an ES module depending on the parent's flags
+// (--input-type=module is inherited), so the port comes from a dynamic import, which both allow.
 const NODE_PORT = `
-const { parentPort } = require("node:worker_threads");
-const post = (m) => parentPort.postMessage(m);
-const onStart = (f) => parentPort.once("message", f);
+let port;
+const post = (m) => port.postMessage(m);
+const onStart = (f) => import("node:worker_threads").then((threads) => {
+  port = threads.parentPort;
+  port.once("message", f);
+});
 `;
 
 const WEB_PORT = `
@@ -84,12 +116,26 @@ const post = (m) => self.postMessage(m);
 const onStart = (f) => { self.onmessage = (e) => { self.onmessage = null; f(e.data); }; };
 `;
 
-/** What a helper needs to start: the module, the shared memory and its own blocks. */
+/** What a helper needs to start: the module, the shared memory, its own blocks and the pool's counter. */
 interface HelperInit {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
   control: number;
   scratch: number;
+  counter: number;
+}
+
+/**
+ * One kernel call cut into chunks: chunk [s, e) of [0, total) (every chunk `chunk` long but the
+ * last) runs the kernel with arguments base + perStart·s + perEnd·e.
+ */
+export interface SharedJob {
+  kernel: number;
+  total: number;
+  chunk: number;
+  base: readonly number[];
+  perStart: readonly number[];
+  perEnd: readonly number[];
 }
 
 /** The least a Node worker_threads Worker or a web Worker offers, seen the same way. */
@@ -164,48 +210,55 @@ async function startHelper(init: HelperInit): Promise<HelperHandle> {
 }
 
 /**
- * Helper threads sharing one engine's memory. `run` hands a kernel call to a helper;
- * `wait` returns once every handed-out call has finished.
+ * Helper threads sharing one engine's memory. `share` runs one kernel call cut into chunks on
+ * every helper and the calling thread at once, and returns when all chunks are done.
  */
 export class ThreadPool {
   private readonly controls: Int32Array[];
-  private readonly args: Float64Array[];
+  private readonly base: Float64Array[];
+  private readonly perStart: Float64Array[];
+  private readonly perEnd: Float64Array[];
   /** Each helper's error message slot. */
   private readonly messages: Uint16Array[];
-  private readonly seqs: number[];
-  private readonly busy: boolean[];
+  /** The next chunk to claim, shared by every thread. */
+  private readonly next: Int32Array;
+  private seq = 0;
   /** Whether Atomics.wait may block this thread (not on a browser's main thread). */
   private readonly canBlock: boolean;
 
   private constructor(
     memory: WebAssembly.Memory,
     controlPtrs: readonly number[],
+    counter: number,
     private readonly helpers: readonly HelperHandle[],
   ) {
+    const f64 = (p: number, offset: number) => new Float64Array(memory.buffer, p + offset, MAX_ARGS);
     this.controls = controlPtrs.map((p) => new Int32Array(memory.buffer, p, CONTROL_BYTES / 4));
-    this.args = controlPtrs.map((p) => new Float64Array(memory.buffer, p + ARGS_OFFSET, MAX_ARGS));
+    this.base = controlPtrs.map((p) => f64(p, ARGS_OFFSET));
+    this.perStart = controlPtrs.map((p) => f64(p, PER_START_OFFSET));
+    this.perEnd = controlPtrs.map((p) => f64(p, PER_END_OFFSET));
     this.messages = controlPtrs.map((p) => new Uint16Array(memory.buffer, p + MESSAGE_OFFSET, MESSAGE_CHARS));
-    this.seqs = controlPtrs.map(() => 0);
-    this.busy = controlPtrs.map(() => false);
+    this.next = new Int32Array(memory.buffer, counter, 1);
     this.canBlock = blockingAllowed(this.controls[0]!);
   }
 
   /**
-   * Starts helpers, one per control block, or explains why threads aren't available here
-   * (`{ unavailable }`) so the engine can run single-threaded.
+   * Starts helpers, one per control block, all claiming chunks from the counter at `counter`
+   * (COUNTER_BYTES), or explains why threads aren't available here (`{ unavailable }`) so the
+   * engine can run single-threaded.
    */
   static async start(module: WebAssembly.Module, memory: WebAssembly.Memory,
-    blocks: readonly { control: number; scratch: number }[]): Promise<ThreadPool | { unavailable: string }> {
+    blocks: readonly { control: number; scratch: number }[], counter: number): Promise<ThreadPool | { unavailable: string }> {
     const why = await helperUnavailable();
     if (why !== undefined) return { unavailable: why };
-    const helpers = await Promise.all(blocks.map((b) => startHelper({ module, memory, ...b })));
+    const helpers = await Promise.all(blocks.map((b) => startHelper({ module, memory, counter, ...b })));
     try {
       await Promise.all(helpers.map((h) => h.ready));
     } catch (e) {
       for (const h of helpers) h.terminate();
       return { unavailable: `a helper thread failed to start: ${(e as Error).message}` };
     }
-    return new ThreadPool(memory, blocks.map((b) => b.control), helpers);
+    return new ThreadPool(memory, blocks.map((b) => b.control), counter, helpers);
   }
 
   /** Number of helpers (the engine's thread count minus its own thread). */
@@ -213,39 +266,59 @@ export class ThreadPool {
     return this.helpers.length;
   }
 
-  /** Hands `kernel(...args)` to helper `i`, which must be idle. */
-  run(i: number, kernel: number, args: readonly number[]): void {
-    if (this.busy[i]) throw new Error(`thread pool: helper ${i} is still busy`);
-    const ctl = this.controls[i]!;
-    const a = this.args[i]!;
-    for (let j = 0; j < args.length; j++) a[j] = args[j]!;
-    ctl[KERNEL] = kernel;
-    ctl[FAILED] = 0;
-    const seq = this.seqs[i]! + 1 > 0x3fffffff ? 1 : this.seqs[i]! + 1;
-    this.seqs[i] = seq;
-    this.busy[i] = true;
-    Atomics.store(ctl, SEQ, seq);
-    Atomics.notify(ctl, SEQ);
+  /**
+   * Runs `job` on every helper and this thread: each claims chunks until none are left, this
+   * thread calling `runHere(s, e)` for its own. Returns when every chunk is done. A thread stops
+   * claiming at its first failed chunk (the others carry on); then the helper's error, or else
+   * this thread's, is thrown.
+   */
+  share(job: SharedJob, runHere: (start: number, end: number) => void): void {
+    if (job.base.length > MAX_ARGS) throw new Error(`thread pool: ${job.base.length} arguments, at most ${MAX_ARGS}`);
+    const chunks = Math.ceil(job.total / job.chunk);
+    this.seq = this.seq + 1 > 0x3fffffff ? 1 : this.seq + 1;
+    Atomics.store(this.next, 0, 0);
+    for (let i = 0; i < this.helpers.length; i++) {
+      const ctl = this.controls[i]!;
+      this.base[i]!.fill(0).set(job.base);
+      this.perStart[i]!.fill(0).set(job.perStart);
+      this.perEnd[i]!.fill(0).set(job.perEnd);
+      ctl[KERNEL] = job.kernel;
+      ctl[FAILED] = 0;
+      ctl[TOTAL] = job.total;
+      ctl[CHUNK] = job.chunk;
+      ctl[CHUNKS] = chunks;
+      Atomics.store(ctl, SEQ, this.seq);
+      Atomics.notify(ctl, SEQ);
+    }
+    let failedHere: unknown;
+    try {
+      for (let c = Atomics.add(this.next, 0, 1); c < chunks; c = Atomics.add(this.next, 0, 1)) {
+        runHere(c * job.chunk, Math.min(job.total, (c + 1) * job.chunk));
+      }
+    } catch (e) {
+      failedHere = e;
+    }
+    // A helper's error names the kernel; this thread's own is rethrown as it came.
+    const failed = this.waitForHelpers();
+    if (failed !== undefined) throw new Error(failed);
+    if (failedHere !== undefined) throw failedHere;
   }
 
-  /** Waits for every helper given a job; throws if one failed. */
-  wait(): void {
+  /** Waits until every helper has finished the current job; the first helper error, if any. */
+  private waitForHelpers(): string | undefined {
     let failed: string | undefined;
     for (let i = 0; i < this.helpers.length; i++) {
-      if (!this.busy[i]) continue;
       const ctl = this.controls[i]!;
-      const seq = this.seqs[i]!;
       let spins = 0;
-      while (Atomics.load(ctl, DONE) !== seq) {
+      while (Atomics.load(ctl, DONE) !== this.seq) {
         if (this.canBlock && ++spins > SPINS) Atomics.wait(ctl, DONE, Atomics.load(ctl, DONE), 1);
       }
-      this.busy[i] = false;
-      if (ctl[FAILED] === 1) {
+      if (ctl[FAILED] === 1 && failed === undefined) {
         const text = String.fromCharCode(...this.messages[i]!.subarray(0, ctl[MESSAGE_LENGTH]));
         failed = `${KERNEL_NAMES[ctl[KERNEL]!]} failed on a helper thread: ${text}`;
       }
     }
-    if (failed !== undefined) throw new Error(failed);
+    return failed;
   }
 
   /** Stops every helper; the pool can't be used afterwards. */
