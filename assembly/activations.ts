@@ -215,44 +215,52 @@ function rowMax(x: usize, n: i32): f32 {
  * x: [n] -> out: [n] = exp(x - shift), returns the sum of out. Needs x <= shift (shift is
  * the row max); out may alias x. The building block of softmax, shared with the fused
  * attention kernel.
+ *
+ * Blocks of SUM_BLOCK bytes start at x whatever n is, and a last partial vector joins its
+ * block's sum, so entries past n that are -Infinity (the causal part of a softmax row) would
+ * add exact zeros: the sum of a row's first n entries is the same bits as the whole row's.
  */
 export function expShiftedSum(x: usize, out: usize, n: i32, shift: f32): f32 {
   const end = <usize>n << 2;
   const sv = f32x4.splat(shift);
   let total: f64 = 0;
   let i: usize = 0;
-  while (i + 16 <= end) {
-    const blockEnd = min(end & ~15, i + SUM_BLOCK);
+  while (i < end) {
+    const blockEnd = min(end, i + SUM_BLOCK);
     let acc = f32x4.splat(0);
-    for (; i < blockEnd; i += 16) {
+    for (; i + 16 <= blockEnd; i += 16) {
       const e = expNeg(f32x4.sub(v128.load(x + i), sv));
       v128.store(out + i, e);
       acc = f32x4.add(acc, e);
     }
+    if (i < blockEnd) {
+      const count = (blockEnd - i) >> 2;
+      const e = expNeg(f32x4.sub(loadTail(x + i, count, -Infinity), sv));
+      storeTail(out + i, count, e);
+      acc = f32x4.add(acc, e);
+      i = blockEnd;
+    }
     total += <f64>hsum(acc);
-  }
-  if (i < end) {
-    const count = (end - i) >> 2;
-    const e = expNeg(f32x4.sub(loadTail(x + i, count, -Infinity), sv));
-    storeTail(out + i, count, e);
-    total += <f64>hsum(e);
   }
   return <f32>total;
 }
 
-// x: [n] -> sum of exp(x - shift), nothing written
+// x: [n] -> sum of exp(x - shift), nothing written (summed as expShiftedSum does)
 function expShiftedSumOnly(x: usize, n: i32, shift: f32): f64 {
   const end = <usize>n << 2;
   const sv = f32x4.splat(shift);
   let total: f64 = 0;
   let i: usize = 0;
-  while (i + 16 <= end) {
-    const blockEnd = min(end & ~15, i + SUM_BLOCK);
+  while (i < end) {
+    const blockEnd = min(end, i + SUM_BLOCK);
     let acc = f32x4.splat(0);
-    for (; i < blockEnd; i += 16) acc = f32x4.add(acc, expNeg(f32x4.sub(v128.load(x + i), sv)));
+    for (; i + 16 <= blockEnd; i += 16) acc = f32x4.add(acc, expNeg(f32x4.sub(v128.load(x + i), sv)));
+    if (i < blockEnd) {
+      acc = f32x4.add(acc, expNeg(f32x4.sub(loadTail(x + i, (blockEnd - i) >> 2, -Infinity), sv)));
+      i = blockEnd;
+    }
     total += <f64>hsum(acc);
   }
-  if (i < end) total += <f64>hsum(expNeg(f32x4.sub(loadTail(x + i, (end - i) >> 2, -Infinity), sv)));
   return total;
 }
 

@@ -160,6 +160,14 @@ function accumulateValues(p: usize, v: usize, vStride: usize, n: i32, dHead: i32
   }
 }
 
+// Trailing zero weights of p: [n] (the causal upper triangle) add exactly nothing: the count
+// of weights up to the last nonzero one.
+function weightedLength(p: usize, n: i32): i32 {
+  while (n >= 4 && !v128.any_true(v128.load(p + (<usize>(n - 4) << 2)))) n -= 4;
+  while (n > 0 && load<f32>(p + (<usize>(n - 1) << 2)) == 0) n--;
+  return n;
+}
+
 // x: [n] *= s
 function scaleRow(x: usize, n: i32, s: f32): void {
   const end = <usize>n << 2;
@@ -237,13 +245,9 @@ export function attnApplyPattern(pattern: usize, v: usize, z: usize,
       const ph = pattern + (<usize>b * <usize>nHeads + <usize>h) * <usize>qLen * rowBytes;
       for (let i = 0; i < qLen; i++) {
         const row = ph + <usize>i * rowBytes;
-        // Trailing zero weights (the causal upper triangle) add exactly nothing: skip them.
-        let n = kLen;
-        while (n >= 4 && !v128.any_true(v128.load(row + (<usize>(n - 4) << 2)))) n -= 4;
-        while (n > 0 && load<f32>(row + (<usize>(n - 1) << 2)) == 0) n--;
         const zi = zb + <usize>i * zStride + <usize>h * headBytes;
         zeroRow(zi, dHead);
-        accumulateValues(row, vh, vStride, n, dHead, zi);
+        accumulateValues(row, vh, vStride, weightedLength(row, kLen), dHead, zi);
       }
     }
   }
@@ -252,6 +256,9 @@ export function attnApplyPattern(pattern: usize, v: usize, z: usize,
 /**
  * Fused causal attention: z = softmax(q·kᵀ * scale, masked) · v, one score row of scratch at a
  * time. A query whose keys are all masked gets z = 0. z must not alias q, k or v.
+ * Up to CHUNK keys, each row is computed as attnScores, softmax and attnApplyPattern compute it
+ * (the same bits, so hooking the pattern, only to look, changes nothing); longer rows go through
+ * chunks with an online-softmax rescale between them.
  */
 export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize,
   batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32): void {
@@ -272,6 +279,16 @@ export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize
         const zi = z + (qi - q);
         const last = offset + i; // the query's own position: the last key it may read
         zeroRow(zi, dHead);
+        if (last < CHUNK) {
+          const n = last + 1;
+          let m = scoreKeys(qi, kb + kvOff, kvStride, n, dHead, scale, scoreRow);
+          if (mb != 0) m = maskAndMax(scoreRow, mb, n);
+          if (m == -Infinity) continue; // every key is masked
+          const sum = expShiftedSum(scoreRow, scoreRow, n, m);
+          scaleRow(scoreRow, n, <f32>1 / sum);
+          accumulateValues(scoreRow, vb + kvOff, kvStride, weightedLength(scoreRow, n), dHead, zi);
+          continue;
+        }
         let m: f32 = -Infinity; // running max of the scores seen so far
         let l: f32 = 0; // running sum of exp(score - m)
         for (let c0 = 0; c0 <= last; c0 += CHUNK) {

@@ -22,6 +22,13 @@
 
 import { madd } from "./simd";
 import { packedB, aTail, edgeTile, PACKED_B_BYTES, A_TAIL_BYTES, EDGE_TILE_BYTES } from "./scratch";
+import { geluNew, geluExact, silu } from "./activations";
+
+/** Activations gemmPacked can apply to its output block by block (the MLP's, fused): ACT_NONE or one of these. */
+const ACT_NONE = 0;
+const ACT_GELU_NEW = 1;
+const ACT_GELU = 2;
+const ACT_SILU = 3;
 
 /** Rows of C per register tile (one broadcast of A per row and k). */
 const MR = 4;
@@ -50,20 +57,22 @@ if (<usize>(NB * KC * NR * 4) > PACKED_B_BYTES || <usize>(MR * KC * 4) > A_TAIL_
  */
 export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, bias: usize,
   m: i32, n: i32, k: i32, transB: i32, accumulate: i32): void {
-  blockedProduct(a, lda, b, ldb, transB, 0, c, ldc, bias, m, n, k, accumulate, 0, n);
+  blockedProduct(a, lda, b, ldb, transB, 0, c, ldc, bias, m, n, k, accumulate, 0, n, ACT_NONE);
 }
 
 /**
  * The loops of gemm and gemmPacked, on C[:, j0:j1]: each B group is packed into scratch from b
  * (packed = 0) or read in place from a prepackB layout, then multiplied the same way, so both
  * entries give the same bits. K block by K block; within one, a block of rows of A stays in L2
- * while every column group uses it.
+ * while every column group uses it. With an activation, the last K block applies it to each
+ * block of C it has just finished, while that block is still in L1.
  */
 function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, packed: usize,
-  c: usize, ldc: i32, bias: usize, m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32): void {
+  c: usize, ldc: i32, bias: usize, m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32): void {
   if (m <= 0 || j1 <= j0) return;
   if (k <= 0) {
     biasOnly(c + (<usize>j0 << 2), ldc, bias != 0 ? bias + (<usize>j0 << 2) : 0, m, j1 - j0, accumulate);
+    activateBlock(c + (<usize>j0 << 2), <usize>ldc << 2, m, j1 - j0, act);
     return;
   }
   // Even K blocks: 769 becomes 2×385 rather than 512 + 257.
@@ -77,6 +86,7 @@ function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, pac
     // Only the first K block writes C from scratch (or adds to it with `accumulate`) and adds the bias.
     const first = pc == 0;
     const add = first ? accumulate : 1;
+    const last = pc + kc >= k;
     for (let ic = 0; ic < m; ic += MC) {
       const mc = min(MC, m - ic);
       const aRows = a + (<usize>pc << 2) + <usize>ic * ldaBytes;
@@ -86,7 +96,9 @@ function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, pac
         if (packed != 0) pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2);
         else packGroup(packedB, b, ldbBytes, transB, pc, jc, kc, nc);
         const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
-        groupKernel(aRows, ldaBytes, pb, c + <usize>ic * ldcBytes + (<usize>jc << 2), ldcBytes, biasCols, mc, nc, kc, add);
+        const cBlock = c + <usize>ic * ldcBytes + (<usize>jc << 2);
+        groupKernel(aRows, ldaBytes, pb, cBlock, ldcBytes, biasCols, mc, nc, kc, add);
+        if (last) activateBlock(cBlock, ldcBytes, mc, nc, act);
       }
     }
   }
@@ -141,14 +153,27 @@ export function prepackB(b: usize, ldb: i32, k: i32, n: i32, transB: i32, out: u
 }
 
 /**
- * gemm with a B that prepackB packed: C[:, j0:j1] = A·B[:, j0:j1] + bias (or +=), bit for bit
- * what gemm computes. n is B's full width (it fixes the packed layout); j0 must be a multiple
- * of NR·NB (32) and j1 <= n, so callers can split the columns of one product between threads.
- * c and bias point at column 0.
+ * gemm with a B that prepackB packed: C[:, j0:j1] = act(A·B[:, j0:j1] + bias) (or act(C + ...)),
+ * bit for bit what gemm and then the activation's own kernel compute. n is B's full width (it
+ * fixes the packed layout); j0 must be a multiple of NR·NB (32) and j1 <= n, so callers can
+ * split the columns of one product between threads. c and bias point at column 0.
+ * act: ACT_NONE (0), ACT_GELU_NEW (1), ACT_GELU (2) or ACT_SILU (3).
  */
 export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, bias: usize,
-  m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32): void {
-  blockedProduct(a, lda, 0, 0, 0, packed, c, ldc, bias, m, n, k, accumulate, j0, j1);
+  m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32): void {
+  if (act < ACT_NONE || act > ACT_SILU) unreachable(); // an unknown activation: trap rather than skip it
+  blockedProduct(a, lda, 0, 0, 0, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+}
+
+/** C[rows, cols] (ldcBytes) = act(C), row by row through the activation's own kernel (the same bits). */
+function activateBlock(c: usize, ldcBytes: usize, rows: i32, cols: i32, act: i32): void {
+  if (act == ACT_NONE) return;
+  for (let i = 0; i < rows; i++) {
+    const row = c + <usize>i * ldcBytes;
+    if (act == ACT_GELU_NEW) geluNew(row, row, cols);
+    else if (act == ACT_GELU) geluExact(row, row, cols);
+    else silu(row, row, cols);
+  }
 }
 
 /** k = 0: the product is empty, so C = bias (or 0), or C += bias. */

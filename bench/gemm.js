@@ -66,7 +66,7 @@ function hooklensPackedTask(engine, s, a, b) {
   engine.free(pb);
   const pc = engine.alloc(s.m * s.n);
   return {
-    run: () => engine.kernels.gemmPacked(pa, s.k, packed, pc, s.n, 0, s.m, s.n, s.k, 0, 0, s.n),
+    run: () => engine.kernels.gemmPacked(pa, s.k, packed, pc, s.n, 0, s.m, s.n, s.k, 0, 0, s.n, 0),
     output: () => engine.download(pc, s.m * s.n),
     dispose: () => [pa, packed, pc].forEach((p) => engine.free(p)),
   };

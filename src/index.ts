@@ -2,7 +2,7 @@
 
 // engine
 export { Engine, type BackendName, type EngineOptions } from "./engine/engine.js";
-export type { Kernels } from "./engine/kernels.js";
+export { GemmActivation, type Kernels } from "./engine/kernels.js";
 export { Tensor } from "./engine/tensor.js";
 export { supportsRelaxedSimd, supportsSimd, type WasmSource, type WasmVariant } from "./engine/wasm-loader.js";
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../src/engine/engine.js";
-import { packedBLength } from "../src/engine/kernels.js";
+import { GemmActivation, packedBLength } from "../src/engine/kernels.js";
 import { allEngines, randn, relError, RAGGED } from "./helpers.js";
 
 // prepackB + gemmPacked: the packed layout is a contract shared by the WASM kernel and its twin,
@@ -37,11 +37,11 @@ function products(e: Engine, c: Case): { plain: Float32Array; packed: Float32Arr
     return out;
   };
   const plain = run((cp) => e.kernels.gemm(o.a, k, o.b, transB ? k : n, cp, n, o.bias, m, n, k, transB, accumulate));
-  const packed = run((cp) => e.kernels.gemmPacked(o.a, k, o.packed, cp, n, o.bias, m, n, k, accumulate, 0, n));
+  const packed = run((cp) => e.kernels.gemmPacked(o.a, k, o.packed, cp, n, o.bias, m, n, k, accumulate, 0, n, 0));
   const split = run((cp) => {
     const cut = Math.min(n, 32 * Math.max(1, Math.floor(n / 64)));
-    e.kernels.gemmPacked(o.a, k, o.packed, cp, n, o.bias, m, n, k, accumulate, cut, n);
-    e.kernels.gemmPacked(o.a, k, o.packed, cp, n, o.bias, m, n, k, accumulate, 0, cut);
+    e.kernels.gemmPacked(o.a, k, o.packed, cp, n, o.bias, m, n, k, accumulate, cut, n, 0);
+    e.kernels.gemmPacked(o.a, k, o.packed, cp, n, o.bias, m, n, k, accumulate, 0, cut, 0);
   });
   release(e, o);
   return { plain, packed, split };
@@ -128,11 +128,50 @@ describe("gemmPacked", () => {
     }
   });
 
+  it("a fused activation gives the bits of the product followed by the activation's own kernel", () => {
+    const kinds = [
+      { act: GemmActivation.geluNew, name: "geluNew" },
+      { act: GemmActivation.gelu, name: "geluExact" },
+      { act: GemmActivation.silu, name: "silu" },
+    ] as const;
+    const shapes = cases().filter((_, i) => i % 5 === 0);
+    for (const e of [js, ...wasm]) {
+      for (const [i, c] of shapes.entries()) {
+        const { act, name } = kinds[i % kinds.length]!;
+        const { m, n, k, accumulate } = c;
+        const o = upload(e, c);
+        const separate = e.upload(o.before);
+        e.kernels.gemmPacked(o.a, k, o.packed, separate, n, o.bias, m, n, k, accumulate, 0, n, GemmActivation.none);
+        e.kernels[name](separate, separate, m * n);
+        // Fused, and fused in two column ranges (as threads split it).
+        const fused = e.upload(o.before);
+        e.kernels.gemmPacked(o.a, k, o.packed, fused, n, o.bias, m, n, k, accumulate, 0, n, act);
+        const cut = Math.min(n, 32 * Math.max(1, Math.floor(n / 64)));
+        const halves = e.upload(o.before);
+        e.kernels.gemmPacked(o.a, k, o.packed, halves, n, o.bias, m, n, k, accumulate, cut, n, act);
+        e.kernels.gemmPacked(o.a, k, o.packed, halves, n, o.bias, m, n, k, accumulate, 0, cut, act);
+        const [want, got, split] = [separate, fused, halves].map((p) => e.download(p, m * n));
+        for (const p of [separate, fused, halves]) e.free(p);
+        release(e, o);
+        if (!same(got!, want!)) throw new Error(`${e.variant} ${label(c)} ${name}: fused differs`);
+        if (!same(split!, want!)) throw new Error(`${e.variant} ${label(c)} ${name}: fused and split differs`);
+      }
+    }
+  });
+
+  it("refuses an unknown activation", () => {
+    for (const e of [js, ...wasm]) {
+      const c = e.alloc(4);
+      expect(() => e.kernels.gemmPacked(0, 0, 0, c, 2, 0, 2, 2, 0, 0, 0, 2, 7), e.variant).toThrow();
+      e.free(c);
+    }
+  });
+
   it("k = 0 writes the bias (or adds it) to the asked columns only", () => {
     for (const e of [js, ...wasm]) {
       const bias = e.upload(new Float32Array([1, 2, 3]));
       const c = e.upload(new Float32Array([10, 10, 10, 20, 20, 20]));
-      e.kernels.gemmPacked(0, 0, 0, c, 3, bias, 2, 3, 0, 1, 0, 3);
+      e.kernels.gemmPacked(0, 0, 0, c, 3, bias, 2, 3, 0, 1, 0, 3, 0);
       expect(Array.from(e.download(c, 6)), e.variant).toEqual([11, 12, 13, 21, 22, 23]);
       e.free(bias);
       e.free(c);

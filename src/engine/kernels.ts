@@ -1,3 +1,6 @@
+/** The activations {@link Kernels.gemmPacked} can apply to its output (its `act` argument). */
+export const GemmActivation = { none: 0, geluNew: 1, gelu: 2, silu: 3 } as const;
+
 /**
  * The kernel interface shared by both backends.
  *
@@ -30,12 +33,14 @@ export interface Kernels {
    */
   prepackB(b: number, ldb: number, k: number, n: number, transB: number, out: number): void;
   /**
-   * gemm on a prepacked B, bit for bit what gemm gives: C[:, j0:j1] = A·B[:, j0:j1] + bias, or +=
-   * when `accumulate` is 1. n is B's full width; c and bias point at column 0; j0 is a multiple of
-   * 32, j1 <= n (so threads can split the columns of one product).
+   * gemm on a prepacked B, bit for bit what gemm gives: C[:, j0:j1] = act(A·B[:, j0:j1] + bias),
+   * or act(C + A·B + bias) when `accumulate` is 1. n is B's full width; c and bias point at
+   * column 0; j0 is a multiple of 32, j1 <= n (so threads can split the columns of one product).
+   * `act` ({@link GemmActivation}) applies an activation in the same pass, bit for bit what its
+   * own kernel would give afterwards (the MLP's bias + activation, fused).
    */
   gemmPacked(a: number, lda: number, packed: number, c: number, ldc: number, bias: number,
-    m: number, n: number, k: number, accumulate: number, j0: number, j1: number): void;
+    m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
 
   // ---- layernorm (assembly/layernorm.ts) ----
   /**

@@ -29,8 +29,9 @@ const CHUNKS_PER_THREAD = 4;
 /**
  * Wraps a single-threaded kernel set so the heavy kernels run on `pool.size + 1` threads.
  * `base` must be the engine thread's own instance (the helpers run their own instances).
+ * `chunksPerThread` is for measuring the chunking (1: one fixed share per thread).
  */
-export function parallelKernels(base: Kernels, pool: ThreadPool): Kernels {
+export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread = CHUNKS_PER_THREAD): Kernels {
   const threads = pool.size + 1;
   const index = Object.fromEntries(KERNEL_NAMES.map((name, i) => [name, i])) as Record<keyof Kernels, number>;
 
@@ -48,7 +49,7 @@ export function parallelKernels(base: Kernels, pool: ThreadPool): Kernels {
       return;
     }
     const units = Math.ceil(count / align);
-    const chunk = Math.ceil(units / Math.min(units, threads * CHUNKS_PER_THREAD)) * align;
+    const chunk = Math.ceil(units / Math.min(units, threads * chunksPerThread)) * align;
     const at00 = partArgs(0, 0);
     const at01 = partArgs(0, 1);
     const at11 = partArgs(1, 1);
@@ -62,14 +63,14 @@ export function parallelKernels(base: Kernels, pool: ThreadPool): Kernels {
   const kernels: Kernels = { ...base };
 
   // GEMMs: by columns when there are enough for every thread, else by rows.
-  kernels.gemmPacked = (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1) => {
+  kernels.gemmPacked = (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act) => {
     const width = j1 - j0;
-    const run = () => base.gemmPacked(a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1);
+    const run = () => base.gemmPacked(a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
     const worthIt = m * width * k >= MIN_GEMM_MACS;
     if (width >= COLUMN_ALIGN * threads) {
-      split("gemmPacked", width, COLUMN_ALIGN, worthIt, run, (s, e) => [a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0 + s, j0 + e]);
+      split("gemmPacked", width, COLUMN_ALIGN, worthIt, run, (s, e) => [a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0 + s, j0 + e, act]);
     } else {
-      split("gemmPacked", m, ROW_ALIGN, worthIt, run, (s, e) => [a + s * lda * 4, lda, packed, c + s * ldc * 4, ldc, bias, e - s, n, k, accumulate, j0, j1]);
+      split("gemmPacked", m, ROW_ALIGN, worthIt, run, (s, e) => [a + s * lda * 4, lda, packed, c + s * ldc * 4, ldc, bias, e - s, n, k, accumulate, j0, j1, act]);
     }
   };
 

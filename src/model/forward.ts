@@ -1,4 +1,5 @@
 import type { Engine } from "../engine/engine.js";
+import { GemmActivation } from "../engine/kernels.js";
 import { Tensor } from "../engine/tensor.js";
 import type { HookedTransformerConfig } from "./config.js";
 import type { DevicePointers } from "./device-weights.js";
@@ -120,19 +121,39 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
     let resid = buf.resid;
     const rows = () => B * n;
 
+    const rms = cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre";
     // Normalise x into buf.norm with the per-row scale, firing the two hooks. A hook that
     // changes the scale changes the normalised output, as in TransformerLens.
     const normalize = (x: number, prefix: string, layer: number | undefined) => {
-      const rms = cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre";
       if (rms) k.rmsNorm(x, buf.norm, buf.scale, 0, rows(), D, eps);
       else k.layerNorm(x, buf.norm, buf.scale, 0, 0, rows(), D, eps);
+      normalized(x, prefix, layer);
+    };
+    // The hooks of a normalisation whose kernel has already written buf.norm and buf.scale.
+    const normalized = (x: number, prefix: string, layer: number | undefined) => {
       const scaleName = `${prefix}.hook_scale`;
       if (hooked(scaleName)) {
+        // Renormalised only if a hook changed the scale, so a hook that looks changes no bits.
+        const before = engine.heap().slice(buf.scale >>> 2, (buf.scale >>> 2) + rows());
         fire(scaleName, buf.scale, [B, n, 1], layer, start);
-        renormalize(engine.heap(), x, buf.norm, buf.scale, rows(), D, rms);
+        const after = engine.heap().subarray(buf.scale >>> 2, (buf.scale >>> 2) + rows());
+        if (after.some((v, r) => !Object.is(v, before[r]))) renormalize(engine.heap(), x, buf.norm, buf.scale, rows(), D, rms);
       }
       fire(`${prefix}.hook_normalized`, buf.norm, [B, n, D], layer, start);
     };
+    // resid += delta. When the next step normalises resid and no hook in `between` can see or
+    // change it first, the layer norm runs in the same pass (addLayerNorm, the same bits as the
+    // two kernels) and this returns true: the caller then fires only the normalisation's hooks.
+    const addToResidual = (delta: number, between: string[], normalizesNext: boolean): boolean => {
+      if (normalizesNext && !rms && !between.some(hooked)) {
+        k.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(), D, eps);
+        return true;
+      }
+      k.add(resid, delta, resid, rows() * D);
+      return false;
+    };
+    // Whether buf.norm already holds the normalised residual the next layer norm would compute.
+    let residNormalized = false;
 
     if (plan.attentionMask) engine.heap().set(plan.attentionMask, buf.mask >>> 2);
 
@@ -163,15 +184,16 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       if (!(l === plan.startAtLayer && plan.startAfterAttention)) {
         fire(`${b}hook_resid_pre`, resid, [B, n, D], l, start);
 
-        normalize(resid, `${b}ln1`, l);
-        k.gemmPacked(buf.norm, D, p.wk, buf.k, Hkd, p.bk, rows(), Hkd, D, 0, 0, Hkd);
-        k.gemmPacked(buf.norm, D, p.wv, buf.v, Hkd, p.bv, rows(), Hkd, D, 0, 0, Hkd);
+        if (residNormalized) normalized(resid, `${b}ln1`, l);
+        else normalize(resid, `${b}ln1`, l);
+        k.gemmPacked(buf.norm, D, p.wk, buf.k, Hkd, p.bk, rows(), Hkd, D, 0, 0, Hkd, GemmActivation.none);
+        k.gemmPacked(buf.norm, D, p.wv, buf.v, Hkd, p.bv, rows(), Hkd, D, 0, 0, Hkd, GemmActivation.none);
         const pruneHere = prune && l === cfg.nLayers - 1;
         // Queries of every computed position, or (pruned) of each row's last one: a strided operand.
         const qn = pruneHere ? 1 : n;
         const qStart = pruneHere ? P - 1 : start;
-        if (pruneHere) k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, p.wq, buf.q, Hd, p.bq, B, Hd, D, 0, 0, Hd);
-        else k.gemmPacked(buf.norm, D, p.wq, buf.q, Hd, p.bq, rows(), Hd, D, 0, 0, Hd);
+        if (pruneHere) k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, p.wq, buf.q, Hd, p.bq, B, Hd, D, 0, 0, Hd, GemmActivation.none);
+        else k.gemmPacked(buf.norm, D, p.wq, buf.q, Hd, p.bq, rows(), Hd, D, 0, 0, Hd, GemmActivation.none);
         fire(`${b}attn.hook_q`, buf.q, [B, qn, H, d], l, qStart);
         fire(`${b}attn.hook_k`, buf.k, [B, n, Hk, d], l, start);
         fire(`${b}attn.hook_v`, buf.v, [B, n, Hk, d], l, start);
@@ -219,46 +241,57 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
           fire(`${b}attn.hook_result`, buf.result, [B, n, H, D], l, start);
           sumHeads(engine.heap(), buf.result, p.bo, buf.attnOut, rows(), H, D);
         } else {
-          k.gemmPacked(buf.z, Hd, p.wo, buf.attnOut, D, p.bo, rows(), D, Hd, 0, 0, D);
+          k.gemmPacked(buf.z, Hd, p.wo, buf.attnOut, D, p.bo, rows(), D, Hd, 0, 0, D, GemmActivation.none);
         }
         fire(`${b}hook_attn_out`, buf.attnOut, [B, n, D], l, start);
-        k.add(resid, buf.attnOut, resid, rows() * D);
+        residNormalized = addToResidual(buf.attnOut, [`${b}hook_resid_mid`], true);
       }
       fire(`${b}hook_resid_mid`, resid, [B, n, D], l, start);
 
-      normalize(resid, `${b}ln2`, l);
+      if (residNormalized) normalized(resid, `${b}ln2`, l);
+      else normalize(resid, `${b}ln2`, l);
       if (cfg.gatedMlp) {
         // post = act(x @ W_gate) * (x @ W_in) + b_in, as TransformerLens's gated MLP.
-        k.gemmPacked(buf.norm, D, p.wgate, buf.pre, M, 0, rows(), M, D, 0, 0, M);
+        k.gemmPacked(buf.norm, D, p.wgate, buf.pre, M, 0, rows(), M, D, 0, 0, M, GemmActivation.none);
         fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
-        k.gemmPacked(buf.norm, D, p.win, buf.preLinear, M, 0, rows(), M, D, 0, 0, M);
+        k.gemmPacked(buf.norm, D, p.win, buf.preLinear, M, 0, rows(), M, D, 0, 0, M, GemmActivation.none);
         fire(`${b}mlp.hook_pre_linear`, buf.preLinear, [B, n, M], l, start);
         if (cfg.actFn !== "silu") throw new Error(`a gated MLP with ${cfg.actFn} is not supported`);
         k.swiglu(buf.pre, buf.preLinear, buf.post, rows() * M);
         k.addRow(buf.post, p.bin, buf.post, rows(), M);
       } else {
-        k.gemmPacked(buf.norm, D, p.win, buf.pre, M, p.bin, rows(), M, D, 0, 0, M);
-        fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
-        if (cfg.actFn === "gelu_new") k.geluNew(buf.pre, buf.post, rows() * M);
-        else if (cfg.actFn === "gelu") k.geluExact(buf.pre, buf.post, rows() * M);
-        else k.silu(buf.pre, buf.post, rows() * M);
+        const act = cfg.actFn === "gelu_new" ? GemmActivation.geluNew : cfg.actFn === "gelu" ? GemmActivation.gelu : GemmActivation.silu;
+        if (hooked(`${b}mlp.hook_pre`)) {
+          k.gemmPacked(buf.norm, D, p.win, buf.pre, M, p.bin, rows(), M, D, 0, 0, M, GemmActivation.none);
+          fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
+          if (act === GemmActivation.geluNew) k.geluNew(buf.pre, buf.post, rows() * M);
+          else if (act === GemmActivation.gelu) k.geluExact(buf.pre, buf.post, rows() * M);
+          else k.silu(buf.pre, buf.post, rows() * M);
+        } else {
+          // No hook reads hook_pre: bias and activation in the product's own pass (the same bits).
+          k.gemmPacked(buf.norm, D, p.win, buf.post, M, p.bin, rows(), M, D, 0, 0, M, act);
+        }
       }
       fire(`${b}mlp.hook_post`, buf.post, [B, n, M], l, start);
-      k.gemmPacked(buf.post, M, p.wout, buf.mlpOut, D, p.bout, rows(), D, M, 0, 0, D);
+      k.gemmPacked(buf.post, M, p.wout, buf.mlpOut, D, p.bout, rows(), D, M, 0, 0, D, GemmActivation.none);
       fire(`${b}hook_mlp_out`, buf.mlpOut, [B, n, D], l, start);
-      k.add(resid, buf.mlpOut, resid, rows() * D);
+      // Next comes block l + 1's ln1 (after its hook_resid_pre) or, at the end, ln_final.
+      const lastBlock = l + 1 === plan.stopAtLayer;
+      residNormalized = addToResidual(buf.mlpOut, lastBlock ? [`${b}hook_resid_post`] : [`${b}hook_resid_post`, `blocks.${l + 1}.hook_resid_pre`],
+        !lastBlock || finishing);
       fire(`${b}hook_resid_post`, resid, [B, n, D], l, start);
     }
 
     if (!finishing) return { residual: new Tensor(engine.download(resid, rows() * D), [B, n, D]) };
-    normalize(resid, "ln_final", undefined);
+    if (residNormalized) normalized(resid, "ln_final", undefined);
+    else normalize(resid, "ln_final", undefined);
     if (logitRows === 0) return {};
     if (plan.unembed === "last") {
       // Row b*n + n-1 of each sequence: a strided A operand, no gather.
-      k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, w.wU, buf.logits, V, w.bU, B, V, D, 0, 0, V);
+      k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, w.wU, buf.logits, V, w.bU, B, V, D, 0, 0, V, GemmActivation.none);
       return { logits: new Tensor(engine.download(buf.logits, B * V), [B, 1, V]) };
     }
-    k.gemmPacked(buf.norm, D, w.wU, buf.logits, V, w.bU, rows(), V, D, 0, 0, V);
+    k.gemmPacked(buf.norm, D, w.wU, buf.logits, V, w.bU, rows(), V, D, 0, 0, V, GemmActivation.none);
     return { logits: new Tensor(engine.download(buf.logits, rows() * V), [B, n, V]) };
   } finally {
     for (const ptr of allocated) engine.free(ptr);

@@ -76,19 +76,20 @@ export function attention(heap: Float32Array, q: number, k: number, v: number, z
           const kj = (k >>> 2) + ((b * kLen + j) * nKvHeads + kvh) * dHead;
           let dot = 0;
           for (let c = 0; c < dHead; c++) dot += heap[qi + c]! * heap[kj + c]!;
-          weights[j] = dot * s;
-          max = Math.max(max, dot * s);
+          weights[j] = Math.fround(dot * s);
+          max = Math.max(max, weights[j]!);
         }
+        // Scores and pattern rounded to f32 as attnScores and softmax store them, so the result
+        // is the same bits as the three kernels in turn.
         acc.fill(0);
         if (max !== -Infinity) {
           let sum = 0;
+          for (let j = 0; j <= last; j++) sum += Math.exp(weights[j]! - max);
           for (let j = 0; j <= last; j++) {
-            const e = Math.exp(weights[j]! - max);
-            sum += e;
+            const p = Math.fround(Math.exp(weights[j]! - max) / sum);
             const vj = (v >>> 2) + ((b * kLen + j) * nKvHeads + kvh) * dHead;
-            for (let c = 0; c < dHead; c++) acc[c]! += e * heap[vj + c]!;
+            for (let c = 0; c < dHead; c++) acc[c]! += p * heap[vj + c]!;
           }
-          for (let c = 0; c < dHead; c++) acc[c]! /= sum;
         }
         const zi = (z >>> 2) + ((b * qLen + i) * nHeads + h) * dHead;
         for (let c = 0; c < dHead; c++) heap[zi + c] = acc[c]!;

@@ -1,6 +1,8 @@
 // Plain TypeScript twins of assembly/gemm.ts: the reference the WASM kernels are
 // tested against. Sums accumulate in f64 (JS numbers) and round to f32 once on
 // store, so the twin is at least as accurate as any blocked f32 kernel.
+import { GemmActivation } from "../kernels.js";
+import { geluExact, geluNew, silu } from "./activations.js";
 
 /**
  * C = A·op(B) + bias, or C += A·op(B) + bias when `accumulate` is 1.
@@ -93,11 +95,13 @@ export function prepackB(heap: Float32Array, b: number, ldb: number, k: number, 
 }
 
 /**
- * gemm with a B packed by prepackB: C[:, j0:j1] = A·B[:, j0:j1] + bias, or += when `accumulate` is 1.
- * n is B's full width; c and bias point at column 0; j0 is a multiple of 32.
+ * gemm with a B packed by prepackB: C[:, j0:j1] = act(A·B[:, j0:j1] + bias), or act(C + ...)
+ * when `accumulate` is 1. n is B's full width; c and bias point at column 0; j0 is a multiple
+ * of 32; act is a GemmActivation.
  */
 export function gemmPacked(heap: Float32Array, a: number, lda: number, packed: number, c: number, ldc: number,
-  bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number): void {
+  bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void {
+  const activate = activation(act);
   if (j1 <= j0) return;
   const A = a >>> 2;
   const P = packed >>> 2;
@@ -131,5 +135,17 @@ export function gemmPacked(heap: Float32Array, a: number, lda: number, packed: n
       if (accumulate !== 0) s += heap[ci + j]!;
       heap[ci + j] = s;
     }
+    activate?.(heap, (ci + j0) * 4, (ci + j0) * 4, width);
+  }
+}
+
+/** The twin kernel of a GemmActivation (undefined for none). */
+function activation(act: number): ((heap: Float32Array, x: number, out: number, n: number) => void) | undefined {
+  switch (act) {
+    case GemmActivation.none: return undefined;
+    case GemmActivation.geluNew: return geluNew;
+    case GemmActivation.gelu: return geluExact;
+    case GemmActivation.silu: return silu;
+    default: throw new Error(`gemmPacked: unknown activation ${act}`);
   }
 }
