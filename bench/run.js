@@ -3,7 +3,7 @@
 //   node --experimental-wasm-relaxed-simd bench/run.js [suite ...] [--quick]
 //
 // With no suite names every suite runs. --quick (or BENCH_QUICK=1) asks each
-// suite for a short smoke run. A suite is a module exporting
+// suite for a short smoke run, saved as bench/results/<suite>.quick.json (not committed). A suite is a module exporting
 // `run({ quick, args })`, which prints its own table and returns JSON-able rows;
 // adding one is one line in SUITES.
 import { mkdir, writeFile } from "node:fs/promises";
@@ -17,6 +17,9 @@ const SUITES = {
   llama: () => import("./llama.js"),
   threads: () => import("./threads.js"),
   peers: () => import("./peers/model.js"),
+  fusion: () => import("./fusion.js"),
+  stream: () => import("./stream.js"),
+  chunking: () => import("./chunking.js"),
 };
 
 const args = process.argv.slice(2);
@@ -43,5 +46,6 @@ for (const name of asked.length > 0 ? asked : Object.keys(SUITES)) {
     cpu: os.cpus()[0]?.model ?? "unknown",
     rows,
   };
-  await writeFile(new URL(`${name}.json`, resultsDir), `${JSON.stringify(record, null, 2)}\n`);
+  // A quick run is a smoke test: its rows go beside the committed full results, not over them.
+  await writeFile(new URL(`${name}${quick ? ".quick" : ""}.json`, resultsDir), `${JSON.stringify(record, null, 2)}\n`);
 }

@@ -36,7 +36,7 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
   const index = Object.fromEntries(KERNEL_NAMES.map((name, i) => [name, i])) as Record<keyof Kernels, number>;
 
   /**
-   * Runs `run` on this thread alone when the call is too small (`worthIt` false) or `count` < 2;
+   * Runs `run` on this thread alone when the call is too small (`worthIt` false) or can't be cut;
    * otherwise cuts [0, count) into chunks, on multiples of `align`, that the threads claim in
    * turn, running chunk [s, e) as `name(...partArgs(s, e))`. partArgs must be affine in s and e
    * (pointers and counts that move with the cut), which lets the helpers derive every chunk's
@@ -44,11 +44,11 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
    */
   const split = (name: keyof Kernels, count: number, align: number, worthIt: boolean, run: () => void,
     partArgs: (s: number, e: number) => number[]): void => {
-    if (!worthIt || count < 2) {
+    const units = Math.ceil(count / align);
+    if (!worthIt || units < 2) {
       run();
       return;
     }
-    const units = Math.ceil(count / align);
     const chunk = Math.ceil(units / Math.min(units, threads * chunksPerThread)) * align;
     const at00 = partArgs(0, 0);
     const at01 = partArgs(0, 1);
