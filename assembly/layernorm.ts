@@ -113,15 +113,29 @@ export function layerNorm(x: usize, out: usize, scale: usize, w: usize, b: usize
   }
 }
 
+// x: [d] (one row) -> out: [d] = x / sqrt(mean(x²) + eps) * w, scale[row] (skipped when scale is 0)
+// @ts-ignore: decorator
+@inline function rmsNormRow(x: usize, out: usize, scalePtr: usize, w: usize, d: i32, eps: f32): void {
+  const s = Math.sqrt(rowSumSqDev(x, d, 0) / <f64>d + <f64>eps);
+  if (scalePtr != 0) store<f32>(scalePtr, <f32>s);
+  normalizeRow(x, out, w, 0, d, 0, <f32>(1 / s));
+}
+
 /** x: [rows, d] -> out: [rows, d], scale: [rows] = sqrt(mean(x²) + eps); out = x / scale * w (w optional). out may alias x. */
 export function rmsNorm(x: usize, out: usize, scale: usize, w: usize, rows: i32, d: i32, eps: f32): void {
   const rowBytes = <usize>d << 2;
   for (let r = 0; r < rows; r++) {
     const off = <usize>r * rowBytes;
-    const s = Math.sqrt(rowSumSqDev(x + off, d, 0) / <f64>d + <f64>eps);
-    if (scale != 0) store<f32>(scale + (<usize>r << 2), <f32>s);
-    normalizeRow(x + off, out + off, w, 0, d, 0, <f32>(1 / s));
+    rmsNormRow(x + off, out + off, scale == 0 ? <usize>0 : scale + (<usize>r << 2), w, d, eps);
   }
+}
+
+// resid = a + r over one row of `bytes` (the same sums as the add kernel)
+// @ts-ignore: decorator
+@inline function addRow(a: usize, r: usize, resid: usize, bytes: usize): void {
+  let i: usize = 0;
+  for (; i + 16 <= bytes; i += 16) v128.store(resid + i, f32x4.add(v128.load(a + i), v128.load(r + i)));
+  for (; i < bytes; i += 4) store<f32>(resid + i, load<f32>(a + i) + load<f32>(r + i));
 }
 
 /**
@@ -133,11 +147,21 @@ export function addLayerNorm(a: usize, r: usize, resid: usize, out: usize, scale
   const rowBytes = <usize>d << 2;
   for (let row = 0; row < rows; row++) {
     const off = <usize>row * rowBytes;
-    let i: usize = 0;
-    for (; i + 16 <= rowBytes; i += 16) {
-      v128.store(resid + off + i, f32x4.add(v128.load(a + off + i), v128.load(r + off + i)));
-    }
-    for (; i < rowBytes; i += 4) store<f32>(resid + off + i, load<f32>(a + off + i) + load<f32>(r + off + i));
+    addRow(a + off, r + off, resid + off, rowBytes);
     layerNormRow(resid + off, out + off, scale == 0 ? <usize>0 : scale + (<usize>row << 2), w, b, d, eps);
+  }
+}
+
+/**
+ * a, r: [rows, d] -> resid: [rows, d] = a + r, then out, scale = rmsNorm(resid).
+ * resid may alias a or r, and out may alias any of them.
+ */
+export function addRmsNorm(a: usize, r: usize, resid: usize, out: usize, scale: usize, w: usize,
+  rows: i32, d: i32, eps: f32): void {
+  const rowBytes = <usize>d << 2;
+  for (let row = 0; row < rows; row++) {
+    const off = <usize>row * rowBytes;
+    addRow(a + off, r + off, resid + off, rowBytes);
+    rmsNormRow(resid + off, out + off, scale == 0 ? <usize>0 : scale + (<usize>row << 2), w, d, eps);
   }
 }

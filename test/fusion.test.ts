@@ -4,6 +4,7 @@ import type { HookFn } from "../src/model/hook-points.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { allEngines } from "./helpers.js";
 import { randomGpt2Files } from "./random-gpt2.js";
+import { referenceDir } from "./reference.js";
 
 // The forward fuses two steps when no hook can see between them: the residual add with the layer
 // norm that follows it (addLayerNorm), and the MLP's bias and activation with its input product
@@ -70,6 +71,20 @@ describe("fused forward", () => {
       }
       const all = model.runWithHooks(tokens, { fwdHooks: model.hookNames().map((n) => [n, look] as const) }).logits!.data;
       expect(same(all, plain), `${engine.variant}, a hook on every point`).toBe(true);
+      model.dispose();
+    }
+  });
+
+  it("a hook that only looks changes no bits in a LLaMA-family model (RMSNorm, rotary, SwiGLU, GQA)", async () => {
+    const tokens = [[1, 5, 9, 2, 40, 7, 7, 3], [4, 4, 8, 1, 0, 2, 6, 9]];
+    for (const engine of engines) {
+      const model = await HookedTransformer.fromPretrained(referenceDir("tiny-llama-random"), { engine });
+      expect(model.cfg.normalizationType).toBe("RMSPre");
+      const plain = model.forward(tokens).logits!.data;
+      for (const name of model.hookNames()) {
+        const looked = model.runWithHooks(tokens, { fwdHooks: [[name, look]] }).logits!.data;
+        expect(same(looked, plain), `${engine.variant}, a hook on ${name}`).toBe(true);
+      }
       model.dispose();
     }
   });

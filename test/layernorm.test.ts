@@ -47,6 +47,21 @@ function addLayerNorm(engine: Engine, a: Float32Array, r: Float32Array, rows: nu
   return result;
 }
 
+function addRmsNorm(engine: Engine, a: Float32Array, r: Float32Array, rows: number, d: number,
+  w?: Float32Array): NormOut & { resid: Float32Array } {
+  const [pa, pr] = [a, r].map((t) => engine.upload(t)) as [number, number];
+  const pw = w ? engine.upload(w) : 0;
+  const presid = engine.alloc(rows * d);
+  const po = engine.alloc(rows * d);
+  const ps = engine.alloc(rows);
+  engine.kernels.addRmsNorm(pa, pr, presid, po, ps, pw, rows, d, EPS);
+  const result = {
+    resid: engine.download(presid, rows * d), out: engine.download(po, rows * d), scale: engine.download(ps, rows),
+  };
+  for (const p of [pa, pr, pw, presid, po, ps]) engine.free(p);
+  return result;
+}
+
 function bits(x: Float32Array): Uint32Array {
   return new Uint32Array(x.buffer, x.byteOffset, x.length);
 }
@@ -130,6 +145,24 @@ for (const engine of engines) {
       const unfused = layerNorm(engine, ours.resid, rows, d, w, b);
       expect(bits(unfused.out)).toEqual(bits(ours.out));
       expect(bits(unfused.scale)).toEqual(bits(ours.scale));
+    });
+
+    it.each(SHAPES)("addRmsNorm on [%i, %i] equals add then rmsNorm", (rows, d) => {
+      const a = randn(rows * d, d + 3, 2);
+      const r = randn(rows * d, d + 4, 2);
+      const w = randn(d, 5);
+      for (const ww of [w, undefined]) {
+        const ours = addRmsNorm(engine, a, r, rows, d, ww);
+        const ref = addRmsNorm(js, a, r, rows, d, ww);
+        expect(ours.resid).toEqual(ref.resid);
+        expect(relError(ours.out, ref.out)).toBeLessThanOrEqual(1e-5);
+        expect(relError(ours.scale, ref.scale)).toBeLessThanOrEqual(1e-6);
+        const unfused = rmsNorm(engine, ours.resid, rows, d, ww);
+        expect(bits(unfused.out)).toEqual(bits(ours.out));
+        expect(bits(unfused.scale)).toEqual(bits(ours.scale));
+        const twinUnfused = rmsNorm(js, ref.resid, rows, d, ww);
+        expect(twinUnfused.out).toEqual(ref.out);
+      }
     });
 
     it("writes in place (out = x, resid = a, out = resid) and is deterministic", () => {

@@ -115,6 +115,9 @@ describe("threaded engine", () => {
     expectSameOnAll("addLayerNorm", [rows * d, rows * d, rows, rows * d, rows * d], 3, (e, [resid, out, scale, a, r]) => {
       e.kernels.addLayerNorm(a!, r!, resid!, out!, scale!, 0, 0, rows, d, 1e-5);
     });
+    expectSameOnAll("addRmsNorm", [rows * d, rows * d, rows, rows * d, rows * d, d], 3, (e, [resid, out, scale, a, r, w]) => {
+      e.kernels.addRmsNorm(a!, r!, resid!, out!, scale!, w!, rows, d, 1e-5);
+    });
     expectSameOnAll("logSoftmax", [rows * 1001, rows * 1001], 1, (e, [out, x]) => e.kernels.logSoftmax(x!, out!, rows, 1001));
     const n = 3 * 40961;
     for (const name of ["geluNew", "geluExact", "silu"] as const) {

@@ -54,6 +54,9 @@ export interface Kernels {
   /** resid = a + r (both [rows, d]), then layerNorm(resid) into out/scale. resid may alias a or r. */
   addLayerNorm(a: number, r: number, resid: number, out: number, scale: number, w: number, b: number,
     rows: number, d: number, eps: number): void;
+  /** resid = a + r (both [rows, d]), then rmsNorm(resid) into out/scale. resid may alias a or r. */
+  addRmsNorm(a: number, r: number, resid: number, out: number, scale: number, w: number,
+    rows: number, d: number, eps: number): void;
 
   // ---- attention (assembly/attention.ts) ----
   // q: [batch, qLen, nHeads, dHead]; k, v: [batch, kLen, nKvHeads, dHead] (query head h reads
@@ -106,7 +109,7 @@ export interface Kernels {
 /** Names of every kernel, for tests and for binding the WASM exports. */
 export const KERNEL_NAMES = [
   "gemm", "gemmBatched", "prepackB", "gemmPacked",
-  "layerNorm", "rmsNorm", "addLayerNorm",
+  "layerNorm", "rmsNorm", "addLayerNorm", "addRmsNorm",
   "attnScores", "attnApplyPattern", "attention",
   "geluNew", "geluExact", "silu", "swiglu", "softmax", "logSoftmax", "rotary",
   "add", "mul", "scale", "addRow",

@@ -127,6 +127,9 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
   kernels.addLayerNorm = (a, r, resid, out, scale, w, b, rows, d, eps) => byRows("addLayerNorm", rows, d,
     () => base.addLayerNorm(a, r, resid, out, scale, w, b, rows, d, eps),
     (s, e) => [a + s * d * 4, r + s * d * 4, resid + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, b, e - s, d, eps]);
+  kernels.addRmsNorm = (a, r, resid, out, scale, w, rows, d, eps) => byRows("addRmsNorm", rows, d,
+    () => base.addRmsNorm(a, r, resid, out, scale, w, rows, d, eps),
+    (s, e) => [a + s * d * 4, r + s * d * 4, resid + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, e - s, d, eps]);
   kernels.softmax = (x, out, rows, n) => byRows("softmax", rows, n,
     () => base.softmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n]);
   kernels.logSoftmax = (x, out, rows, n) => byRows("logSoftmax", rows, n,

@@ -142,11 +142,12 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       fire(`${prefix}.hook_normalized`, buf.norm, [B, n, D], layer, start);
     };
     // resid += delta. When the next step normalises resid and no hook in `between` can see or
-    // change it first, the layer norm runs in the same pass (addLayerNorm, the same bits as the
-    // two kernels) and this returns true: the caller then fires only the normalisation's hooks.
+    // change it first, the norm runs in the same pass (addLayerNorm or addRmsNorm, the same bits
+    // as the two kernels) and this returns true: the caller then fires only the norm's hooks.
     const addToResidual = (delta: number, between: string[], normalizesNext: boolean): boolean => {
-      if (normalizesNext && !rms && !between.some(hooked)) {
-        k.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(), D, eps);
+      if (normalizesNext && !between.some(hooked)) {
+        if (rms) k.addRmsNorm(resid, delta, resid, buf.norm, buf.scale, 0, rows(), D, eps);
+        else k.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(), D, eps);
         return true;
       }
       k.add(resid, delta, resid, rows() * D);

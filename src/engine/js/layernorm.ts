@@ -32,6 +32,18 @@ export function addLayerNorm(heap: Float32Array, a: number, r: number, resid: nu
   }
 }
 
+/** a, r: [rows, d] -> resid = a + r, then rmsNorm(resid) into out and scale. resid/out may alias a or r. */
+export function addRmsNorm(heap: Float32Array, a: number, r: number, resid: number, out: number, scale: number,
+  w: number, rows: number, d: number, eps: number): void {
+  const A = a >>> 2;
+  const R = r >>> 2;
+  const S = resid >>> 2;
+  for (let row = 0; row < rows; row++) {
+    for (let i = 0; i < d; i++) heap[S + row * d + i] = heap[A + row * d + i]! + heap[R + row * d + i]!;
+    normRow(heap, S + row * d, (out >>> 2) + row * d, scale === 0 ? -1 : (scale >>> 2) + row, w, 0, d, eps, false);
+  }
+}
+
 // One row at float index xi -> oi; the scale goes to float index si unless si < 0.
 function normRow(heap: Float32Array, xi: number, oi: number, si: number, w: number, b: number,
   d: number, eps: number, center: boolean): void {
