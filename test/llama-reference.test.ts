@@ -80,13 +80,18 @@ describe("GQA direct path patching on tiny-llama-random against PyTorch", () => 
     for (const mode of ["linear", "exact"] as const) {
       it(`source (0, 1), ${component}, ${mode}: planned and naive`, async () => {
         const want = golden<GoldenScores>(NAME, `direct_path_src0.1_${component}_${mode}.json`);
+        const scores: Float32Array[] = [];
         for (const strategy of ["planned", "naive"] as const) {
           const r = await getActPatchDirectPath(model, inputs.corrupted, clean, corrupted, metric, { srcLayer: 0, srcHead: 1, component, mode, strategy });
           expect(r.scores.shape).toEqual(want.shape);
           expectGoldenScores(r.scores.data, want, `${component} ${mode} ${strategy}`);
           expect(r.baseline).toBeCloseTo(want.corrupted_baseline, 4);
           expect(r.clean).toBeCloseTo(want.clean_baseline, 4);
+          scores.push(r.scores.data);
         }
+        // The planned sweep recomputes only the destination head's attention (rotating the
+        // patched q or k itself); the naive loop runs whole forwards.
+        expect(maxAbsDiff(scores[0]!, scores[1]!), `${component} ${mode}`).toBeLessThanOrEqual(1e-5);
       });
     }
   }

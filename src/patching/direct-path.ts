@@ -5,6 +5,7 @@ import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import { kvName } from "../model/weights.js";
 import { checkBatch, needCached } from "./cache-access.js";
 import { engineAttention } from "./engine-attention.js";
+import { engineRotary } from "./engine-rotary.js";
 import { engineMatmul } from "./engine-matmul.js";
 import type { Metric } from "./metrics.js";
 import { planSweepPatches, runSweep, summarize, type CorruptedRun, type Patch, type SweepOptions, type SweepPlanSummary } from "./planner.js";
@@ -184,10 +185,13 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
   };
   // A destination's patch changes the attention of one query head (q) or of one key/value group's
   // heads (k, v) only; with the corrupted run's q, k, v and z of its layer cached, a planned sweep
-  // recomputes just those heads there. Rotary models are left to the whole layer.
+  // recomputes just those heads there. A rotary model also needs the rotated q and k (hook_rot_q,
+  // hook_rot_k): the patch enters before the rotation, the unpatched side is read rotated.
   const Hk = cfg.nKeyValueHeads;
   const group = H / Hk;
-  const attnInputs = new Map<number, { q: Float32Array; k: Float32Array; v: Float32Array; z: Float32Array } | undefined>();
+  const rotary = cfg.positionalEmbeddingType === "rotary";
+  interface AttentionInputs { q: Float32Array; k: Float32Array; v: Float32Array; z: Float32Array; rotQ: Float32Array; rotK: Float32Array }
+  const attnInputs = new Map<number, AttentionInputs | undefined>();
   const attentionInputs = (dl: number) => {
     if (!attnInputs.has(dl)) {
       const a = `blocks.${dl}.attn.`;
@@ -195,8 +199,10 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
       const k = cachedFitting(corruptedCache, `${a}hook_k`, [B, P, Hk, d]);
       const v = cachedFitting(corruptedCache, `${a}hook_v`, [B, P, Hk, d]);
       const z = cachedFitting(corruptedCache, `${a}hook_z`, [B, P, H, d]);
-      const ok = cfg.positionalEmbeddingType !== "rotary" && q && k && v && z;
-      attnInputs.set(dl, ok ? { q: q.data, k: k.data, v: v.data, z: z.data } : undefined);
+      const rotQ = rotary ? cachedFitting(corruptedCache, `${a}hook_rot_q`, [B, P, H, d]) : q;
+      const rotK = rotary ? cachedFitting(corruptedCache, `${a}hook_rot_k`, [B, P, Hk, d]) : k;
+      const ok = q && k && v && z && rotQ && rotK;
+      attnInputs.set(dl, ok ? { q: q.data, k: k.data, v: v.data, z: z.data, rotQ: rotQ.data, rotK: rotK.data } : undefined);
     }
     return attnInputs.get(dl);
   };
@@ -208,16 +214,19 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
     const heads = component === "q" ? 1 : group; // query heads first..first+heads share key/value head g
     const first = component === "q" ? dh : dh * group;
     const g = Math.floor(first / group);
-    // q [B, n, heads, d] at positions [s, P); k, v [B, P, 1, d] of key/value head g.
-    const q = new Float32Array(B * n * heads * d);
-    const k = new Float32Array(B * P * d);
+    // q [B, n, heads, d] at positions [s, P); k, v [B, P, 1, d] of key/value head g. The side the
+    // patch enters is taken before rotary (and rotated below), the others as attention read them.
+    const qSource = component === "q" ? inputs.q : inputs.rotQ;
+    const kSource = component === "k" ? inputs.k : inputs.rotK;
+    let q: Float32Array = new Float32Array(B * n * heads * d);
+    let k: Float32Array = new Float32Array(B * P * d);
     const v = new Float32Array(B * P * d);
     for (let b = 0; b < B; b++) {
       for (let p = 0; p < P; p++) {
         const row = b * P + p;
-        k.set(inputs.k.subarray((row * Hk + g) * d, (row * Hk + g + 1) * d), row * d);
+        k.set(kSource.subarray((row * Hk + g) * d, (row * Hk + g + 1) * d), row * d);
         v.set(inputs.v.subarray((row * Hk + g) * d, (row * Hk + g + 1) * d), row * d);
-        if (p >= s) q.set(inputs.q.subarray((row * H + first) * d, (row * H + first + heads) * d), (b * n + p - s) * heads * d);
+        if (p >= s) q.set(qSource.subarray((row * H + first) * d, (row * H + first + heads) * d), (b * n + p - s) * heads * d);
       }
     }
     // The patch: on the queries the sweep recomputes, or on the keys or values of every position
@@ -231,6 +240,8 @@ function prepare(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache
         else for (let e = 0; e < d; e++) target[o + e] = values[from + e]!;
       }
     }
+    if (rotary && component === "q") q = engineRotary(model.engine, q, B, n, heads, d, s, cfg.rotaryBase);
+    if (rotary && component === "k") k = engineRotary(model.engine, k, B, P, 1, d, 0, cfg.rotaryBase);
     const z = engineAttention(model.engine, q, k, v, B, n, P, heads, 1, d, 1 / cfg.attnScale);
     // (z - corrupted z) of those heads @ their rows of W_O: every other head's output is unchanged.
     for (let b = 0; b < B; b++) {

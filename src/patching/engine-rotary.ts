@@ -1,0 +1,26 @@
+import type { Engine } from "../engine/engine.js";
+import { rotaryTables } from "../model/rotary-tables.js";
+
+/**
+ * x [batch, count, heads, d] rotated as the forward pass rotates queries and keys, the rows being
+ * positions [first, first + count) of unpadded sequences; returns a new array. Used where a sweep
+ * recomputes a few heads' attention by itself.
+ */
+export function engineRotary(engine: Engine, x: Float32Array, batch: number, count: number, heads: number, d: number,
+  first: number, base: number): Float32Array {
+  const pos = first + count;
+  const ids = new Int32Array(batch * pos);
+  for (let b = 0; b < batch; b++) for (let p = 0; p < pos; p++) ids[b * pos + p] = p;
+  const px = engine.upload(x);
+  const cos = engine.alloc(batch * count * (d / 2));
+  const sin = engine.alloc(batch * count * (d / 2));
+  try {
+    rotaryTables(engine.heap(), ids, batch, pos, first, count, d, base, cos, sin);
+    engine.kernels.rotary(px, px, cos, sin, batch * count, heads, d);
+    return engine.download(px, x.length);
+  } finally {
+    engine.free(px);
+    engine.free(cos);
+    engine.free(sin);
+  }
+}
