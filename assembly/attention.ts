@@ -3,8 +3,9 @@
 //   scores, pattern: [batch, nHeads, qLen, kLen]; keyMask: [batch, kLen] (1 attend, 0 padding) or 0.
 // The queries are the last qLen of the kLen positions (qLen < kLen when a prefix's keys and
 // values were kept from an earlier run): query i sits at position kLen - qLen + i.
-// Query head h reads kv head h / (nHeads / nKvHeads). SIMD runs over dHead; keys are taken
-// four at a time so each q (or z) vector load serves four keys.
+// Query head h reads kv head h / (nHeads / nKvHeads). Each kernel computes the query heads
+// [h0, h1) only (0, nHeads for all), so threads can share one sequence by heads. SIMD runs
+// over dHead; keys are taken four at a time so each q (or z) vector load serves four keys.
 import { madd, hsum } from "./simd";
 import { expShiftedSum } from "./activations";
 import { scoreRow, SCORE_ROW_BYTES } from "./scratch";
@@ -204,7 +205,7 @@ function maskAndMax(scores: usize, keyMask: usize, n: i32): f32 {
 
 /** Scores = q·kᵀ * scale, -Infinity where key j is after the query or keyMask[b, j] == 0. */
 export function attnScores(q: usize, k: usize, scores: usize, keyMask: usize,
-  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32): void {
+  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32, h0: i32, h1: i32): void {
   const group = nHeads / nKvHeads;
   const offset = kLen - qLen;
   const qStride = <usize>nHeads * <usize>dHead << 2;
@@ -215,7 +216,7 @@ export function attnScores(q: usize, k: usize, scores: usize, keyMask: usize,
     const qb = q + <usize>b * <usize>qLen * qStride;
     const kb = k + <usize>b * <usize>kLen * kStride;
     const mb = keyMask == 0 ? <usize>0 : keyMask + <usize>b * rowBytes;
-    for (let h = 0; h < nHeads; h++) {
+    for (let h = h0; h < h1; h++) {
       const kh = kb + <usize>(h / group) * headBytes;
       const sh = scores + (<usize>b * <usize>nHeads + <usize>h) * <usize>qLen * rowBytes;
       for (let i = 0; i < qLen; i++) {
@@ -231,7 +232,7 @@ export function attnScores(q: usize, k: usize, scores: usize, keyMask: usize,
 
 /** z = pattern · v (every key j, not only the causal ones, so a hook may write any pattern). */
 export function attnApplyPattern(pattern: usize, v: usize, z: usize,
-  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32): void {
+  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, h0: i32, h1: i32): void {
   const group = nHeads / nKvHeads;
   const zStride = <usize>nHeads * <usize>dHead << 2;
   const vStride = <usize>nKvHeads * <usize>dHead << 2;
@@ -240,7 +241,7 @@ export function attnApplyPattern(pattern: usize, v: usize, z: usize,
   for (let b = 0; b < batch; b++) {
     const zb = z + <usize>b * <usize>qLen * zStride;
     const vb = v + <usize>b * <usize>kLen * vStride;
-    for (let h = 0; h < nHeads; h++) {
+    for (let h = h0; h < h1; h++) {
       const vh = vb + <usize>(h / group) * headBytes;
       const ph = pattern + (<usize>b * <usize>nHeads + <usize>h) * <usize>qLen * rowBytes;
       for (let i = 0; i < qLen; i++) {
@@ -261,7 +262,7 @@ export function attnApplyPattern(pattern: usize, v: usize, z: usize,
  * chunks with an online-softmax rescale between them.
  */
 export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize,
-  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32): void {
+  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32, h0: i32, h1: i32): void {
   const group = nHeads / nKvHeads;
   const offset = kLen - qLen;
   const qStride = <usize>nHeads * <usize>dHead << 2;
@@ -272,7 +273,7 @@ export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize
     const kb = k + <usize>b * <usize>kLen * kvStride;
     const vb = v + <usize>b * <usize>kLen * kvStride;
     const mb = keyMask == 0 ? <usize>0 : keyMask + (<usize>b * <usize>kLen << 2);
-    for (let h = 0; h < nHeads; h++) {
+    for (let h = h0; h < h1; h++) {
       const kvOff = <usize>(h / group) * headBytes;
       for (let i = 0; i < qLen; i++) {
         const qi = qb + <usize>i * qStride + <usize>h * headBytes;

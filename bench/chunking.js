@@ -1,5 +1,7 @@
 // How a two-thread engine should share a kernel call: one fixed half per thread, or a few chunks
-// per thread claimed one after another (what the engine does). One two-thread engine and one
+// per thread claimed one after another (what the engine does); and, for one long sequence,
+// attention shared by query heads (what the engine does) or left to one thread (batch entries
+// are the only other cut, and there is one). One two-thread engine and one
 // model, switching between kernel sets built both ways (and the engine thread's own kernels, for
 // the one-thread baseline) call by call, so all three see the same minute of the machine. Reaches
 // into the engine's internals (its kernel set and pool) on purpose: this measures a design choice,
@@ -25,11 +27,19 @@ export async function run(options = {}) {
     "fixed halves": parallelKernels(own, engine.pool, 1),
     "chunks claimed in turn": parallelKernels(own, engine.pool),
   };
-  const names = Object.keys(sets);
+  // Attention on the engine's thread alone (a batch of one cannot be cut between entries).
+  sets["attention on one thread"] = { ...sets["chunks claimed in turn"],
+    attention: own.attention, attnScores: own.attnScores, attnApplyPattern: own.attnApplyPattern };
   const work = [];
   for (const [batch, pos] of quick ? [[1, 16]] : [[1, 16], [8, 16]]) {
     const tokens = randomTokens(batch, pos, batch * 1000 + pos);
-    work.push({ name: `forward ${batch}x${pos}`, rounds: quick ? 2 : 12, task: async () => model.forward(tokens) });
+    work.push({ name: `forward ${batch}x${pos}`, rounds: quick ? 2 : 12, task: async () => model.forward(tokens),
+      names: ["one thread", "fixed halves", "chunks claimed in turn"] });
+  }
+  if (!quick) {
+    const tokens = randomTokens(1, 1024, 1024);
+    work.push({ name: "forward 1x1024", rounds: 8, task: async () => model.forward(tokens, { returnType: "none" }),
+      names: ["one thread", "chunks claimed in turn", "attention on one thread"] });
   }
   if (!quick) {
     const [batch, pos] = [8, 16];
@@ -39,10 +49,11 @@ export async function run(options = {}) {
     const cc = model.runWithCache(clean).cache;
     const rc = model.runWithCache(corrupted).cache;
     work.push({ name: "planned sweep 8x16", rounds: 5,
-      task: () => getActPatchDirectPath(model, corrupted, cc, rc, metric, { srcLayer: 0, srcHead: 0, component: "q" }) });
+      task: () => getActPatchDirectPath(model, corrupted, cc, rc, metric, { srcLayer: 0, srcHead: 0, component: "q" }),
+      names: ["one thread", "fixed halves", "chunks claimed in turn"] });
   }
   const rows = [];
-  for (const { name, rounds, task } of work) {
+  for (const { name, rounds, task, names } of work) {
     const times = Object.fromEntries(names.map((n) => [n, []]));
     // Round 0 warms up; the order rotates so that no way of splitting always goes first.
     for (let r = 0; r < rounds; r++) {

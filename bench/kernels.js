@@ -89,7 +89,7 @@ function cases() {
         const [pq, pk, pv] = qkv.map((t) => engine.upload(t));
         const pz = engine.alloc(zn);
         return {
-          call: () => engine.kernels.attention(pq, pk, pv, pz, 0, 1, pos, pos, N_HEADS, N_HEADS, D_HEAD, scale),
+          call: () => engine.kernels.attention(pq, pk, pv, pz, 0, 1, pos, pos, N_HEADS, N_HEADS, D_HEAD, scale, 0, N_HEADS),
           output: () => engine.download(pz, zn),
           free: () => [pq, pk, pv, pz].forEach((p) => engine.free(p)),
         };
@@ -106,9 +106,9 @@ function cases() {
         const pp = engine.alloc(sn);
         return {
           call: () => {
-            engine.kernels.attnScores(pq, pk, ps, 0, 1, pos, pos, N_HEADS, N_HEADS, D_HEAD, scale);
+            engine.kernels.attnScores(pq, pk, ps, 0, 1, pos, pos, N_HEADS, N_HEADS, D_HEAD, scale, 0, N_HEADS);
             engine.kernels.softmax(ps, pp, N_HEADS * pos, pos);
-            engine.kernels.attnApplyPattern(pp, pv, pz, 1, pos, pos, N_HEADS, N_HEADS, D_HEAD);
+            engine.kernels.attnApplyPattern(pp, pv, pz, 1, pos, pos, N_HEADS, N_HEADS, D_HEAD, 0, N_HEADS);
           },
           output: () => engine.download(pz, zn),
           free: () => [pq, pk, pv, pz, ps, pp].forEach((p) => engine.free(p)),

@@ -40,7 +40,7 @@ function runAttention(engine: Engine, c: Case, inp: Inputs, fusedOnly = false): 
   const pm = inp.keyMask ? engine.upload(inp.keyMask) : 0;
   const zn = batch * pos * nHeads * dHead;
   const pf = engine.alloc(zn);
-  engine.kernels.attention(pq, pk, pv, pf, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale);
+  engine.kernels.attention(pq, pk, pv, pf, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale, 0, nHeads);
   const out: Outputs = { scores: new Float32Array(), pattern: new Float32Array(), z: new Float32Array(), fused: engine.download(pf, zn) };
   const ptrs = [pq, pk, pv, pm, pf];
   if (!fusedOnly) {
@@ -48,9 +48,9 @@ function runAttention(engine: Engine, c: Case, inp: Inputs, fusedOnly = false): 
     const ps = engine.alloc(sn);
     const pp = engine.alloc(sn);
     const pz = engine.alloc(zn);
-    engine.kernels.attnScores(pq, pk, ps, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale);
+    engine.kernels.attnScores(pq, pk, ps, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale, 0, nHeads);
     engine.kernels.softmax(ps, pp, batch * nHeads * pos, pos);
-    engine.kernels.attnApplyPattern(pp, pv, pz, batch, pos, pos, nHeads, nKvHeads, dHead);
+    engine.kernels.attnApplyPattern(pp, pv, pz, batch, pos, pos, nHeads, nKvHeads, dHead, 0, nHeads);
     out.scores = engine.download(ps, sn);
     out.pattern = engine.download(pp, sn);
     out.z = engine.download(pz, zn);
@@ -66,7 +66,7 @@ function applyPattern(engine: Engine, c: Case, pattern: Float32Array, v: Float32
   const pv = engine.upload(v);
   const zn = c.batch * c.pos * c.nHeads * c.dHead;
   const pz = engine.alloc(zn);
-  engine.kernels.attnApplyPattern(pp, pv, pz, c.batch, c.pos, c.pos, c.nHeads, c.nKvHeads, c.dHead);
+  engine.kernels.attnApplyPattern(pp, pv, pz, c.batch, c.pos, c.pos, c.nHeads, c.nKvHeads, c.dHead, 0, c.nHeads);
   const z = engine.download(pz, zn);
   for (const p of [pp, pv, pz]) engine.free(p);
   return z;
@@ -95,10 +95,10 @@ describe("attention twins by hand", () => {
     const pv = js.upload(base.v);
     const pm = keyMask ? js.upload(keyMask) : 0;
     const [ps, pp, pz, pf] = [4, 4, 4, 4].map((n) => js.alloc(n)) as [number, number, number, number];
-    js.kernels.attnScores(pq, pk, ps, pm, 1, 2, 2, 1, 1, 2, 1);
+    js.kernels.attnScores(pq, pk, ps, pm, 1, 2, 2, 1, 1, 2, 1, 0, 1);
     js.kernels.softmax(ps, pp, 2, 2);
-    js.kernels.attnApplyPattern(pp, pv, pz, 1, 2, 2, 1, 1, 2);
-    js.kernels.attention(pq, pk, pv, pf, pm, 1, 2, 2, 1, 1, 2, 1);
+    js.kernels.attnApplyPattern(pp, pv, pz, 1, 2, 2, 1, 1, 2, 0, 1);
+    js.kernels.attention(pq, pk, pv, pf, pm, 1, 2, 2, 1, 1, 2, 1, 0, 1);
     const out = { scores: js.download(ps, 4), pattern: js.download(pp, 4), z: js.download(pz, 4), fused: js.download(pf, 4) };
     for (const p of [pq, pk, pv, pm, ps, pp, pz, pf]) js.free(p);
     return out;
@@ -223,10 +223,10 @@ describe("queries over a kept prefix (qLen < kLen) equal the tail of the whole-s
         const sn = batch * H * qLen * kLen;
         const [pf, pz, ps, pp] = [zn, zn, sn, sn].map((n) => engine.alloc(n));
         const scale = 1 / Math.sqrt(d);
-        engine.kernels.attention(pq, pk, pv, pf, pm, batch, qLen, kLen, H, nKvHeads, d, scale);
-        engine.kernels.attnScores(pq, pk, ps, pm, batch, qLen, kLen, H, nKvHeads, d, scale);
+        engine.kernels.attention(pq, pk, pv, pf, pm, batch, qLen, kLen, H, nKvHeads, d, scale, 0, H);
+        engine.kernels.attnScores(pq, pk, ps, pm, batch, qLen, kLen, H, nKvHeads, d, scale, 0, H);
         engine.kernels.softmax(ps, pp, batch * H * qLen, kLen);
-        engine.kernels.attnApplyPattern(pp, pv, pz, batch, qLen, kLen, H, nKvHeads, d);
+        engine.kernels.attnApplyPattern(pp, pv, pz, batch, qLen, kLen, H, nKvHeads, d, 0, H);
         const fused = engine.download(pf, zn);
         const z = engine.download(pz, zn);
         const scores = engine.download(ps, sn);
@@ -244,4 +244,37 @@ describe("queries over a kept prefix (qLen < kLen) equal the tail of the whole-s
       });
     }
   }
+});
+
+describe("head ranges", () => {
+  it("computing heads [0, h) and [h, H) in two calls writes exactly what one call writes", async () => {
+    const [batch, pos, H, Hk, d] = [2, 21, 6, 3, 16];
+    const q = randn(batch * pos * H * d, 71);
+    const k = randn(batch * pos * Hk * d, 72);
+    const v = randn(batch * pos * Hk * d, 73);
+    for (const engine of [Engine.createJs(), ...(await wasmEngines())]) {
+      const [pq, pk, pv] = [q, k, v].map((x) => engine.upload(x)) as [number, number, number];
+      const zn = batch * pos * H * d;
+      const sn = batch * H * pos * pos;
+      const run = (ranges: [number, number][]) => {
+        const [pz, ps, pp, pz2] = [zn, sn, sn, zn].map((n) => engine.upload(new Float32Array(n).fill(7)));
+        for (const [h0, h1] of ranges) {
+          engine.kernels.attention(pq, pk, pv, pz, 0, batch, pos, pos, H, Hk, d, 0.25, h0, h1);
+          engine.kernels.attnScores(pq, pk, ps, 0, batch, pos, pos, H, Hk, d, 0.25, h0, h1);
+        }
+        engine.kernels.softmax(ps, pp, batch * H * pos, pos);
+        for (const [h0, h1] of ranges) engine.kernels.attnApplyPattern(pp, pv, pz2, batch, pos, pos, H, Hk, d, h0, h1);
+        const out = [engine.download(pz, zn), engine.download(ps, sn), engine.download(pz2, zn)];
+        for (const p of [pz, ps, pp, pz2]) engine.free(p);
+        return out;
+      };
+      const whole = run([[0, H]]);
+      const parts = run([[0, 1], [1, 4], [4, H]]);
+      for (const [i, x] of whole.entries()) expect(parts[i], `${engine.variant} output ${i}`).toEqual(x);
+      // An empty range writes nothing.
+      const none = run([[2, 2]]);
+      expect(none[0]!.every((x) => x === 7), engine.variant).toBe(true);
+      for (const p of [pq, pk, pv]) engine.free(p);
+    }
+  });
 });

@@ -175,10 +175,10 @@ describe("kernels on buffers above 2 GiB", () => {
         engine.kernels.geluNew(po, po, rows * d);
         engine.kernels.logSoftmax(po, po, rows, d);
         engine.kernels.addRow(po, px, po, 1, d);
-        engine.kernels.attnScores(pq, pk, pScores, 0, 1, pos, pos, heads, heads, dHead, 0.5);
+        engine.kernels.attnScores(pq, pk, pScores, 0, 1, pos, pos, heads, heads, dHead, 0.5, 0, heads);
         engine.kernels.softmax(pScores, pScores, heads * pos, pos);
-        engine.kernels.attnApplyPattern(pScores, pk, pz, 1, pos, pos, heads, heads, dHead);
-        engine.kernels.attention(pq, pk, pk, pf, 0, 1, pos, pos, heads, heads, dHead, 0.5);
+        engine.kernels.attnApplyPattern(pScores, pk, pz, 1, pos, pos, heads, heads, dHead, 0, heads);
+        engine.kernels.attention(pq, pk, pk, pf, 0, 1, pos, pos, heads, heads, dHead, 0.5, 0, heads);
         const out = { ptr: px, o: engine.download(po, rows * d), s: engine.download(ps, rows), z: engine.download(pz, q.length), f: engine.download(pf, q.length) };
         for (const p of [px, po, ps, pq, pk, pz, pf, pScores]) engine.free(p);
         return out;

@@ -86,18 +86,32 @@ describe("threaded engine", () => {
     }
   });
 
-  it("gemmBatched, attention, scores and pattern: the same bits split by batch", () => {
+  it("gemmBatched, attention, scores and pattern: the same bits split by batch or by heads", () => {
     const [batch, qLen, kLen, H, Hk, d] = [5, 13, 29, 4, 2, 64];
     const q = batch * qLen * H * d;
     const kv = batch * kLen * Hk * d;
     const sc = batch * H * qLen * kLen;
     expectSameOnAll("attention", [q, q, kv, kv, batch * kLen], 1, (e, [z, qp, k, v]) => {
-      e.kernels.attention(qp!, k!, v!, z!, 0, batch, qLen, kLen, H, Hk, d, 0.125);
+      e.kernels.attention(qp!, k!, v!, z!, 0, batch, qLen, kLen, H, Hk, d, 0.125, 0, H);
     });
     expectSameOnAll("attnScores + softmax + attnApplyPattern", [sc, q, sc, q, kv, kv], 3, (e, [scores, z, pattern, qp, k, v]) => {
-      e.kernels.attnScores(qp!, k!, scores!, 0, batch, qLen, kLen, H, Hk, d, 0.125);
+      e.kernels.attnScores(qp!, k!, scores!, 0, batch, qLen, kLen, H, Hk, d, 0.125, 0, H);
       e.kernels.softmax(scores!, pattern!, batch * H * qLen, kLen);
-      e.kernels.attnApplyPattern(pattern!, v!, z!, batch, qLen, kLen, H, Hk, d);
+      e.kernels.attnApplyPattern(pattern!, v!, z!, batch, qLen, kLen, H, Hk, d, 0, H);
+    });
+    // One long sequence: cut between query heads instead (GQA: heads of one group may land on
+    // different threads).
+    const [qLen1, H1, Hk1] = [97, 6, 2];
+    const q1 = qLen1 * H1 * d;
+    const kv1 = qLen1 * Hk1 * d;
+    const sc1 = H1 * qLen1 * qLen1;
+    expectSameOnAll("attention, one sequence", [q1, q1, kv1, kv1], 1, (e, [z, qp, k, v]) => {
+      e.kernels.attention(qp!, k!, v!, z!, 0, 1, qLen1, qLen1, H1, Hk1, d, 0.125, 0, H1);
+    });
+    expectSameOnAll("scores + pattern, one sequence", [sc1, q1, sc1, q1, kv1, kv1], 3, (e, [scores, z, pattern, qp, k, v]) => {
+      e.kernels.attnScores(qp!, k!, scores!, 0, 1, qLen1, qLen1, H1, Hk1, d, 0.125, 0, H1);
+      e.kernels.softmax(scores!, pattern!, H1 * qLen1, qLen1);
+      e.kernels.attnApplyPattern(pattern!, v!, z!, 1, qLen1, qLen1, H1, Hk1, d, 0, H1);
     });
     expectSameOnAll("gemmBatched", [7 * 33 * 40, 7 * 33 * 200, 7 * 200 * 40], 1, (e, [c, a, b]) => {
       e.kernels.gemmBatched(7, a!, 33 * 200, 200, b!, 200 * 40, 40, c!, 33 * 40, 40, 33, 40, 200, 0, 0);

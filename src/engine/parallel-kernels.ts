@@ -1,13 +1,13 @@
 // Kernels split between the engine's thread and its helper threads.
 //
 // Every split cuts the output into disjoint chunks that the threads claim one after another
-// (thread-pool.ts) and compute with the very same kernel, and no output element depends on where
-// the cuts fall or which thread computed it: GEMM columns are cut at multiples
-// of 32 (whole register-tile slivers) and rows anywhere (each row's sums run in the same order),
-// attention is cut between batch entries, row-wise kernels between rows and elementwise kernels
-// anywhere (the activations give an element the same bits wherever it sits). So the results are
-// bit for bit the same whatever the thread count. Calls too small to repay waking a helper run
-// on the engine's thread alone.
+// (thread-pool.ts) and compute with the very same kernel, and no output element depends on
+// where the cuts fall or which thread computed it: GEMM columns are cut at multiples of 32
+// (whole register-tile slivers) and rows anywhere (each row's sums run in the same order),
+// attention between batch entries or, for fewer entries than threads can share, between query
+// heads; row-wise kernels between rows and elementwise kernels anywhere (the activations give
+// an element the same bits wherever it sits). So the results are bit for bit the same whatever
+// the thread count. Calls too small to repay waking a helper run on the engine's thread alone.
 import { KERNEL_NAMES, type Kernels } from "./kernels.js";
 import type { ThreadPool } from "./thread-pool.js";
 
@@ -91,29 +91,48 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
     (s, e) => [e - s, a + s * strideA * 4, strideA, lda, b + s * strideB * 4, strideB, ldb, c + s * strideC * 4, strideC, ldc,
       m, n, k, transB, accumulate]);
 
-  // Attention: cut between batch entries. Per entry: q, z: qLen·H·d; k, v: kLen·Hk·d;
+  // Attention: cut between batch entries when there are enough of them, else between query
+  // heads (a single long sequence). Per batch entry: q, z: qLen·H·d; k, v: kLen·Hk·d;
   // scores, pattern: H·qLen·kLen; keyMask: kLen.
   const attentionWorthIt = (batch: number, qLen: number, kLen: number, nHeads: number, dHead: number) =>
     batch * nHeads * qLen * kLen * dHead >= MIN_GEMM_MACS;
-  kernels.attention = (q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale) => {
-    const qStride = qLen * nHeads * dHead * 4;
-    const kvStride = kLen * nKvHeads * dHead * 4;
-    split("attention", batch, 1, attentionWorthIt(batch, qLen, kLen, nHeads, dHead),
-      () => base.attention(q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale),
-      (s, e) => [q + s * qStride, k + s * kvStride, v + s * kvStride, z + s * qStride,
-        keyMask === 0 ? 0 : keyMask + s * kLen * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale]);
+  const byBatch = (batch: number) => batch >= 2 * threads;
+  kernels.attention = (q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1) => {
+    const worthIt = attentionWorthIt(batch, qLen, kLen, h1 - h0, dHead);
+    const run = () => base.attention(q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1);
+    if (byBatch(batch)) {
+      const qStride = qLen * nHeads * dHead * 4;
+      const kvStride = kLen * nKvHeads * dHead * 4;
+      split("attention", batch, 1, worthIt, run, (s, e) => [q + s * qStride, k + s * kvStride, v + s * kvStride, z + s * qStride,
+        keyMask === 0 ? 0 : keyMask + s * kLen * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1]);
+    } else {
+      split("attention", h1 - h0, 1, worthIt, run,
+        (s, e) => [q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0 + s, h0 + e]);
+    }
   };
-  kernels.attnScores = (q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale) => split(
-    "attnScores", batch, 1, attentionWorthIt(batch, qLen, kLen, nHeads, dHead),
-    () => base.attnScores(q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale),
-    (s, e) => [q + s * qLen * nHeads * dHead * 4, k + s * kLen * nKvHeads * dHead * 4,
-      scores + s * nHeads * qLen * kLen * 4, keyMask === 0 ? 0 : keyMask + s * kLen * 4,
-      e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale]);
-  kernels.attnApplyPattern = (pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead) => split(
-    "attnApplyPattern", batch, 1, attentionWorthIt(batch, qLen, kLen, nHeads, dHead),
-    () => base.attnApplyPattern(pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead),
-    (s, e) => [pattern + s * nHeads * qLen * kLen * 4, v + s * kLen * nKvHeads * dHead * 4,
-      z + s * qLen * nHeads * dHead * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead]);
+  kernels.attnScores = (q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1) => {
+    const worthIt = attentionWorthIt(batch, qLen, kLen, h1 - h0, dHead);
+    const run = () => base.attnScores(q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1);
+    if (byBatch(batch)) {
+      split("attnScores", batch, 1, worthIt, run, (s, e) => [q + s * qLen * nHeads * dHead * 4, k + s * kLen * nKvHeads * dHead * 4,
+        scores + s * nHeads * qLen * kLen * 4, keyMask === 0 ? 0 : keyMask + s * kLen * 4,
+        e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1]);
+    } else {
+      split("attnScores", h1 - h0, 1, worthIt, run,
+        (s, e) => [q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0 + s, h0 + e]);
+    }
+  };
+  kernels.attnApplyPattern = (pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead, h0, h1) => {
+    const worthIt = attentionWorthIt(batch, qLen, kLen, h1 - h0, dHead);
+    const run = () => base.attnApplyPattern(pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead, h0, h1);
+    if (byBatch(batch)) {
+      split("attnApplyPattern", batch, 1, worthIt, run, (s, e) => [pattern + s * nHeads * qLen * kLen * 4, v + s * kLen * nKvHeads * dHead * 4,
+        z + s * qLen * nHeads * dHead * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead, h0, h1]);
+    } else {
+      split("attnApplyPattern", h1 - h0, 1, worthIt, run,
+        (s, e) => [pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead, h0 + s, h0 + e]);
+    }
+  };
 
   // Row-wise kernels: cut between rows.
   const byRows = (name: keyof Kernels, rows: number, width: number, run: () => void, partArgs: (s: number, e: number) => number[]) =>

@@ -218,13 +218,13 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
           vAll = buf.vFull;
         }
         if (needScores(l)) {
-          k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale);
+          k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
           fire(`${b}attn.hook_attn_scores`, buf.scores, [B, H, qn, P], l, qStart);
           k.softmax(buf.scores, buf.pattern, B * H * qn, P);
           fire(`${b}attn.hook_pattern`, buf.pattern, [B, H, qn, P], l, qStart);
-          k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d);
+          k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d, 0, H);
         } else {
-          k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale);
+          k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
         }
         if (pruneHere) {
           // From here on only the last position of each row is computed.

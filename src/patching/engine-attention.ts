@@ -12,7 +12,7 @@ export function engineAttention(engine: Engine, q: Float32Array, k: Float32Array
   const pv = engine.upload(v);
   const pz = engine.alloc(batch * qLen * nHeads * d);
   try {
-    engine.kernels.attention(pq, pk, pv, pz, 0, batch, qLen, kLen, nHeads, nKvHeads, d, scale);
+    engine.kernels.attention(pq, pk, pv, pz, 0, batch, qLen, kLen, nHeads, nKvHeads, d, scale, 0, nHeads);
     return engine.download(pz, batch * qLen * nHeads * d);
   } finally {
     engine.free(pq);

@@ -2,15 +2,17 @@
 //   q: [batch, qLen, nHeads, dHead], k, v: [batch, kLen, nKvHeads, dHead], z: [batch, qLen, nHeads, dHead]
 //   scores, pattern: [batch, nHeads, qLen, kLen]; keyMask: [batch, kLen] (1 attend, 0 padding) or 0.
 // Query head h reads kv head floor(h / (nHeads / nKvHeads)); query i sits at position kLen - qLen + i.
+// Each kernel computes the query heads [h0, h1) only.
 
 /** scores = q·kᵀ * scale, -Infinity where key j is after the query or keyMask[b, j] == 0. */
 export function attnScores(heap: Float32Array, q: number, k: number, scores: number, keyMask: number,
-  batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void {
+  batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number,
+  h0: number, h1: number): void {
   const group = Math.floor(nHeads / nKvHeads);
   const s = Math.fround(scale);
   const offset = kLen - qLen;
   for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < nHeads; h++) {
+    for (let h = h0; h < h1; h++) {
       const kvh = Math.floor(h / group);
       for (let i = 0; i < qLen; i++) {
         const row = (scores >>> 2) + ((b * nHeads + h) * qLen + i) * kLen;
@@ -32,11 +34,11 @@ export function attnScores(heap: Float32Array, q: number, k: number, scores: num
 
 /** z[b, i, h] = sum over every key j of pattern[b, h, i, j] * v[b, j, kv(h)]. */
 export function attnApplyPattern(heap: Float32Array, pattern: number, v: number, z: number,
-  batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number): void {
+  batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, h0: number, h1: number): void {
   const group = Math.floor(nHeads / nKvHeads);
   const acc = new Float64Array(dHead);
   for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < nHeads; h++) {
+    for (let h = h0; h < h1; h++) {
       const kvh = Math.floor(h / group);
       for (let i = 0; i < qLen; i++) {
         const row = (pattern >>> 2) + ((b * nHeads + h) * qLen + i) * kLen;
@@ -55,14 +57,15 @@ export function attnApplyPattern(heap: Float32Array, pattern: number, v: number,
 
 /** z = softmax(causal, masked q·kᵀ * scale) · v; a query with every key masked gets z = 0. */
 export function attention(heap: Float32Array, q: number, k: number, v: number, z: number, keyMask: number,
-  batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number): void {
+  batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number,
+  h0: number, h1: number): void {
   const group = Math.floor(nHeads / nKvHeads);
   const s = Math.fround(scale);
   const offset = kLen - qLen;
   const weights = new Float64Array(kLen);
   const acc = new Float64Array(dHead);
   for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < nHeads; h++) {
+    for (let h = h0; h < h1; h++) {
       const kvh = Math.floor(h / group);
       for (let i = 0; i < qLen; i++) {
         const last = offset + i;
