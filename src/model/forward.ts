@@ -1,10 +1,17 @@
 import type { Engine } from "../engine/engine.js";
 import { GemmActivation } from "../engine/kernels.js";
 import { Tensor } from "../engine/tensor.js";
-import type { HookedTransformerConfig } from "./config.js";
+import type { ActFn, HookedTransformerConfig } from "./config.js";
 import type { DevicePointers } from "./device-weights.js";
 import type { HookFn } from "./hook-points.js";
 import { rotaryTables } from "./rotary-tables.js";
+
+/** Each MLP activation's own kernel, and its code for gemmPacked's fused activation. */
+const ACTIVATIONS = {
+  gelu_new: { kernel: "geluNew", fused: GemmActivation.geluNew },
+  gelu: { kernel: "geluExact", fused: GemmActivation.gelu },
+  silu: { kernel: "silu", fused: GemmActivation.silu },
+} as const satisfies Record<ActFn, { kernel: string; fused: number }>;
 
 /** Everything one forward pass needs, already validated by the caller. */
 export interface ForwardPlan {
@@ -123,15 +130,17 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
     const rows = () => B * n;
 
     const rms = cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre";
-    // Normalise x into buf.norm with the per-row scale, firing the two hooks. A hook that
-    // changes the scale changes the normalised output, as in TransformerLens.
+    // Whether buf.norm and buf.scale already hold the norm of resid the next normalize asks for
+    // (the residual add before it ran fused with it, see addToResidual).
+    let residNormalized = false;
+    // Normalise x into buf.norm with the per-row scale (unless that is done), firing the two
+    // hooks. A hook that changes the scale changes the normalised output, as in TransformerLens.
     const normalize = (x: number, prefix: string, layer: number | undefined) => {
-      if (rms) k.rmsNorm(x, buf.norm, buf.scale, 0, rows(), D, eps);
-      else k.layerNorm(x, buf.norm, buf.scale, 0, 0, rows(), D, eps);
-      normalized(x, prefix, layer);
-    };
-    // The hooks of a normalisation whose kernel has already written buf.norm and buf.scale.
-    const normalized = (x: number, prefix: string, layer: number | undefined) => {
+      if (!residNormalized) {
+        if (rms) k.rmsNorm(x, buf.norm, buf.scale, 0, rows(), D, eps);
+        else k.layerNorm(x, buf.norm, buf.scale, 0, 0, rows(), D, eps);
+      }
+      residNormalized = false;
       const scaleName = `${prefix}.hook_scale`;
       if (hooked(scaleName)) {
         // Renormalised only if a hook changed the scale, so a hook that looks changes no bits.
@@ -144,18 +153,16 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
     };
     // resid += delta. When the next step normalises resid and no hook in `between` can see or
     // change it first, the norm runs in the same pass (addLayerNorm or addRmsNorm, the same bits
-    // as the two kernels) and this returns true: the caller then fires only the norm's hooks.
-    const addToResidual = (delta: number, between: string[], normalizesNext: boolean): boolean => {
-      if (normalizesNext && !between.some(hooked)) {
-        if (rms) k.addRmsNorm(resid, delta, resid, buf.norm, buf.scale, 0, rows(), D, eps);
-        else k.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(), D, eps);
-        return true;
-      }
-      k.add(resid, delta, resid, rows() * D);
-      return false;
+    // as the two kernels), and the next normalize only fires its hooks.
+    const addToResidual = (delta: number, between: string[], normalizesNext: boolean) => {
+      residNormalized = normalizesNext && !between.some(hooked);
+      if (!residNormalized) k.add(resid, delta, resid, rows() * D);
+      else if (rms) k.addRmsNorm(resid, delta, resid, buf.norm, buf.scale, 0, rows(), D, eps);
+      else k.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(), D, eps);
     };
-    // Whether buf.norm already holds the normalised residual the next layer norm would compute.
-    let residNormalized = false;
+    // y[m, nOut] = act(x[m, kIn] (row stride lda) · W + bias) for a weight packed at upload.
+    const linear = (x: number, lda: number, weight: number, y: number, bias: number, m: number, nOut: number, kIn: number,
+      act: number = GemmActivation.none) => k.gemmPacked(x, lda, weight, y, nOut, bias, m, nOut, kIn, 0, 0, nOut, act);
 
     if (plan.attentionMask) engine.heap().set(plan.attentionMask, buf.mask >>> 2);
 
@@ -186,16 +193,15 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       if (!(l === plan.startAtLayer && plan.startAfterAttention)) {
         fire(`${b}hook_resid_pre`, resid, [B, n, D], l, start);
 
-        if (residNormalized) normalized(resid, `${b}ln1`, l);
-        else normalize(resid, `${b}ln1`, l);
-        k.gemmPacked(buf.norm, D, p.wk, buf.k, Hkd, p.bk, rows(), Hkd, D, 0, 0, Hkd, GemmActivation.none);
-        k.gemmPacked(buf.norm, D, p.wv, buf.v, Hkd, p.bv, rows(), Hkd, D, 0, 0, Hkd, GemmActivation.none);
+        normalize(resid, `${b}ln1`, l);
+        linear(buf.norm, D, p.wk, buf.k, p.bk, rows(), Hkd, D);
+        linear(buf.norm, D, p.wv, buf.v, p.bv, rows(), Hkd, D);
         const pruneHere = prune && l === cfg.nLayers - 1;
         // Queries of every computed position, or (pruned) of each row's last one: a strided operand.
         const qn = pruneHere ? 1 : n;
         const qStart = pruneHere ? P - 1 : start;
-        if (pruneHere) k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, p.wq, buf.q, Hd, p.bq, B, Hd, D, 0, 0, Hd, GemmActivation.none);
-        else k.gemmPacked(buf.norm, D, p.wq, buf.q, Hd, p.bq, rows(), Hd, D, 0, 0, Hd, GemmActivation.none);
+        if (pruneHere) linear(buf.norm + (n - 1) * D * 4, n * D, p.wq, buf.q, p.bq, B, Hd, D);
+        else linear(buf.norm, D, p.wq, buf.q, p.bq, rows(), Hd, D);
         fire(`${b}attn.hook_q`, buf.q, [B, qn, H, d], l, qStart);
         fire(`${b}attn.hook_k`, buf.k, [B, n, Hk, d], l, start);
         fire(`${b}attn.hook_v`, buf.v, [B, n, Hk, d], l, start);
@@ -243,57 +249,53 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
           fire(`${b}attn.hook_result`, buf.result, [B, n, H, D], l, start);
           sumHeads(engine.heap(), buf.result, p.bo, buf.attnOut, rows(), H, D);
         } else {
-          k.gemmPacked(buf.z, Hd, p.wo, buf.attnOut, D, p.bo, rows(), D, Hd, 0, 0, D, GemmActivation.none);
+          linear(buf.z, Hd, p.wo, buf.attnOut, p.bo, rows(), D, Hd);
         }
         fire(`${b}hook_attn_out`, buf.attnOut, [B, n, D], l, start);
-        residNormalized = addToResidual(buf.attnOut, [`${b}hook_resid_mid`], true);
+        addToResidual(buf.attnOut, [`${b}hook_resid_mid`], true);
       }
       fire(`${b}hook_resid_mid`, resid, [B, n, D], l, start);
 
-      if (residNormalized) normalized(resid, `${b}ln2`, l);
-      else normalize(resid, `${b}ln2`, l);
+      normalize(resid, `${b}ln2`, l);
       if (cfg.gatedMlp) {
         // post = act(x @ W_gate) * (x @ W_in) + b_in, as TransformerLens's gated MLP.
-        k.gemmPacked(buf.norm, D, p.wgate, buf.pre, M, 0, rows(), M, D, 0, 0, M, GemmActivation.none);
+        linear(buf.norm, D, p.wgate, buf.pre, 0, rows(), M, D);
         fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
-        k.gemmPacked(buf.norm, D, p.win, buf.preLinear, M, 0, rows(), M, D, 0, 0, M, GemmActivation.none);
+        linear(buf.norm, D, p.win, buf.preLinear, 0, rows(), M, D);
         fire(`${b}mlp.hook_pre_linear`, buf.preLinear, [B, n, M], l, start);
         if (cfg.actFn !== "silu") throw new Error(`a gated MLP with ${cfg.actFn} is not supported`);
         k.swiglu(buf.pre, buf.preLinear, buf.post, rows() * M);
         k.addRow(buf.post, p.bin, buf.post, rows(), M);
       } else {
-        const act = cfg.actFn === "gelu_new" ? GemmActivation.geluNew : cfg.actFn === "gelu" ? GemmActivation.gelu : GemmActivation.silu;
+        const act = ACTIVATIONS[cfg.actFn];
         if (hooked(`${b}mlp.hook_pre`)) {
-          k.gemmPacked(buf.norm, D, p.win, buf.pre, M, p.bin, rows(), M, D, 0, 0, M, GemmActivation.none);
+          linear(buf.norm, D, p.win, buf.pre, p.bin, rows(), M, D);
           fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
-          if (act === GemmActivation.geluNew) k.geluNew(buf.pre, buf.post, rows() * M);
-          else if (act === GemmActivation.gelu) k.geluExact(buf.pre, buf.post, rows() * M);
-          else k.silu(buf.pre, buf.post, rows() * M);
+          k[act.kernel](buf.pre, buf.post, rows() * M);
         } else {
           // No hook reads hook_pre: bias and activation in the product's own pass (the same bits).
-          k.gemmPacked(buf.norm, D, p.win, buf.post, M, p.bin, rows(), M, D, 0, 0, M, act);
+          linear(buf.norm, D, p.win, buf.post, p.bin, rows(), M, D, act.fused);
         }
       }
       fire(`${b}mlp.hook_post`, buf.post, [B, n, M], l, start);
-      k.gemmPacked(buf.post, M, p.wout, buf.mlpOut, D, p.bout, rows(), D, M, 0, 0, D, GemmActivation.none);
+      linear(buf.post, M, p.wout, buf.mlpOut, p.bout, rows(), D, M);
       fire(`${b}hook_mlp_out`, buf.mlpOut, [B, n, D], l, start);
       // Next comes block l + 1's ln1 (after its hook_resid_pre) or, at the end, ln_final.
       const lastBlock = l + 1 === plan.stopAtLayer;
-      residNormalized = addToResidual(buf.mlpOut, lastBlock ? [`${b}hook_resid_post`] : [`${b}hook_resid_post`, `blocks.${l + 1}.hook_resid_pre`],
+      addToResidual(buf.mlpOut, lastBlock ? [`${b}hook_resid_post`] : [`${b}hook_resid_post`, `blocks.${l + 1}.hook_resid_pre`],
         !lastBlock || finishing);
       fire(`${b}hook_resid_post`, resid, [B, n, D], l, start);
     }
 
     if (!finishing) return { residual: new Tensor(engine.download(resid, rows() * D), [B, n, D]) };
-    if (residNormalized) normalized(resid, "ln_final", undefined);
-    else normalize(resid, "ln_final", undefined);
+    normalize(resid, "ln_final", undefined);
     if (logitRows === 0) return {};
     if (plan.unembed === "last") {
       // Row b*n + n-1 of each sequence: a strided A operand, no gather.
-      k.gemmPacked(buf.norm + (n - 1) * D * 4, n * D, w.wU, buf.logits, V, w.bU, B, V, D, 0, 0, V, GemmActivation.none);
+      linear(buf.norm + (n - 1) * D * 4, n * D, w.wU, buf.logits, w.bU, B, V, D);
       return { logits: new Tensor(engine.download(buf.logits, B * V), [B, 1, V]) };
     }
-    k.gemmPacked(buf.norm, D, w.wU, buf.logits, V, w.bU, rows(), V, D, 0, 0, V, GemmActivation.none);
+    linear(buf.norm, D, w.wU, buf.logits, w.bU, rows(), V, D);
     return { logits: new Tensor(engine.download(buf.logits, rows() * V), [B, n, V]) };
   } finally {
     for (const ptr of allocated) engine.free(ptr);

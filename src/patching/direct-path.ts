@@ -69,12 +69,11 @@ const warnedUnfolded = new WeakSet<object>();
 export async function getActPatchDirectPath(model: HookedTransformer, corruptedTokens: TokenIds,
   cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
   options: DirectPathSingleOptions): Promise<PatchResult<DirectPathRecord>> {
-  const { sweep, patches, size } = singleSource(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const prepared = singleSource(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const { sweep } = prepared;
   const { nLayers: L } = model.cfg;
   const Hc = sweep.destHeads;
-  const scores = new Float32Array(size);
-  const [baseline, clean] = [sweep.baseline(), sweep.clean()];
-  await runSweep(model, sweep.tokens, patches, metric, sweep.corruptedRun, scores, options);
+  const { scores, baseline, clean } = await runPrepared(model, prepared, metric, options);
   const noPath = new Uint8Array(L * Hc).map((_, i) => (Math.floor(i / Hc) <= options.srcLayer ? 1 : 0));
   return new PatchResult("direct_path", new Tensor(scores, [L, Hc]), baseline, clean,
     { ...sweep.record, src: [options.srcLayer, options.srcHead] }, noPath);
@@ -82,13 +81,11 @@ export async function getActPatchDirectPath(model: HookedTransformer, corruptedT
 
 /** The plan of {@link getActPatchDirectPath} with these arguments, without running it (see {@link planSweep}). */
 getActPatchDirectPath.plan = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
-  corruptedCache: ActivationCache, metric: Metric, options: DirectPathSingleOptions): SweepPlanSummary => {
-  const { sweep, patches } = singleSource(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
-  return summarize(planSweepPatches(model, sweep.tokens, patches, metric, sweep.corruptedRun, options));
-};
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathSingleOptions): SweepPlanSummary =>
+  planPrepared(model, singleSource(model, corruptedTokens, cleanCache, corruptedCache, metric, options), metric, options);
 
 function singleSource(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
-  corruptedCache: ActivationCache, metric: Metric, options: DirectPathSingleOptions) {
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathSingleOptions): PreparedSweep {
   const { nLayers: L, nHeads: H } = model.cfg;
   checkIndex("srcLayer", options.srcLayer, L);
   checkIndex("srcHead", options.srcHead, H);
@@ -106,13 +103,12 @@ function singleSource(model: HookedTransformer, corruptedTokens: TokenIds, clean
 export async function getActPatchDirectPathAllSources(model: HookedTransformer, corruptedTokens: TokenIds,
   cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
   options: DirectPathAllSourcesOptions): Promise<PatchResult<DirectPathRecord>> {
-  const { sweep, patches, size } = allSources(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const prepared = allSources(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const { sweep } = prepared;
   const { nLayers: L, nHeads: H } = model.cfg;
   const Hc = sweep.destHeads;
-  const scores = new Float32Array(size);
-  const [baseline, clean] = [sweep.baseline(), sweep.clean()];
-  await runSweep(model, sweep.tokens, patches, metric, sweep.corruptedRun, scores, options);
-  const noPath = new Uint8Array(size).map((_, i) => {
+  const { scores, baseline, clean } = await runPrepared(model, prepared, metric, options);
+  const noPath = new Uint8Array(scores.length).map((_, i) => {
     const sl = Math.floor(i / (H * L * Hc));
     const dl = Math.floor(i / Hc) % L;
     return dl <= sl ? 1 : 0;
@@ -123,13 +119,11 @@ export async function getActPatchDirectPathAllSources(model: HookedTransformer, 
 
 /** The plan of {@link getActPatchDirectPathAllSources} with these arguments, without running it (see {@link planSweep}). */
 getActPatchDirectPathAllSources.plan = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
-  corruptedCache: ActivationCache, metric: Metric, options: DirectPathAllSourcesOptions): SweepPlanSummary => {
-  const { sweep, patches } = allSources(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
-  return summarize(planSweepPatches(model, sweep.tokens, patches, metric, sweep.corruptedRun, options));
-};
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathAllSourcesOptions): SweepPlanSummary =>
+  planPrepared(model, allSources(model, corruptedTokens, cleanCache, corruptedCache, metric, options), metric, options);
 
 function allSources(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
-  corruptedCache: ActivationCache, metric: Metric, options: DirectPathAllSourcesOptions) {
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathAllSourcesOptions): PreparedSweep {
   const { nLayers: L, nHeads: H } = model.cfg;
   options.sources?.forEach(([sl, sh, dl], i) => {
     checkIndex(`sources[${i}][0] (source layer)`, sl, L);
@@ -145,6 +139,23 @@ function allSources(model: HookedTransformer, corruptedTokens: TokenIds, cleanCa
   else for (let sl = 0; sl < L; sl++) for (let sh = 0; sh < H; sh++) sources.push([sl, sh]);
   const patches = sweep.patches(sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * Hc + dh);
   return { sweep, patches, size: L * H * L * Hc };
+}
+
+/** A sweep ready to run or plan: its setup, its patches, and the number of scores they fill. */
+type PreparedSweep = { sweep: ReturnType<typeof prepare>; patches: Patch[]; size: number };
+
+/** Runs a prepared sweep: its scores and the two baselines. */
+async function runPrepared(model: HookedTransformer, { sweep, patches, size }: PreparedSweep, metric: Metric,
+  options: SweepOptions): Promise<{ scores: Float32Array; baseline: number; clean: number }> {
+  const scores = new Float32Array(size);
+  const [baseline, clean] = [sweep.baseline(), sweep.clean()];
+  await runSweep(model, sweep.tokens, patches, metric, sweep.corruptedRun, scores, options);
+  return { scores, baseline, clean };
+}
+
+/** The plan of a prepared sweep, nothing run. */
+function planPrepared(model: HookedTransformer, { sweep, patches }: PreparedSweep, metric: Metric, options: SweepOptions): SweepPlanSummary {
+  return summarize(planSweepPatches(model, sweep.tokens, patches, metric, sweep.corruptedRun, options));
 }
 
 /** Validates inputs and returns the sweep's patches for a list of sources, with the baselines (computed on demand). */
