@@ -2,6 +2,7 @@
 // aliases. Unknown flags, repeats, missing values and stray arguments are usage errors.
 
 import { UsageError } from "./errors.js";
+import { editDistance } from "../util/edit-distance.js";
 
 export interface FlagSpec {
   name: string;
@@ -127,16 +128,4 @@ export function suggest(name: string, known: readonly string[], prefix = "--"): 
     if (d < bestDistance) [best, bestDistance] = [k, d];
   }
   return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean ${prefix}${best}?)` : "";
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = row;
-  }
-  return prev[b.length]!;
 }

@@ -1,9 +1,10 @@
 import type { Engine } from "../engine/engine.js";
-import { GemmActivation } from "../engine/kernels.js";
+import { GemmActivation, type Kernels } from "../engine/kernels.js";
 import { Tensor } from "../engine/tensor.js";
+import { activationSizes, arenaLayout, type ActivationBuffer, type ForwardShape } from "./activation-sizes.js";
 import type { ActFn, HookedTransformerConfig } from "./config.js";
-import type { DevicePointers } from "./device-weights.js";
-import type { HookFn } from "./hook-points.js";
+import type { BlockPointers, DevicePointers } from "./device-weights.js";
+import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
 import { rotaryTables } from "./rotary-tables.js";
 
 /** Each MLP activation's own kernel, and its code for gemmPacked's fused activation. */
@@ -65,245 +66,363 @@ export interface ForwardOutput {
 }
 
 /**
- * One forward pass over the engine's memory. Each block's activations live in one set
- * of buffers reused by every block; a hook sees a view of the buffer it names, and
- * what it writes there (or returns) is what the rest of the pass reads.
+ * The state of one forward pass: the activation arena (one allocation, sliced into named
+ * buffers) and which rows of it are live. Every step below reads and advances it explicitly.
+ */
+interface Run {
+  readonly engine: Engine;
+  readonly kernels: Kernels;
+  readonly cfg: HookedTransformerConfig;
+  readonly plan: ForwardPlan;
+  /** Byte pointer of each arena buffer (0 for buffers this pass does not use). */
+  readonly buf: Readonly<Record<ActivationBuffer, number>>;
+  readonly batch: number;
+  /** Sequence length (keys of every query). */
+  readonly pos: number;
+  /** Each block's hook functions by hook key, looked up once per pass. */
+  readonly blockHooks: readonly (Partial<Record<BlockHook, readonly HookFn[]>> | undefined)[];
+  readonly rms: boolean;
+  /** Positions computed per row, and the first of them (the pruned last block narrows both to the last position). */
+  n: number;
+  start: number;
+  /** Byte pointer of the residual stream [batch, n, dModel]. */
+  resid: number;
+  /** buf.norm and buf.scale already hold the norm of `resid` the next normalize asks for (see addToResidual). */
+  residNormalized: boolean;
+}
+
+/**
+ * One forward pass over the engine's memory: embed, then for each block its attention and its
+ * MLP, then the final norm and the unembedding. Each block's activations live in one arena
+ * reused by every block; a hook sees a view of the buffer it names, and what it writes there
+ * (or returns) is what the rest of the pass reads.
  */
 export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: DevicePointers, plan: ForwardPlan): ForwardOutput {
-  const { batch: B, pos: P, hooks } = plan;
-  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V, eps } = cfg;
-  const rotary = cfg.positionalEmbeddingType === "rotary";
-  const s0 = plan.posStart ?? 0;
-  const n0 = P - s0; // positions computed per row (until the last block is pruned)
-  const R0 = B * n0;
-  const Hd = H * d;
-  const Hkd = Hk * d;
-  const k = engine.kernels;
-  const hooked = (name: string) => hooks.has(name);
-  const needScores = (l: number) => hooked(`blocks.${l}.attn.hook_attn_scores`) || hooked(`blocks.${l}.attn.hook_pattern`);
-  let anyScores = false;
-  for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) anyScores ||= needScores(l);
-  const finishing = !plan.returnResidual;
-  const prune = finishing && plan.unembed !== "all" && (plan.pruneLastLayer ?? false) && plan.stopAtLayer === cfg.nLayers && n0 > 1;
-  const logitRows = !finishing || plan.unembed === "none" ? 0 : plan.unembed === "last" ? B : R0;
-
-  // Allocate everything before the first kernel runs: growing memory later would detach hook views.
-  const sizes = {
-    resid: R0 * D, embed: R0 * D, posEmbed: rotary ? 0 : R0 * D, norm: R0 * D, scale: R0,
-    q: R0 * Hd, k: R0 * Hkd, v: R0 * Hkd, z: R0 * Hd, attnOut: R0 * D,
-    kFull: s0 > 0 ? B * P * Hkd : 0, vFull: s0 > 0 ? B * P * Hkd : 0,
-    cos: rotary ? R0 * (d / 2) : 0, sin: rotary ? R0 * (d / 2) : 0,
-    residLast: prune ? B * D : 0,
-    result: cfg.useAttnResult ? R0 * H * D : 0,
-    scores: anyScores ? B * H * n0 * P : 0, pattern: anyScores ? B * H * n0 * P : 0,
-    pre: R0 * M, preLinear: cfg.gatedMlp ? R0 * M : 0, post: R0 * M, mlpOut: R0 * D, mask: plan.attentionMask ? B * P : 0, logits: logitRows * V,
-  };
-  const buf = {} as Record<keyof typeof sizes, number>;
-  const allocated: number[] = [];
+  const shape = forwardShape(cfg, plan);
+  // One allocation before the first kernel runs: growing memory later would detach hook views.
+  const sizes = activationSizes(cfg, shape);
+  const layout = arenaLayout(sizes);
+  const base = engine.alloc(layout.floats);
   try {
-    for (const key of Object.keys(sizes) as (keyof typeof sizes)[]) {
-      buf[key] = sizes[key] > 0 ? engine.alloc(sizes[key]) : 0;
-      if (buf[key] !== 0) allocated.push(buf[key]);
-    }
-
-    const fire = (name: string, ptr: number, shape: number[], layer: number | undefined, positionStart: number) => {
-      const fns = hooks.get(name);
-      if (fns === undefined) return;
-      const size = shape.reduce((a, b) => a * b, 1);
-      for (const fn of fns) {
-        const view = new Tensor(engine.view(ptr, size), shape);
-        const ret = fn(view, { name, layer, positionStart });
-        if (ret === undefined || ret === null) continue;
-        if (!(ret instanceof Tensor)) throw new Error(`hook on ${name} returned ${typeof ret}; return a Tensor or nothing`);
-        if (ret.shape.length !== shape.length || ret.shape.some((x, i) => x !== shape[i])) {
-          throw new Error(`hook on ${name} returned shape [${ret.shape.join(", ")}] but the activation is [${shape.join(", ")}]`);
-        }
-        if (ret.data !== view.data) engine.heap().set(ret.data, ptr >>> 2);
-      }
-    };
-
-    // Rows computed per sequence, their first position, and where their residual stream lives;
-    // the pruned last block narrows these to each row's last position.
-    let n = n0;
-    let start = s0;
-    let resid = buf.resid;
-    const rows = () => B * n;
-
-    const rms = cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre";
-    // Whether buf.norm and buf.scale already hold the norm of resid the next normalize asks for
-    // (the residual add before it ran fused with it, see addToResidual).
-    let residNormalized = false;
-    // Normalise x into buf.norm with the per-row scale (unless that is done), firing the two
-    // hooks. A hook that changes the scale changes the normalised output, as in TransformerLens.
-    const normalize = (x: number, prefix: string, layer: number | undefined) => {
-      if (!residNormalized) {
-        if (rms) k.rmsNorm(x, buf.norm, buf.scale, 0, rows(), D, eps);
-        else k.layerNorm(x, buf.norm, buf.scale, 0, 0, rows(), D, eps);
-      }
-      residNormalized = false;
-      const scaleName = `${prefix}.hook_scale`;
-      if (hooked(scaleName)) {
-        // Renormalised only if a hook changed the scale, so a hook that looks changes no bits.
-        const before = engine.heap().slice(buf.scale >>> 2, (buf.scale >>> 2) + rows());
-        fire(scaleName, buf.scale, [B, n, 1], layer, start);
-        const after = engine.heap().subarray(buf.scale >>> 2, (buf.scale >>> 2) + rows());
-        if (after.some((v, r) => !Object.is(v, before[r]))) renormalize(engine.heap(), x, buf.norm, buf.scale, rows(), D, rms);
-      }
-      fire(`${prefix}.hook_normalized`, buf.norm, [B, n, D], layer, start);
-    };
-    // resid += delta. When the next step normalises resid and no hook in `between` can see or
-    // change it first, the norm runs in the same pass (addLayerNorm or addRmsNorm, the same bits
-    // as the two kernels), and the next normalize only fires its hooks.
-    const addToResidual = (delta: number, between: string[], normalizesNext: boolean) => {
-      residNormalized = normalizesNext && !between.some(hooked);
-      if (!residNormalized) k.add(resid, delta, resid, rows() * D);
-      else if (rms) k.addRmsNorm(resid, delta, resid, buf.norm, buf.scale, 0, rows(), D, eps);
-      else k.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(), D, eps);
-    };
-    // y[m, nOut] = act(x[m, kIn] (row stride lda) · W + bias) for a weight packed at upload.
-    const linear = (x: number, lda: number, weight: number, y: number, bias: number, m: number, nOut: number, kIn: number,
-      act: number = GemmActivation.none) => k.gemmPacked(x, lda, weight, y, nOut, bias, m, nOut, kIn, 0, 0, nOut, act);
-
-    if (plan.attentionMask) engine.heap().set(plan.attentionMask, buf.mask >>> 2);
-
-    const positionIds = rotary ? positions(plan) : undefined;
-    // cos/sin [rows, d/2] of the rows at positions [first, first + count) of each sequence.
-    const rotate = (x: number, heads: number, first: number, count: number) => {
-      rotaryTables(engine.heap(), positionIds!, B, P, first, count, d, cfg.rotaryBase, buf.cos, buf.sin);
-      k.rotary(x, x, buf.cos, buf.sin, B * count, heads, d);
-    };
-
-    if (plan.startAtLayer === 0 && !plan.startAfterAttention) {
-      embed(engine.heap(), plan, s0, cfg, w, buf.embed, buf.posEmbed);
-      fire("hook_embed", buf.embed, [B, n, D], undefined, start);
-      if (rotary) {
-        engine.heap().copyWithin(resid >>> 2, buf.embed >>> 2, (buf.embed >>> 2) + R0 * D);
-      } else {
-        fire("hook_pos_embed", buf.posEmbed, [B, n, D], undefined, start);
-        k.add(buf.embed, buf.posEmbed, resid, R0 * D);
-      }
-    } else {
-      engine.heap().set(plan.residual!, resid >>> 2);
-    }
+    const run = startRun(engine, cfg, plan, sizes, base, layout.offsets);
+    if (shape.embeds) embedTokens(run, w);
+    else engine.heap().set(plan.residual!, run.resid >>> 2);
+    if (plan.attentionMask) engine.heap().set(plan.attentionMask, run.buf.mask >>> 2);
+    if (cfg.positionalEmbeddingType === "rotary") buildRotaryTables(run);
 
     for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) {
       const p = w.blocks[l]!;
-      const b = `blocks.${l}.`;
       // Started at this block's resid_mid: its attention is the caller's (see ForwardPlan.startAfterAttention).
-      if (!(l === plan.startAtLayer && plan.startAfterAttention)) {
-        fire(`${b}hook_resid_pre`, resid, [B, n, D], l, start);
-
-        normalize(resid, `${b}ln1`, l);
-        linear(buf.norm, D, p.wk, buf.k, p.bk, rows(), Hkd, D);
-        linear(buf.norm, D, p.wv, buf.v, p.bv, rows(), Hkd, D);
-        const pruneHere = prune && l === cfg.nLayers - 1;
-        // Queries of every computed position, or (pruned) of each row's last one: a strided operand.
-        const qn = pruneHere ? 1 : n;
-        const qStart = pruneHere ? P - 1 : start;
-        if (pruneHere) linear(buf.norm + (n - 1) * D * 4, n * D, p.wq, buf.q, p.bq, B, Hd, D);
-        else linear(buf.norm, D, p.wq, buf.q, p.bq, rows(), Hd, D);
-        fire(`${b}attn.hook_q`, buf.q, [B, qn, H, d], l, qStart);
-        fire(`${b}attn.hook_k`, buf.k, [B, n, Hk, d], l, start);
-        fire(`${b}attn.hook_v`, buf.v, [B, n, Hk, d], l, start);
-        if (rotary) {
-          // In place: q and k are not read again before attention.
-          rotate(buf.q, H, qStart, qn);
-          fire(`${b}attn.hook_rot_q`, buf.q, [B, qn, H, d], l, qStart);
-          rotate(buf.k, Hk, start, n);
-          fire(`${b}attn.hook_rot_k`, buf.k, [B, n, Hk, d], l, start);
-        }
-
-        // Keys and values of the whole sequence: the kept prefix, then the computed positions.
-        let kAll = buf.k;
-        let vAll = buf.v;
-        if (s0 > 0) {
-          const kept = plan.prefix!(l);
-          assemble(engine.heap(), kept.k, buf.k, buf.kFull, B, P, s0, Hkd);
-          assemble(engine.heap(), kept.v, buf.v, buf.vFull, B, P, s0, Hkd);
-          kAll = buf.kFull;
-          vAll = buf.vFull;
-        }
-        if (needScores(l)) {
-          k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
-          fire(`${b}attn.hook_attn_scores`, buf.scores, [B, H, qn, P], l, qStart);
-          k.softmax(buf.scores, buf.pattern, B * H * qn, P);
-          fire(`${b}attn.hook_pattern`, buf.pattern, [B, H, qn, P], l, qStart);
-          k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d, 0, H);
-        } else {
-          k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
-        }
-        if (pruneHere) {
-          // From here on only the last position of each row is computed.
-          gatherLastRows(engine.heap(), resid, buf.residLast, B, n, D);
-          resid = buf.residLast;
-          n = 1;
-          start = P - 1;
-        }
-        fire(`${b}attn.hook_z`, buf.z, [B, n, H, d], l, start);
-
-        if (cfg.useAttnResult) {
-          // result[:, h, :] = z[:, h, :] @ W_O[h]: one gemm per head, strided into [rows, H, D].
-          for (let h = 0; h < H; h++) {
-            k.gemm(buf.z + h * d * 4, Hd, p.woHeads + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, rows(), D, d, 0, 0);
-          }
-          fire(`${b}attn.hook_result`, buf.result, [B, n, H, D], l, start);
-          sumHeads(engine.heap(), buf.result, p.bo, buf.attnOut, rows(), H, D);
-        } else {
-          linear(buf.z, Hd, p.wo, buf.attnOut, p.bo, rows(), D, Hd);
-        }
-        fire(`${b}hook_attn_out`, buf.attnOut, [B, n, D], l, start);
-        addToResidual(buf.attnOut, [`${b}hook_resid_mid`], true);
-      }
-      fire(`${b}hook_resid_mid`, resid, [B, n, D], l, start);
-
-      normalize(resid, `${b}ln2`, l);
-      if (cfg.gatedMlp) {
-        // post = act(x @ W_gate) * (x @ W_in) + b_in, as TransformerLens's gated MLP.
-        linear(buf.norm, D, p.wgate, buf.pre, 0, rows(), M, D);
-        fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
-        linear(buf.norm, D, p.win, buf.preLinear, 0, rows(), M, D);
-        fire(`${b}mlp.hook_pre_linear`, buf.preLinear, [B, n, M], l, start);
-        if (cfg.actFn !== "silu") throw new Error(`a gated MLP with ${cfg.actFn} is not supported`);
-        k.swiglu(buf.pre, buf.preLinear, buf.post, rows() * M);
-        k.addRow(buf.post, p.bin, buf.post, rows(), M);
-      } else {
-        const act = ACTIVATIONS[cfg.actFn];
-        if (hooked(`${b}mlp.hook_pre`)) {
-          linear(buf.norm, D, p.win, buf.pre, p.bin, rows(), M, D);
-          fire(`${b}mlp.hook_pre`, buf.pre, [B, n, M], l, start);
-          k[act.kernel](buf.pre, buf.post, rows() * M);
-        } else {
-          // No hook reads hook_pre: bias and activation in the product's own pass (the same bits).
-          linear(buf.norm, D, p.win, buf.post, p.bin, rows(), M, D, act.fused);
-        }
-      }
-      fire(`${b}mlp.hook_post`, buf.post, [B, n, M], l, start);
-      linear(buf.post, M, p.wout, buf.mlpOut, p.bout, rows(), D, M);
-      fire(`${b}hook_mlp_out`, buf.mlpOut, [B, n, D], l, start);
-      // Next comes block l + 1's ln1 (after its hook_resid_pre) or, at the end, ln_final.
-      const lastBlock = l + 1 === plan.stopAtLayer;
-      addToResidual(buf.mlpOut, lastBlock ? [`${b}hook_resid_post`] : [`${b}hook_resid_post`, `blocks.${l + 1}.hook_resid_pre`],
-        !lastBlock || finishing);
-      fire(`${b}hook_resid_post`, resid, [B, n, D], l, start);
+      if (!(l === plan.startAtLayer && plan.startAfterAttention)) attentionBlock(run, l, p);
+      fire(run, l, "residMid", run.resid, [run.batch, run.n, cfg.dModel], run.start);
+      mlpBlock(run, l, p);
     }
 
-    if (!finishing) return { residual: new Tensor(engine.download(resid, rows() * D), [B, n, D]) };
-    normalize(resid, "ln_final", undefined);
-    if (logitRows === 0) return {};
-    if (plan.unembed === "last") {
-      // Row b*n + n-1 of each sequence: a strided A operand, no gather.
-      linear(buf.norm + (n - 1) * D * 4, n * D, w.wU, buf.logits, w.bU, B, V, D);
-      return { logits: new Tensor(engine.download(buf.logits, B * V), [B, 1, V]) };
+    if (plan.returnResidual) {
+      return { residual: new Tensor(engine.download(run.resid, rows(run) * cfg.dModel), [run.batch, run.n, cfg.dModel]) };
     }
-    linear(buf.norm, D, w.wU, buf.logits, w.bU, rows(), V, D);
-    return { logits: new Tensor(engine.download(buf.logits, rows() * V), [B, n, V]) };
+    normalize(run, siteOutside(run, FINAL_HOOKS.lnFinalScale.name), siteOutside(run, FINAL_HOOKS.lnFinalNormalized.name));
+    return plan.unembed === "none" ? {} : { logits: unembed(run, w) };
   } finally {
-    for (const ptr of allocated) engine.free(ptr);
+    engine.free(base);
   }
 }
 
+/** The pass's shape for the memory model (see activation-sizes.ts). */
+export function forwardShape(cfg: HookedTransformerConfig, plan: ForwardPlan): ForwardShape {
+  const posStart = plan.posStart ?? 0;
+  const n = plan.pos - posStart;
+  const finishing = !plan.returnResidual;
+  let scores = false;
+  for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) {
+    scores ||= plan.hooks.has(blockHookName(l, "attnScores")) || plan.hooks.has(blockHookName(l, "pattern"));
+  }
+  return {
+    batch: plan.batch, pos: plan.pos, posStart,
+    embeds: plan.startAtLayer === 0 && !plan.startAfterAttention,
+    scores,
+    pruneLastLayer: finishing && plan.unembed !== "all" && (plan.pruneLastLayer ?? false) && plan.stopAtLayer === cfg.nLayers && n > 1,
+    attentionMask: plan.attentionMask !== undefined,
+    logitRows: !finishing || plan.unembed === "none" ? 0 : plan.unembed === "last" ? plan.batch : plan.batch * n,
+  };
+}
+
+/** The run's state at the start: arena buffers at `base` + their offsets, and each block's hooks looked up once. */
+function startRun(engine: Engine, cfg: HookedTransformerConfig, plan: ForwardPlan, sizes: Record<ActivationBuffer, number>,
+  base: number, offsets: Record<ActivationBuffer, number>): Run {
+  const buf = {} as Record<ActivationBuffer, number>;
+  for (const key of Object.keys(offsets) as ActivationBuffer[]) buf[key] = sizes[key] > 0 ? base + 4 * offsets[key] : 0;
+  const blockHooks: Run["blockHooks"][number][] = [];
+  for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) {
+    const found: Partial<Record<BlockHook, readonly HookFn[]>> = {};
+    for (const key of Object.keys(BLOCK_HOOKS) as BlockHook[]) {
+      const fns = plan.hooks.get(blockHookName(l, key));
+      if (fns !== undefined) found[key] = fns;
+    }
+    blockHooks[l] = found;
+  }
+  const posStart = plan.posStart ?? 0;
+  return {
+    engine, kernels: engine.kernels, cfg, plan, buf, batch: plan.batch, pos: plan.pos, blockHooks,
+    rms: cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre",
+    n: plan.pos - posStart, start: posStart, resid: buf.resid, residNormalized: false,
+  };
+}
+
+const rows = (run: Run) => run.batch * run.n;
+
+// ---- hooks ----
+
+/** A hook point with hooks on it in this pass. */
+interface HookSite {
+  readonly name: string;
+  readonly layer: number | undefined;
+  readonly fns: readonly HookFn[];
+}
+
+/** Block `layer`'s hook point `key`, or undefined when nothing is hooked there. */
+function siteAt(run: Run, layer: number, key: BlockHook): HookSite | undefined {
+  const fns = run.blockHooks[layer]?.[key];
+  return fns === undefined ? undefined : { name: blockHookName(layer, key), layer, fns };
+}
+
+/** A hook point outside the blocks (embeddings, ln_final), or undefined when nothing is hooked there. */
+function siteOutside(run: Run, name: string): HookSite | undefined {
+  const fns = run.plan.hooks.get(name);
+  return fns === undefined ? undefined : { name, layer: undefined, fns };
+}
+
+function hooked(run: Run, layer: number, key: BlockHook): boolean {
+  return run.blockHooks[layer]?.[key] !== undefined;
+}
+
+/** Runs a block's hooks at `key` on the buffer at `ptr` [shape] (nothing when none is registered). */
+function fire(run: Run, layer: number, key: BlockHook, ptr: number, shape: number[], positionStart: number): void {
+  callHooks(run, siteAt(run, layer, key), ptr, shape, positionStart);
+}
+
+/** Each hook sees a view of the buffer; a tensor it returns is copied over the buffer. */
+function callHooks(run: Run, site: HookSite | undefined, ptr: number, shape: number[], positionStart: number): void {
+  if (site === undefined) return;
+  const { name, layer } = site;
+  const size = shape.reduce((a, b) => a * b, 1);
+  for (const fn of site.fns) {
+    const view = new Tensor(run.engine.view(ptr, size), shape);
+    const ret = fn(view, { name, layer, positionStart });
+    if (ret === undefined || ret === null) continue;
+    if (!(ret instanceof Tensor)) throw new Error(`hook on ${name} returned ${typeof ret}; return a Tensor or nothing`);
+    if (ret.shape.length !== shape.length || ret.shape.some((x, i) => x !== shape[i])) {
+      throw new Error(`hook on ${name} returned shape [${ret.shape.join(", ")}] but the activation is [${shape.join(", ")}]`);
+    }
+    if (ret.data !== view.data) run.engine.heap().set(ret.data, ptr >>> 2);
+  }
+}
+
+// ---- steps every block uses ----
+
+/**
+ * norm [rows, D] = the residual stream normalised (LayerNorm or RMSNorm without affine: the
+ * upload folded w and b into the next product), with its per-row scale [rows]; then the norm's
+ * two hooks. A hook that changes the scale changes the normalised output, as in TransformerLens.
+ */
+function normalize(run: Run, scaleSite: HookSite | undefined, normalizedSite: HookSite | undefined): void {
+  const { kernels: k, buf, cfg, resid } = run;
+  const D = cfg.dModel;
+  if (!run.residNormalized) {
+    if (run.rms) k.rmsNorm(resid, buf.norm, buf.scale, 0, rows(run), D, cfg.eps);
+    else k.layerNorm(resid, buf.norm, buf.scale, 0, 0, rows(run), D, cfg.eps);
+  }
+  run.residNormalized = false;
+  if (scaleSite !== undefined) {
+    // Renormalised only if a hook changed the scale, so a hook that looks changes no bits.
+    const heap = () => run.engine.heap();
+    const before = heap().slice(buf.scale >>> 2, (buf.scale >>> 2) + rows(run));
+    callHooks(run, scaleSite, buf.scale, [run.batch, run.n, 1], run.start);
+    const after = heap().subarray(buf.scale >>> 2, (buf.scale >>> 2) + rows(run));
+    if (after.some((v, r) => !Object.is(v, before[r]))) renormalize(heap(), resid, buf.norm, buf.scale, rows(run), D, run.rms);
+  }
+  callHooks(run, normalizedSite, buf.norm, [run.batch, run.n, D], run.start);
+}
+
+/**
+ * resid += delta [rows, D]. When the next step normalises resid and no hook in `between` can
+ * see or change it first, the norm runs in the same pass (addLayerNorm or addRmsNorm, the same
+ * bits as the two kernels), and the next normalize only fires its hooks.
+ */
+function addToResidual(run: Run, delta: number, between: readonly (HookSite | undefined)[], normalizesNext: boolean): void {
+  const { kernels: k, buf, cfg, resid } = run;
+  const n = rows(run) * cfg.dModel;
+  run.residNormalized = normalizesNext && between.every((site) => site === undefined);
+  if (!run.residNormalized) k.add(resid, delta, resid, n);
+  else if (run.rms) k.addRmsNorm(resid, delta, resid, buf.norm, buf.scale, 0, rows(run), cfg.dModel, cfg.eps);
+  else k.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(run), cfg.dModel, cfg.eps);
+}
+
+/** y [m, nOut] = act(x [m, kIn] (row stride lda) · W + bias), W packed at upload. */
+function linear(run: Run, x: number, lda: number, weight: number, y: number, bias: number, m: number, nOut: number, kIn: number,
+  act: number = GemmActivation.none): void {
+  run.kernels.gemmPacked(x, lda, weight, y, nOut, bias, m, nOut, kIn, 0, 0, nOut, act);
+}
+
+// ---- the steps, in forward order ----
+
+/** resid [rows, D] = W_E[token] (+ W_pos[position id]), with hook_embed and hook_pos_embed. */
+function embedTokens(run: Run, w: DevicePointers): void {
+  const { buf, cfg, batch: B, n } = run;
+  const D = cfg.dModel;
+  const heap = run.engine.heap();
+  embed(heap, run.plan, run.start, cfg, w, buf.embed, buf.posEmbed);
+  callHooks(run, siteOutside(run, EMBED_HOOKS.embed.name), buf.embed, [B, n, D], run.start);
+  if (buf.posEmbed === 0) {
+    run.engine.heap().copyWithin(run.resid >>> 2, buf.embed >>> 2, (buf.embed >>> 2) + rows(run) * D);
+  } else {
+    callHooks(run, siteOutside(run, EMBED_HOOKS.posEmbed.name), buf.posEmbed, [B, n, D], run.start);
+    run.kernels.add(buf.embed, buf.posEmbed, run.resid, rows(run) * D);
+  }
+}
+
+/** cos/sin [rows, d/2] of every computed row (and of each row's last position for a pruned last block), once per pass. */
+function buildRotaryTables(run: Run): void {
+  const { buf, cfg, batch: B, pos: P } = run;
+  const ids = positionIds(run.plan);
+  rotaryTables(run.engine.heap(), ids, B, P, run.start, run.n, cfg.dHead, cfg.rotaryBase, buf.cos, buf.sin);
+  if (buf.cosLast !== 0) rotaryTables(run.engine.heap(), ids, B, P, P - 1, 1, cfg.dHead, cfg.rotaryBase, buf.cosLast, buf.sinLast);
+}
+
+/**
+ * Block `l`'s attention: resid_pre → ln1 → q, k, v (rotated) → causal attention → z → W_O →
+ * attn_out, added to the residual stream. In a pruned last block, queries and everything after
+ * them exist only at each row's last position.
+ */
+function attentionBlock(run: Run, l: number, p: BlockPointers): void {
+  const { kernels: k, buf, cfg, batch: B, pos: P } = run;
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d } = cfg;
+  const Hd = H * d;
+  const Hkd = Hk * d;
+  fire(run, l, "residPre", run.resid, [B, run.n, D], run.start);
+  normalize(run, siteAt(run, l, "ln1Scale"), siteAt(run, l, "ln1Normalized"));
+
+  // k, v: [B, n, Hk, d] at every computed position; q: [B, qn, H, d] (qn = 1 when pruned: a strided operand).
+  linear(run, buf.norm, D, p.wk, buf.k, p.bk, rows(run), Hkd, D);
+  linear(run, buf.norm, D, p.wv, buf.v, p.bv, rows(run), Hkd, D);
+  const pruneHere = buf.residLast !== 0 && l === cfg.nLayers - 1;
+  const qn = pruneHere ? 1 : run.n;
+  const qStart = pruneHere ? P - 1 : run.start;
+  if (pruneHere) linear(run, buf.norm + (run.n - 1) * D * 4, run.n * D, p.wq, buf.q, p.bq, B, Hd, D);
+  else linear(run, buf.norm, D, p.wq, buf.q, p.bq, rows(run), Hd, D);
+  fire(run, l, "q", buf.q, [B, qn, H, d], qStart);
+  fire(run, l, "k", buf.k, [B, run.n, Hk, d], run.start);
+  fire(run, l, "v", buf.v, [B, run.n, Hk, d], run.start);
+  if (cfg.positionalEmbeddingType === "rotary") {
+    // In place: q and k are not read again before attention.
+    k.rotary(buf.q, buf.q, pruneHere ? buf.cosLast : buf.cos, pruneHere ? buf.sinLast : buf.sin, B * qn, H, d);
+    fire(run, l, "rotQ", buf.q, [B, qn, H, d], qStart);
+    k.rotary(buf.k, buf.k, buf.cos, buf.sin, rows(run), Hk, d);
+    fire(run, l, "rotK", buf.k, [B, run.n, Hk, d], run.start);
+  }
+
+  // Keys and values of the whole sequence [B, P, Hk, d]: the kept prefix, then the computed positions.
+  let kAll = buf.k;
+  let vAll = buf.v;
+  if (buf.kFull !== 0) {
+    const kept = run.plan.prefix!(l);
+    const heap = run.engine.heap();
+    assemble(heap, kept.k, buf.k, buf.kFull, B, P, run.start, Hkd);
+    assemble(heap, kept.v, buf.v, buf.vFull, B, P, run.start, Hkd);
+    kAll = buf.kFull;
+    vAll = buf.vFull;
+  }
+  // z [B, qn, H, d] = softmax(q·kᵀ / attnScale, causal and padding masked) · v; scores and
+  // pattern [B, H, qn, P] are materialised only when a hook reads them.
+  if (hooked(run, l, "attnScores") || hooked(run, l, "pattern")) {
+    k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
+    fire(run, l, "attnScores", buf.scores, [B, H, qn, P], qStart);
+    k.softmax(buf.scores, buf.pattern, B * H * qn, P);
+    fire(run, l, "pattern", buf.pattern, [B, H, qn, P], qStart);
+    k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d, 0, H);
+  } else {
+    k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
+  }
+  if (pruneHere) {
+    // From here on only the last position of each row is computed.
+    gatherLastRows(run.engine.heap(), run.resid, buf.residLast, B, run.n, D);
+    run.resid = buf.residLast;
+    run.n = 1;
+    run.start = P - 1;
+  }
+  fire(run, l, "z", buf.z, [B, run.n, H, d], run.start);
+
+  // attn_out [B, n, D] = z · W_O + b_O, through per-head results when hook_result is computed.
+  if (cfg.useAttnResult) {
+    // result[:, h, :] = z[:, h, :] @ W_O[h]: one gemm per head, strided into [rows, H, D].
+    for (let h = 0; h < H; h++) {
+      k.gemm(buf.z + h * d * 4, Hd, p.woHeads + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, rows(run), D, d, 0, 0);
+    }
+    fire(run, l, "result", buf.result, [B, run.n, H, D], run.start);
+    sumHeads(run.engine.heap(), buf.result, p.bo, buf.attnOut, rows(run), H, D);
+  } else {
+    linear(run, buf.z, Hd, p.wo, buf.attnOut, p.bo, rows(run), D, Hd);
+  }
+  fire(run, l, "attnOut", buf.attnOut, [B, run.n, D], run.start);
+  addToResidual(run, buf.attnOut, [siteAt(run, l, "residMid")], true);
+}
+
+/**
+ * Block `l`'s MLP: ln2 → W_in (and W_gate) → activation → W_out → mlp_out, added to the
+ * residual stream, then hook_resid_post.
+ */
+function mlpBlock(run: Run, l: number, p: BlockPointers): void {
+  const { kernels: k, buf, cfg, batch: B } = run;
+  const { dModel: D, dMlp: M } = cfg;
+  normalize(run, siteAt(run, l, "ln2Scale"), siteAt(run, l, "ln2Normalized"));
+  // post [B, n, M]
+  if (cfg.gatedMlp) {
+    // post = act(x @ W_gate) * (x @ W_in) + b_in, as TransformerLens's gated MLP (the family adapter allows silu only).
+    linear(run, buf.norm, D, p.wgate, buf.pre, 0, rows(run), M, D);
+    fire(run, l, "mlpPre", buf.pre, [B, run.n, M], run.start);
+    linear(run, buf.norm, D, p.win, buf.preLinear, 0, rows(run), M, D);
+    fire(run, l, "mlpPreLinear", buf.preLinear, [B, run.n, M], run.start);
+    k.swiglu(buf.pre, buf.preLinear, buf.post, rows(run) * M);
+    k.addRow(buf.post, p.bin, buf.post, rows(run), M);
+  } else {
+    const act = ACTIVATIONS[cfg.actFn];
+    if (hooked(run, l, "mlpPre")) {
+      linear(run, buf.norm, D, p.win, buf.pre, p.bin, rows(run), M, D);
+      fire(run, l, "mlpPre", buf.pre, [B, run.n, M], run.start);
+      k[act.kernel](buf.pre, buf.post, rows(run) * M);
+    } else {
+      // No hook reads hook_pre: bias and activation in the product's own pass (the same bits).
+      linear(run, buf.norm, D, p.win, buf.post, p.bin, rows(run), M, D, act.fused);
+    }
+  }
+  fire(run, l, "mlpPost", buf.post, [B, run.n, M], run.start);
+  linear(run, buf.post, M, p.wout, buf.mlpOut, p.bout, rows(run), D, M);
+  fire(run, l, "mlpOut", buf.mlpOut, [B, run.n, D], run.start);
+  // Next comes block l + 1's ln1 (after its hook_resid_pre) or, at the end, ln_final (unless the pass returns the residual).
+  const lastBlock = l + 1 === run.plan.stopAtLayer;
+  const residPost = siteAt(run, l, "residPost");
+  addToResidual(run, buf.mlpOut, lastBlock ? [residPost] : [residPost, siteAt(run, l + 1, "residPre")],
+    !lastBlock || !run.plan.returnResidual);
+  fire(run, l, "residPost", run.resid, [B, run.n, D], run.start);
+}
+
+/** ln_final, then logits [B, n or 1, V] = norm · W_U + b_U at every computed position or each row's last. */
+function unembed(run: Run, w: DevicePointers): Tensor {
+  const { buf, cfg, batch: B, n } = run;
+  const { dModel: D, dVocab: V } = cfg;
+  if (run.plan.unembed === "last") {
+    // Row b*n + n-1 of each sequence: a strided A operand, no gather.
+    linear(run, buf.norm + (n - 1) * D * 4, n * D, w.wU, buf.logits, w.bU, B, V, D);
+    return new Tensor(run.engine.download(buf.logits, B * V), [B, 1, V]);
+  }
+  linear(run, buf.norm, D, w.wU, buf.logits, w.bU, rows(run), V, D);
+  return new Tensor(run.engine.download(buf.logits, rows(run) * V), [B, n, V]);
+}
+
+// ---- data movement and small reductions (plain loops over the heap) ----
+
 /** Position id of every token [batch * pos]: its index among the row's real tokens (padding skipped). */
-function positions(plan: ForwardPlan): Int32Array {
+function positionIds(plan: ForwardPlan): Int32Array {
   const { batch: B, pos: P } = plan;
   const ids = new Int32Array(B * P);
   for (let b = 0; b < B; b++) {
@@ -346,19 +465,14 @@ function embed(heap: Float32Array, plan: ForwardPlan, s: number, cfg: HookedTran
   const D = cfg.dModel;
   const n = P - s;
   const tokens = plan.tokens!;
+  const ids = positionIds(plan);
   for (let b = 0; b < B; b++) {
-    let seen = 0; // real tokens so far in this row
-    for (let p = 0; p < P; p++) {
-      const r = b * P + p;
-      const real = plan.attentionMask === undefined || plan.attentionMask[r] !== 0;
-      if (real) seen++;
-      if (p < s) continue;
+    for (let p = s; p < P; p++) {
       const row = b * n + p - s;
-      const posId = Math.max(0, seen - 1);
-      const tokenSrc = (w.wE >>> 2) + tokens[r]! * D;
+      const tokenSrc = (w.wE >>> 2) + tokens[b * P + p]! * D;
       heap.copyWithin((out >>> 2) + row * D, tokenSrc, tokenSrc + D);
-      if (w.wPos === 0) continue; // rotary models add no positional embedding
-      const posSrc = (w.wPos >>> 2) + posId * D;
+      if (outPos === 0) continue; // rotary models add no positional embedding
+      const posSrc = (w.wPos >>> 2) + ids[b * P + p]! * D;
       heap.copyWithin((outPos >>> 2) + row * D, posSrc, posSrc + D);
     }
   }

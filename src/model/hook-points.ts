@@ -1,4 +1,5 @@
 import type { Tensor } from "../engine/tensor.js";
+import { editDistance } from "../util/edit-distance.js";
 import type { HookedTransformerConfig } from "./config.js";
 
 /** What a hook function is told about where it runs. */
@@ -25,22 +26,74 @@ export type HookFn = (activation: Tensor, hook: HookPoint) => Tensor | void;
 /** A hook name, or a predicate over names (as TransformerLens's `fwd_hooks`). */
 export type HookFilter = string | ((name: string) => boolean);
 
+/** One hook point of the forward pass, as the table below lists it. */
+export interface HookSpec {
+  /** The name inside its scope: a block's `attn.hook_q` is `blocks.{l}.attn.hook_q`. */
+  readonly name: string;
+  /** The activation's axes, TransformerLens's names (`pos` of queries for scores and patterns). */
+  readonly axes: readonly string[];
+  /** Whether a model with this config has the hook point (always, when absent). */
+  readonly when?: (cfg: HookedTransformerConfig) => boolean;
+}
+
+const rotary = (cfg: HookedTransformerConfig) => cfg.positionalEmbeddingType === "rotary";
+
+/**
+ * The hook points before the first block, in forward order. The forward fires hooks by these
+ * keys and {@link hookNames} lists them from the same table, so the two cannot disagree.
+ */
+export const EMBED_HOOKS = {
+  embed: { name: "hook_embed", axes: ["batch", "pos", "d_model"] },
+  posEmbed: { name: "hook_pos_embed", axes: ["batch", "pos", "d_model"], when: (cfg) => !rotary(cfg) },
+} as const satisfies Record<string, HookSpec>;
+
+/** The hook points of every block, in forward order (names relative to `blocks.{l}.`). */
+export const BLOCK_HOOKS = {
+  residPre: { name: "hook_resid_pre", axes: ["batch", "pos", "d_model"] },
+  ln1Scale: { name: "ln1.hook_scale", axes: ["batch", "pos", "1"] },
+  ln1Normalized: { name: "ln1.hook_normalized", axes: ["batch", "pos", "d_model"] },
+  q: { name: "attn.hook_q", axes: ["batch", "pos", "head_index", "d_head"] },
+  k: { name: "attn.hook_k", axes: ["batch", "pos", "kv_head_index", "d_head"] },
+  v: { name: "attn.hook_v", axes: ["batch", "pos", "kv_head_index", "d_head"] },
+  rotQ: { name: "attn.hook_rot_q", axes: ["batch", "pos", "head_index", "d_head"], when: rotary },
+  rotK: { name: "attn.hook_rot_k", axes: ["batch", "pos", "kv_head_index", "d_head"], when: rotary },
+  attnScores: { name: "attn.hook_attn_scores", axes: ["batch", "head_index", "query_pos", "key_pos"] },
+  pattern: { name: "attn.hook_pattern", axes: ["batch", "head_index", "query_pos", "key_pos"] },
+  z: { name: "attn.hook_z", axes: ["batch", "pos", "head_index", "d_head"] },
+  result: { name: "attn.hook_result", axes: ["batch", "pos", "head_index", "d_model"], when: (cfg) => cfg.useAttnResult },
+  attnOut: { name: "hook_attn_out", axes: ["batch", "pos", "d_model"] },
+  residMid: { name: "hook_resid_mid", axes: ["batch", "pos", "d_model"] },
+  ln2Scale: { name: "ln2.hook_scale", axes: ["batch", "pos", "1"] },
+  ln2Normalized: { name: "ln2.hook_normalized", axes: ["batch", "pos", "d_model"] },
+  mlpPre: { name: "mlp.hook_pre", axes: ["batch", "pos", "d_mlp"] },
+  mlpPreLinear: { name: "mlp.hook_pre_linear", axes: ["batch", "pos", "d_mlp"], when: (cfg) => cfg.gatedMlp },
+  mlpPost: { name: "mlp.hook_post", axes: ["batch", "pos", "d_mlp"] },
+  mlpOut: { name: "hook_mlp_out", axes: ["batch", "pos", "d_model"] },
+  residPost: { name: "hook_resid_post", axes: ["batch", "pos", "d_model"] },
+} as const satisfies Record<string, HookSpec>;
+
+/** The hook points after the last block, in forward order. */
+export const FINAL_HOOKS = {
+  lnFinalScale: { name: "ln_final.hook_scale", axes: ["batch", "pos", "1"] },
+  lnFinalNormalized: { name: "ln_final.hook_normalized", axes: ["batch", "pos", "d_model"] },
+} as const satisfies Record<string, HookSpec>;
+
+export type EmbedHook = keyof typeof EMBED_HOOKS;
+export type BlockHook = keyof typeof BLOCK_HOOKS;
+export type FinalHook = keyof typeof FINAL_HOOKS;
+
+/** The full name of a block's hook point: `blockHookName(3, "q")` is `blocks.3.attn.hook_q`. */
+export function blockHookName(layer: number, hook: BlockHook): string {
+  return `blocks.${layer}.${BLOCK_HOOKS[hook].name}`;
+}
+
 /** Every hook point of a model, in the order the forward pass reaches them. */
 export function hookNames(cfg: HookedTransformerConfig): string[] {
-  const rotary = cfg.positionalEmbeddingType === "rotary";
-  const names = rotary ? ["hook_embed"] : ["hook_embed", "hook_pos_embed"];
-  for (let l = 0; l < cfg.nLayers; l++) {
-    const b = `blocks.${l}.`;
-    names.push(`${b}hook_resid_pre`, `${b}ln1.hook_scale`, `${b}ln1.hook_normalized`,
-      `${b}attn.hook_q`, `${b}attn.hook_k`, `${b}attn.hook_v`);
-    if (rotary) names.push(`${b}attn.hook_rot_q`, `${b}attn.hook_rot_k`);
-    names.push(`${b}attn.hook_attn_scores`, `${b}attn.hook_pattern`, `${b}attn.hook_z`);
-    if (cfg.useAttnResult) names.push(`${b}attn.hook_result`);
-    names.push(`${b}hook_attn_out`, `${b}hook_resid_mid`, `${b}ln2.hook_scale`, `${b}ln2.hook_normalized`, `${b}mlp.hook_pre`);
-    if (cfg.gatedMlp) names.push(`${b}mlp.hook_pre_linear`);
-    names.push(`${b}mlp.hook_post`, `${b}hook_mlp_out`, `${b}hook_resid_post`);
-  }
-  names.push("ln_final.hook_scale", "ln_final.hook_normalized");
+  const has = (spec: HookSpec) => spec.when === undefined || spec.when(cfg);
+  const names: string[] = Object.values(EMBED_HOOKS).filter(has).map((spec) => spec.name);
+  const inBlock = (Object.keys(BLOCK_HOOKS) as BlockHook[]).filter((key) => has(BLOCK_HOOKS[key]));
+  for (let l = 0; l < cfg.nLayers; l++) for (const key of inBlock) names.push(blockHookName(l, key));
+  names.push(...Object.values(FINAL_HOOKS).filter(has).map((spec) => spec.name));
   return names;
 }
 
@@ -89,16 +142,4 @@ export function assertHookName(name: string, valid: readonly string[]): void {
     .slice(0, 3)
     .map(([v]) => v);
   throw new Error(`unknown hook name "${name}"; closest valid names: ${closest.join(", ")}`);
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
 }

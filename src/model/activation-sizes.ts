@@ -1,0 +1,89 @@
+import type { HookedTransformerConfig } from "./config.js";
+
+/**
+ * The shape of one forward pass, as far as its activation memory depends on it. The forward
+ * allocates its arena from these sizes and the sweep planner estimates a pass's memory from
+ * the same function, so the two cannot drift apart (llm.c's `fill_in_activation_sizes`).
+ */
+export interface ForwardShape {
+  batch: number;
+  /** Sequence length, including any kept prefix. */
+  pos: number;
+  /** First position computed; earlier ones are a kept prefix whose keys and values are given. */
+  posStart: number;
+  /** The pass starts at the embeddings (false: from a given residual stream). */
+  embeds: boolean;
+  /** Some block materialises attention scores and pattern (a hook reads or writes them). */
+  scores: boolean;
+  /** The last block computes all but its keys and values at each row's last position only. */
+  pruneLastLayer: boolean;
+  /** An attention mask is given (ragged rows). */
+  attentionMask: boolean;
+  /** Rows unembedded (0, the batch for the last position only, or every computed row). */
+  logitRows: number;
+}
+
+/**
+ * Floats of every buffer of the forward's activation arena; 0 for buffers the pass does not
+ * use. Each block reuses the same buffers, so nothing here grows with the number of layers.
+ */
+export function activationSizes(cfg: HookedTransformerConfig, shape: ForwardShape) {
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
+  const { batch: B, pos: P, posStart } = shape;
+  const rotary = cfg.positionalEmbeddingType === "rotary";
+  const rows = B * (P - posStart); // computed rows; a pruned last block computes fewer
+  const kept = posStart > 0;
+  return {
+    resid: rows * D,
+    embed: shape.embeds ? rows * D : 0,
+    posEmbed: shape.embeds && !rotary ? rows * D : 0,
+    norm: rows * D,
+    scale: rows,
+    q: rows * H * d,
+    k: rows * Hk * d,
+    v: rows * Hk * d,
+    /** Keys and values of the whole sequence (kept prefix + computed positions). */
+    kFull: kept ? B * P * Hk * d : 0,
+    vFull: kept ? B * P * Hk * d : 0,
+    /** Rotary cos/sin of every computed row, [rows, d/2] each, built once per pass. */
+    cos: rotary ? rows * (d / 2) : 0,
+    sin: rotary ? rows * (d / 2) : 0,
+    /** The same for each row's last position, which a pruned last block's queries read. */
+    cosLast: rotary && shape.pruneLastLayer ? B * (d / 2) : 0,
+    sinLast: rotary && shape.pruneLastLayer ? B * (d / 2) : 0,
+    residLast: shape.pruneLastLayer ? B * D : 0,
+    scores: shape.scores ? B * H * (P - posStart) * P : 0,
+    pattern: shape.scores ? B * H * (P - posStart) * P : 0,
+    z: rows * H * d,
+    result: cfg.useAttnResult ? rows * H * D : 0,
+    attnOut: rows * D,
+    pre: rows * M,
+    preLinear: cfg.gatedMlp ? rows * M : 0,
+    post: rows * M,
+    mlpOut: rows * D,
+    mask: shape.attentionMask ? B * P : 0,
+    logits: shape.logitRows * V,
+  };
+}
+
+/** The arena's buffers by name. */
+export type ActivationBuffer = keyof ReturnType<typeof activationSizes>;
+
+/** Every arena buffer starts on a 64-byte boundary (16 floats), as the engine's allocations do. */
+export const ARENA_ALIGN_FLOATS = 16;
+
+/** Float offsets of each buffer inside one arena, and its total length in floats. */
+export function arenaLayout(sizes: Record<ActivationBuffer, number>): { offsets: Record<ActivationBuffer, number>; floats: number } {
+  const offsets = {} as Record<ActivationBuffer, number>;
+  let floats = 0;
+  for (const key of Object.keys(sizes) as ActivationBuffer[]) {
+    offsets[key] = floats;
+    floats += Math.ceil(sizes[key] / ARENA_ALIGN_FLOATS) * ARENA_ALIGN_FLOATS;
+  }
+  return { offsets, floats };
+}
+
+/** Bytes of the activation arena of one forward pass of this shape. */
+export function activationBytes(cfg: HookedTransformerConfig, shape: ForwardShape): number {
+  return 4 * arenaLayout(activationSizes(cfg, shape)).floats;
+}
