@@ -173,6 +173,30 @@ describe("forward options and input checks", () => {
     expect(loss as number).toBeCloseTo(sum / 12, 4);
   });
 
+  it("a masked loss counts only predictions of a real token from a real token", () => {
+    // Row 0 right-padded after 4 real tokens, row 1 left-padded before 5: 3 + 4 predictions count.
+    const padded = [[...tokens[0]!.slice(0, 4), 0, 0, 0], [0, 0, ...tokens[1]!.slice(0, 5)]];
+    const mask = [[1, 1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 1, 1, 1]];
+    const { logits, loss } = model.forward(padded, { attentionMask: mask, returnType: "both" });
+    const perToken = model.forward(padded, { attentionMask: mask, returnType: "loss", lossPerToken: true }).loss as Tensor;
+    const lp = logits!.logSoftmax(-1);
+    let sum = 0;
+    let counted = 0;
+    for (let b = 0; b < 2; b++) for (let p = 0; p < 6; p++) {
+      const real = mask[b]![p] === 1 && mask[b]![p + 1] === 1;
+      const want = real ? -lp.get(b, p, padded[b]![p + 1]!) : 0;
+      expect(perToken.get(b, p)).toBeCloseTo(want, 4);
+      if (real) { sum += want; counted++; }
+    }
+    expect(counted).toBe(7);
+    expect(loss as number).toBeCloseTo(sum / 7, 4);
+    // The padded rows' mean loss is each real row's own loss, weighted by its predictions.
+    const alone0 = model.forward([tokens[0]!.slice(0, 4)], { returnType: "loss" }).loss as number;
+    const alone1 = model.forward([tokens[1]!.slice(0, 5)], { returnType: "loss" }).loss as number;
+    expect(loss as number).toBeCloseTo((3 * alone0 + 4 * alone1) / 7, 4);
+    expect(() => model.forward([[1, 2, 3]], { attentionMask: [[1, 0, 1]], returnType: "loss" })).toThrow(/no two consecutive real tokens/);
+  });
+
   it("left padding with an attention mask gives the unpadded row's logits", () => {
     const short = tokens[0]!.slice(0, 5);
     const alone = model.forward([short]).logits!;

@@ -15,13 +15,17 @@ import { encodeBatch, singleToken, strTokens, type EncodedBatch, type ToTokensOp
 import { toMask, toTokenBatch, type TokenBatch, type TokenIds } from "./tokens.js";
 import { checkWeights, type Weights } from "./weights.js";
 
-/** What `forward` returns. */
-export type ReturnType = "logits" | "loss" | "both" | "none";
+/** What `forward` returns (TransformerLens's `return_type`). */
+export type ForwardReturnType = "logits" | "loss" | "both" | "none";
 
 export interface ForwardOptions {
   /** `logits` (default), `loss` (mean next-token cross-entropy), `both`, or `none`. */
-  returnType?: ReturnType;
-  /** With `loss`: one loss per predicted token, [batch, pos - 1], instead of the mean. */
+  returnType?: ForwardReturnType;
+  /**
+   * With `loss`: one loss per predicted token, [batch, pos - 1], instead of the mean. With an
+   * attention mask, a prediction counts only where both its position and the next are real
+   * tokens (0 in the per-token loss elsewhere), as TransformerLens's `lm_cross_entropy_loss`.
+   */
   lossPerToken?: boolean;
   /** Start at this block, from `residual` ([batch, pos, dModel]) instead of tokens. */
   startAtLayer?: number;
@@ -90,9 +94,9 @@ export interface RunWithCacheOptions extends Omit<ForwardOptions, "returnType"> 
 }
 
 /**
- * A GPT-2-style transformer with a TransformerLens hook at every activation.
- * Build one with `HookedTransformer.fromPretrained` (see model/from-pretrained.ts) or
- * from a config and TransformerLens-named weights.
+ * A decoder-only transformer (GPT-2 or LLaMA family, see model/families/) with a
+ * TransformerLens hook at every activation. Build one with `HookedTransformer.fromPretrained`
+ * from a Hugging Face checkpoint, or with `create` from a config and TransformerLens-named weights.
  *
  * @example
  * ```ts
@@ -224,9 +228,10 @@ export class HookedTransformer {
     const hooks = this.collectHooks(options.fwdHooks ?? []);
     const wantLoss = returnType === "loss" || returnType === "both";
     if (wantLoss && options.lastPositionOnly) throw new Error("forward: a loss needs every position's logits; drop lastPositionOnly");
+    const mask = options.attentionMask === undefined ? undefined : toMask(options.attentionMask, batch.batch, batch.pos);
     const out = runForward(this.engine, this.cfg, this.live(), {
       batch: batch.batch, pos: batch.pos, tokens: batch.ids, residual,
-      attentionMask: options.attentionMask === undefined ? undefined : toMask(options.attentionMask, batch.batch, batch.pos),
+      attentionMask: mask,
       startAtLayer, startAfterAttention: afterAttention, stopAtLayer, returnResidual: options.stopAtLayer !== undefined, hooks,
       unembed: returnType === "none" ? "none" : options.lastPositionOnly ? "last" : "all",
       posStart: kept,
@@ -236,7 +241,9 @@ export class HookedTransformer {
     if (options.stopAtLayer !== undefined) return { residual: out.residual };
     const result: ForwardResult = {};
     if (returnType === "logits" || returnType === "both") result.logits = out.logits;
-    if (wantLoss) result.loss = nextTokenLoss(out.logits!, batch, options.lossPerToken ?? false);
+    if (wantLoss) {
+      result.loss = nextTokenLoss(out.logits!, batch, mask, options.lossPerToken ?? false);
+    }
     return result;
   }
 
@@ -382,22 +389,37 @@ export class HookedTransformer {
   }
 }
 
-/** Cross-entropy of predicting token p+1 from position p. */
-function nextTokenLoss(logits: Tensor, batch: TokenBatch, perToken: boolean): number | Tensor {
+/**
+ * Cross-entropy of predicting token p+1 from position p, over the predictions whose position
+ * and target are both real tokens (mask [batch * pos], absent: all real).
+ */
+function nextTokenLoss(logits: Tensor, batch: TokenBatch, mask: Float32Array | undefined, perToken: boolean): number | Tensor {
   const { batch: B, pos: P, ids } = batch;
   if (P < 2) throw new Error("forward: a loss needs at least two positions");
   const V = logits.shape[2]!;
   const losses = new Float32Array(B * (P - 1));
+  let counted = 0;
+  let sum = 0;
   for (let b = 0; b < B; b++) {
     for (let p = 0; p < P - 1; p++) {
+      if (mask !== undefined && (mask[b * P + p] === 0 || mask[b * P + p + 1] === 0)) continue;
       const row = logits.data.subarray((b * P + p) * V, (b * P + p + 1) * V);
-      let max = -Infinity;
-      for (let i = 0; i < V; i++) max = Math.max(max, row[i]!);
-      let sum = 0;
-      for (let i = 0; i < V; i++) sum += Math.exp(row[i]! - max);
-      losses[b * (P - 1) + p] = Math.log(sum) + max - row[ids[b * P + p + 1]!]!;
+      const loss = logSumExp(row) - row[ids[b * P + p + 1]!]!;
+      losses[b * (P - 1) + p] = loss;
+      sum += loss;
+      counted++;
     }
   }
   if (perToken) return new Tensor(losses, [B, P - 1]);
-  return losses.reduce((a, x) => a + x, 0) / losses.length;
+  if (counted === 0) throw new Error("forward: the attention mask leaves no prediction to take a loss over (no two consecutive real tokens)");
+  return sum / counted;
+}
+
+/** log(sum(exp(x))), shifted by the maximum so no exp overflows. */
+function logSumExp(x: Float32Array): number {
+  let max = -Infinity;
+  for (let i = 0; i < x.length; i++) max = Math.max(max, x[i]!);
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) sum += Math.exp(x[i]! - max);
+  return Math.log(sum) + max;
 }
