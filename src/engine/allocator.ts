@@ -17,6 +17,9 @@ export class Allocator {
   /** Size of every live block, by start. */
   private readonly live = new Map<number, number>();
   private top: number;
+  /** Bytes in live blocks, and their most since construction or the last resetPeak(). */
+  private inUse = 0;
+  private peak = 0;
 
   /**
    * @param memory the memory to carve up
@@ -37,7 +40,7 @@ export class Allocator {
       const start = span.start;
       if (span.size === size) this.free.splice(i, 1);
       else { span.start += size; span.size -= size; }
-      this.live.set(start, size);
+      this.track(start, size);
       return start;
     }
     // No free span fits: extend the top (free spans never touch the top, see insertFree).
@@ -45,7 +48,7 @@ export class Allocator {
     const end = start + size;
     this.ensure(end);
     this.top = end;
-    this.live.set(start, size);
+    this.track(start, size);
     return start;
   }
 
@@ -55,6 +58,7 @@ export class Allocator {
     const size = this.live.get(ptr);
     if (size === undefined) throw new Error(`release: ${ptr} is not a live allocation (double free?)`);
     this.live.delete(ptr);
+    this.inUse -= size;
     this.insertFree(ptr, size);
   }
 
@@ -72,14 +76,28 @@ export class Allocator {
 
   /** Bytes in live blocks. */
   get bytesInUse(): number {
-    let sum = 0;
-    for (const size of this.live.values()) sum += size;
-    return sum;
+    return this.inUse;
+  }
+
+  /** The most bytes in live blocks at any moment since construction or the last {@link resetPeak}. */
+  get peakBytesInUse(): number {
+    return this.peak;
+  }
+
+  /** Starts a new peak measurement from the bytes in use now. */
+  resetPeak(): void {
+    this.peak = this.inUse;
   }
 
   /** Number of live blocks. */
   get liveBlocks(): number {
     return this.live.size;
+  }
+
+  private track(start: number, size: number): void {
+    this.live.set(start, size);
+    this.inUse += size;
+    this.peak = Math.max(this.peak, this.inUse);
   }
 
   private insertFree(start: number, size: number): void {

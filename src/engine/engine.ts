@@ -229,10 +229,16 @@ export class Engine {
     return this.heap().slice(ptr >>> 2, (ptr >>> 2) + n);
   }
 
-  /** Bytes currently allocated, and the memory's size. */
-  stats(): { bytesInUse: number; liveBlocks: number; memoryBytes: number } {
+  /** Starts a new measurement of `stats().peakBytesInUse` (the most bytes allocated at once) from now. */
+  resetPeak(): void {
+    this.allocator.resetPeak();
+  }
+
+  /** Bytes currently allocated, the most allocated at once since the last {@link resetPeak}, and the memory's size. */
+  stats(): { bytesInUse: number; peakBytesInUse: number; liveBlocks: number; memoryBytes: number } {
     return {
       bytesInUse: this.allocator.bytesInUse,
+      peakBytesInUse: this.allocator.peakBytesInUse,
       liveBlocks: this.allocator.liveBlocks,
       memoryBytes: this.memory.buffer.byteLength,
     };

@@ -1,0 +1,75 @@
+// One memory model: the forward allocates exactly the arena activationSizes describes, the
+// allocator measures the peak, and (see the sweep tests below) a sweep stays under its plan.
+import { beforeAll, describe, expect, it } from "vitest";
+import { Engine } from "../src/engine/engine.js";
+import { activationBytes } from "../src/model/activation-sizes.js";
+import type { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { loadReference } from "./reference-model.js";
+
+let engine: Engine;
+let gpt2: HookedTransformer;
+let llama: HookedTransformer;
+beforeAll(async () => {
+  engine = await Engine.create({ variant: "simd" });
+  gpt2 = await loadReference("tiny-gpt2-random", engine);
+  llama = await loadReference("tiny-llama-random", engine);
+});
+
+/** The most bytes the engine held at once during fn, above what it held before. */
+function peakDuring(fn: () => void): number {
+  const before = engine.stats().bytesInUse;
+  engine.resetPeak();
+  fn();
+  expect(engine.stats().bytesInUse).toBe(before);
+  return engine.stats().peakBytesInUse - before;
+}
+
+describe("the allocator's peak", () => {
+  it("is the most bytes live at once, in 64-byte blocks, and restarts at resetPeak", () => {
+    const before = engine.stats().bytesInUse;
+    engine.resetPeak();
+    const a = engine.alloc(10); // 40 bytes -> one 64-byte block
+    const b = engine.alloc(100); // 400 -> 448
+    engine.free(a);
+    const c = engine.alloc(16); // 64
+    expect(engine.stats().peakBytesInUse - before).toBe(64 + 448);
+    engine.free(b);
+    engine.free(c);
+    engine.resetPeak();
+    expect(engine.stats().peakBytesInUse).toBe(before);
+  });
+});
+
+describe("the forward's arena", () => {
+  const round = (bytes: number) => Math.ceil(bytes / 64) * 64;
+  it("is the one allocation of a pass, the size activationSizes gives (GPT-2, every position, hooks on patterns)", () => {
+    const cfg = gpt2.cfg;
+    const tokens = [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]];
+    const pattern = [["blocks.1.attn.hook_pattern", () => undefined]] as const;
+    const shape = { batch: 2, pos: 5, posStart: 0, embeds: true, scores: true, pruneLastLayer: false, attentionMask: false, logitRows: 10 };
+    expect(peakDuring(() => gpt2.forward(tokens, { fwdHooks: pattern }))).toBe(round(activationBytes(cfg, shape)));
+    expect(peakDuring(() => gpt2.forward(tokens))).toBe(round(activationBytes(cfg, { ...shape, scores: false })));
+    expect(peakDuring(() => gpt2.forward(tokens, { lastPositionOnly: true })))
+      .toBe(round(activationBytes(cfg, { ...shape, scores: false, logitRows: 2 })));
+  });
+
+  it("counts grouped key/value heads, the gated MLP, rotary tables, a kept prefix and a pruned last block (LLaMA)", () => {
+    const cfg = llama.cfg;
+    expect(cfg.nKeyValueHeads).toBeLessThan(cfg.nHeads);
+    const tokens = [[1, 2, 3, 4, 5, 6], [6, 7, 8, 9, 10, 11]];
+    const { cache } = llama.runWithCache(tokens);
+    const keysValues = (l: number) => ({ k: cache.get(`blocks.${l}.attn.hook_rot_k`), v: cache.get(`blocks.${l}.attn.hook_v`) });
+    const residual = cache.get("blocks.1.hook_resid_pre");
+    const kept = residual.slice(1, 2, 6);
+    const measured = peakDuring(() => llama.forward(tokens, {
+      startAtLayer: 1, residual: kept, keptPrefix: { length: 2, keysValues }, lastPositionOnly: true, pruneLastLayer: true,
+    }));
+    const shape = { batch: 2, pos: 6, posStart: 2, embeds: false, scores: false, pruneLastLayer: true, attentionMask: false, logitRows: 2 };
+    expect(measured).toBe(round(activationBytes(cfg, shape)));
+    // The memory model is not a constant: each feature it names changes the size.
+    expect(activationBytes(cfg, { ...shape, pruneLastLayer: false })).toBeLessThan(activationBytes(cfg, shape));
+    expect(activationBytes(cfg, { ...shape, posStart: 0, embeds: true })).toBeGreaterThan(activationBytes(cfg, { ...shape, posStart: 0, embeds: false }));
+    expect(activationBytes({ ...cfg, useAttnResult: true }, shape) - activationBytes(cfg, shape))
+      .toBe(4 * Math.ceil((2 * 4 * cfg.nHeads * cfg.dModel) / 16) * 16);
+  });
+});
