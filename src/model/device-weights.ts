@@ -26,14 +26,21 @@ export interface DevicePointers {
   bU: number;   // [V]
 }
 
+/** A matrix the forward multiplies by, [rows (in), cols (out)] row-major, with the bias added after it. */
+interface HostMatrix {
+  W: Float32Array;
+  bias: Float32Array;
+  rows: number;
+  cols: number;
+}
+
 /**
- * Uploads a model's weights once. LayerNorm weights are folded into the matrices that
- * read them (without centring: that is foldLn's job and it changes hook values), so
- * every norm kernel call is the same affine-free one and `hook_normalized` is what
- * TransformerLens shows before the w/b multiply.
+ * The forward's matrices as the kernels use them, on the host. LayerNorm weights are folded into
+ * the matrices that read them (without centring: that is foldLn's job and it changes hook values),
+ * so every norm kernel call is the same affine-free one.
  */
-export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weights: Weights): DevicePointers {
-  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d } = cfg;
+function hostMatrices(cfg: HookedTransformerConfig, weights: Weights) {
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M } = cfg;
   const hasNorm = cfg.normalizationType === "LN" || cfg.normalizationType === "RMS";
   const get = (name: string): Float32Array => {
     const t = weights.get(name);
@@ -43,8 +50,8 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
   const lnOf = (name: string) => hasNorm ? { w: get(`${name}.w`), b: cfg.normalizationType === "LN" ? get(`${name}.b`) : undefined } : undefined;
 
   // W: [D, n] rows scaled by ln.w; bias += ln.b @ W (original W).
-  const foldInto = (W: Float32Array, bias: Float32Array, n: number, ln: ReturnType<typeof lnOf>) => {
-    if (ln === undefined) return { W, bias };
+  const foldInto = (W: Float32Array, bias: Float32Array, n: number, ln: ReturnType<typeof lnOf>): HostMatrix => {
+    if (ln === undefined) return { W, bias, rows: D, cols: n };
     const Wf = new Float32Array(W.length);
     const bf = bias.slice();
     for (let i = 0; i < D; i++) {
@@ -56,7 +63,7 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
         if (b !== 0) bf[j]! += x * b;
       }
     }
-    return { W: Wf, bias: bf };
+    return { W: Wf, bias: bf, rows: D, cols: n };
   };
   // [heads, D, d] -> [D, heads*d]
   const headsToColumns = (W: Float32Array, heads: number) => {
@@ -66,46 +73,105 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
     }
     return out;
   };
-  const up = (data: Float32Array) => engine.upload(data);
-  // A [rows, cols] matrix packed for gemmPacked; the unpacked copy lives only during the call.
-  const upPacked = (data: Float32Array, rows: number, cols: number) => {
-    const raw = engine.upload(data);
-    const packed = engine.alloc(packedBLength(rows, cols));
-    engine.kernels.prepackB(raw, cols, rows, cols, 0, packed);
-    engine.free(raw);
-    return packed;
+  return {
+    get,
+    /** Block l's matrices (computed when asked, so only one block's copies live at a time). */
+    block(l: number) {
+      const a = `blocks.${l}.attn.`;
+      const m = `blocks.${l}.mlp.`;
+      const ln1 = lnOf(`blocks.${l}.ln1`);
+      const ln2 = lnOf(`blocks.${l}.ln2`);
+      return {
+        q: foldInto(headsToColumns(get(`${a}W_Q`), H), get(`${a}b_Q`), H * d, ln1),
+        k: foldInto(headsToColumns(get(`${a}${kvName(cfg, "W_K")}`), Hk), get(`${a}${kvName(cfg, "b_K")}`), Hk * d, ln1),
+        v: foldInto(headsToColumns(get(`${a}${kvName(cfg, "W_V")}`), Hk), get(`${a}${kvName(cfg, "b_V")}`), Hk * d, ln1),
+        o: { W: get(`${a}W_O`), bias: get(`${a}b_O`), rows: H * d, cols: D },
+        // A gated MLP adds b_in after the product (as TransformerLens); its projections carry no bias.
+        in: foldInto(get(`${m}W_in`), cfg.gatedMlp ? new Float32Array(M) : get(`${m}b_in`), M, ln2),
+        gate: cfg.gatedMlp ? foldInto(get(`${m}W_gate`), new Float32Array(M), M, ln2) : undefined,
+        out: { W: get(`${m}W_out`), bias: get(`${m}b_out`), rows: M, cols: D },
+      };
+    },
+    unembed: () => foldInto(get("unembed.W_U"), get("unembed.b_U"), cfg.dVocab, lnOf("ln_final")),
   };
+}
 
+/** A host matrix packed for gemmPacked: W itself [rows, cols], or (transposed) Wᵀ [cols, rows]. */
+function uploadPacked(engine: Engine, m: HostMatrix, transposed: boolean): number {
+  const raw = engine.upload(m.W); // the unpacked copy lives only during the call
+  const [k, n] = transposed ? [m.cols, m.rows] : [m.rows, m.cols];
+  const packed = engine.alloc(packedBLength(k, n));
+  engine.kernels.prepackB(raw, m.cols, k, n, transposed ? 1 : 0, packed);
+  engine.free(raw);
+  return packed;
+}
+
+/**
+ * Uploads a model's weights once, the matrices packed for gemmPacked, so every norm kernel call
+ * is affine-free and `hook_normalized` is the norm's output before its weights apply.
+ */
+export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weights: Weights): DevicePointers {
+  const host = hostMatrices(cfg, weights);
+  const up = (data: Float32Array) => engine.upload(data);
+  const packed = (m: HostMatrix) => uploadPacked(engine, m, false);
   const blocks: BlockPointers[] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
-    const a = `blocks.${l}.attn.`;
-    const m = `blocks.${l}.mlp.`;
-    const ln1 = lnOf(`blocks.${l}.ln1`);
-    const ln2 = lnOf(`blocks.${l}.ln2`);
-    const q = foldInto(headsToColumns(get(`${a}W_Q`), H), get(`${a}b_Q`), H * d, ln1);
-    const k = foldInto(headsToColumns(get(`${a}${kvName(cfg, "W_K")}`), Hk), get(`${a}${kvName(cfg, "b_K")}`), Hk * d, ln1);
-    const v = foldInto(headsToColumns(get(`${a}${kvName(cfg, "W_V")}`), Hk), get(`${a}${kvName(cfg, "b_V")}`), Hk * d, ln1);
-    const mlpIn = foldInto(get(`${m}W_in`), cfg.gatedMlp ? new Float32Array(cfg.dMlp) : get(`${m}b_in`), cfg.dMlp, ln2);
-    const gate = cfg.gatedMlp ? foldInto(get(`${m}W_gate`), new Float32Array(cfg.dMlp), cfg.dMlp, ln2) : undefined;
-    const { dModel, dMlp } = cfg;
+    const { q, k, v, o, in: mlpIn, gate, out } = host.block(l);
     blocks.push({
-      wq: upPacked(q.W, dModel, H * d), wk: upPacked(k.W, dModel, Hk * d), wv: upPacked(v.W, dModel, Hk * d),
-      bq: up(q.bias), bk: up(k.bias), bv: up(v.bias),
-      wo: upPacked(get(`${a}W_O`), H * d, dModel), woHeads: cfg.useAttnResult ? up(get(`${a}W_O`)) : 0, bo: up(get(`${a}b_O`)),
-      // A gated MLP adds b_in after the product (as TransformerLens); its projections carry no bias.
-      wgate: gate ? upPacked(gate.W, dModel, dMlp) : 0,
-      win: upPacked(mlpIn.W, dModel, dMlp), bin: up(cfg.gatedMlp ? get(`${m}b_in`) : mlpIn.bias),
-      wout: upPacked(get(`${m}W_out`), dMlp, dModel), bout: up(get(`${m}b_out`)),
+      wq: packed(q), wk: packed(k), wv: packed(v), bq: up(q.bias), bk: up(k.bias), bv: up(v.bias),
+      wo: packed(o), woHeads: cfg.useAttnResult ? up(o.W) : 0, bo: up(o.bias),
+      wgate: gate ? packed(gate) : 0,
+      win: packed(mlpIn), bin: up(cfg.gatedMlp ? host.get(`blocks.${l}.mlp.b_in`) : mlpIn.bias),
+      wout: packed(out), bout: up(out.bias),
     });
   }
-  const unembed = foldInto(get("unembed.W_U"), get("unembed.b_U"), cfg.dVocab, lnOf("ln_final"));
+  const unembed = host.unembed();
   return {
-    wE: up(get("embed.W_E")),
-    wPos: cfg.positionalEmbeddingType === "standard" ? up(get("pos_embed.W_pos")) : 0,
+    wE: up(host.get("embed.W_E")),
+    wPos: cfg.positionalEmbeddingType === "standard" ? up(host.get("pos_embed.W_pos")) : 0,
     blocks,
-    wU: upPacked(unembed.W, D, cfg.dVocab),
+    wU: packed(unembed),
     bU: up(unembed.bias),
   };
+}
+
+/** One block's transposed matrices, packed: the backward's products g_in = g_out · Wᵀ. */
+export interface TransposedBlockPointers {
+  wqT: number; wkT: number; wvT: number; // [H*d, D], [Hk*d, D]
+  woT: number;                           // [D, H*d]
+  wgateT: number;                        // [M, D], or 0 without a gated MLP
+  winT: number;                          // [M, D]
+  woutT: number;                         // [D, M]
+}
+
+export interface TransposedPointers {
+  blocks: TransposedBlockPointers[];
+  wUT: number; // [V, D]
+}
+
+/**
+ * Packs the transpose of every matrix the forward multiplies by, for the backward's products at
+ * the forward's speed. Costs as much engine memory as the forward's matrices again (the
+ * embeddings aside); a model builds them at its first backward and keeps them until dispose.
+ */
+export function uploadTransposedWeights(engine: Engine, cfg: HookedTransformerConfig, weights: Weights): TransposedPointers {
+  const host = hostMatrices(cfg, weights);
+  const packedT = (m: HostMatrix) => uploadPacked(engine, m, true);
+  const blocks: TransposedBlockPointers[] = [];
+  for (let l = 0; l < cfg.nLayers; l++) {
+    const { q, k, v, o, in: mlpIn, gate, out } = host.block(l);
+    blocks.push({
+      wqT: packedT(q), wkT: packedT(k), wvT: packedT(v), woT: packedT(o),
+      wgateT: gate ? packedT(gate) : 0, winT: packedT(mlpIn), woutT: packedT(out),
+    });
+  }
+  return { blocks, wUT: packedT(host.unembed()) };
+}
+
+/** Frees everything {@link uploadTransposedWeights} allocated. */
+export function freeTransposedWeights(engine: Engine, p: TransposedPointers): void {
+  for (const b of p.blocks) for (const ptr of Object.values(b)) engine.free(ptr);
+  engine.free(p.wUT);
 }
 
 /** Frees everything {@link uploadWeights} allocated. */
