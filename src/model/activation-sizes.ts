@@ -66,6 +66,58 @@ export function activationSizes(cfg: HookedTransformerConfig, shape: ForwardShap
   };
 }
 
+/** The backward's shape: it always runs over every position of every row. */
+export interface BackwardShape {
+  batch: number;
+  pos: number;
+  /** Rows of the logits' gradient: batch × pos, or the batch for a metric reading each row's last position. */
+  logitRows: number;
+  /** An attention mask is given (ragged rows). */
+  attentionMask: boolean;
+}
+
+/**
+ * Floats of every buffer of the backward's arena: gradients (g*) and, one block at a time, the
+ * stored forward activations the block's backward reads (s*, copied in from the forward's cache).
+ */
+export function backwardSizes(cfg: HookedTransformerConfig, shape: BackwardShape) {
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
+  const { batch: B, pos: P } = shape;
+  const rows = B * P;
+  const rotary = cfg.positionalEmbeddingType === "rotary";
+  return {
+    gLogits: shape.logitRows * V,
+    gResid: rows * D,
+    gNorm: rows * D,
+    gScale: rows,
+    gDelta: rows * D,
+    gResult: cfg.useAttnResult ? rows * H * D : 0,
+    gz: rows * H * d,
+    gq: rows * H * d,
+    gk: rows * Hk * d,
+    gv: rows * Hk * d,
+    gPattern: B * H * P * P,
+    gScores: B * H * P * P,
+    gPost: rows * M,
+    gPre: rows * M,
+    gPreLinear: cfg.gatedMlp ? rows * M : 0,
+    sNorm: rows * D,
+    sScale: rows,
+    sQ: rows * H * d,
+    sK: rows * Hk * d,
+    sV: rows * Hk * d,
+    sPattern: B * H * P * P,
+    sPre: rows * M,
+    sPreLinear: cfg.gatedMlp ? rows * M : 0,
+    cos: rotary ? rows * (d / 2) : 0,
+    sinNeg: rotary ? rows * (d / 2) : 0,
+    mask: shape.attentionMask ? B * P : 0,
+  };
+}
+
+/** The backward arena's buffers by name. */
+export type BackwardBuffer = keyof ReturnType<typeof backwardSizes>;
+
 /** The arena's buffers by name. */
 export type ActivationBuffer = keyof ReturnType<typeof activationSizes>;
 
@@ -73,10 +125,10 @@ export type ActivationBuffer = keyof ReturnType<typeof activationSizes>;
 export const ARENA_ALIGN_FLOATS = 16;
 
 /** Float offsets of each buffer inside one arena, and its total length in floats. */
-export function arenaLayout(sizes: Record<ActivationBuffer, number>): { offsets: Record<ActivationBuffer, number>; floats: number } {
-  const offsets = {} as Record<ActivationBuffer, number>;
+export function arenaLayout<K extends string>(sizes: Record<K, number>): { offsets: Record<K, number>; floats: number } {
+  const offsets = {} as Record<K, number>;
   let floats = 0;
-  for (const key of Object.keys(sizes) as ActivationBuffer[]) {
+  for (const key of Object.keys(sizes) as K[]) {
     offsets[key] = floats;
     floats += Math.ceil(sizes[key] / ARENA_ALIGN_FLOATS) * ARENA_ALIGN_FLOATS;
   }

@@ -1,5 +1,6 @@
 import type { Engine } from "../engine/engine.js";
 import { packedBLength } from "../engine/kernels.js";
+import type { Tensor } from "../engine/tensor.js";
 import type { HookedTransformerConfig } from "./config.js";
 import { kvName, type Weights } from "./weights.js";
 
@@ -39,7 +40,7 @@ interface HostMatrix {
  * the matrices that read them (without centring: that is foldLn's job and it changes hook values),
  * so every norm kernel call is the same affine-free one.
  */
-function hostMatrices(cfg: HookedTransformerConfig, weights: Weights) {
+function hostMatrices(cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>) {
   const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M } = cfg;
   const hasNorm = cfg.normalizationType === "LN" || cfg.normalizationType === "RMS";
   const get = (name: string): Float32Array => {
@@ -154,7 +155,7 @@ export interface TransposedPointers {
  * the forward's speed. Costs as much engine memory as the forward's matrices again (the
  * embeddings aside); a model builds them at its first backward and keeps them until dispose.
  */
-export function uploadTransposedWeights(engine: Engine, cfg: HookedTransformerConfig, weights: Weights): TransposedPointers {
+export function uploadTransposedWeights(engine: Engine, cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>): TransposedPointers {
   const host = hostMatrices(cfg, weights);
   const packedT = (m: HostMatrix) => uploadPacked(engine, m, true);
   const blocks: TransposedBlockPointers[] = [];

@@ -5,7 +5,7 @@ import type { DevicePointers } from "./device-weights.js";
 import type { ForwardPlan } from "./forward.js";
 
 /** Position id of every token [batch * pos]: its index among the row's real tokens (padding skipped). */
-export function positionIds(plan: ForwardPlan): Int32Array {
+export function positionIds(plan: Pick<ForwardPlan, "batch" | "pos" | "attentionMask">): Int32Array {
   const { batch: B, pos: P } = plan;
   const ids = new Int32Array(B * P);
   for (let b = 0; b < B; b++) {

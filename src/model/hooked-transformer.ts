@@ -8,7 +8,10 @@ import { configFromHf, type HookedTransformerConfig } from "./config.js";
 import { convertGpt2Weights } from "./gpt2-weights.js";
 import { convertLlamaWeights } from "./llama-weights.js";
 import { processWeights, type ProcessOptions } from "./process-weights.js";
-import { freeWeights, uploadWeights, type DevicePointers } from "./device-weights.js";
+import {
+  freeTransposedWeights, freeWeights, uploadTransposedWeights, uploadWeights, type DevicePointers, type TransposedPointers,
+} from "./device-weights.js";
+import { assertDifferentiable, forwardBackward, type DifferentiableMetric } from "./gradients.js";
 import { runForward } from "./forward.js";
 import { assertHookName, hookNames, type HookFilter, type HookFn } from "./hook-points.js";
 import { encodeBatch, singleToken, strTokens, type EncodedBatch, type ToTokensOptions } from "./text.js";
@@ -88,9 +91,37 @@ export interface FromPretrainedOptions extends EngineOptions, ProcessOptions {
 /** Token ids, or text (encoded with the model's tokenizer, BOS prepended, ragged batches padded and masked). */
 export type ModelInput = TokenIds | string | readonly string[];
 
-export interface RunWithCacheOptions extends Omit<ForwardOptions, "returnType"> {
-  /** Which activations to keep: names, a predicate, or all (default). */
+/** Options of a run that also takes gradients (see {@link HookedTransformer.runWithHooks}). */
+export interface BackwardOptions {
+  /**
+   * Backward hooks for this call only, as TransformerLens `bwd_hooks`: each sees the gradient of
+   * the metric at its hook point (same name and shape as the activation) and may return a
+   * replacement (or edit it in place), which flows on upstream. Needs `metric`.
+   */
+  bwdHooks?: readonly (readonly [HookFilter, HookFn])[];
+  /** The metric differentiated: one with a gradient (logitDiff, logProb, normalize(...), or your own with `grad`). */
+  metric?: DifferentiableMetric;
+}
+
+export interface RunWithHooksOptions extends ForwardOptions, BackwardOptions {}
+
+export interface RunWithCacheOptions extends Omit<ForwardOptions, "returnType">, BackwardOptions {
+  /** Which activations to keep: names, a predicate, or all (default). With inclBwd, `<name>_grad` names select gradients. */
   namesFilter?: string | readonly string[] | ((name: string) => boolean);
+  /**
+   * Also run the backward of `metric` and keep the gradient at every selected hook point as
+   * `<hook name>_grad` (TransformerLens `incl_bwd`).
+   */
+  inclBwd?: boolean;
+}
+
+/** What `runWithCache` returns. */
+export interface RunWithCacheResult {
+  logits?: Tensor;
+  residual?: Tensor;
+  cache: ActivationCache;
+  /** The metric's value, when gradients were taken. */
+  metric?: number;
 }
 
 /**
@@ -117,8 +148,11 @@ export class HookedTransformer {
   /** Text ↔ ids, when the checkpoint had tokenizer files (or one was set). */
   tokenizer: Tokenizer | undefined;
   private device: DevicePointers | undefined;
+  /** The weights' transposes for the backward's products, packed at the first backward. */
+  private deviceT: TransposedPointers | undefined;
   private readonly names: readonly string[];
   private readonly persistent: [string, HookFn][] = [];
+  private readonly persistentBwd: [string, HookFn][] = [];
 
   /** Uploads the weights to the engine. The weights must match the config exactly (names and shapes). */
   constructor(cfg: HookedTransformerConfig, weights: Weights, engine: Engine, tokenizer?: Tokenizer) {
@@ -167,13 +201,24 @@ export class HookedTransformer {
     return [...this.names];
   }
 
-  /** Adds a hook that stays until {@link resetHooks}; it runs before per-call hooks. */
-  addHook(filter: HookFilter, fn: HookFn): void {
-    for (const name of this.resolve(filter)) this.persistent.push([name, fn]);
+  /**
+   * Adds a hook that stays until {@link resetHooks}; it runs before per-call hooks. With
+   * `{ dir: "bwd" }` it is a backward hook: it sees the metric's gradient at its hook point in
+   * every run that takes gradients, and may replace it.
+   * @example
+   * ```ts
+   * model.addHook("blocks.0.hook_resid_post", (g) => { g.data.fill(0); }, { dir: "bwd" }); // stop gradients there
+   * ```
+   */
+  addHook(filter: HookFilter, fn: HookFn, options: { dir?: "fwd" | "bwd" } = {}): void {
+    const dir = options.dir ?? "fwd";
+    if (dir !== "fwd" && dir !== "bwd") throw new Error(`addHook: dir must be "fwd" or "bwd", got ${JSON.stringify(dir)}`);
+    if (typeof fn !== "function") throw new Error("addHook: the hook is not a function");
+    for (const name of this.resolve(filter)) (dir === "fwd" ? this.persistent : this.persistentBwd).push([name, fn]);
   }
 
   /**
-   * Whether a hook added with {@link addHook} watches any hook point the filter selects (every
+   * Whether a forward hook added with {@link addHook} watches any hook point the filter selects (every
    * hook point when it is omitted).
    * @example
    * ```ts
@@ -187,9 +232,10 @@ export class HookedTransformer {
     return this.persistent.some(([name]) => names.has(name));
   }
 
-  /** Removes every hook added with {@link addHook}. */
+  /** Removes every hook added with {@link addHook}, forward and backward. */
   resetHooks(): void {
     this.persistent.length = 0;
+    this.persistentBwd.length = 0;
   }
 
   /**
@@ -199,14 +245,7 @@ export class HookedTransformer {
    */
   forward(input: ModelInput, options: ForwardOptions = {}): ForwardResult {
     let tokens: TokenIds;
-    if (typeof input === "string" || (Array.isArray(input) && typeof input[0] === "string")) {
-      const encoded = this.toTokensWithMask(input as string | readonly string[]);
-      tokens = encoded.tokens;
-      const ragged = encoded.attentionMask.some((row) => row.includes(0));
-      if (ragged && options.attentionMask === undefined) options = { ...options, attentionMask: encoded.attentionMask };
-    } else {
-      tokens = input as TokenIds;
-    }
+    ({ tokens, options } = this.tokensOf(input, options));
     const returnType = options.returnType ?? "logits";
     if (!["logits", "loss", "both", "none"].includes(returnType)) {
       throw new Error(`forward: returnType must be "logits", "loss", "both" or "none", got ${JSON.stringify(returnType)}`);
@@ -225,7 +264,7 @@ export class HookedTransformer {
       throw new Error(`forward: startAfterAttention needs startAtLayer below nLayers (${this.cfg.nLayers}), got ${startAtLayer}`);
     }
     const residual = startAtLayer > 0 || afterAttention ? this.residualInput(options.residual, batch, kept) : undefined;
-    const hooks = this.collectHooks(options.fwdHooks ?? []);
+    const hooks = this.collectHooks(this.persistent, options.fwdHooks ?? []);
     const wantLoss = returnType === "loss" || returnType === "both";
     if (wantLoss && options.lastPositionOnly) throw new Error("forward: a loss needs every position's logits; drop lastPositionOnly");
     const mask = options.attentionMask === undefined ? undefined : toMask(options.attentionMask, batch.batch, batch.pos);
@@ -247,9 +286,22 @@ export class HookedTransformer {
     return result;
   }
 
-  /** `forward` with hooks for this call only (TransformerLens `run_with_hooks`). */
-  runWithHooks(tokens: ModelInput, options: ForwardOptions = {}): ForwardResult {
-    return this.forward(tokens, options);
+  /**
+   * `forward` with hooks for this call only (TransformerLens `run_with_hooks`). With a `metric`
+   * (and optionally `bwdHooks`) it also runs the backward of the metric, firing backward hooks
+   * (per call and added with `{ dir: "bwd" }`) at every hook point, and returns the metric.
+   *
+   * @example
+   * ```ts
+   * const metric = logitDiff({ correct: [42], incorrect: [47] });
+   * const grads = new Map<string, Tensor>();
+   * model.runWithHooks(tokens, { metric, bwdHooks: [[(n) => n.endsWith("hook_z"), (g, h) => { grads.set(h.name, g.clone()); }]] });
+   * ```
+   */
+  runWithHooks(tokens: ModelInput, options: RunWithHooksOptions = {}): ForwardResult & { metric?: number } {
+    if (options.metric === undefined && options.bwdHooks === undefined) return this.forward(tokens, options);
+    const { logits, metric } = this.withGradients(tokens, options, []);
+    return { logits, metric };
   }
 
   /**
@@ -257,14 +309,23 @@ export class HookedTransformer {
    * (TransformerLens `run_with_cache`). Cached values are taken after the hooks
    * of `fwdHooks` ran, so a patched run caches the patched activations.
    */
-  runWithCache(tokens: ModelInput, options: RunWithCacheOptions = {}): { logits?: Tensor; residual?: Tensor; cache: ActivationCache } {
-    const selected = this.selectNames(options.namesFilter);
+  runWithCache(tokens: ModelInput, options: RunWithCacheOptions = {}): RunWithCacheResult {
+    const selected = this.selectNames(options.namesFilter, options.inclBwd ?? false);
     const store = new Map<string, Tensor>();
-    const caching: [string, HookFn][] = selected.map((name) => [name, (act: Tensor) => { store.set(name, act.clone()); }]);
-    const { logits, residual } = this.forward(tokens, { ...options, returnType: "logits", fwdHooks: [...(options.fwdHooks ?? []), ...caching] });
-    // Forward order, whatever order the filter listed them in.
-    const ordered = this.names.filter((n) => store.has(n)).map((n) => [n, store.get(n)!] as [string, Tensor]);
-    return { logits, residual, cache: new ActivationCache(ordered, this) };
+    const caching = (suffix: string): [string, HookFn][] => selected.filter((n) => n.endsWith(suffix) || suffix === "")
+      .map((n) => suffix === "" ? n : n.slice(0, -suffix.length))
+      .filter((name) => suffix !== "" || !name.endsWith("_grad"))
+      .map((name) => [name, (act: Tensor) => { store.set(name + suffix, act.clone()); }]);
+    const fwdCaching = caching("");
+    // Forward order, whatever order the filter listed them in; each gradient after its activation.
+    const ordered = () => this.names.flatMap((n) => [n, `${n}_grad`]).filter((n) => store.has(n)).map((n) => [n, store.get(n)!] as [string, Tensor]);
+    if (options.inclBwd) {
+      const { logits, metric } = this.withGradients(tokens, { ...options, fwdHooks: [...(options.fwdHooks ?? []), ...fwdCaching] }, caching("_grad"));
+      return { logits, cache: new ActivationCache(ordered(), this), metric };
+    }
+    if (options.metric !== undefined || options.bwdHooks !== undefined) throw new Error("runWithCache: metric and bwdHooks need inclBwd: true");
+    const { logits, residual } = this.forward(tokens, { ...options, returnType: "logits", fwdHooks: [...(options.fwdHooks ?? []), ...fwdCaching] });
+    return { logits, residual, cache: new ActivationCache(ordered(), this) };
   }
 
   /**
@@ -315,6 +376,8 @@ export class HookedTransformer {
     if (this.device === undefined) return;
     freeWeights(this.engine, this.device);
     this.device = undefined;
+    if (this.deviceT !== undefined) freeTransposedWeights(this.engine, this.deviceT);
+    this.deviceT = undefined;
   }
 
   private live(): DevicePointers {
@@ -331,14 +394,15 @@ export class HookedTransformer {
     return this.names.filter((n) => filter(n));
   }
 
-  private collectHooks(perCall: readonly (readonly [HookFilter, HookFn])[]): Map<string, HookFn[]> {
+  /** Hook name → functions: the persistent ones, then the per-call ones, each in order. */
+  private collectHooks(persistent: readonly [string, HookFn][], perCall: readonly (readonly [HookFilter, HookFn])[]): Map<string, HookFn[]> {
     const hooks = new Map<string, HookFn[]>();
     const add = (name: string, fn: HookFn) => {
       if (typeof fn !== "function") throw new Error(`the hook for ${name} is not a function`);
       const list = hooks.get(name);
       if (list) list.push(fn); else hooks.set(name, [fn]);
     };
-    for (const [name, fn] of this.persistent) add(name, fn);
+    for (const [name, fn] of persistent) add(name, fn);
     for (const entry of perCall) {
       if (!Array.isArray(entry) || entry.length !== 2) throw new Error("fwdHooks entries must be [name or predicate, fn] pairs");
       for (const name of this.resolve(entry[0])) add(name, entry[1]);
@@ -346,12 +410,47 @@ export class HookedTransformer {
     return hooks;
   }
 
-  private selectNames(filter: RunWithCacheOptions["namesFilter"]): string[] {
-    if (filter === undefined) return [...this.names];
-    if (typeof filter === "function") return this.names.filter((n) => filter(n));
+  /** The cached names a filter selects: hook names, and with gradients also `<hook name>_grad` names. */
+  private selectNames(filter: RunWithCacheOptions["namesFilter"], grads: boolean): string[] {
+    const all = grads ? this.names.flatMap((n) => [n, `${n}_grad`]) : [...this.names];
+    if (filter === undefined) return all;
+    if (typeof filter === "function") return all.filter((n) => filter(n));
     const list = typeof filter === "string" ? [filter] : filter;
-    for (const n of list) assertHookName(n, this.names);
+    for (const n of list) assertHookName(n, all);
     return [...list];
+  }
+
+  /** Text is encoded (ragged rows padded, with their attention mask); ids pass through. */
+  private tokensOf<O extends ForwardOptions>(input: ModelInput, options: O): { tokens: TokenIds; options: O } {
+    if (typeof input === "string" || (Array.isArray(input) && typeof input[0] === "string")) {
+      const encoded = this.toTokensWithMask(input as string | readonly string[]);
+      const ragged = encoded.attentionMask.some((row) => row.includes(0));
+      if (ragged && options.attentionMask === undefined) options = { ...options, attentionMask: encoded.attentionMask };
+      return { tokens: encoded.tokens, options };
+    }
+    return { tokens: input as TokenIds, options };
+  }
+
+  /** Forward + backward of options.metric with every backward hook (added, per call, then `extraBwd`). */
+  private withGradients(input: ModelInput, options: RunWithHooksOptions, extraBwd: readonly [string, HookFn][]) {
+    assertDifferentiable(options.metric);
+    for (const key of ["startAtLayer", "stopAtLayer", "startAfterAttention", "keptPrefix", "pruneLastLayer", "lastPositionOnly"] as const) {
+      if (options[key] !== undefined && options[key] !== false) throw new Error(`gradients run the whole model at every position; ${key} cannot be used with them`);
+    }
+    if (options.returnType !== undefined && options.returnType !== "logits") throw new Error("gradients return logits and the metric; drop returnType");
+    const { tokens, options: opts } = this.tokensOf(input, options);
+    const batch = toTokenBatch(tokens, this.cfg.dVocab, this.cfg.nCtx);
+    const mask = opts.attentionMask === undefined ? undefined : toMask(opts.attentionMask, batch.batch, batch.pos);
+    const bwd = this.collectHooks(this.persistentBwd, [...(opts.bwdHooks ?? []), ...extraBwd]);
+    const fwdUser = opts.fwdHooks ?? [];
+    return forwardBackward({
+      cfg: this.cfg, engine: this.engine,
+      forward: (hooks, lastPositionOnly) => this.forward(tokens, {
+        attentionMask: opts.attentionMask, lastPositionOnly, fwdHooks: [...fwdUser, ...hooks],
+      }).logits!,
+      device: () => this.live(),
+      transposed: () => this.deviceT ??= uploadTransposedWeights(this.engine, this.cfg, this.weights),
+    }, { batch: batch.batch, pos: batch.pos, attentionMask: mask, fwdHooks: [], bwdHooks: bwd, metric: opts.metric! });
   }
 
   private layerOption(name: string, value: number | undefined, fallback: number): number {

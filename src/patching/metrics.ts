@@ -1,4 +1,4 @@
-import type { Tensor } from "../engine/tensor.js";
+import { Tensor } from "../engine/tensor.js";
 
 /**
  * A patching metric: logits [batch, pos, dVocab] to one number. A metric may declare
@@ -7,8 +7,14 @@ import type { Tensor } from "../engine/tensor.js";
  * may also declare `tokens`, the only vocabulary entries (logit columns) it reads: a planned
  * sweep then unembeds only those, and the other entries of the logits it hands over are NaN
  * (so a metric that reads an undeclared token fails loudly instead of reading a wrong value).
+ * A metric with `grad` (dMetric/dlogits, the logits' shape) can be differentiated: gradients,
+ * attribution patching. The built-in metrics have one.
  */
-export type Metric = ((logits: Tensor) => number) & { positions?: "last" | "all"; tokens?: readonly number[] };
+export type Metric = ((logits: Tensor) => number) & {
+  positions?: "last" | "all";
+  tokens?: readonly number[];
+  grad?: (logits: Tensor) => Tensor;
+};
 
 /**
  * Mean over the batch of `logits[b, last, correct[b]] - logits[b, last, incorrect[b]]`:
@@ -34,7 +40,18 @@ export function logitDiff(answers: { correct: readonly number[]; incorrect: read
     }
     return sum / B;
   };
-  return Object.assign(fn, { positions: "last" as const, tokens: [...new Set([...correct, ...incorrect])] });
+  // d/dlogits: +1/B at each row's correct answer, -1/B at its incorrect one (last position).
+  const grad = (logits: Tensor) => {
+    const [B, P, V] = checkLogits("logitDiff", logits, correct.length);
+    const g = new Float32Array(B * P * V);
+    for (let b = 0; b < B; b++) {
+      const row = (b * P + P - 1) * V;
+      g[row + checkId("logitDiff", correct[b]!, V)]! += 1 / B;
+      g[row + checkId("logitDiff", incorrect[b]!, V)]! -= 1 / B;
+    }
+    return new Tensor(g, [B, P, V]);
+  };
+  return Object.assign(fn, { positions: "last" as const, tokens: [...new Set([...correct, ...incorrect])], grad });
 }
 
 /** Mean over the batch of the log-probability of `correct[b]` at the last position. */
@@ -53,7 +70,23 @@ export function logProb(answers: { correct: readonly number[] }): Metric {
     }
     return sum / B;
   };
-  return Object.assign(fn, { positions: "last" as const });
+  // d/dlogits of log softmax(x)[c] is onehot(c) - softmax(x), over B rows: at each row's last position.
+  const grad = (logits: Tensor) => {
+    const [B, P, V] = checkLogits("logProb", logits, correct.length);
+    const g = new Float32Array(B * P * V);
+    for (let b = 0; b < B; b++) {
+      const at = (b * P + P - 1) * V;
+      const row = logits.data.subarray(at, at + V);
+      let max = -Infinity;
+      for (let i = 0; i < V; i++) max = Math.max(max, row[i]!);
+      let z = 0;
+      for (let i = 0; i < V; i++) z += Math.exp(row[i]! - max);
+      for (let i = 0; i < V; i++) g[at + i] = -Math.exp(row[i]! - max) / z / B;
+      g[at + checkId("logProb", correct[b]!, V)]! += 1 / B;
+    }
+    return new Tensor(g, [B, P, V]);
+  };
+  return Object.assign(fn, { positions: "last" as const, grad });
 }
 
 /**
@@ -69,7 +102,13 @@ export function normalize(metric: Metric, baselines: { clean: number; corrupted:
     throw new Error(`normalize: clean (${clean}) and corrupted (${corrupted}) must be finite and differ`);
   }
   const fn = (logits: Tensor) => (metric(logits) - corrupted) / (clean - corrupted);
-  return Object.assign(fn, { positions: metric.positions, tokens: metric.tokens });
+  const inner = metric.grad;
+  const grad = inner === undefined ? undefined : (logits: Tensor) => {
+    const g = inner(logits).clone();
+    for (let i = 0; i < g.data.length; i++) g.data[i] = g.data[i]! / (clean - corrupted);
+    return g;
+  };
+  return Object.assign(fn, { positions: metric.positions, tokens: metric.tokens, grad });
 }
 
 function checkLogits(name: string, logits: Tensor, batch: number): [number, number, number] {

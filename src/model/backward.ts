@@ -1,0 +1,274 @@
+import type { Engine } from "../engine/engine.js";
+import { GemmActivation, type Kernels } from "../engine/kernels.js";
+import { Tensor } from "../engine/tensor.js";
+import { arenaLayout, backwardSizes, type BackwardBuffer } from "./activation-sizes.js";
+import type { HookedTransformerConfig } from "./config.js";
+import type { DevicePointers, TransposedPointers } from "./device-weights.js";
+import { blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
+import {
+  geluExactGrad, geluNewGrad, normInputGrad, normScaleGrad, patternAndValueGrad, queryKeyGrad, siluGrad, softmaxGrad, swigluGrad,
+} from "./backward-ops.js";
+import { positionIds } from "./forward-heap.js";
+import { rotaryTables } from "./rotary-tables.js";
+
+/**
+ * The forward activations the backward reads, per block (all [batch, pos, ...] as the hooks give
+ * them). The backward recomputes nothing: these are what it keeps from the forward.
+ */
+export function storedHookNames(cfg: HookedTransformerConfig): string[] {
+  const rotary = cfg.positionalEmbeddingType === "rotary";
+  const keys: BlockHook[] = ["ln1Scale", "ln1Normalized", rotary ? "rotQ" : "q", rotary ? "rotK" : "k", "v", "pattern",
+    "ln2Scale", "ln2Normalized", "mlpPre"];
+  if (cfg.gatedMlp) keys.push("mlpPreLinear");
+  const names: string[] = [];
+  for (let l = 0; l < cfg.nLayers; l++) for (const key of keys) names.push(blockHookName(l, key));
+  names.push(FINAL_HOOKS.lnFinalScale.name, FINAL_HOOKS.lnFinalNormalized.name);
+  return names;
+}
+
+/** Everything one backward pass needs, already validated by the caller. */
+export interface BackwardPlan {
+  batch: number;
+  pos: number;
+  /** [batch * pos], 1 = real token, 0 = padding; absent = all real. */
+  attentionMask?: Float32Array;
+  /** The forward's activations named by {@link storedHookNames}. */
+  stored: ReadonlyMap<string, Tensor>;
+  /** dMetric/dlogits [batch, pos, dVocab], or [batch, 1, dVocab] for a metric reading only each row's last position. */
+  gradLogits: Tensor;
+  /** Hook name → backward hook functions, in registration order. */
+  hooks: ReadonlyMap<string, readonly HookFn[]>;
+}
+
+/** The state of one backward pass: its arena and the pass's sizes. */
+interface Run {
+  readonly engine: Engine;
+  readonly kernels: Kernels;
+  readonly cfg: HookedTransformerConfig;
+  readonly plan: BackwardPlan;
+  readonly buf: Readonly<Record<BackwardBuffer, number>>;
+  readonly batch: number;
+  readonly pos: number;
+  readonly rows: number;
+  readonly centred: boolean;
+}
+
+/**
+ * Reverse-mode differentiation of the metric through the whole forward pass, block by block in
+ * reverse (each step the mirror of forward.ts's), giving every hook point the gradient of the
+ * metric with respect to its activation. A backward hook sees that gradient as a view and may
+ * replace it (return a tensor, or edit it in place); what it leaves flows on upstream.
+ */
+export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: DevicePointers, wT: TransposedPointers,
+  plan: BackwardPlan): void {
+  const shape = {
+    batch: plan.batch, pos: plan.pos, logitRows: plan.gradLogits.shape[0]! * plan.gradLogits.shape[1]!,
+    attentionMask: plan.attentionMask !== undefined,
+  };
+  const sizes = backwardSizes(cfg, shape);
+  const layout = arenaLayout(sizes);
+  const base = engine.alloc(layout.floats);
+  try {
+    const buf = {} as Record<BackwardBuffer, number>;
+    for (const key of Object.keys(sizes) as BackwardBuffer[]) buf[key] = sizes[key] > 0 ? base + 4 * layout.offsets[key] : 0;
+    const run: Run = {
+      engine, kernels: engine.kernels, cfg, plan, buf, batch: plan.batch, pos: plan.pos, rows: plan.batch * plan.pos,
+      centred: cfg.normalizationType === "LN" || cfg.normalizationType === "LNPre",
+    };
+    if (plan.attentionMask) engine.heap().set(plan.attentionMask, buf.mask >>> 2);
+    if (cfg.positionalEmbeddingType === "rotary") buildInverseRotaryTables(run);
+
+    unembedBackward(run, wT);
+    for (let l = cfg.nLayers - 1; l >= 0; l--) {
+      fire(run, blockHookName(l, "residPost"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
+      mlpBlockBackward(run, l, wT);
+      fire(run, blockHookName(l, "residMid"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
+      attentionBlockBackward(run, l, w, wT);
+      fire(run, blockHookName(l, "residPre"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
+    }
+    // resid_pre[0] = hook_embed (+ hook_pos_embed): each gets the residual stream's gradient.
+    const D = cfg.dModel;
+    const embedShape = [run.batch, run.pos, D];
+    if (plan.hooks.has(EMBED_HOOKS.posEmbed.name) && cfg.positionalEmbeddingType !== "rotary") {
+      engine.heap().copyWithin(buf.gDelta >>> 2, buf.gResid >>> 2, (buf.gResid >>> 2) + run.rows * D);
+      fire(run, EMBED_HOOKS.posEmbed.name, undefined, buf.gDelta, embedShape);
+    }
+    fire(run, EMBED_HOOKS.embed.name, undefined, buf.gResid, embedShape);
+  } finally {
+    engine.free(base);
+  }
+}
+
+// ---- hooks and stored activations ----
+
+/** Runs the backward hooks at `name` on the gradient at `ptr` [shape]; a returned tensor replaces it. */
+function fire(run: Run, name: string, layer: number | undefined, ptr: number, shape: number[]): void {
+  const fns = run.plan.hooks.get(name);
+  if (fns === undefined) return;
+  const size = shape.reduce((a, b) => a * b, 1);
+  for (const fn of fns) {
+    const view = new Tensor(run.engine.view(ptr, size), shape);
+    const ret = fn(view, { name, layer, positionStart: 0 });
+    if (ret === undefined || ret === null) continue;
+    if (!(ret instanceof Tensor)) throw new Error(`backward hook on ${name} returned ${typeof ret}; return a Tensor or nothing`);
+    if (ret.shape.length !== shape.length || ret.shape.some((x, i) => x !== shape[i])) {
+      throw new Error(`backward hook on ${name} returned shape [${ret.shape.join(", ")}] but the gradient is [${shape.join(", ")}]`);
+    }
+    if (ret.data !== view.data) run.engine.heap().set(ret.data, ptr >>> 2);
+  }
+}
+
+function fireBlock(run: Run, l: number, key: BlockHook, ptr: number, shape: number[]): void {
+  fire(run, blockHookName(l, key), l, ptr, shape);
+}
+
+/** Copies a stored forward activation into the arena buffer `ptr`. */
+function load(run: Run, name: string, ptr: number): void {
+  const t = run.plan.stored.get(name);
+  if (t === undefined) throw new Error(`backward: the forward did not keep ${name}`);
+  run.engine.heap().set(t.data, ptr >>> 2);
+}
+
+/** g_in [m, kOut] (+)= g_out [m, nIn] · Wᵀ, with Wᵀ packed once (see uploadTransposedWeights). */
+function linearBackward(run: Run, gOut: number, ld: number, weightT: number, gIn: number, m: number, nIn: number, kOut: number,
+  accumulate: boolean): void {
+  run.kernels.gemmPacked(gOut, ld, weightT, gIn, nIn, 0, m, nIn, kOut, accumulate ? 1 : 0, 0, nIn, GemmActivation.none);
+}
+
+/**
+ * A norm's backward between its two hooks: gNorm (the gradient at hook_normalized, already
+ * fired) gives the gradient at hook_scale (fired), and both give the input's, added to gResid.
+ */
+function normBackward(run: Run, scaleName: string, layer: number | undefined): void {
+  const { buf, cfg, rows } = run;
+  const heap = run.engine.heap();
+  normScaleGrad(heap, buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, cfg.dModel);
+  fire(run, scaleName, layer, buf.gScale, [run.batch, run.pos, 1]);
+  normInputGrad(run.engine.heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, buf.gResid, rows, cfg.dModel, run.centred);
+}
+
+// ---- the steps, in reverse forward order ----
+
+/** logits = ln_final(resid) · W_U + b_U: gResid = ln_final's backward of gLogits · W_Uᵀ. */
+function unembedBackward(run: Run, wT: TransposedPointers): void {
+  const { buf, cfg, batch: B, pos: P } = run;
+  const { dModel: D, dVocab: V } = cfg;
+  const heap = run.engine.heap();
+  const g = run.plan.gradLogits;
+  heap.set(g.data, buf.gLogits >>> 2);
+  heap.fill(0, buf.gNorm >>> 2, (buf.gNorm >>> 2) + run.rows * D);
+  if (g.shape[1] === P) {
+    linearBackward(run, buf.gLogits, V, wT.wUT, buf.gNorm, run.rows, D, V, false);
+  } else {
+    // Only each row's last position has a gradient: B rows, written with row stride P·D.
+    run.kernels.gemmPacked(buf.gLogits, V, wT.wUT, buf.gNorm + (P - 1) * D * 4, P * D, 0, B, D, V, 0, 0, D, GemmActivation.none);
+  }
+  fire(run, FINAL_HOOKS.lnFinalNormalized.name, undefined, buf.gNorm, [B, P, D]);
+  load(run, FINAL_HOOKS.lnFinalNormalized.name, buf.sNorm);
+  load(run, FINAL_HOOKS.lnFinalScale.name, buf.sScale);
+  heap.fill(0, buf.gResid >>> 2, (buf.gResid >>> 2) + run.rows * D);
+  normBackward(run, FINAL_HOOKS.lnFinalScale.name, undefined);
+}
+
+/**
+ * Block l's MLP backward: gResid (the gradient at resid_post) flows both past the MLP and, as
+ * the gradient of mlp_out, through W_out, the activation, W_in (and W_gate) and ln2 into resid_mid.
+ */
+function mlpBlockBackward(run: Run, l: number, wT: TransposedPointers): void {
+  const { buf, cfg, batch: B, pos: P, rows } = run;
+  const { dModel: D, dMlp: M } = cfg;
+  const t = wT.blocks[l]!;
+  const heap = () => run.engine.heap();
+  heap().copyWithin(buf.gDelta >>> 2, buf.gResid >>> 2, (buf.gResid >>> 2) + rows * D);
+  fireBlock(run, l, "mlpOut", buf.gDelta, [B, P, D]);
+  linearBackward(run, buf.gDelta, D, t.woutT, buf.gPost, rows, M, D, false);
+  fireBlock(run, l, "mlpPost", buf.gPost, [B, P, M]);
+  load(run, blockHookName(l, "mlpPre"), buf.sPre);
+  if (cfg.gatedMlp) {
+    // post = silu(pre) · pre_linear + b_in.
+    load(run, blockHookName(l, "mlpPreLinear"), buf.sPreLinear);
+    swigluGrad(heap(), buf.sPre, buf.sPreLinear, buf.gPost, buf.gPre, buf.gPreLinear, rows * M);
+    fireBlock(run, l, "mlpPreLinear", buf.gPreLinear, [B, P, M]);
+    fireBlock(run, l, "mlpPre", buf.gPre, [B, P, M]);
+    linearBackward(run, buf.gPre, M, t.wgateT, buf.gNorm, rows, D, M, false);
+    linearBackward(run, buf.gPreLinear, M, t.winT, buf.gNorm, rows, D, M, true);
+  } else {
+    const grad = cfg.actFn === "gelu_new" ? geluNewGrad : cfg.actFn === "gelu" ? geluExactGrad : siluGrad;
+    grad(heap(), buf.sPre, buf.gPost, buf.gPre, rows * M);
+    fireBlock(run, l, "mlpPre", buf.gPre, [B, P, M]);
+    linearBackward(run, buf.gPre, M, t.winT, buf.gNorm, rows, D, M, false);
+  }
+  fireBlock(run, l, "ln2Normalized", buf.gNorm, [B, P, D]);
+  load(run, blockHookName(l, "ln2Normalized"), buf.sNorm);
+  load(run, blockHookName(l, "ln2Scale"), buf.sScale);
+  normBackward(run, blockHookName(l, "ln2Scale"), l);
+}
+
+/**
+ * Block l's attention backward: gResid (the gradient at resid_mid) flows past the attention and,
+ * as attn_out's gradient, through W_O (per head when hook_result exists), the pattern, the
+ * softmax, the scores, rotary, W_Q/W_K/W_V and ln1 into resid_pre.
+ */
+function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: TransposedPointers): void {
+  const { buf, cfg, batch: B, pos: P, rows } = run;
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d } = cfg;
+  const Hd = H * d;
+  const Hkd = Hk * d;
+  const t = wT.blocks[l]!;
+  const heap = () => run.engine.heap();
+  const rotary = cfg.positionalEmbeddingType === "rotary";
+  heap().copyWithin(buf.gDelta >>> 2, buf.gResid >>> 2, (buf.gResid >>> 2) + rows * D);
+  fireBlock(run, l, "attnOut", buf.gDelta, [B, P, D]);
+  if (cfg.useAttnResult) {
+    // attn_out = Σ_h result[:, :, h] + b_O: each head's result gets attn_out's gradient.
+    for (let r = 0; r < rows; r++) {
+      for (let h = 0; h < H; h++) heap().copyWithin((buf.gResult >>> 2) + (r * H + h) * D, (buf.gDelta >>> 2) + r * D, (buf.gDelta >>> 2) + (r + 1) * D);
+    }
+    fireBlock(run, l, "result", buf.gResult, [B, P, H, D]);
+    // gz[:, h] = gResult[:, h] · W_O[h]ᵀ (W_O[h]: [d, D], unpacked, read transposed).
+    const woHeads = w.blocks[l]!.woHeads;
+    for (let h = 0; h < H; h++) {
+      run.kernels.gemm(buf.gResult + h * D * 4, H * D, woHeads + h * d * D * 4, D, buf.gz + h * d * 4, Hd, 0, rows, d, D, 1, 0);
+    }
+  } else {
+    linearBackward(run, buf.gDelta, D, t.woT, buf.gz, rows, Hd, D, false);
+  }
+  fireBlock(run, l, "z", buf.gz, [B, P, H, d]);
+
+  load(run, blockHookName(l, "v"), buf.sV);
+  load(run, blockHookName(l, "pattern"), buf.sPattern);
+  patternAndValueGrad(heap(), buf.gz, buf.sV, buf.sPattern, buf.gPattern, buf.gv, B, P, H, Hk, d);
+  fireBlock(run, l, "pattern", buf.gPattern, [B, H, P, P]);
+  softmaxGrad(heap(), buf.sPattern, buf.gPattern, buf.gScores, B * H * P, P);
+  fireBlock(run, l, "attnScores", buf.gScores, [B, H, P, P]);
+  load(run, blockHookName(l, rotary ? "rotQ" : "q"), buf.sQ);
+  load(run, blockHookName(l, rotary ? "rotK" : "k"), buf.sK);
+  queryKeyGrad(heap(), buf.gScores, buf.sQ, buf.sK, buf.mask, buf.gq, buf.gk, B, P, H, Hk, d, 1 / cfg.attnScale);
+  if (rotary) {
+    // The rotation's transpose is the rotation by minus the angle (sin negated).
+    fireBlock(run, l, "rotQ", buf.gq, [B, P, H, d]);
+    run.kernels.rotary(buf.gq, buf.gq, buf.cos, buf.sinNeg, rows, H, d);
+    fireBlock(run, l, "rotK", buf.gk, [B, P, Hk, d]);
+    run.kernels.rotary(buf.gk, buf.gk, buf.cos, buf.sinNeg, rows, Hk, d);
+  }
+  fireBlock(run, l, "v", buf.gv, [B, P, Hk, d]);
+  fireBlock(run, l, "k", buf.gk, [B, P, Hk, d]);
+  fireBlock(run, l, "q", buf.gq, [B, P, H, d]);
+  linearBackward(run, buf.gq, Hd, t.wqT, buf.gNorm, rows, D, Hd, false);
+  linearBackward(run, buf.gk, Hkd, t.wkT, buf.gNorm, rows, D, Hkd, true);
+  linearBackward(run, buf.gv, Hkd, t.wvT, buf.gNorm, rows, D, Hkd, true);
+  fireBlock(run, l, "ln1Normalized", buf.gNorm, [B, P, D]);
+  load(run, blockHookName(l, "ln1Normalized"), buf.sNorm);
+  load(run, blockHookName(l, "ln1Scale"), buf.sScale);
+  normBackward(run, blockHookName(l, "ln1Scale"), l);
+}
+
+/** cos and -sin [rows, d/2] of every position, for rotating gradients back. */
+function buildInverseRotaryTables(run: Run): void {
+  const { buf, cfg, batch: B, pos: P } = run;
+  const ids = positionIds({ batch: B, pos: P, attentionMask: run.plan.attentionMask });
+  const heap = run.engine.heap();
+  rotaryTables(heap, ids, B, P, 0, P, cfg.dHead, cfg.rotaryBase, buf.cos, buf.sinNeg);
+  const n = run.rows * (cfg.dHead / 2);
+  for (let i = 0; i < n; i++) heap[(buf.sinNeg >>> 2) + i] = -heap[(buf.sinNeg >>> 2) + i]!;
+}

@@ -1,0 +1,91 @@
+import type { Engine } from "../engine/engine.js";
+import { Tensor } from "../engine/tensor.js";
+import { runBackward, storedHookNames } from "./backward.js";
+import type { HookedTransformerConfig } from "./config.js";
+import type { DevicePointers, TransposedPointers } from "./device-weights.js";
+import type { HookFn } from "./hook-points.js";
+
+/**
+ * A metric the backward can differentiate: logits [batch, pos, dVocab] (or [batch, 1, dVocab]
+ * when it declares `positions: "last"`) to one number, and `grad(logits)`, dMetric/dlogits with
+ * the logits' shape. The built-in `logitDiff`, `logProb` and `normalize(...)` have one.
+ *
+ * @example
+ * ```ts
+ * // mean logit of token 42 at the last position, and its gradient
+ * const metric = Object.assign((logits: Tensor) => { ... }, {
+ *   positions: "last" as const,
+ *   grad: (logits: Tensor) => {
+ *     const g = Tensor.zeros(logits.shape);
+ *     for (let b = 0; b < logits.shape[0]!; b++) g.data[b * logits.shape[2]! + 42] = 1 / logits.shape[0]!;
+ *     return g;
+ *   },
+ * });
+ * ```
+ */
+export type DifferentiableMetric = ((logits: Tensor) => number) & {
+  positions?: "last" | "all";
+  grad?: (logits: Tensor) => Tensor;
+};
+
+/** What a forward + backward pass needs from the model (its private parts, handed over by it). */
+export interface GradientModel {
+  readonly cfg: Readonly<HookedTransformerConfig>;
+  readonly engine: Engine;
+  /** The model's forward, with per-call forward hooks. */
+  forward(hooks: readonly (readonly [string, HookFn])[], lastPositionOnly: boolean): Tensor;
+  device(): DevicePointers;
+  /** The transposed weights, packed at the first backward and kept. */
+  transposed(): TransposedPointers;
+}
+
+export interface ForwardBackwardResult {
+  /** The forward's logits ([batch, 1, dVocab] for a last-position metric). */
+  logits: Tensor;
+  /** The metric of the forward. */
+  metric: number;
+}
+
+/**
+ * Runs the forward keeping what the backward reads, takes the metric and its gradient, and runs
+ * the backward with `bwdHooks`. `fwdHooks` are part of the run differentiated: a hook that
+ * changes an activation changes the values the backward reads downstream of it (the gradient
+ * passes through the hook point as if the hook's output were the activation).
+ */
+export function forwardBackward(model: GradientModel, options: {
+  batch: number;
+  pos: number;
+  attentionMask: Float32Array | undefined;
+  fwdHooks: readonly (readonly [string, HookFn])[];
+  bwdHooks: ReadonlyMap<string, readonly HookFn[]>;
+  metric: DifferentiableMetric;
+}): ForwardBackwardResult {
+  const { metric } = options;
+  assertDifferentiable(metric);
+  const stored = new Map<string, Tensor>();
+  const keep: [string, HookFn][] = storedHookNames(model.cfg).map((name) => [name, (act: Tensor) => { stored.set(name, act.clone()); }]);
+  const lastOnly = metric.positions === "last";
+  const logits = model.forward([...options.fwdHooks, ...keep], lastOnly);
+  const value = metric(logits);
+  if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`the metric returned ${value}; gradients need a finite number`);
+  const grad = metric.grad!(logits);
+  if (!(grad instanceof Tensor) || grad.shape.length !== 3 || grad.shape.some((s, i) => s !== logits.shape[i])) {
+    const got = grad instanceof Tensor ? `[${grad.shape.join(", ")}]` : typeof grad;
+    throw new Error(`metric.grad returned ${got}; it must return a Tensor with the logits' shape [${logits.shape.join(", ")}]`);
+  }
+  const bad = grad.data.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) throw new Error(`metric.grad returned ${grad.data[bad]} at flat index ${bad} of dMetric/dlogits`);
+  runBackward(model.engine, model.cfg, model.device(), model.transposed(), {
+    batch: options.batch, pos: options.pos, attentionMask: options.attentionMask, stored, gradLogits: grad, hooks: options.bwdHooks,
+  });
+  return { logits, metric: value };
+}
+
+/** Throws, saying how to fix it, unless the metric can give its gradient. */
+export function assertDifferentiable(metric: DifferentiableMetric | undefined): asserts metric is DifferentiableMetric {
+  if (typeof metric !== "function") throw new Error("gradients need a metric: pass { metric } (e.g. logitDiff({ correct, incorrect }))");
+  if (typeof metric.grad !== "function") {
+    throw new Error("this metric has no gradient: add grad(logits) returning dMetric/dlogits with the logits' shape " +
+      "(Object.assign(metric, { grad })), or use logitDiff, logProb or normalize(...), which have one");
+  }
+}
