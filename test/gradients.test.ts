@@ -2,6 +2,7 @@
 // section 1): both model families, the clean and the corrupted run, on the WASM and js engines.
 import { beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
+import { Tensor } from "../src/engine/tensor.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { logitDiff } from "../src/patching/metrics.js";
 import { golden, referenceDir, type GoldenInputs, type GoldenTensor } from "./reference.js";
@@ -40,4 +41,59 @@ describe.each(MODELS)("gradients of the logit difference, %s", (name) => {
       }
     });
   }
+});
+
+describe("gradients: bad input gets one clear error and leaves the model as it was", () => {
+  const name = "tiny-gpt2-random";
+  const inputs = golden<GoldenInputs>(name, "inputs.json");
+  const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+
+  it("refuses a metric without a gradient, saying how to add one", async () => {
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine: engines[0]! });
+    const plain = (logits: { data: Float32Array }) => logits.data[0]!;
+    expect(() => model.runWithCache(inputs.clean, { inclBwd: true, metric: plain as never })).toThrow(/no gradient: add grad\(logits\)/);
+    expect(() => model.runWithCache(inputs.clean, { inclBwd: true })).toThrow(/gradients need a metric/);
+    expect(() => model.runWithHooks(inputs.clean, { bwdHooks: [["hook_embed", () => undefined]] })).toThrow(/gradients need a metric/);
+    const wrongShape = Object.assign(plain, { grad: () => new Tensor(new Float32Array(3), [1, 1, 3]) });
+    expect(() => model.runWithHooks(inputs.clean, { metric: wrongShape as never })).toThrow(/metric.grad returned \[1, 1, 3\]; it must return a Tensor with the logits' shape/);
+    model.dispose();
+  });
+
+  it("names a wrong backward hook, the first non-finite gradient and unknown _grad names; the model stays usable bit for bit", async () => {
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine: engines[0]! });
+    const before = model.runWithCache(inputs.corrupted, { inclBwd: true, metric });
+    const logitsBefore = model.forward(inputs.corrupted).logits!;
+    expect(() => model.runWithHooks(inputs.corrupted, { metric, bwdHooks: [["blocks.1.attn.hook_z", () => new Tensor(new Float32Array(4), [2, 2])]] }))
+      .toThrow(/backward hook on blocks.1.attn.hook_z returned shape \[2, 2\] but the gradient is \[2, 8, 4, 16\]/);
+    const poison = () => new Tensor(new Float32Array(2 * 8 * 64).fill(NaN), [2, 8, 64]);
+    expect(() => model.runWithHooks(inputs.corrupted, { metric, bwdHooks: [["blocks.1.hook_attn_out", poison]] }))
+      .toThrow(/gradient at blocks.1.attn.hook_z is NaN at \[0, 0, 0, 0\]/);
+    expect(() => model.runWithCache(inputs.corrupted, { inclBwd: true, metric, namesFilter: ["blocks.0.attn.hook_zz_grad"] }))
+      .toThrow(/unknown hook name "blocks.0.attn.hook_zz_grad"; closest valid names: blocks.0.attn.hook_z_grad/);
+    expect(() => model.runWithCache(inputs.corrupted, { inclBwd: true, metric, stopAtLayer: 1 })).toThrow(/stopAtLayer cannot be used/);
+    const after = model.runWithCache(inputs.corrupted, { inclBwd: true, metric });
+    expect(model.forward(inputs.corrupted).logits!.data).toEqual(logitsBefore.data);
+    expect(after.cache.keys()).toEqual(before.cache.keys());
+    for (const key of before.cache.keys()) expect(after.cache.get(key).data, key).toEqual(before.cache.get(key).data);
+    model.dispose();
+  });
+
+  it("a backward hook's replacement flows upstream; addHook with dir bwd stays until resetHooks", async () => {
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine: engines[0]! });
+    // Zeroing the gradient at resid_pre of block 1 zeroes it everywhere upstream (block 0 and the embeddings).
+    model.addHook("blocks.1.hook_resid_pre", (g) => { g.data.fill(0); }, { dir: "bwd" });
+    const cut = model.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: (n) => n.endsWith("_grad") }).cache;
+    for (const key of cut.keys()) {
+      const upstream = key.startsWith("blocks.0.") || key.startsWith("hook_");
+      const g = cut.get(key).data;
+      if (upstream || key === "blocks.1.hook_resid_pre_grad") expect(g.every((x) => x === 0), key).toBe(true);
+    }
+    // The hooks after it (downstream) still see gradients.
+    expect(cut.get("blocks.1.hook_resid_mid_grad").data.some((x) => x !== 0)).toBe(true);
+    model.resetHooks();
+    const whole = model.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: ["hook_embed_grad"] }).cache;
+    expect(whole.get("hook_embed_grad").data.some((x) => x !== 0)).toBe(true);
+    expect(() => model.addHook("hook_embed", () => undefined, { dir: "up" as never })).toThrow(/dir must be "fwd" or "bwd"/);
+    model.dispose();
+  });
 });

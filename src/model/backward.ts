@@ -103,9 +103,10 @@ export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: Dev
 
 /** Runs the backward hooks at `name` on the gradient at `ptr` [shape]; a returned tensor replaces it. */
 function fire(run: Run, name: string, layer: number | undefined, ptr: number, shape: number[]): void {
+  const size = shape.reduce((a, b) => a * b, 1);
+  assertFinite(run, name, ptr, shape, size);
   const fns = run.plan.hooks.get(name);
   if (fns === undefined) return;
-  const size = shape.reduce((a, b) => a * b, 1);
   for (const fn of fns) {
     const view = new Tensor(run.engine.view(ptr, size), shape);
     const ret = fn(view, { name, layer, positionStart: 0 });
@@ -115,6 +116,23 @@ function fire(run: Run, name: string, layer: number | undefined, ptr: number, sh
       throw new Error(`backward hook on ${name} returned shape [${ret.shape.join(", ")}] but the gradient is [${shape.join(", ")}]`);
     }
     if (ret.data !== view.data) run.engine.heap().set(ret.data, ptr >>> 2);
+  }
+}
+
+/** Throws at the first hook point (in backward order) whose gradient holds NaN or ±Infinity, naming the entry. */
+function assertFinite(run: Run, name: string, ptr: number, shape: number[], size: number): void {
+  const heap = run.engine.heap();
+  const from = ptr >>> 2;
+  for (let i = 0; i < size; i++) {
+    const x = heap[from + i]!;
+    if (x - x === 0) continue; // finite
+    const index: number[] = [];
+    for (let rest = i, d = shape.length - 1; d >= 0; d--) {
+      index.unshift(rest % shape[d]!);
+      rest = Math.floor(rest / shape[d]!);
+    }
+    throw new Error(`backward: the gradient at ${name} is ${x} at [${index.join(", ")}], the first hook point (going backward) ` +
+      "where a non-finite gradient appears");
   }
 }
 

@@ -1,0 +1,64 @@
+// Gradients against finite differences of the whole model: for every hook point, the directional
+// derivative along a random u (central differences, Richardson-extrapolated) equals Σ grad · u. Unprocessed weights
+// (LayerNorm and RMSNorm with their own weights), padded rows, both families.
+import { beforeAll, describe, expect, it } from "vitest";
+import { Engine } from "../src/engine/engine.js";
+import { Tensor } from "../src/engine/tensor.js";
+import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { logitDiff, logProb, type Metric } from "../src/patching/metrics.js";
+import { randn } from "./helpers.js";
+import { randomGpt2Files } from "./random-gpt2.js";
+import { referenceDir } from "./reference.js";
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await Engine.create({ variant: "simd" });
+});
+
+function checkEveryHook(model: HookedTransformer, tokens: number[][], metric: Metric, attentionMask?: number[][]): void {
+  const { cache } = model.runWithCache(tokens, { inclBwd: true, metric, attentionMask });
+  const eps = 1e-2;
+  let seed = 11;
+  for (const name of model.hookNames()) {
+    const act = cache.get(name);
+    const u = randn(act.size, seed++);
+    const shifted = (step: number) => metric(model.runWithHooks(tokens, {
+      attentionMask,
+      fwdHooks: [[name, (a: Tensor) => { for (let i = 0; i < a.size; i++) a.data[i]! += step * u[i]!; }]],
+    }).logits!);
+    // Central differences at steps ε and ε/2, extrapolated (Richardson) to cancel the ε² term.
+    const central = (h: number) => (shifted(h) - shifted(-h)) / (2 * h);
+    const fd = (4 * central(eps / 2) - central(eps)) / 3;
+    const g = cache.get(`${name}_grad`);
+    let analytic = 0;
+    for (let i = 0; i < g.size; i++) {
+      // -∞ scores (masked) carry no gradient and a shift leaves them -∞.
+      if (Number.isFinite(act.data[i]!)) analytic += g.data[i]! * u[i]!;
+    }
+    expect(Math.abs(fd - analytic), `${name}: finite difference ${fd}, gradient ${analytic}`).toBeLessThanOrEqual(3e-3 * Math.max(1, Math.abs(analytic)));
+  }
+}
+
+describe("gradients against finite differences at every hook point", () => {
+  it("GPT-2 with its LayerNorm weights, per-head results, logit difference and log-probability", async () => {
+    const files = randomGpt2Files({ nLayer: 2, nHead: 3, nEmbd: 24, nPositions: 12, vocab: 40, seed: 5 });
+    const model = await HookedTransformer.fromPretrained(files, { engine, processWeights: false, useAttnResult: true });
+    const tokens = [[1, 7, 3, 9, 2, 5], [4, 4, 8, 1, 0, 6]];
+    checkEveryHook(model, tokens, logitDiff({ correct: [3, 8], incorrect: [5, 1] }));
+    checkEveryHook(model, tokens, logProb({ correct: [3, 8] }));
+  });
+
+  it("GPT-2 with a left-padded row", async () => {
+    const files = randomGpt2Files({ nLayer: 2, nHead: 2, nEmbd: 16, nPositions: 12, vocab: 30, seed: 9 });
+    const model = await HookedTransformer.fromPretrained(files, { engine, processWeights: false });
+    checkEveryHook(model, [[0, 0, 5, 9, 2], [4, 4, 8, 1, 6]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }),
+      [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]);
+  });
+
+  it("LLaMA (RMSNorm weights, rotary, grouped-query attention, SwiGLU), padded", async () => {
+    const model = await HookedTransformer.fromPretrained(referenceDir("tiny-llama-random"), { engine, processWeights: false });
+    expect(model.cfg.nKeyValueHeads).toBeLessThan(model.cfg.nHeads);
+    checkEveryHook(model, [[0, 12, 50, 84, 60, 23], [73, 59, 77, 44, 11, 78]], logitDiff({ correct: [42, 78], incorrect: [47, 2] }),
+      [[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]);
+  });
+});
