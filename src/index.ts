@@ -23,15 +23,17 @@ export { ConfigError, configFromHfGpt2, makeConfig, type HookedTransformerConfig
 export { convertGpt2Weights } from "./model/gpt2-weights.js";
 export { getActName, hookNames, type HookFilter, type HookFn, type HookPoint } from "./model/hook-points.js";
 export {
-  HookedTransformer, type ForwardOptions, type ForwardResult, type FromPretrainedOptions, type ModelInput,
-  type RunWithCacheOptions,
+  HookedTransformer, type BackwardOptions, type ForwardOptions, type ForwardResult, type ForwardReturnType, type FromPretrainedOptions,
+  type ModelInput, type RunWithCacheOptions, type RunWithCacheResult, type RunWithHooksOptions,
 } from "./model/hooked-transformer.js";
+export type { DifferentiableMetric } from "./model/gradients.js";
 export { centerUnembed, centerWritingWeights, foldLn, foldValueBiases, processWeights, type ProcessOptions } from "./model/process-weights.js";
 export type { TokenIds } from "./model/tokens.js";
 export { parameterShapes, type Weights } from "./model/weights.js";
 
 // patching
 export * from "./patching/activation-patching.js";
+export * from "./patching/attribution-patching.js";
 export {
   getActPatchDirectPath, getActPatchDirectPathAllSources, type DirectPathAllSourcesOptions, type DirectPathComponent, type DirectPathOptions,
   type DirectPathSingleOptions,
