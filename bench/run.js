@@ -20,6 +20,7 @@ const SUITES = {
   fusion: () => import("./fusion.js"),
   stream: () => import("./stream.js"),
   chunking: () => import("./chunking.js"),
+  backward: () => import("./backward.js"),
 };
 
 const args = process.argv.slice(2);
