@@ -55,6 +55,16 @@ describe("gradients against finite differences at every hook point", () => {
       [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]);
   });
 
+  it("split q/k/v inputs and hook_mlp_in (each head's own copy), GPT-2 and LLaMA", async () => {
+    const files = randomGpt2Files({ nLayer: 2, nHead: 3, nEmbd: 24, nPositions: 12, vocab: 40, seed: 6 });
+    const gpt2 = await HookedTransformer.fromPretrained(files, { engine, processWeights: false, useSplitQkvInput: true, useHookMlpIn: true });
+    expect(gpt2.hookNames()).toContain("blocks.1.hook_q_input");
+    expect(gpt2.hookNames()).toContain("blocks.0.hook_mlp_in");
+    checkEveryHook(gpt2, [[1, 7, 3, 9, 2, 5], [4, 4, 8, 1, 0, 6]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }));
+    const llama = await HookedTransformer.fromPretrained(referenceDir("tiny-llama-random"), { engine, useSplitQkvInput: true, useHookMlpIn: true });
+    checkEveryHook(llama, [[0, 12, 50, 84, 60, 23], [73, 59, 77, 44, 11, 78]], logitDiff({ correct: [42, 78], incorrect: [47, 2] }));
+  });
+
   it("LLaMA (RMSNorm weights, rotary, grouped-query attention, SwiGLU), padded", async () => {
     const model = await HookedTransformer.fromPretrained(referenceDir("tiny-llama-random"), { engine, processWeights: false });
     expect(model.cfg.nKeyValueHeads).toBeLessThan(model.cfg.nHeads);

@@ -21,6 +21,10 @@ export interface ForwardShape {
   attentionMask: boolean;
   /** Rows unembedded (0, the batch for the last position only, or every computed row). */
   logitRows: number;
+  /** Some block's split q/k/v inputs are hooked: each head's input is its own copy (see HookedTransformerConfig.useSplitQkvInput). */
+  splitInputs?: boolean;
+  /** Some block's hook_mlp_in is hooked: the MLP reads its own copy of resid_mid. */
+  mlpIn?: boolean;
 }
 
 /**
@@ -63,6 +67,13 @@ export function activationSizes(cfg: HookedTransformerConfig, shape: ForwardShap
     mlpOut: rows * D,
     mask: shape.attentionMask ? B * P : 0,
     logits: shape.logitRows * V,
+    /** Each head's copy of its input, and one head's normalised copy at a time. */
+    qInput: shape.splitInputs ? rows * H * D : 0,
+    kInput: shape.splitInputs ? rows * Hk * D : 0,
+    vInput: shape.splitInputs ? rows * Hk * D : 0,
+    headNorm: shape.splitInputs ? rows * D : 0,
+    headScale: shape.splitInputs ? rows : 0,
+    mlpIn: shape.mlpIn ? rows * D : 0,
   };
 }
 
@@ -111,6 +122,10 @@ export function backwardSizes(cfg: HookedTransformerConfig, shape: BackwardShape
     sPreLinear: cfg.gatedMlp ? rows * M : 0,
     cos: rotary ? rows * (d / 2) : 0,
     sinNeg: rotary ? rows * (d / 2) : 0,
+    /** One norm input's gradient at a time (hook_mlp_in, or one head's split input). */
+    gIn: cfg.useHookMlpIn || cfg.useSplitQkvInput ? rows * D : 0,
+    /** Every head's split-input gradient of one of q, k, v: [rows, H or Hk, D]. */
+    gSplit: cfg.useSplitQkvInput ? rows * H * D : 0,
     mask: shape.attentionMask ? B * P : 0,
   };
 }

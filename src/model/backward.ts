@@ -4,7 +4,7 @@ import { Tensor } from "../engine/tensor.js";
 import { arenaLayout, backwardSizes, type BackwardBuffer } from "./activation-sizes.js";
 import type { HookedTransformerConfig } from "./config.js";
 import type { DevicePointers, TransposedPointers } from "./device-weights.js";
-import { blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
+import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
 import {
   geluExactGrad, geluNewGrad, normInputGrad, normScaleGrad, patternAndValueGrad, queryKeyGrad, siluGrad, softmaxGrad, swigluGrad,
 } from "./backward-ops.js";
@@ -155,14 +155,15 @@ function linearBackward(run: Run, gOut: number, ld: number, weightT: number, gIn
 
 /**
  * A norm's backward between its two hooks: gNorm (the gradient at hook_normalized, already
- * fired) gives the gradient at hook_scale (fired), and both give the input's, added to gResid.
+ * fired) gives the gradient at hook_scale (fired), and both give the input's, added to `into`
+ * (the residual stream's gradient by default).
  */
-function normBackward(run: Run, scaleName: string, layer: number | undefined): void {
+function normBackward(run: Run, scaleName: string, layer: number | undefined, into: number = run.buf.gResid): void {
   const { buf, cfg, rows } = run;
   const heap = run.engine.heap();
   normScaleGrad(heap, buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, cfg.dModel);
   fire(run, scaleName, layer, buf.gScale, [run.batch, run.pos, 1]);
-  normInputGrad(run.engine.heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, buf.gResid, rows, cfg.dModel, run.centred);
+  normInputGrad(run.engine.heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, into, rows, cfg.dModel, run.centred);
 }
 
 // ---- the steps, in reverse forward order ----
@@ -219,7 +220,15 @@ function mlpBlockBackward(run: Run, l: number, wT: TransposedPointers): void {
   fireBlock(run, l, "ln2Normalized", buf.gNorm, [B, P, D]);
   load(run, blockHookName(l, "ln2Normalized"), buf.sNorm);
   load(run, blockHookName(l, "ln2Scale"), buf.sScale);
-  normBackward(run, blockHookName(l, "ln2Scale"), l);
+  if (cfg.useHookMlpIn) {
+    // ln2 read hook_mlp_in, a copy of resid_mid: its gradient, once its hooks ran, joins the residual stream's.
+    heap().fill(0, buf.gIn >>> 2, (buf.gIn >>> 2) + rows * D);
+    normBackward(run, blockHookName(l, "ln2Scale"), l, buf.gIn);
+    fireBlock(run, l, "mlpIn", buf.gIn, [B, P, D]);
+    run.kernels.add(buf.gResid, buf.gIn, buf.gResid, rows * D);
+  } else {
+    normBackward(run, blockHookName(l, "ln2Scale"), l);
+  }
 }
 
 /**
@@ -275,10 +284,69 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
   linearBackward(run, buf.gq, Hd, t.wqT, buf.gNorm, rows, D, Hd, false);
   linearBackward(run, buf.gk, Hkd, t.wkT, buf.gNorm, rows, D, Hkd, true);
   linearBackward(run, buf.gv, Hkd, t.wvT, buf.gNorm, rows, D, Hkd, true);
-  fireBlock(run, l, "ln1Normalized", buf.gNorm, [B, P, D]);
   load(run, blockHookName(l, "ln1Normalized"), buf.sNorm);
   load(run, blockHookName(l, "ln1Scale"), buf.sScale);
+  if (cfg.useSplitQkvInput) {
+    splitInputsBackward(run, l, w);
+    return;
+  }
+  fireBlock(run, l, "ln1Normalized", buf.gNorm, [B, P, D]);
   normBackward(run, blockHookName(l, "ln1Scale"), l);
+}
+
+/**
+ * Split q/k/v inputs: each head's own copy of resid_pre went through its own ln1 and its own
+ * columns of W_Q, W_K or W_V, so its gradient is that path's alone (ATTRIBUTION.md's reader
+ * gradients). Each is fired at hook_q_input / hook_k_input / hook_v_input, then all join the
+ * residual stream's. ln1's hooks see the sum over every head's path (what flows through the
+ * shared norm) and may look but not change it.
+ */
+function splitInputsBackward(run: Run, l: number, w: DevicePointers): void {
+  const { buf, cfg, batch: B, pos: P, rows } = run;
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d } = cfg;
+  const heap = () => run.engine.heap();
+  const look = (key: "ln1Normalized" | "ln1Scale", ptr: number, shape: number[]) => {
+    if (!run.plan.hooks.has(blockHookName(l, key))) return;
+    const before = heap().slice(ptr >>> 2, (ptr >>> 2) + shape.reduce((a, b) => a * b, 1));
+    fireBlock(run, l, key, ptr, shape);
+    if (!before.every((v, i) => Object.is(v, heap()[(ptr >>> 2) + i]))) {
+      throw new Error(`blocks.${l}.${BLOCK_HOOKS[key].name}: with split q/k/v inputs, ln1's backward hooks may look but not change; ` +
+        `hook blocks.${l}.hook_q_input, hook_k_input or hook_v_input instead`);
+    }
+  };
+  look("ln1Normalized", buf.gNorm, [B, P, D]);
+  normScaleGrad(heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, D);
+  look("ln1Scale", buf.gScale, [B, P, 1]);
+
+  const p = w.blocks[l]!;
+  const inputs = [
+    { key: "qInput", g: buf.gq, heads: H, w: p.wqRaw },
+    { key: "kInput", g: buf.gk, heads: Hk, w: p.wkRaw },
+    { key: "vInput", g: buf.gv, heads: Hk, w: p.wvRaw },
+  ] as const;
+  for (const input of inputs) {
+    const width = input.heads * d;
+    for (let h = 0; h < input.heads; h++) {
+      // gNorm of head h's copy = g[:, h] · W[:, h*d:(h+1)*d]ᵀ; its ln1 backward, with the shared ln1's statistics.
+      run.kernels.gemm(input.g + h * d * 4, width, input.w + h * d * 4, width, buf.gNorm, D, 0, rows, D, d, 1, 0);
+      normScaleGrad(heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, D);
+      heap().fill(0, buf.gIn >>> 2, (buf.gIn >>> 2) + rows * D);
+      normInputGrad(heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, buf.gIn, rows, D, run.centred);
+      for (let r = 0; r < rows; r++) {
+        heap().copyWithin((buf.gSplit >>> 2) + (r * input.heads + h) * D, (buf.gIn >>> 2) + r * D, (buf.gIn >>> 2) + (r + 1) * D);
+      }
+    }
+    fireBlock(run, l, input.key, buf.gSplit, [B, P, input.heads, D]);
+    // Every head's copy was resid_pre: their gradients sum into it.
+    const g = heap();
+    for (let r = 0; r < rows; r++) {
+      const out = (buf.gResid >>> 2) + r * D;
+      for (let h = 0; h < input.heads; h++) {
+        const src = (buf.gSplit >>> 2) + (r * input.heads + h) * D;
+        for (let i = 0; i < D; i++) g[out + i]! += g[src + i]!;
+      }
+    }
+  }
 }
 
 /** cos and -sin [rows, d/2] of every position, for rotating gradients back. */

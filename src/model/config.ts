@@ -36,6 +36,14 @@ export interface HookedTransformerConfig {
   gatedMlp: boolean;
   /** When true, the forward also computes `attn.hook_result` [batch, pos, n_heads, d_model]. */
   useAttnResult: boolean;
+  /**
+   * When true, each head reads its own copy of the residual stream: `blocks.l.hook_q_input`
+   * [batch, pos, nHeads, dModel] and `hook_k_input` / `hook_v_input` [batch, pos, nKeyValueHeads, dModel]
+   * (TransformerLens `use_split_qkv_input`). A hook on a copy changes only that head's input.
+   */
+  useSplitQkvInput?: boolean;
+  /** When true, the MLP reads `blocks.l.hook_mlp_in` [batch, pos, dModel], a copy of resid_mid (TransformerLens `use_hook_mlp_in`). */
+  useHookMlpIn?: boolean;
   /** Attention scores are divided by this (sqrt(dHead) for GPT-2). */
   attnScale: number;
   /** Sets of weight processing already applied (for warnings such as "layer norm is not folded"). */

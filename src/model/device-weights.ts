@@ -10,6 +10,8 @@ import { kvName, type Weights } from "./weights.js";
  */
 export interface BlockPointers {
   wq: number; wk: number; wv: number; // packed [D, H*d] and [D, Hk*d]: x @ w gives q in [rows, H, d] order
+  /** The same unpacked, for one head's columns at a time (split q/k/v inputs), else 0. */
+  wqRaw: number; wkRaw: number; wvRaw: number;
   bq: number; bk: number; bv: number; // [H*d], [Hk*d]
   wo: number;                         // packed [H*d, D]
   woHeads: number;                    // [H*d, D] unpacked (rows h*d..(h+1)*d: head h's W_O) for hook_result, else 0
@@ -115,11 +117,13 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
   const host = hostMatrices(cfg, weights);
   const up = (data: Float32Array) => engine.upload(data);
   const packed = (m: HostMatrix) => uploadPacked(engine, m, false);
+  const split = cfg.useSplitQkvInput === true;
   const blocks: BlockPointers[] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
     const { q, k, v, o, in: mlpIn, gate, out } = host.block(l);
     blocks.push({
       wq: packed(q), wk: packed(k), wv: packed(v), bq: up(q.bias), bk: up(k.bias), bv: up(v.bias),
+      wqRaw: split ? up(q.W) : 0, wkRaw: split ? up(k.W) : 0, wvRaw: split ? up(v.W) : 0,
       wo: packed(o), woHeads: cfg.useAttnResult ? up(o.W) : 0, bo: up(o.bias),
       wgate: gate ? packed(gate) : 0,
       win: packed(mlpIn), bin: up(cfg.gatedMlp ? host.get(`blocks.${l}.mlp.b_in`) : mlpIn.bias),

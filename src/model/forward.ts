@@ -134,14 +134,16 @@ export function forwardShape(cfg: HookedTransformerConfig, plan: ForwardPlan): F
   const posStart = plan.posStart ?? 0;
   const n = plan.pos - posStart;
   const finishing = !plan.returnResidual;
-  let scores = false;
-  for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) {
-    scores ||= plan.hooks.has(blockHookName(l, "attnScores")) || plan.hooks.has(blockHookName(l, "pattern"));
-  }
+  const hookedAny = (...keys: BlockHook[]) => {
+    for (let l = plan.startAtLayer; l < plan.stopAtLayer; l++) if (keys.some((key) => plan.hooks.has(blockHookName(l, key)))) return true;
+    return false;
+  };
   return {
     batch: plan.batch, pos: plan.pos, posStart,
     embeds: plan.startAtLayer === 0 && !plan.startAfterAttention,
-    scores,
+    scores: hookedAny("attnScores", "pattern"),
+    splitInputs: cfg.useSplitQkvInput === true && hookedAny("qInput", "kInput", "vInput"),
+    mlpIn: cfg.useHookMlpIn === true && hookedAny("mlpIn"),
     pruneLastLayer: finishing && plan.unembed !== "all" && (plan.pruneLastLayer ?? false) && plan.stopAtLayer === cfg.nLayers && n > 1,
     attentionMask: plan.attentionMask !== undefined,
     logitRows: !finishing || plan.unembed === "none" ? 0 : plan.unembed === "last" ? plan.batch : plan.batch * n,
@@ -226,12 +228,12 @@ function callHooks(run: Run, site: HookSite | undefined, ptr: number, shape: num
  * upload folded w and b into the next product), with its per-row scale [rows]; then the norm's
  * two hooks. A hook that changes the scale changes the normalised output, as in TransformerLens.
  */
-function normalize(run: Run, scaleSite: HookSite | undefined, normalizedSite: HookSite | undefined): void {
-  const { kernels: k, buf, cfg, resid } = run;
+function normalize(run: Run, scaleSite: HookSite | undefined, normalizedSite: HookSite | undefined, x: number = run.resid): void {
+  const { kernels: k, buf, cfg } = run;
   const D = cfg.dModel;
   if (!run.residNormalized) {
-    if (run.rms) k.rmsNorm(resid, buf.norm, buf.scale, 0, rows(run), D, cfg.eps);
-    else k.layerNorm(resid, buf.norm, buf.scale, 0, 0, rows(run), D, cfg.eps);
+    if (run.rms) k.rmsNorm(x, buf.norm, buf.scale, 0, rows(run), D, cfg.eps);
+    else k.layerNorm(x, buf.norm, buf.scale, 0, 0, rows(run), D, cfg.eps);
   }
   run.residNormalized = false;
   if (scaleSite !== undefined) {
@@ -240,7 +242,7 @@ function normalize(run: Run, scaleSite: HookSite | undefined, normalizedSite: Ho
     const before = heap().slice(buf.scale >>> 2, (buf.scale >>> 2) + rows(run));
     callHooks(run, scaleSite, buf.scale, [run.batch, run.n, 1], run.start);
     const after = heap().subarray(buf.scale >>> 2, (buf.scale >>> 2) + rows(run));
-    if (after.some((v, r) => !Object.is(v, before[r]))) renormalize(heap(), resid, buf.norm, buf.scale, rows(run), D, run.rms);
+    if (after.some((v, r) => !Object.is(v, before[r]))) renormalize(heap(), x, buf.norm, buf.scale, rows(run), D, run.rms);
   }
   callHooks(run, normalizedSite, buf.norm, [run.batch, run.n, D], run.start);
 }
@@ -301,16 +303,20 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   const Hd = H * d;
   const Hkd = Hk * d;
   fire(run, l, "residPre", run.resid, [B, run.n, D], run.start);
-  normalize(run, siteAt(run, l, "ln1Scale"), siteAt(run, l, "ln1Normalized"));
-
-  // k, v: [B, n, Hk, d] at every computed position; q: [B, qn, H, d] (qn = 1 when pruned: a strided operand).
-  linear(run, buf.norm, D, p.wk, buf.k, p.bk, rows(run), Hkd, D);
-  linear(run, buf.norm, D, p.wv, buf.v, p.bv, rows(run), Hkd, D);
   const pruneHere = buf.residLast !== 0 && l === cfg.nLayers - 1;
   const qn = pruneHere ? 1 : run.n;
   const qStart = pruneHere ? P - 1 : run.start;
-  if (pruneHere) linear(run, buf.norm + (run.n - 1) * D * 4, run.n * D, p.wq, buf.q, p.bq, B, Hd, D);
-  else linear(run, buf.norm, D, p.wq, buf.q, p.bq, rows(run), Hd, D);
+  const split = buf.qInput !== 0 && (["qInput", "kInput", "vInput"] as const).some((key) => hooked(run, l, key));
+  if (split) {
+    splitInputProjections(run, l, p, pruneHere);
+  } else {
+    normalize(run, siteAt(run, l, "ln1Scale"), siteAt(run, l, "ln1Normalized"));
+    // k, v: [B, n, Hk, d] at every computed position; q: [B, qn, H, d] (qn = 1 when pruned: a strided operand).
+    linear(run, buf.norm, D, p.wk, buf.k, p.bk, rows(run), Hkd, D);
+    linear(run, buf.norm, D, p.wv, buf.v, p.bv, rows(run), Hkd, D);
+    if (pruneHere) linear(run, buf.norm + (run.n - 1) * D * 4, run.n * D, p.wq, buf.q, p.bq, B, Hd, D);
+    else linear(run, buf.norm, D, p.wq, buf.q, p.bq, rows(run), Hd, D);
+  }
   fire(run, l, "q", buf.q, [B, qn, H, d], qStart);
   fire(run, l, "k", buf.k, [B, run.n, Hk, d], run.start);
   fire(run, l, "v", buf.v, [B, run.n, Hk, d], run.start);
@@ -365,7 +371,64 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
     linear(run, buf.z, Hd, p.wo, buf.attnOut, p.bo, rows(run), D, Hd);
   }
   fire(run, l, "attnOut", buf.attnOut, [B, run.n, D], run.start);
-  addToResidual(run, buf.attnOut, [siteAt(run, l, "residMid")], true);
+  addToResidual(run, buf.attnOut, [siteAt(run, l, "residMid"), siteAt(run, l, "mlpIn")], true);
+}
+
+/**
+ * Split q/k/v inputs (a hook watches hook_q_input, hook_k_input or hook_v_input): each head's
+ * copy of resid_pre goes through the hooks, then its own ln1 and its own columns of W_Q, W_K or
+ * W_V. ln1's hooks see the shared resid_pre's norm and may look but not change it.
+ */
+function splitInputProjections(run: Run, l: number, p: BlockPointers, pruneHere: boolean): void {
+  const { buf, cfg, batch: B, n } = run;
+  const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d } = cfg;
+  const heap = () => run.engine.heap();
+  const scaleSite = siteAt(run, l, "ln1Scale");
+  const normSite = siteAt(run, l, "ln1Normalized");
+  if (scaleSite === undefined && normSite === undefined) {
+    run.residNormalized = false; // a fused norm before this block is not read
+  } else {
+    normalize(run, undefined, undefined);
+    const before = heap().slice(buf.norm >>> 2, (buf.norm >>> 2) + rows(run) * D);
+    const beforeScale = heap().slice(buf.scale >>> 2, (buf.scale >>> 2) + rows(run));
+    callHooks(run, scaleSite, buf.scale, [B, n, 1], run.start);
+    callHooks(run, normSite, buf.norm, [B, n, D], run.start);
+    const same = (a: Float32Array, ptr: number) => a.every((v, i) => Object.is(v, heap()[(ptr >>> 2) + i]));
+    if (!same(before, buf.norm) || !same(beforeScale, buf.scale)) {
+      throw new Error(`blocks.${l}.ln1: with split q/k/v inputs, ln1's hooks may look but not change; hook blocks.${l}.hook_q_input, ` +
+        "hook_k_input or hook_v_input instead");
+    }
+  }
+  const inputs = [
+    { key: "qInput", copy: buf.qInput, heads: H, w: p.wqRaw, bias: p.bq, out: buf.q, lastOnly: pruneHere },
+    { key: "kInput", copy: buf.kInput, heads: Hk, w: p.wkRaw, bias: p.bk, out: buf.k, lastOnly: false },
+    { key: "vInput", copy: buf.vInput, heads: Hk, w: p.wvRaw, bias: p.bv, out: buf.v, lastOnly: false },
+  ] as const;
+  for (const input of inputs) {
+    // copy [B, n, heads, D]: resid_pre once per head.
+    for (let r = 0; r < rows(run); r++) {
+      for (let h = 0; h < input.heads; h++) {
+        heap().copyWithin((input.copy >>> 2) + (r * input.heads + h) * D, (run.resid >>> 2) + r * D, (run.resid >>> 2) + (r + 1) * D);
+      }
+    }
+    fire(run, l, input.key, input.copy, [B, n, input.heads, D], run.start);
+  }
+  for (const input of inputs) {
+    const width = input.heads * d;
+    // The pruned last block's queries: each row's last position only.
+    const m = input.lastOnly ? B : rows(run);
+    for (let h = 0; h < input.heads; h++) {
+      // headNorm [m, D] = ln1(head h's copy); out[:, h] = headNorm · W[:, h*d:(h+1)*d] + b[h*d:(h+1)*d].
+      for (let i = 0; i < m; i++) {
+        const r = input.lastOnly ? i * n + n - 1 : i;
+        const src = (input.copy >>> 2) + (r * input.heads + h) * D;
+        heap().copyWithin((buf.headNorm >>> 2) + i * D, src, src + D);
+      }
+      if (run.rms) run.kernels.rmsNorm(buf.headNorm, buf.headNorm, buf.headScale, 0, m, D, cfg.eps);
+      else run.kernels.layerNorm(buf.headNorm, buf.headNorm, buf.headScale, 0, 0, m, D, cfg.eps);
+      run.kernels.gemm(buf.headNorm, D, input.w + h * d * 4, width, input.out + h * d * 4, width, input.bias + h * d * 4, m, d, D, 0, 0);
+    }
+  }
 }
 
 /**
@@ -375,7 +438,15 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
 function mlpBlock(run: Run, l: number, p: BlockPointers): void {
   const { kernels: k, buf, cfg, batch: B } = run;
   const { dModel: D, dMlp: M } = cfg;
-  normalize(run, siteAt(run, l, "ln2Scale"), siteAt(run, l, "ln2Normalized"));
+  const mlpIn = siteAt(run, l, "mlpIn");
+  if (mlpIn !== undefined && buf.mlpIn !== 0) {
+    // The MLP reads its own copy of resid_mid, which the hook may change; the residual stream keeps resid_mid.
+    run.engine.heap().copyWithin(buf.mlpIn >>> 2, run.resid >>> 2, (run.resid >>> 2) + rows(run) * D);
+    callHooks(run, mlpIn, buf.mlpIn, [B, run.n, D], run.start);
+    normalize(run, siteAt(run, l, "ln2Scale"), siteAt(run, l, "ln2Normalized"), buf.mlpIn);
+  } else {
+    normalize(run, siteAt(run, l, "ln2Scale"), siteAt(run, l, "ln2Normalized"));
+  }
   // post [B, n, M]
   if (cfg.gatedMlp) {
     // post = act(x @ W_gate) * (x @ W_in) + b_in, as TransformerLens's gated MLP (the family adapter allows silu only).

@@ -3,7 +3,7 @@ import { Tensor } from "../engine/tensor.js";
 import { runBackward, storedHookNames } from "./backward.js";
 import type { HookedTransformerConfig } from "./config.js";
 import type { DevicePointers, TransposedPointers } from "./device-weights.js";
-import type { HookFn } from "./hook-points.js";
+import { blockHookName, type HookFn } from "./hook-points.js";
 
 /**
  * A metric the backward can differentiate: logits [batch, pos, dVocab] (or [batch, 1, dVocab]
@@ -65,7 +65,7 @@ export function forwardBackward(model: GradientModel, options: {
   const stored = new Map<string, Tensor>();
   const keep: [string, HookFn][] = storedHookNames(model.cfg).map((name) => [name, (act: Tensor) => { stored.set(name, act.clone()); }]);
   const lastOnly = metric.positions === "last";
-  const logits = model.forward([...options.fwdHooks, ...keep], lastOnly);
+  const logits = model.forward([...options.fwdHooks, ...keep, ...splitInputGuards(model.cfg)], lastOnly);
   const value = metric(logits);
   if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`the metric returned ${value}; gradients need a finite number`);
   const grad = metric.grad!(logits);
@@ -79,6 +79,32 @@ export function forwardBackward(model: GradientModel, options: {
     batch: options.batch, pos: options.pos, attentionMask: options.attentionMask, stored, gradLogits: grad, hooks: options.bwdHooks,
   });
   return { logits, metric: value };
+}
+
+/**
+ * The backward of split q/k/v inputs reads the shared ln1's statistics, so it needs every head's
+ * copy to be resid_pre as the forward left it: these forward hooks (run after the user's) check it.
+ */
+function splitInputGuards(cfg: Readonly<HookedTransformerConfig>): [string, HookFn][] {
+  if (!cfg.useSplitQkvInput) return [];
+  const guards: [string, HookFn][] = [];
+  for (let l = 0; l < cfg.nLayers; l++) {
+    let resid: Float32Array | undefined;
+    guards.push([blockHookName(l, "residPre"), (act) => { resid = act.data.slice(); }]);
+    for (const key of ["qInput", "kInput", "vInput"] as const) {
+      guards.push([blockHookName(l, key), (act) => {
+        const D = cfg.dModel;
+        for (let i = 0; i < act.size; i++) {
+          const row = Math.floor(i / (act.shape[2]! * D));
+          if (!Object.is(act.data[i], resid![row * D + (i % D)])) {
+            throw new Error(`${blockHookName(l, key)}: gradients through a changed split input are not supported yet ` +
+              "(the backward reads ln1's shared statistics); patch resid_pre or q/k/v instead");
+          }
+        }
+      }]);
+    }
+  }
+  return guards;
 }
 
 /** Throws, saying how to fix it, unless the metric can give its gradient. */

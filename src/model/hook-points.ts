@@ -50,6 +50,9 @@ export const EMBED_HOOKS = {
 /** The hook points of every block, in forward order (names relative to `blocks.{l}.`). */
 export const BLOCK_HOOKS = {
   residPre: { name: "hook_resid_pre", axes: ["batch", "pos", "d_model"] },
+  qInput: { name: "hook_q_input", axes: ["batch", "pos", "head_index", "d_model"], when: (cfg) => cfg.useSplitQkvInput === true },
+  kInput: { name: "hook_k_input", axes: ["batch", "pos", "kv_head_index", "d_model"], when: (cfg) => cfg.useSplitQkvInput === true },
+  vInput: { name: "hook_v_input", axes: ["batch", "pos", "kv_head_index", "d_model"], when: (cfg) => cfg.useSplitQkvInput === true },
   ln1Scale: { name: "ln1.hook_scale", axes: ["batch", "pos", "1"] },
   ln1Normalized: { name: "ln1.hook_normalized", axes: ["batch", "pos", "d_model"] },
   q: { name: "attn.hook_q", axes: ["batch", "pos", "head_index", "d_head"] },
@@ -63,6 +66,7 @@ export const BLOCK_HOOKS = {
   result: { name: "attn.hook_result", axes: ["batch", "pos", "head_index", "d_model"], when: (cfg) => cfg.useAttnResult },
   attnOut: { name: "hook_attn_out", axes: ["batch", "pos", "d_model"] },
   residMid: { name: "hook_resid_mid", axes: ["batch", "pos", "d_model"] },
+  mlpIn: { name: "hook_mlp_in", axes: ["batch", "pos", "d_model"], when: (cfg) => cfg.useHookMlpIn === true },
   ln2Scale: { name: "ln2.hook_scale", axes: ["batch", "pos", "1"] },
   ln2Normalized: { name: "ln2.hook_normalized", axes: ["batch", "pos", "d_model"] },
   mlpPre: { name: "mlp.hook_pre", axes: ["batch", "pos", "d_mlp"] },
@@ -99,7 +103,7 @@ export function hookNames(cfg: HookedTransformerConfig): string[] {
 
 const ATTN = new Set(["q", "k", "v", "rot_q", "rot_k", "z", "pattern", "attn_scores", "result"]);
 const MLP = new Set(["pre", "pre_linear", "post"]);
-const BLOCK = new Set(["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]);
+const BLOCK = new Set(["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "q_input", "k_input", "v_input", "mlp_in"]);
 const ALIASES: Record<string, string> = { attn: "pattern", scores: "attn_scores", mlp_pre: "pre", mlp_post: "post" };
 
 /**

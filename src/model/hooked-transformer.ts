@@ -82,6 +82,14 @@ export interface FromPretrainedOptions extends EngineOptions, ProcessOptions {
   processWeights?: boolean;
   /** Compute `attn.hook_result` (per-head outputs, [batch, pos, nHeads, dModel]); costs memory. */
   useAttnResult?: boolean;
+  /**
+   * Give each head its own copy of its input: hook points `blocks.l.hook_q_input`, `hook_k_input`,
+   * `hook_v_input` (TransformerLens `use_split_qkv_input`). Keeps W_Q, W_K and W_V unpacked too
+   * (their memory again); the fused path runs while no hook watches the copies.
+   */
+  useSplitQkvInput?: boolean;
+  /** Add the hook point `blocks.l.hook_mlp_in`, the MLP's own copy of resid_mid (TransformerLens `use_hook_mlp_in`). */
+  useHookMlpIn?: boolean;
   /** Load the folder's tokenizer when it has one (default true); false works on token ids only. */
   tokenizer?: boolean;
   /** Refuse weights holding NaN or ±Infinity with a ModelFormatError naming the tensor (default true; one pass over the weights). */
@@ -188,6 +196,8 @@ export class HookedTransformer {
     const files = openSource(source);
     let cfg = configFromHf(await readJsonConfig(files, "config.json"));
     if (options.useAttnResult) cfg = { ...cfg, useAttnResult: true };
+    if (options.useSplitQkvInput) cfg = { ...cfg, useSplitQkvInput: true };
+    if (options.useHookMlpIn) cfg = { ...cfg, useHookMlpIn: true };
     const raw = await loadSafetensorsWeights(files);
     if (options.checkFinite ?? true) assertFiniteWeights(raw);
     let weights = cfg.positionalEmbeddingType === "rotary" ? convertLlamaWeights(raw, cfg) : convertGpt2Weights(raw, cfg);
