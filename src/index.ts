@@ -34,6 +34,7 @@ export { parameterShapes, type Weights } from "./model/weights.js";
 // patching
 export * from "./patching/activation-patching.js";
 export * from "./patching/attribution-patching.js";
+export { spearman, verifyAttribution, type VerifiedEntry, type Verification } from "./patching/verify-attribution.js";
 export {
   getActPatchDirectPath, getActPatchDirectPathAllSources, type DirectPathAllSourcesOptions, type DirectPathComponent, type DirectPathOptions,
   type DirectPathSingleOptions,

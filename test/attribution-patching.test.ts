@@ -6,6 +6,7 @@ import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { ATTRIBUTION_KINDS, getAttrPatchAll, getAttrPatchAttnHeadOutAllPos, type AttributionKindName } from "../src/patching/attribution-patching.js";
 import { getActPatchAttnHeadOutAllPos } from "../src/patching/activation-patching.js";
 import { logitDiff } from "../src/patching/metrics.js";
+import { spearman, verifyAttribution } from "../src/patching/verify-attribution.js";
 import { expectGoldenScores, golden, referenceDir, type GoldenInputs, type GoldenScores } from "./reference.js";
 
 let engine: Engine;
@@ -77,5 +78,39 @@ describe("attribution patching: bad input", () => {
     const plain = Object.assign((l: never) => metric(l), { positions: "last" as const });
     expect(() => getAttrPatchAll(model, inputs.corrupted, clean, plain, { kinds: ["resid_pre"] })).toThrow(/no gradient/);
     model.dispose();
+  });
+});
+
+describe("verifyAttribution", () => {
+  it("runs the top entries exactly, equal to the full activation patching sweep there", async () => {
+    const name = "tiny-llama-random";
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine });
+    const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+    const { cache: clean } = model.runWithCache(inputs.clean);
+    const attr = getAttrPatchAttnHeadOutAllPos(model, inputs.corrupted, clean, metric);
+    const check = await verifyAttribution(model, inputs.corrupted, clean, metric, attr, { top: 5 });
+    const full = await getActPatchAttnHeadOutAllPos(model, inputs.corrupted, clean, metric);
+    expect(check.entries).toHaveLength(5);
+    const effect = (e: { estimate: number }) => Math.abs(e.estimate - attr.baseline);
+    for (let i = 1; i < 5; i++) expect(effect(check.entries[i - 1]!)).toBeGreaterThanOrEqual(effect(check.entries[i]!));
+    for (const e of check.entries) {
+      expect(e.estimate).toBe(attr.scores.get(...(e.index as [number, number])));
+      expect(e.exact).toBeCloseTo(full.scores.get(...(e.index as [number, number])), 5);
+    }
+    expect(check.maxAbsError).toBeCloseTo(Math.max(...check.entries.map((e) => Math.abs(e.estimate - e.exact))), 6);
+    expect(check.spearman).toBeCloseTo(spearman(check.entries.map((e) => e.estimate), check.entries.map((e) => e.exact)), 6);
+    // Only the chosen entries ran: the rest are NaN.
+    const partial = await getActPatchAttnHeadOutAllPos(model, inputs.corrupted, clean, metric, { entries: [0, 3] });
+    expect(Array.from(partial.scores.data).filter((x) => !Number.isNaN(x))).toHaveLength(2);
+    model.dispose();
+  });
+
+  it("spearman ranks with ties and detects order", () => {
+    expect(spearman([1, 2, 3, 4], [10, 20, 30, 40])).toBeCloseTo(1, 12);
+    expect(spearman([1, 2, 3, 4], [4, 3, 2, 1])).toBeCloseTo(-1, 12);
+    // Ranks [1, 2.5, 2.5, 4] against [1, 2, 3, 4]: ρ = 4.5 / sqrt(4.5 · 5).
+    expect(spearman([1, 5, 5, 9], [1, 2, 3, 4])).toBeCloseTo(4.5 / Math.sqrt(4.5 * 5), 12);
+    expect(spearman([1], [2])).toBeNaN();
   });
 });

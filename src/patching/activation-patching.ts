@@ -69,7 +69,16 @@ export const layerHeadDestSrcPosPatternPatchSetter: PatchSetter = (c, k, [, head
 
 // ---- the TransformerLens family ----
 
-type SweepArgs = [model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric, options?: SweepOptions];
+/** Options of the activation patching family. */
+export interface ActPatchOptions extends SweepOptions {
+  /**
+   * Run only these entries (flat indices into the result, row-major); the others' scores are NaN.
+   * How attribution results are checked on their top entries (see verifyAttribution).
+   */
+  entries?: readonly number[];
+}
+
+type SweepArgs = [model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric, options?: ActPatchOptions];
 
 /** An activation patching sweep; `.plan(...)` with the same arguments gives its plan without running it. */
 export type ActivationPatchSweep = ((...args: SweepArgs) => Promise<PatchResult>) & { plan: (...args: SweepArgs) => SweepPlanSummary };
@@ -109,6 +118,8 @@ function family(op: string, parts: SweepPart[]): ActivationPatchSweep {
 export const getActPatchResidPre = family("act_patch_resid_pre", [byLayerPos("resid_pre")]);
 /** [nLayers, pos]: patch `blocks.l.hook_resid_mid[:, p]`. */
 export const getActPatchResidMid = family("act_patch_resid_mid", [byLayerPos("resid_mid")]);
+/** [nLayers, pos]: patch `blocks.l.hook_resid_post[:, p]`. */
+export const getActPatchResidPost = family("act_patch_resid_post", [byLayerPos("resid_post")]);
 /** [nLayers, pos]: patch `blocks.l.hook_attn_out[:, p]`. */
 export const getActPatchAttnOut = family("act_patch_attn_out", [byLayerPos("attn_out")]);
 /** [nLayers, pos]: patch `blocks.l.hook_mlp_out[:, p]`. */
@@ -152,25 +163,25 @@ export const getActPatchBlockEvery = family("act_patch_block_every",
  * gives its own shape; several are stacked along a new leading axis, as the `...Every` functions.
  */
 async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
-  op: string, parts: readonly SweepPart[], options: SweepOptions): Promise<PatchResult> {
-  const sweep = buildParts(model, corruptedTokens, cleanCache, metric, op, parts);
+  op: string, parts: readonly SweepPart[], options: ActPatchOptions): Promise<PatchResult> {
+  const sweep = buildParts(model, corruptedTokens, cleanCache, metric, op, parts, options.entries);
   const baseline = checkedMetric(metric, sweep.corruptedRun().logits!, "the corrupted run");
   const clean = checkedMetric(metric, model.forward(sweep.tokens, { startAtLayer: model.cfg.nLayers, residual: sweep.lastCleanResid }).logits!, "the clean run");
-  const scores = new Float32Array(parts.length * sweep.partSize);
+  const scores = new Float32Array(parts.length * sweep.partSize).fill(options.entries === undefined ? 0 : NaN);
   await runSweep(model, sweep.tokens, sweep.patches, metric, sweep.corrupted, scores, options);
   return new PatchResult(op, new Tensor(scores, sweep.shape), baseline, clean, { strategy: options.strategy ?? "planned" });
 }
 
 /** The plan of {@link sweepParts}: no patched run, and not the corrupted run either. */
 function planParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
-  op: string, parts: readonly SweepPart[], options: SweepOptions): SweepPlanSummary {
-  const sweep = buildParts(model, corruptedTokens, cleanCache, metric, op, parts);
+  op: string, parts: readonly SweepPart[], options: ActPatchOptions): SweepPlanSummary {
+  const sweep = buildParts(model, corruptedTokens, cleanCache, metric, op, parts, options.entries);
   return summarize(planSweepPatches(model, sweep.tokens, sweep.patches, metric, sweep.corrupted, options));
 }
 
 /** Validates a sweep's inputs and builds its patches; the corrupted run is made on first use. */
 function buildParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
-  op: string, parts: readonly SweepPart[]) {
+  op: string, parts: readonly SweepPart[], entries?: readonly number[]) {
   if (typeof metric !== "function") throw new Error("metric must be a function from logits to a number");
   const cfg = model.cfg;
   const batch = toTokenBatch(corruptedTokens, cfg.dVocab, cfg.nCtx);
@@ -205,11 +216,17 @@ function buildParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCa
   // (compared on the embeddings, which is all the corrupted run this needs).
   const firstDiff = firstDifference(checkBatch(needCached(cleanCache, "cleanCache", "blocks.0.hook_resid_pre"),
     "blocks.0.hook_resid_pre", B, P), model.forward(tokens, { stopAtLayer: 0 }).residual!);
+  const total = parts.length * partSize;
+  const wanted = entries === undefined ? undefined : new Set(entries);
+  for (const e of entries ?? []) {
+    if (!Number.isInteger(e) || e < 0 || e >= total) throw new Error(`${op}: entry ${e} is out of range; the result has ${total} entries`);
+  }
   const windows = new Map<string, Tensor>();
   const patches: Patch[] = [];
   parts.forEach((part, which) => {
     const shape = shapes[which]!;
     for (let flat = 0; flat < partSize; flat++) {
+      if (wanted !== undefined && !wanted.has(which * partSize + flat)) continue;
       const index = unravel(flat, shape);
       const hook = getActName(part.activation, index[0]);
       const cleanAct = checkBatch(needCached(cleanCache, "cleanCache", hook), hook, B, P);
