@@ -51,7 +51,7 @@ describe("usage errors exit 2 with one line", () => {
     [[], /^hooklens: TransformerLens-style/],
     [["rn"], /^hooklens: unknown command "rn" \(did you mean run\?\); commands: run, cache, patch, merge, demo, help\n$/],
     [["--model", "x"], /^hooklens: expected a command before --model/],
-    [["patch"], /^hooklens: patch needs a kind: direct-path or act/],
+    [["patch"], /^hooklens: patch needs a kind: direct-path, act, attr/],
     [["patch", "direct"], /^hooklens: unknown patch kind "direct" \(did you mean direct-path\?\)/],
     [["run", "--prompt", "x"], /^hooklens: run: --model is required\n$/],
     [["run", "--model", "m"], /^hooklens: run: give --prompt TEXT or --prompts FILE\n$/],

@@ -20,6 +20,7 @@ const blockParts: Axis = { name: "patched", labels: ["resid_pre", "attn_out", "m
 export const ACT_KINDS: Readonly<Record<string, ActKind>> = {
   resid_pre: { fn: act.getActPatchResidPre, axes: [layer, pos] },
   resid_mid: { fn: act.getActPatchResidMid, axes: [layer, pos] },
+  resid_post: { fn: act.getActPatchResidPost, axes: [layer, pos] },
   attn_out: { fn: act.getActPatchAttnOut, axes: [layer, pos] },
   mlp_out: { fn: act.getActPatchMlpOut, axes: [layer, pos] },
   attn_head_out_all_pos: { fn: act.getActPatchAttnHeadOutAllPos, axes: [layer, head] },

@@ -2,6 +2,7 @@
 // messages. Testable: it writes only to the streams it is given and never exits the process.
 
 import { parseArgs, suggest } from "./args.js";
+import { attrCommand } from "./cmd-attr.js";
 import { cacheCommand } from "./cmd-cache.js";
 import { demoCommand } from "./cmd-demo.js";
 import { mergeCommand } from "./cmd-merge.js";
@@ -14,9 +15,9 @@ import { commandHelp, mainHelp, PROMPTS_HELP, version } from "./help.js";
 
 export type { CliIo, CliStream } from "./context.js";
 
-const COMMANDS: readonly Command[] = [runCommand, cacheCommand, directPathCommand, actCommand, mergeCommand, demoCommand];
+const COMMANDS: readonly Command[] = [runCommand, cacheCommand, directPathCommand, actCommand, attrCommand, mergeCommand, demoCommand];
 const TOP_LEVEL = ["run", "cache", "patch", "merge", "demo", "help"];
-const PATCH_KINDS = ["direct-path", "act"];
+const PATCH_KINDS = ["direct-path", "act", "attr"];
 
 /**
  * Runs `hooklens` with `argv` (the words after the program name) and returns the exit code:
@@ -66,12 +67,12 @@ async function dispatch(ctx: Context, argv: readonly string[]): Promise<number> 
   let words = rest;
   if (first === "patch") {
     const kind = rest[0];
-    if (kind === undefined) throw new UsageError(`patch needs a kind: ${PATCH_KINDS.join(" or ")} (e.g. hooklens patch direct-path --help)`);
+    if (kind === undefined) throw new UsageError(`patch needs a kind: ${PATCH_KINDS.join(", ")} (e.g. hooklens patch direct-path --help)`);
     if (kind === "--help" || kind === "-h") {
       ctx.out(patchOverview());
       return 0;
     }
-    if (!PATCH_KINDS.includes(kind)) throw new UsageError(`unknown patch kind ${JSON.stringify(kind)}${suggest(kind, PATCH_KINDS, "")}; use ${PATCH_KINDS.join(" or ")}`);
+    if (!PATCH_KINDS.includes(kind)) throw new UsageError(`unknown patch kind ${JSON.stringify(kind)}${suggest(kind, PATCH_KINDS, "")}; use ${PATCH_KINDS.join(", ")}`);
     name = `patch ${kind}`;
     words = rest.slice(1);
   }
@@ -103,7 +104,8 @@ function patchOverview(): string {
     "",
     `  hooklens ${directPathCommand.usage}`,
     `  hooklens ${actCommand.usage}`,
+    `  hooklens ${attrCommand.usage}`,
     "",
-    "Run `hooklens patch direct-path --help` or `hooklens patch act --help` for their flags.",
+    "Run `hooklens patch direct-path --help`, `hooklens patch act --help` or `hooklens patch attr --help` for their flags.",
   ].join("\n") + "\n";
 }
