@@ -86,7 +86,7 @@ describe("the registry dispatches model_type once, and refuses what no family re
     expect(familyFor(makeConfig({ nLayers: 1, dModel: 8, nHeads: 2, dVocab: 10, nCtx: 4 }))).toBe(gpt2);
     const rotaryLn = makeConfig({ nLayers: 1, dModel: 8, nHeads: 2, dVocab: 10, nCtx: 4, positionalEmbeddingType: "rotary" });
     expect(() => familyFor(rotaryLn)).toThrow(ConfigError);
-    expect(() => familyFor(rotaryLn)).toThrow(/gpt2: positionalEmbeddingType is "rotary".*; llama: normalizationType is "LN"/);
+    expect(() => familyFor(rotaryLn)).toThrow(/config: family: no supported family can hold this config \(gpt2: positionalEmbeddingType is "rotary".*; llama: normalizationType is "LN"/);
   });
 });
 

@@ -19,11 +19,6 @@ export const FAMILIES: readonly ModelFamily[] = [gpt2, llama];
 /** The model_type of a config.json that has none: early GPT-2 configs were written without one. */
 const DEFAULT_MODEL_TYPE = "gpt2";
 
-/** Every model_type some family reads, for error messages. */
-export function supportedModelTypes(): string[] {
-  return FAMILIES.flatMap((f) => Object.keys(f.modelTypes));
-}
-
 /**
  * The family of a parsed config.json, by its `model_type` (a config.json without one is GPT-2's).
  *
@@ -38,7 +33,7 @@ export function familyOf(json: JsonObject, file = "config.json"): ModelFamily {
   const type = json["model_type"] ?? DEFAULT_MODEL_TYPE;
   const family = typeof type === "string" ? FAMILIES.find((f) => Object.hasOwn(f.modelTypes, type)) : undefined;
   if (family === undefined) {
-    throw new ConfigError(file, "model_type", `${JSON.stringify(type)} is not supported (supported: ${supportedModelTypes().join(", ")})`);
+    throw new ConfigError(file, "model_type", `${JSON.stringify(type)} is not supported (supported: ${FAMILIES.flatMap((f) => Object.keys(f.modelTypes)).join(", ")})`);
   }
   return family;
 }
@@ -74,7 +69,7 @@ export function familyFor(cfg: HookedTransformerConfig): ModelFamily {
     if (mismatch === undefined) return family;
     reasons.push(`${family.name}: ${mismatch}`);
   }
-  throw new ConfigError("config", "originalArchitecture", `no supported family fits ${cfg.originalArchitecture} as configured (${reasons.join("; ")})`);
+  throw new ConfigError("config", "family", `no supported family can hold this config (${reasons.join("; ")})`);
 }
 
 /**

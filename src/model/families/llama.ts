@@ -143,7 +143,7 @@ function biasNames(cfg: HookedTransformerConfig): string[] {
  * @example
  * ```ts
  * const raw = await HookedTransformer.fromPretrained("./tiny-llama", { processWeights: false });
- * const { config, tensors } = llamaToHf(raw.cfg, raw.weights as Weights);
+ * const { config, tensors } = llamaToHf(raw.cfg, raw.weights);
  * tensors["model.layers.0.self_attn.k_proj.weight"].shape;   // [nKeyValueHeads * dHead, dModel]
  * ```
  */
