@@ -184,6 +184,22 @@ describe("a model exported and loaded again computes the same logits", () => {
   });
 });
 
+describe("importers name the tensor that is missing or misshapen", () => {
+  it("GPT-2 (either name form) and LLaMA", () => {
+    const g = checkpoint("tiny-gpt2-random");
+    const gCfg = configFromHf(g.json);
+    const { "h.1.mlp.c_fc.bias": _, ...withoutBias } = g.tensors;
+    expect(() => gpt2.weightsFromHf(withoutBias, gCfg)).toThrow(/model\.safetensors: missing tensor h\.1\.mlp\.c_fc\.bias \(or transformer\.h\.1\.mlp\.c_fc\.bias\)/);
+    const badHead = { ...g.tensors, "lm_head.weight": { dtype: "F32", shape: [64, 100], data: new Float32Array(6400) } } as const;
+    expect(() => gpt2.weightsFromHf(badHead, gCfg)).toThrow(/lm_head\.weight has shape \[64, 100\] but config\.json implies \[100, 64\]/);
+    const l = checkpoint("tiny-llama-random");
+    const lCfg = configFromHf(l.json);
+    const narrowKv = { ...l.tensors, "model.layers.2.self_attn.k_proj.weight": { dtype: "F32", shape: [64, 64], data: new Float32Array(4096) } } as const;
+    expect(() => llama.weightsFromHf(narrowKv, lCfg, "shard-2.safetensors"))
+      .toThrow(/shard-2\.safetensors: model\.layers\.2\.self_attn\.k_proj\.weight has shape \[64, 64\] but config\.json implies \[32, 64\]/);
+  });
+});
+
 describe("exporters refuse what their checkpoints cannot hold", () => {
   const load = (name: string) => {
     const { json, tensors } = checkpoint(name);
