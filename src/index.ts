@@ -19,8 +19,11 @@ export type {
   AccumulatedResidOptions, ApplyLnOptions, BatchSlice, CacheModel, DecomposeResidOptions, LabelledStack,
   LogitAttrsOptions, LogitTokens, PosSlice, StackHeadResultsOptions,
 } from "./model/cache-analysis.js";
-export { ConfigError, configFromHfGpt2, makeConfig, type HookedTransformerConfig } from "./model/config.js";
-export { convertGpt2Weights } from "./model/gpt2-weights.js";
+export { ConfigError, checkConfig, makeConfig, type HookedTransformerConfig } from "./model/config.js";
+export {
+  FAMILIES, checkpointFiles, configFromHf, configFromHfGpt2, configFromHfLlama, convertGpt2Weights, convertLlamaWeights, familyFor,
+  familyOf, gpt2ToHf, hfFiles, llamaToHf, type HfCheckpoint, type HfTensors, type ModelFamily,
+} from "./model/families/index.js";
 export { getActName, hookNames, type HookFilter, type HookFn, type HookPoint } from "./model/hook-points.js";
 export {
   HookedTransformer, type BackwardOptions, type ForwardOptions, type ForwardResult, type ForwardReturnType, type FromPretrainedOptions,

@@ -5,8 +5,7 @@ import {
 import { Engine } from "../src/engine/engine.js";
 import type { Tensor } from "../src/engine/tensor.js";
 import { readSafetensors } from "../src/io/safetensors.js";
-import { configFromHfGpt2 } from "../src/model/config.js";
-import { convertGpt2Weights } from "../src/model/gpt2-weights.js";
+import { configFromHfGpt2, convertGpt2Weights } from "../src/model/families/gpt2.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { checkWeights } from "../src/model/weights.js";
 import { getActPatchDirectPath } from "../src/patching/direct-path.js";

@@ -1,16 +1,20 @@
 /**
- * The model configuration, named as TransformerLens's HookedTransformerConfig
- * (camelCase), and its derivation from a Hugging Face config.json.
+ * The model configuration, named as TransformerLens's HookedTransformerConfig (camelCase), and
+ * the rules every config must satisfy before the forward pass runs it. Reading a Hugging Face
+ * config.json is each family's job (see families/).
  */
 
+/** Activation functions of the MLP (each has its own kernel). */
+export const ACT_FNS = ["gelu_new", "gelu", "silu"] as const;
 /** Activation function of the MLP. */
-export type ActFn = "gelu_new" | "gelu" | "silu";
+export type ActFn = typeof ACT_FNS[number];
 
 /**
  * `LN` / `RMS` carry learned weights; `LNPre` / `RMSPre` are what remains after
  * `foldLn` (centring and scaling only).
  */
-export type NormalizationType = "LN" | "LNPre" | "RMS" | "RMSPre";
+export const NORMALIZATION_TYPES = ["LN", "LNPre", "RMS", "RMSPre"] as const;
+export type NormalizationType = typeof NORMALIZATION_TYPES[number];
 
 export interface HookedTransformerConfig {
   nLayers: number;
@@ -58,67 +62,22 @@ export class ConfigError extends Error {
   }
 }
 
-const MAX_DIM = 1 << 20;
+/** The largest size a config may hold (layers, widths, vocabulary, context). */
+export const MAX_DIM = 1 << 20;
 
 /**
- * Reads a Hugging Face GPT-2 config.json (already parsed) into a TransformerLens config.
- * Every size is checked before anything is allocated.
+ * Builds a config by hand: fills every omitted field with GPT-2's choice (learned positions, LayerNorm,
+ * gelu_new, an ungated MLP of 4 × dModel, attention scaled by sqrt(dHead)), then checks the whole
+ * config with {@link checkConfig}.
  *
+ * @throws ConfigError naming the field, for sizes that are not positive integers and for combinations
+ * the forward cannot run (e.g. a gated MLP with gelu)
  * @example
  * ```ts
- * const cfg = configFromHfGpt2({ n_layer: 2, n_head: 4, n_embd: 64, n_positions: 32, vocab_size: 100 });
+ * const cfg = makeConfig({ nLayers: 2, dModel: 64, nHeads: 4, dVocab: 100, nCtx: 32 });
  * cfg.dHead; // 16
+ * makeConfig({ nLayers: 2, dModel: 64, nHeads: 4, dVocab: 100, nCtx: 32, gatedMlp: true, actFn: "gelu" }); // throws
  * ```
- */
-export function configFromHfGpt2(json: Record<string, unknown>, file = "config.json"): HookedTransformerConfig {
-  const size = (key: string, fallback?: number): number => {
-    const v = json[key] ?? fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > MAX_DIM) {
-      throw new ConfigError(file, key, `expected a positive integer ≤ ${MAX_DIM}, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
-  const modelType = json["model_type"];
-  if (modelType !== undefined && modelType !== "gpt2") {
-    throw new ConfigError(file, "model_type", `expected "gpt2", got ${JSON.stringify(modelType)}`);
-  }
-  const nLayers = size("n_layer");
-  const nHeads = size("n_head");
-  const dModel = size("n_embd");
-  if (dModel % nHeads !== 0) {
-    throw new ConfigError(file, "n_head", `n_embd (${dModel}) must be divisible by n_head (${nHeads})`);
-  }
-  const dMlp = json["n_inner"] === null || json["n_inner"] === undefined ? 4 * dModel : size("n_inner");
-  const eps = json["layer_norm_epsilon"] ?? 1e-5;
-  if (typeof eps !== "number" || !(eps > 0 && eps < 1)) {
-    throw new ConfigError(file, "layer_norm_epsilon", `expected a number in (0, 1), got ${JSON.stringify(eps)}`);
-  }
-  const act = json["activation_function"] ?? "gelu_new";
-  if (act !== "gelu_new" && act !== "gelu" && act !== "silu") {
-    throw new ConfigError(file, "activation_function", `unsupported ${JSON.stringify(act)} (gelu_new, gelu, silu)`);
-  }
-  for (const flag of ["scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"]) {
-    if (json[flag] === true) throw new ConfigError(file, flag, "true is not supported");
-  }
-  const dHead = dModel / nHeads;
-  const architectures = json["architectures"];
-  return {
-    nLayers, dModel, nHeads, nKeyValueHeads: nHeads, dHead, dMlp,
-    positionalEmbeddingType: "standard", rotaryBase: 10000, gatedMlp: false,
-    dVocab: size("vocab_size"),
-    nCtx: size("n_positions", json["n_ctx"] as number | undefined),
-    actFn: act,
-    normalizationType: "LN",
-    eps,
-    originalArchitecture: Array.isArray(architectures) && typeof architectures[0] === "string" ? architectures[0] : "GPT2LMHeadModel",
-    useAttnResult: false,
-    attnScale: json["scale_attn_weights"] === false ? 1 : Math.sqrt(dHead),
-    processing: { foldLn: false, centerWritingWeights: false, centerUnembed: false, foldValueBiases: false },
-  };
-}
-
-/**
- * Checks a config built by hand (the plain constructor path) and fills derived fields.
  */
 export function makeConfig(partial: Partial<HookedTransformerConfig> &
   Pick<HookedTransformerConfig, "nLayers" | "dModel" | "nHeads" | "dVocab" | "nCtx">): HookedTransformerConfig {
@@ -130,12 +89,9 @@ export function makeConfig(partial: Partial<HookedTransformerConfig> &
   if (!Number.isInteger(dHead) || dHead <= 0) {
     throw new ConfigError("config", "dHead", `d_model (${dModel}) must be divisible by n_heads (${nHeads}) unless dHead is given`);
   }
-  const nKeyValueHeads = partial.nKeyValueHeads ?? nHeads;
-  if (!Number.isInteger(nKeyValueHeads) || nKeyValueHeads <= 0 || nHeads % nKeyValueHeads !== 0) {
-    throw new ConfigError("config", "nKeyValueHeads", `must divide nHeads (${nHeads}), got ${nKeyValueHeads}`);
-  }
-  return {
-    nLayers, dModel, nHeads, nKeyValueHeads, dHead, dVocab, nCtx,
+  return checkConfig({
+    nLayers, dModel, nHeads, dHead, dVocab, nCtx,
+    nKeyValueHeads: partial.nKeyValueHeads ?? nHeads,
     positionalEmbeddingType: partial.positionalEmbeddingType ?? "standard",
     rotaryBase: partial.rotaryBase ?? 10000,
     gatedMlp: partial.gatedMlp ?? false,
@@ -147,78 +103,50 @@ export function makeConfig(partial: Partial<HookedTransformerConfig> &
     useAttnResult: partial.useAttnResult ?? false,
     attnScale: partial.attnScale ?? Math.sqrt(dHead),
     processing: partial.processing ?? { foldLn: false, centerWritingWeights: false, centerUnembed: false, foldValueBiases: false },
-  };
+  });
 }
 
 /**
- * Reads a Hugging Face LLaMA-family config.json (`LlamaForCausalLM`: RMSNorm, rotary, SwiGLU,
- * grouped-query attention). Variants computed differently (biases, rope scaling, sliding
- * windows, other activations) are refused by name rather than approximated.
+ * Checks that the forward pass can run a config as it stands, and returns it. Every rule the
+ * forward relies on is here, so the forward itself checks none: sizes are positive integers,
+ * nKeyValueHeads divides nHeads, the enumerations hold known values, a gated MLP uses silu (the
+ * SwiGLU kernel is the only gated one), rotary embeddings rotate pairs (an even dHead) with a base
+ * above 1, and eps and attnScale are positive and finite. Family adapters and {@link makeConfig}
+ * end with it; `HookedTransformer` checks again through `checkWeights`.
  *
+ * @param file - names the config in errors (`config` for a hand-built one)
+ * @throws ConfigError naming the field, the rule and the value
  * @example
  * ```ts
- * const cfg = configFromHfLlama({ hidden_size: 64, intermediate_size: 128, num_hidden_layers: 3,
- *   num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, vocab_size: 100 });
- * cfg.nKeyValueHeads; // 2
+ * checkConfig({ ...cfg, gatedMlp: true, actFn: "gelu" });
+ * // ConfigError: config: actFn: a gated MLP needs "silu" (the SwiGLU kernel), got "gelu"
  * ```
  */
-export function configFromHfLlama(json: Record<string, unknown>, file = "config.json"): HookedTransformerConfig {
-  const size = (key: string, fallback?: number): number => {
-    const v = json[key] ?? fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > MAX_DIM) {
-      throw new ConfigError(file, key, `expected a positive integer ≤ ${MAX_DIM}, got ${JSON.stringify(v)}`);
-    }
-    return v;
+export function checkConfig(cfg: HookedTransformerConfig, file = "config"): HookedTransformerConfig {
+  const fail = (field: string, why: string): never => { throw new ConfigError(file, field, why); };
+  const sizes = { nLayers: MAX_DIM, dModel: MAX_DIM, nHeads: MAX_DIM, nKeyValueHeads: MAX_DIM, dHead: MAX_DIM, dVocab: MAX_DIM, nCtx: MAX_DIM,
+    // HF configs default the MLP width to 4 × d_model.
+    dMlp: 4 * MAX_DIM };
+  for (const [field, max] of Object.entries(sizes)) {
+    const v = cfg[field as keyof typeof sizes];
+    if (!Number.isInteger(v) || v <= 0 || v > max) fail(field, `expected a positive integer ≤ ${max}, got ${JSON.stringify(v)}`);
+  }
+  if (cfg.nHeads % cfg.nKeyValueHeads !== 0) fail("nKeyValueHeads", `must divide nHeads (${cfg.nHeads}), got ${cfg.nKeyValueHeads}`);
+  const oneOf = (field: keyof HookedTransformerConfig, allowed: readonly unknown[]) => {
+    if (!allowed.includes(cfg[field])) fail(field, `expected one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}, got ${JSON.stringify(cfg[field])}`);
   };
-  const refuse = (key: string, why: string) => { throw new ConfigError(file, key, `${why} is not supported yet`); };
-  if (json["attention_bias"] === true) refuse("attention_bias", "attention with biases");
-  if (json["mlp_bias"] === true) refuse("mlp_bias", "an MLP with biases");
-  if (json["rope_scaling"] !== undefined && json["rope_scaling"] !== null) refuse("rope_scaling", "rope scaling");
-  if (json["use_sliding_window"] === true || (typeof json["sliding_window"] === "number" && json["use_sliding_window"] !== false)) {
-    refuse("sliding_window", "sliding-window attention");
+  oneOf("actFn", ACT_FNS);
+  oneOf("normalizationType", NORMALIZATION_TYPES);
+  oneOf("positionalEmbeddingType", ["standard", "rotary"]);
+  oneOf("gatedMlp", [true, false]);
+  oneOf("useAttnResult", [true, false]);
+  if (cfg.gatedMlp && cfg.actFn !== "silu") fail("actFn", `a gated MLP needs "silu" (the SwiGLU kernel), got ${JSON.stringify(cfg.actFn)}`);
+  if (cfg.positionalEmbeddingType === "rotary") {
+    if (cfg.dHead % 2 !== 0) fail("dHead", `rotary embeddings rotate pairs of dimensions, so dHead must be even, got ${cfg.dHead}`);
+    if (!(cfg.rotaryBase > 1 && Number.isFinite(cfg.rotaryBase))) fail("rotaryBase", `expected a finite number > 1, got ${cfg.rotaryBase}`);
   }
-  const act = json["hidden_act"] ?? "silu";
-  if (act !== "silu") refuse("hidden_act", `activation ${JSON.stringify(act)}`);
-  const nLayers = size("num_hidden_layers");
-  const dModel = size("hidden_size");
-  const nHeads = size("num_attention_heads");
-  const nKeyValueHeads = size("num_key_value_heads", nHeads);
-  if (nHeads % nKeyValueHeads !== 0) {
-    throw new ConfigError(file, "num_key_value_heads", `${nKeyValueHeads} does not divide num_attention_heads (${nHeads})`);
-  }
-  const dHead = json["head_dim"] === undefined || json["head_dim"] === null ? dModel / nHeads : size("head_dim");
-  if (!Number.isInteger(dHead) || dHead % 2 !== 0) {
-    throw new ConfigError(file, "head_dim", `the head size must be an even integer for rotary embeddings, got ${dHead}`);
-  }
-  const eps = json["rms_norm_eps"] ?? 1e-6;
-  if (typeof eps !== "number" || !(eps > 0 && eps < 1)) {
-    throw new ConfigError(file, "rms_norm_eps", `expected a number in (0, 1), got ${JSON.stringify(eps)}`);
-  }
-  const theta = json["rope_theta"] ?? 10000;
-  if (typeof theta !== "number" || !(theta > 1)) throw new ConfigError(file, "rope_theta", `expected a number > 1, got ${JSON.stringify(theta)}`);
-  const architectures = json["architectures"];
-  return {
-    nLayers, dModel, nHeads, nKeyValueHeads, dHead,
-    dMlp: size("intermediate_size"),
-    dVocab: size("vocab_size"),
-    nCtx: size("max_position_embeddings"),
-    actFn: "silu",
-    normalizationType: "RMS",
-    eps,
-    originalArchitecture: Array.isArray(architectures) && typeof architectures[0] === "string" ? architectures[0] : "LlamaForCausalLM",
-    positionalEmbeddingType: "rotary",
-    rotaryBase: theta,
-    gatedMlp: true,
-    useAttnResult: false,
-    attnScale: Math.sqrt(dHead),
-    processing: { foldLn: false, centerWritingWeights: false, centerUnembed: false, foldValueBiases: false },
-  };
-}
-
-/** The config of a Hugging Face config.json, by its model_type (gpt2, llama and LLaMA-shaped types). */
-export function configFromHf(json: Record<string, unknown>, file = "config.json"): HookedTransformerConfig {
-  const type = json["model_type"];
-  if (type === undefined || type === "gpt2") return configFromHfGpt2(json, file);
-  if (type === "llama" || type === "mistral") return configFromHfLlama(json, file);
-  throw new ConfigError(file, "model_type", `${JSON.stringify(type)} is not supported (gpt2, llama)`);
+  if (!(cfg.eps > 0 && Number.isFinite(cfg.eps))) fail("eps", `expected a finite number > 0, got ${cfg.eps}`);
+  if (!(cfg.attnScale > 0 && Number.isFinite(cfg.attnScale))) fail("attnScale", `expected a finite number > 0, got ${cfg.attnScale}`);
+  if (typeof cfg.originalArchitecture !== "string") fail("originalArchitecture", `expected a string, got ${JSON.stringify(cfg.originalArchitecture)}`);
+  return cfg;
 }

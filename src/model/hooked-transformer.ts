@@ -4,9 +4,8 @@ import { assertFiniteWeights, loadSafetensorsWeights, readJsonConfig } from "../
 import { openSource, type SourceInput } from "../io/source.js";
 import { loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
 import { ActivationCache } from "./activation-cache.js";
-import { configFromHf, type HookedTransformerConfig } from "./config.js";
-import { convertGpt2Weights } from "./gpt2-weights.js";
-import { convertLlamaWeights } from "./llama-weights.js";
+import type { HookedTransformerConfig } from "./config.js";
+import { familyOf } from "./families/index.js";
 import { processWeights, type ProcessOptions } from "./process-weights.js";
 import {
   freeTransposedWeights, freeWeights, uploadTransposedWeights, uploadWeights, type DevicePointers, type TransposedPointers,
@@ -181,7 +180,8 @@ export class HookedTransformer {
   }
 
   /**
-   * Loads a Hugging Face GPT-2 or LLaMA-family checkpoint (config.json + model.safetensors or a sharded index)
+   * Loads a Hugging Face checkpoint of a supported family (see model/families: GPT-2, LLaMA and Mistral without
+   * a sliding window; config.json + model.safetensors or a sharded index)
    * from a folder path, a URL, a hub repository (`{ repo, revision }`) or in-memory file bytes,
    * and applies TransformerLens's weight processing (foldLn, centerWritingWeights,
    * centerUnembed, foldValueBiases; all on by default, as `from_pretrained`).
@@ -194,13 +194,15 @@ export class HookedTransformer {
    */
   static async fromPretrained(source: SourceInput, options: FromPretrainedOptions = {}): Promise<HookedTransformer> {
     const files = openSource(source);
-    let cfg = configFromHf(await readJsonConfig(files, "config.json"));
+    const json = await readJsonConfig(files, "config.json");
+    const family = familyOf(json);
+    let cfg = family.configFromHf(json);
     if (options.useAttnResult) cfg = { ...cfg, useAttnResult: true };
     if (options.useSplitQkvInput) cfg = { ...cfg, useSplitQkvInput: true };
     if (options.useHookMlpIn) cfg = { ...cfg, useHookMlpIn: true };
     const raw = await loadSafetensorsWeights(files);
     if (options.checkFinite ?? true) assertFiniteWeights(raw);
-    let weights = cfg.positionalEmbeddingType === "rotary" ? convertLlamaWeights(raw, cfg) : convertGpt2Weights(raw, cfg);
+    let weights = family.weightsFromHf(raw, cfg);
     if (options.processWeights ?? true) ({ cfg, weights } = processWeights(cfg, weights, options));
     const tokenizer = (options.tokenizer ?? true) ? (await loadTokenizer(files)) ?? undefined : undefined;
     return HookedTransformer.create(cfg, weights, { ...options, tokenizer });

@@ -1,5 +1,5 @@
 import { Tensor } from "../engine/tensor.js";
-import type { HookedTransformerConfig } from "./config.js";
+import { checkConfig, type HookedTransformerConfig } from "./config.js";
 
 /** TransformerLens parameter name → tensor, e.g. `blocks.0.attn.W_Q` → [n_heads, d_model, d_head]. */
 export type Weights = Map<string, Tensor>;
@@ -48,8 +48,19 @@ export function parameterShapes(cfg: HookedTransformerConfig): Map<string, numbe
   return shapes;
 }
 
-/** Throws, naming the parameter, when a weight is missing, unexpected or of the wrong shape. */
-export function checkWeights(cfg: HookedTransformerConfig, weights: Weights): void {
+/**
+ * Checks that the forward can run a config with these weights: the config passes `checkConfig`,
+ * and every parameter it needs is present with its shape, and no other.
+ *
+ * @throws ConfigError for an impossible config; Error naming the parameter when a weight is missing,
+ * unexpected or of the wrong shape
+ * @example
+ * ```ts
+ * checkWeights(cfg, weights);   // as HookedTransformer's constructor does
+ * ```
+ */
+export function checkWeights(cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>): void {
+  checkConfig(cfg);
   const expected = parameterShapes(cfg);
   for (const [name, shape] of expected) {
     const t = weights.get(name);

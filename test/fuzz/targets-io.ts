@@ -10,7 +10,8 @@ import { readSafetensors, type SafetensorsFile } from "../../src/io/safetensors.
 import { bytesSource } from "../../src/io/source-bytes.js";
 import { gpt2TokenizerJsonFromFiles, parseTokenizerJson } from "../../src/io/tokenizer-files.js";
 import { tokenizerFromJson } from "../../src/io/tokenizer.js";
-import { ConfigError, configFromHfGpt2 } from "../../src/model/config.js";
+import { ConfigError } from "../../src/model/config.js";
+import { configFromHfGpt2 } from "../../src/model/families/gpt2.js";
 import { HookedTransformer } from "../../src/model/hooked-transformer.js";
 import { mutateBytes } from "./mutate-bytes.js";
 import { FORBIDDEN_KEYS, mutateJson } from "./mutate-json.js";

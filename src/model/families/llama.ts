@@ -1,0 +1,221 @@
+// LLaMA (LlamaForCausalLM, and Mistral without its sliding window): rotary q/k, RMSNorm, a SwiGLU
+// MLP, grouped-query attention, no biases; nn.Linear weights stored [out, in] and applied as x @ Wᵀ.
+
+import { Tensor } from "../../engine/tensor.js";
+import { ModelFormatError } from "../../io/errors.js";
+import type { JsonObject } from "../../io/json.js";
+import { makeConfig, type HookedTransformerConfig } from "../config.js";
+import { kvName, type Weights } from "../weights.js";
+import type { HfCheckpoint, HfTensors, ModelFamily } from "./family.js";
+import { checkExportable, hfConfigFields, hfTensors, isTiedUnembedding, scalesBySqrtDHead, transpose } from "./hf-layout.js";
+
+const ARCHITECTURES = { llama: "LlamaForCausalLM", mistral: "MistralForCausalLM" } as const;
+
+/**
+ * Reads a Hugging Face LLaMA-family config.json (`model_type` llama or mistral: RMSNorm, rotary,
+ * SwiGLU, grouped-query attention). Variants computed differently (biases, rope scaling, sliding
+ * windows, other activations) are refused by name rather than approximated.
+ *
+ * @throws ConfigError naming the field
+ * @example
+ * ```ts
+ * const cfg = configFromHfLlama({ hidden_size: 64, intermediate_size: 128, num_hidden_layers: 3,
+ *   num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, vocab_size: 100 });
+ * cfg.nKeyValueHeads; // 2
+ * configFromHfLlama({ ...json, rope_scaling: { rope_type: "llama3", factor: 8 } });
+ * // ConfigError: config.json: rope_scaling: rope scaling is not supported yet
+ * ```
+ */
+export function configFromHfLlama(json: JsonObject, file = "config.json"): HookedTransformerConfig {
+  const field = hfConfigFields(json, file);
+  field.expectModelType(llama);
+  if (json["attention_bias"] === true) field.refuse("attention_bias", "attention with biases");
+  if (json["mlp_bias"] === true) field.refuse("mlp_bias", "an MLP with biases");
+  if (json["rope_scaling"] !== undefined && json["rope_scaling"] !== null) field.refuse("rope_scaling", "rope scaling");
+  if (json["use_sliding_window"] === true || (typeof json["sliding_window"] === "number" && json["use_sliding_window"] !== false)) {
+    field.refuse("sliding_window", "sliding-window attention");
+  }
+  const act = json["hidden_act"] ?? "silu";
+  if (act !== "silu") field.refuse("hidden_act", `activation ${JSON.stringify(act)}`);
+  const nHeads = field.size("num_attention_heads");
+  const nKeyValueHeads = field.size("num_key_value_heads", nHeads);
+  if (nHeads % nKeyValueHeads !== 0) field.fail("num_key_value_heads", `${nKeyValueHeads} does not divide num_attention_heads (${nHeads})`);
+  const dModel = field.size("hidden_size");
+  const dHead = field.sizeOr("head_dim", dModel / nHeads);
+  if (!Number.isInteger(dHead) || dHead % 2 !== 0) {
+    field.fail("head_dim", `the head size must be an even integer for rotary embeddings, got ${dHead}`);
+  }
+  const theta = json["rope_theta"] ?? 10000;
+  if (typeof theta !== "number" || !(theta > 1)) field.fail("rope_theta", `expected a number > 1, got ${JSON.stringify(theta)}`);
+  return makeConfig({
+    nLayers: field.size("num_hidden_layers"), dModel, nHeads, nKeyValueHeads, dHead,
+    dMlp: field.size("intermediate_size"),
+    dVocab: field.size("vocab_size"),
+    nCtx: field.size("max_position_embeddings"),
+    eps: field.epsilon("rms_norm_eps", 1e-6),
+    actFn: "silu",
+    normalizationType: "RMS",
+    positionalEmbeddingType: "rotary",
+    rotaryBase: theta as number,
+    gatedMlp: true,
+    originalArchitecture: field.architecture(ARCHITECTURES.llama),
+    attnScale: Math.sqrt(dHead),
+  });
+}
+
+/**
+ * Maps Hugging Face LLaMA tensors (`model.embed_tokens.weight`, `model.layers.0.self_attn.q_proj.weight`,
+ * ...) to TransformerLens names and layouts: per-head [heads, dModel, dHead] attention matrices
+ * (`_W_K`, `_W_V` with grouped-query attention), [in, out] MLP matrices, zero biases. An
+ * `lm_head.weight` is the unembedding when present; otherwise it is tied to `embed_tokens`.
+ *
+ * @throws ModelFormatError `missing_tensor` or `shape_mismatch` naming the tensor, and `unsupported`
+ * for projection biases (which the config reader would have refused as attention_bias/mlp_bias)
+ * @example
+ * ```ts
+ * const weights = convertLlamaWeights(readSafetensors(bytes, "model.safetensors").tensors, cfg);
+ * weights.get("blocks.0.mlp.W_gate")!.shape;   // [dModel, dMlp]
+ * ```
+ */
+export function convertLlamaWeights(raw: HfTensors, cfg: HookedTransformerConfig, file = "model.safetensors"): Weights {
+  const hf = hfTensors(raw, file);
+  for (const name of hf.names()) {
+    if (/\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.bias$/.test(name)) {
+      throw new ModelFormatError(file, "unsupported", `${name}: biases are not supported yet for LLaMA-family models`);
+    }
+  }
+  const { nLayers, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
+  const w: Weights = new Map();
+  const put = (name: string, shape: number[], data: Float32Array) => w.set(name, new Tensor(data, shape));
+  // [heads * d, D] (out, in) -> [heads, D, d]
+  const perHead = (src: Float32Array, heads: number) => {
+    const out = new Float32Array(heads * D * d);
+    for (let h = 0; h < heads; h++) for (let e = 0; e < d; e++) for (let i = 0; i < D; i++) out[(h * D + i) * d + e] = src[(h * d + e) * D + i]!;
+    return out;
+  };
+
+  const embed = hf.take("model.embed_tokens.weight", [V, D]);
+  put("embed.W_E", [V, D], embed.slice());
+  for (let l = 0; l < nLayers; l++) {
+    const h = `model.layers.${l}.`;
+    const b = `blocks.${l}.`;
+    put(`${b}ln1.w`, [D], hf.take(`${h}input_layernorm.weight`, [D]).slice());
+    put(`${b}attn.W_Q`, [H, D, d], perHead(hf.take(`${h}self_attn.q_proj.weight`, [H * d, D]), H));
+    put(`${b}attn.${kvName(cfg, "W_K")}`, [Hk, D, d], perHead(hf.take(`${h}self_attn.k_proj.weight`, [Hk * d, D]), Hk));
+    put(`${b}attn.${kvName(cfg, "W_V")}`, [Hk, D, d], perHead(hf.take(`${h}self_attn.v_proj.weight`, [Hk * d, D]), Hk));
+    put(`${b}attn.b_Q`, [H, d], new Float32Array(H * d));
+    put(`${b}attn.${kvName(cfg, "b_K")}`, [Hk, d], new Float32Array(Hk * d));
+    put(`${b}attn.${kvName(cfg, "b_V")}`, [Hk, d], new Float32Array(Hk * d));
+    // o_proj [D, H*d]: W_O[h, e, i] = o_proj[i, h*d + e], i.e. its transpose viewed [H, d, D].
+    put(`${b}attn.W_O`, [H, d, D], transpose(hf.take(`${h}self_attn.o_proj.weight`, [D, H * d]), D, H * d));
+    put(`${b}attn.b_O`, [D], new Float32Array(D));
+    put(`${b}ln2.w`, [D], hf.take(`${h}post_attention_layernorm.weight`, [D]).slice());
+    put(`${b}mlp.W_gate`, [D, M], transpose(hf.take(`${h}mlp.gate_proj.weight`, [M, D]), M, D));
+    put(`${b}mlp.W_in`, [D, M], transpose(hf.take(`${h}mlp.up_proj.weight`, [M, D]), M, D));
+    put(`${b}mlp.b_in`, [M], new Float32Array(M));
+    put(`${b}mlp.W_out`, [M, D], transpose(hf.take(`${h}mlp.down_proj.weight`, [D, M]), D, M));
+    put(`${b}mlp.b_out`, [D], new Float32Array(D));
+  }
+  put("ln_final.w", [D], hf.take("model.norm.weight", [D]).slice());
+  put("unembed.W_U", [D, V], transpose(hf.optional("lm_head.weight", [V, D]) ?? embed, V, D));
+  put("unembed.b_U", [V], new Float32Array(V));
+  return w;
+}
+
+/** Every bias a LLaMA checkpoint has no tensor for (all of them). */
+function biasNames(cfg: HookedTransformerConfig): string[] {
+  const names = ["unembed.b_U"];
+  for (let l = 0; l < cfg.nLayers; l++) {
+    const a = `blocks.${l}.attn.`;
+    names.push(`${a}b_Q`, `${a}${kvName(cfg, "b_K")}`, `${a}${kvName(cfg, "b_V")}`, `${a}b_O`, `blocks.${l}.mlp.b_in`, `blocks.${l}.mlp.b_out`);
+  }
+  return names;
+}
+
+/**
+ * Unprocessed TransformerLens LLaMA-family weights as a Hugging Face checkpoint: the inverse of
+ * {@link configFromHfLlama} and {@link convertLlamaWeights}. The model_type is `mistral` when the
+ * config came from a MistralForCausalLM, `llama` otherwise. The unembedding is tied (no
+ * `lm_head.weight`, `tie_word_embeddings: true`) exactly when W_U is W_E transposed bit for bit.
+ *
+ * @throws Error when the config is not LLaMA-shaped, the weights are processed (normalizationType not
+ * "RMS") or do not match the config, or a bias is not zero (LLaMA checkpoints have none)
+ * @example
+ * ```ts
+ * const raw = await HookedTransformer.fromPretrained("./tiny-llama", { processWeights: false });
+ * const { config, tensors } = llamaToHf(raw.cfg, raw.weights);
+ * tensors["model.layers.0.self_attn.k_proj.weight"].shape;   // [nKeyValueHeads * dHead, dModel]
+ * ```
+ */
+export function llamaToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>): HfCheckpoint {
+  checkExportable(llama, cfg, weights, "RMS", biasNames(cfg));
+  const { nLayers, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V, nCtx } = cfg;
+  const get = (name: string): Float32Array => weights.get(name)!.data; // present: checkExportable checked every name
+  const tensors: HfCheckpoint["tensors"] = {};
+  const put = (name: string, shape: number[], data: Float32Array) => { tensors[name] = { shape, data }; };
+  // [heads, D, d] -> [heads * d, D] (out, in)
+  const fused = (src: Float32Array, heads: number) => {
+    const out = new Float32Array(heads * d * D);
+    for (let h = 0; h < heads; h++) for (let i = 0; i < D; i++) for (let e = 0; e < d; e++) out[(h * d + e) * D + i] = src[(h * D + i) * d + e]!;
+    return out;
+  };
+
+  put("model.embed_tokens.weight", [V, D], get("embed.W_E"));
+  for (let l = 0; l < nLayers; l++) {
+    const b = `blocks.${l}.`;
+    const h = `model.layers.${l}.`;
+    put(`${h}input_layernorm.weight`, [D], get(`${b}ln1.w`));
+    put(`${h}self_attn.q_proj.weight`, [H * d, D], fused(get(`${b}attn.W_Q`), H));
+    put(`${h}self_attn.k_proj.weight`, [Hk * d, D], fused(get(`${b}attn.${kvName(cfg, "W_K")}`), Hk));
+    put(`${h}self_attn.v_proj.weight`, [Hk * d, D], fused(get(`${b}attn.${kvName(cfg, "W_V")}`), Hk));
+    put(`${h}self_attn.o_proj.weight`, [D, H * d], transpose(get(`${b}attn.W_O`), H * d, D)); // W_O [H, d, D] read as [H*d, D]
+    put(`${h}post_attention_layernorm.weight`, [D], get(`${b}ln2.w`));
+    put(`${h}mlp.gate_proj.weight`, [M, D], transpose(get(`${b}mlp.W_gate`), D, M));
+    put(`${h}mlp.up_proj.weight`, [M, D], transpose(get(`${b}mlp.W_in`), D, M));
+    put(`${h}mlp.down_proj.weight`, [D, M], transpose(get(`${b}mlp.W_out`), M, D));
+  }
+  put("model.norm.weight", [D], get("ln_final.w"));
+  const tied = isTiedUnembedding(get("embed.W_E"), get("unembed.W_U"), V, D);
+  if (!tied) put("lm_head.weight", [V, D], transpose(get("unembed.W_U"), D, V));
+
+  const [modelType, architecture] = Object.entries(ARCHITECTURES).find(([, a]) => a === cfg.originalArchitecture) ??
+    ["llama", ARCHITECTURES.llama];
+  const config: JsonObject = {
+    architectures: [architecture],
+    model_type: modelType,
+    hidden_size: D,
+    intermediate_size: M,
+    num_hidden_layers: nLayers,
+    num_attention_heads: H,
+    num_key_value_heads: Hk,
+    head_dim: d,
+    hidden_act: "silu",
+    max_position_embeddings: nCtx,
+    rms_norm_eps: cfg.eps,
+    rope_theta: cfg.rotaryBase,
+    rope_scaling: null,
+    attention_bias: false,
+    mlp_bias: false,
+    tie_word_embeddings: tied,
+    vocab_size: V,
+  };
+  // Transformers' MistralConfig defaults sliding_window to 4096 when the field is absent.
+  if (modelType === "mistral") config["sliding_window"] = null;
+  return { config, tensors };
+}
+
+/** The LLaMA adapter (model_type `llama`, and `mistral` without a sliding window). */
+export const llama: ModelFamily = {
+  name: "llama",
+  modelTypes: ARCHITECTURES,
+  configFromHf: configFromHfLlama,
+  weightsFromHf: convertLlamaWeights,
+  toHf: llamaToHf,
+  mismatch(cfg) {
+    if (cfg.positionalEmbeddingType !== "rotary") return `positionalEmbeddingType is ${JSON.stringify(cfg.positionalEmbeddingType)}; LLaMA uses rotary embeddings ("rotary")`;
+    if (cfg.normalizationType !== "RMS" && cfg.normalizationType !== "RMSPre") return `normalizationType is ${JSON.stringify(cfg.normalizationType)}; LLaMA uses RMSNorm ("RMS")`;
+    if (!cfg.gatedMlp || cfg.actFn !== "silu") return `LLaMA's MLP is gated with silu, got gatedMlp ${cfg.gatedMlp} with actFn ${JSON.stringify(cfg.actFn)}`;
+    if (!scalesBySqrtDHead(cfg)) return `attnScale must be sqrt(dHead) (${Math.sqrt(cfg.dHead)}) for LLaMA, got ${cfg.attnScale}`;
+    return undefined;
+  },
+};
