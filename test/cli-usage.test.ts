@@ -63,7 +63,7 @@ describe("usage errors exit 2 with one line", () => {
     [["patch", "direct-path", "--model", "m", "--prompts", "p", "--src", "0.1", "--component", "z"], /--component must be one of q, k, v, got "z"/],
     [["patch", "direct-path", "--model", "m", "--prompts", "p", "--src", "0.1", "--component", "q", "--mode", "fast"], /--mode must be one of linear, exact/],
     [["patch", "direct-path", "--model", "m", "--prompts", "p", "--src", "0.1", "--component", "q", "--out", "-", "--svg", "-"], /only one of --out and --svg can be "-"/],
-    [["patch", "act", "--kind", "resid_post", "--model", "m", "--prompts", "p"], /unknown --kind "resid_post" \(did you mean resid_pre\?\)/],
+    [["patch", "act", "--kind", "resid_prev", "--model", "m", "--prompts", "p"], /unknown --kind "resid_prev" \(did you mean resid_pre\?\)/],
     [["patch", "act", "--model", "m", "--prompts", "p"], /patch act: --kind is required/],
     [["demo", "--mode", "both", "extra"], /demo: unexpected argument "extra"/],
   ];
