@@ -154,3 +154,33 @@ export function arenaLayout<K extends string>(sizes: Record<K, number>): { offse
 export function activationBytes(cfg: HookedTransformerConfig, shape: ForwardShape): number {
   return 4 * arenaLayout(activationSizes(cfg, shape)).floats;
 }
+
+/**
+ * The memory of a forward + backward pass (activation gradients), in bytes. The backward keeps
+ * from the forward, per block, what its steps read: both norms' outputs and scales, the (rotated)
+ * queries and keys, the values, the attention pattern and the MLP's pre-activations (the gated
+ * MLP's both), plus ln_final's; it recomputes nothing. These `stored` copies live through the
+ * backward, beside its arena (the forward's arena is freed first). The packed transposed weights
+ * are allocated once per model, at its first backward.
+ */
+export function gradientMemory(cfg: HookedTransformerConfig, shape: { batch: number; pos: number; lastPositionOnly: boolean }) {
+  const { nLayers: L, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
+  const { batch: B, pos: P } = shape;
+  const rows = B * P;
+  const perBlock = 2 * (rows + rows * D) + rows * (H + 2 * Hk) * d + B * H * P * P + rows * M * (cfg.gatedMlp ? 2 : 1);
+  const stored = 4 * (L * perBlock + rows + rows * D);
+  const logitRows = shape.lastPositionOnly ? B : rows;
+  const forwardArena = activationBytes(cfg, {
+    batch: B, pos: P, posStart: 0, embeds: true, scores: true, pruneLastLayer: false, attentionMask: true, logitRows,
+    splitInputs: cfg.useSplitQkvInput === true,
+  });
+  const backwardArena = 4 * arenaLayout(backwardSizes(cfg, { batch: B, pos: P, logitRows, attentionMask: true })).floats;
+  const packed = (k: number, n: number) => 4 * k * Math.ceil(n / 8) * 8;
+  const transposedWeights = L * (packed(H * d, D) + 2 * packed(Hk * d, D) + packed(D, H * d) + packed(M, D) * (cfg.gatedMlp ? 2 : 1) +
+    packed(D, M)) + packed(V, D);
+  return {
+    stored, forwardArena, backwardArena, transposedWeights,
+    /** The most a gradient run holds at once, beyond the model's weights: stored copies and the larger arena. */
+    peak: stored + Math.max(forwardArena, backwardArena),
+  };
+}

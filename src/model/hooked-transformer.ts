@@ -10,6 +10,7 @@ import { processWeights, type ProcessOptions } from "./process-weights.js";
 import {
   freeTransposedWeights, freeWeights, uploadTransposedWeights, uploadWeights, type DevicePointers, type TransposedPointers,
 } from "./device-weights.js";
+import { gradientMemory } from "./activation-sizes.js";
 import { assertDifferentiable, forwardBackward, type DifferentiableMetric } from "./gradients.js";
 import { runForward } from "./forward.js";
 import { assertHookName, hookNames, type HookFilter, type HookFn } from "./hook-points.js";
@@ -108,6 +109,12 @@ export interface BackwardOptions {
   bwdHooks?: readonly (readonly [HookFilter, HookFn])[];
   /** The metric differentiated: one with a gradient (logitDiff, logProb, normalize(...), or your own with `grad`). */
   metric?: DifferentiableMetric;
+  /**
+   * Refuse, before any work, a gradient run whose memory (see `gradientMemory`: the activations
+   * the backward keeps, the larger of the two arenas, and the transposed weights the model packs at
+   * its first backward) would exceed this many bytes. Default: no limit.
+   */
+  memoryBudgetBytes?: number;
 }
 
 export interface RunWithHooksOptions extends ForwardOptions, BackwardOptions {}
@@ -453,6 +460,17 @@ export class HookedTransformer {
     const { tokens, options: opts } = this.tokensOf(input, options);
     const batch = toTokenBatch(tokens, this.cfg.dVocab, this.cfg.nCtx);
     const mask = opts.attentionMask === undefined ? undefined : toMask(opts.attentionMask, batch.batch, batch.pos);
+    if (opts.memoryBudgetBytes !== undefined) {
+      if (!(opts.memoryBudgetBytes > 0)) throw new Error(`memoryBudgetBytes must be positive, got ${opts.memoryBudgetBytes}`);
+      const need = gradientMemory(this.cfg, { batch: batch.batch, pos: batch.pos, lastPositionOnly: opts.metric!.positions === "last" });
+      const total = need.peak + (this.deviceT === undefined ? need.transposedWeights : 0);
+      if (total > opts.memoryBudgetBytes) {
+        throw new Error(`gradients of ${batch.batch} × ${batch.pos} tokens need about ${total} bytes (kept activations ${need.stored}, ` +
+          `arena ${Math.max(need.forwardArena, need.backwardArena)}` +
+          `${this.deviceT === undefined ? `, transposed weights ${need.transposedWeights}` : ""}), more than memoryBudgetBytes ` +
+          `(${opts.memoryBudgetBytes}); raise the budget or take gradients of fewer prompts at once`);
+      }
+    }
     const bwd = this.collectHooks(this.persistentBwd, [...(opts.bwdHooks ?? []), ...extraBwd]);
     const fwdUser = opts.fwdHooks ?? [];
     return forwardBackward({
