@@ -39,3 +39,21 @@ it("the README flow runs end to end", async () => {
   expect(normalized.get(1, 1)).toBeGreaterThan(0.9); // the planted induction head
   expect(Array.from(path.noPath!.slice(0, 4))).toEqual([1, 1, 1, 1]);
 });
+
+it("the README's gradients and attribution patching example gives the numbers it shows", async () => {
+  const { getAttrPatchAll, verifyAttribution } = await import("../src/index.js");
+  const model = await HookedTransformer.fromPretrained(demoModelFiles());
+  const { clean, corrupted, correct, incorrect } = demoPrompts({ batch: 4 });
+  const metric = logitDiff({ correct, incorrect });
+  const { cache, metric: m } = model.runWithCache(corrupted, { inclBwd: true, metric });
+  expect(cache.get("blocks.1.attn.hook_z_grad").shape).toEqual([4, 21, 4, 32]);
+  expect(m).toBeCloseTo(metric(model.forward(corrupted).logits!), 4);
+  const cleanCache = model.runWithCache(clean).cache;
+  const { attn_head_out_all_pos: heads } = getAttrPatchAll(model, corrupted, cleanCache, metric, { kinds: ["attn_head_out_all_pos"] });
+  expect(heads.normalized().toNested().map((row) => (row as number[]).map((x) => x.toFixed(2))))
+    .toEqual([["-0.00", "0.00", "-0.08", "0.01"], ["-0.00", "0.75", "0.00", "-0.00"]]);
+  const check = await verifyAttribution(model, corrupted, cleanCache, metric, heads, { top: 3 });
+  expect(check.entries.map((e) => [e.index.join("."), e.estimate.toFixed(3), e.exact.toFixed(3)]))
+    .toEqual([["1.1", "5.076", "9.909"], ["0.2", "-11.246", "9.887"], ["0.3", "-9.587", "-9.458"]]);
+  expect(check.spearman.toFixed(2)).toBe("0.50");
+});
