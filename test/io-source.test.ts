@@ -9,8 +9,9 @@ import { loadSafetensorsWeights, readJsonConfig } from "../src/io/checkpoint.js"
 import { ModelFormatError, ModelSourceError, type ModelSourceCode } from "../src/io/errors.js";
 import { bytesSource, folderSource, hubSource, openSource, urlSource, type ModelSource } from "../src/io/source.js";
 import { hubBaseUrl } from "../src/io/source-url.js";
+import { referenceDir } from "./reference.js";
 
-const REFERENCE = "/work/shared/reference/tiny-gpt2-random-f16";
+const REFERENCE = referenceDir("tiny-gpt2-random-f16").slice(0, -1);
 
 async function expectSourceError(promise: Promise<unknown>, code: ModelSourceCode, file: string, mentions?: RegExp): Promise<ModelSourceError> {
   const error = await promise.then(
