@@ -226,7 +226,8 @@ describe("errors", () => {
   it("name the missing cache entry, the model, and a bad layer", () => {
     const partial = model.runWithCache(tokens, { namesFilter: (n) => !n.endsWith("hook_attn_out") }).cache;
     expect(() => partial.decomposeResid()).toThrow(/decomposeResid: the cache has no "blocks\.0\.hook_attn_out"/);
-    expect(() => partial.decomposeResid(undefined, { mode: "mlp" })).not.toThrow();
+    // The MLP outputs alone need no attention output: the same stack as from the whole cache.
+    expectClose(partial.decomposeResid(undefined, { mode: "mlp" }), cache.decomposeResid(undefined, { mode: "mlp" }), 0);
     const noZ = model.runWithCache(tokens, { namesFilter: ["blocks.0.hook_resid_pre"] }).cache;
     expect(() => noZ.stackHeadResults()).toThrow(/stackHeadResults: the cache has no "blocks\.0\.attn\.hook_z"/);
     expect(() => noZ.applyLnToStack(Tensor.zeros([1, B, P, D]))).toThrow(/no "ln_final\.hook_scale"/);

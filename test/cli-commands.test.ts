@@ -78,7 +78,9 @@ describe("hooklens run", () => {
   it("--out - puts only the JSON on stdout", async () => {
     const r = await cli(["run", "--model", MODEL, "--prompts", PROMPTS, "--out", "-"]);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout).shape).toEqual([2, 8, 100]);
+    const got = JSON.parse(r.stdout) as GoldenTensor;
+    expect(got.shape).toEqual([2, 8, 100]);
+    expectClose(got.data, golden<GoldenTensor>("tiny-gpt2-random", "logits_clean_processed.json").data, 1e-4, "processed logits on stdout");
   });
 });
 
