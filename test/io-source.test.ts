@@ -332,3 +332,15 @@ describe("runtime portability", () => {
     }
   });
 });
+
+describe("layering", () => {
+  test("the sources and the loaders know ModelSource from its own file, never their dispatcher source.ts", async () => {
+    const dir = new URL("../src/io/", import.meta.url);
+    const files = (await readdir(dir)).filter((f) => f.endsWith(".ts") && f !== "source.ts");
+    expect(files).toEqual(expect.arrayContaining(["source-bytes.ts", "source-folder.ts", "source-url.ts", "model-source.ts"]));
+    for (const file of files) {
+      const text = await readFile(new URL(file, dir), "utf8");
+      expect({ file, importsDispatcher: /from\s+["']\.\/source\.js["']/.test(text) }).toEqual({ file, importsDispatcher: false });
+    }
+  });
+});
