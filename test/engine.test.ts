@@ -110,6 +110,12 @@ for (const engine of engines) {
 }
 
 describe("engine creation", () => {
+  it("the test runtime validates relaxed SIMD, so every suite runs both WASM builds", () => {
+    // test/vitest.config.ts starts Node with --experimental-wasm-relaxed-simd; without it, the
+    // suites that loop over wasmEngines() would quietly test one build only.
+    expect(supportsRelaxedSimd()).toBe(true);
+  });
+
   it("picks the requested variant", async () => {
     const simd = await Engine.create({ variant: "simd" });
     expect(simd.backend).toBe("wasm");
