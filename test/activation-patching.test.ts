@@ -1,9 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
-import type { ActivationCache } from "../src/model/activation-cache.js";
-import type { HookedTransformer } from "../src/model/hooked-transformer.js";
-import * as patching from "../src/patching/activation-patching.js";
-import { logitDiff } from "../src/patching/metrics.js";
+import { logitDiff, type ActivationCache, type HookedTransformer } from "../src/index.js";
+import * as patching from "../src/index.js";
 import { maxAbsDiff } from "./helpers.js";
 import { expectGoldenScores, golden, type GoldenInputs, type GoldenScores } from "./reference.js";
 import { loadReference } from "./reference-model.js";
@@ -42,7 +40,7 @@ for (const name of ["tiny-gpt2-random", "tiny-gpt2-random-f16"]) {
   });
 }
 
-describe("the whole activation-patching family", () => {
+describe("the every-functions and genericActivationPatch", () => {
   const name = "tiny-gpt2-random";
   const inputs = golden<GoldenInputs>(name, "inputs.json");
   const metric = logitDiff(inputs);
@@ -68,10 +66,23 @@ describe("the whole activation-patching family", () => {
     const named = await patching.getActPatchResidPre(model, inputs.corrupted, clean, metric);
     expect(maxAbsDiff(generic.scores.data, named.scores.data)).toBe(0);
     // Positions where clean and corrupted tokens agree change nothing at layer 0.
+    let agreeing = 0;
     for (let p = 0; p < 8; p++) {
       const same = inputs.clean.every((row, b) => row[p] === inputs.corrupted[b]![p]);
-      if (same) expect(named.scores.get(0, p)).toBeCloseTo(named.baseline, 4);
+      if (same) {
+        agreeing++;
+        expect(named.scores.get(0, p)).toBeCloseTo(named.baseline, 4);
+      }
     }
+    expect(agreeing).toBeGreaterThan(0);
+    // A user setter that copies the whole residual stream (no window: it sees whole activations)
+    // makes every layer's patched run the clean run.
+    const whole = await patching.genericActivationPatch(model, inputs.corrupted, clean, metric, {
+      activationName: "resid_pre", indexAxes: ["layer"], patchSetter: (c, k) => { c.data.set(k.data); },
+    });
+    expect(whole.scores.shape).toEqual([3]);
+    for (let l = 0; l < 3; l++) expect(Math.abs(whole.scores.get(l) - whole.clean), `layer ${l}`).toBeLessThanOrEqual(1e-5);
+    expect(Math.abs(whole.clean - whole.baseline)).toBeGreaterThan(0.1);
   });
 });
 

@@ -1,8 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
 import { Tensor } from "../src/engine/tensor.js";
-import { ActivationCache } from "../src/model/activation-cache.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { ActivationCache, HookedTransformer } from "../src/index.js";
 import { rng } from "./helpers.js";
 import { randomGpt2Files, type RandomGpt2Spec } from "./random-gpt2.js";
 

@@ -5,12 +5,8 @@ import {
 import { Engine } from "../src/engine/engine.js";
 import type { Tensor } from "../src/engine/tensor.js";
 import { readSafetensors } from "../src/io/safetensors.js";
-import { configFromHfGpt2 } from "../src/model/config.js";
-import { convertGpt2Weights } from "../src/model/gpt2-weights.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { configFromHfGpt2, convertGpt2Weights, getActPatchDirectPath, HookedTransformer, logitDiff } from "../src/index.js";
 import { checkWeights } from "../src/model/weights.js";
-import { getActPatchDirectPath } from "../src/patching/direct-path.js";
-import { logitDiff } from "../src/patching/metrics.js";
 import { maxAbsDiff } from "./helpers.js";
 
 type Cache = ReturnType<HookedTransformer["runWithCache"]>["cache"];

@@ -2,9 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
 import { KERNEL_NAMES, packedBLength } from "../src/engine/kernels.js";
 import { supportsRelaxedSimd } from "../src/engine/wasm-loader.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
-import { getActPatchDirectPath } from "../src/patching/direct-path.js";
-import { logitDiff } from "../src/patching/metrics.js";
+import { getActPatchDirectPath, HookedTransformer, logitDiff } from "../src/index.js";
 import { randn } from "./helpers.js";
 import { randomGpt2Files } from "./random-gpt2.js";
 
