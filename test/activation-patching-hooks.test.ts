@@ -185,10 +185,16 @@ function familyAgainstHooks(title: string, load: (engine: Engine) => Promise<Hoo
       it(`${name}, planned and naive, equals a plain hook patch at each entry`, async () => {
         const a = answers();
         const want = referenceScores(model, a, cleanActs, parts, opts.sample);
+        const scores: Float32Array[] = [];
         for (const strategy of ["planned", "naive"] as const) {
           const got = await fn(model, a.corrupted, cleanCache, hl.logitDiff(a), { strategy });
           expectMatches(got, want, `${name} (${strategy})`, baseline);
+          scores.push(got.scores.data);
         }
+        // Every entry, sampled or not: the planned sweep gives the naive loop's numbers.
+        let worst = 0;
+        for (let i = 0; i < scores[0]!.length; i++) worst = Math.max(worst, Math.abs(scores[0]![i]! - scores[1]![i]!));
+        expect(worst, `${name}: planned vs naive`).toBeLessThanOrEqual(TOL);
       });
     }
   });
