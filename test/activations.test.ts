@@ -60,6 +60,34 @@ function bits(x: Float32Array): Uint32Array {
   return new Uint32Array(x.buffer, x.byteOffset, x.length);
 }
 
+/** gelu_new in float64, with 1 + tanh(u) written as 2·sigmoid(2u) so it does not cancel in the tail. */
+function geluNewF64(x: number): number {
+  const u = Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x);
+  return x / (1 + Math.exp(-2 * u));
+}
+
+describe("gelu_new's negative tail against float64, by absolute error", () => {
+  // Relative error means nothing where the value falls towards 0 (gelu_new(-5) ≈ -2.3e-7,
+  // gelu_new(-6) ≈ -8e-11): the bound is 4e-6 relative plus 1e-12 absolute, so the absolute
+  // term rules the far tail, and a kernel that flushes the tail to 0 too early (or cancels in
+  // 1 + tanh) fails by orders of magnitude.
+  const x = Float32Array.from([...linspace(-12, -3, 3001), -20, -88, -100, -1e4, -3.4e38]);
+  for (const engine of [js, ...engines]) {
+    it(`${engine.variant}: |ours - exact| <= 4e-6·|exact| + 1e-12 on [-12, -3] and far below, never positive`, () => {
+      const ours = unary(engine, "geluNew", x);
+      let worst = 0;
+      let at = 0;
+      for (let i = 0; i < x.length; i++) {
+        const exact = geluNewF64(x[i]!);
+        const excess = Math.abs(ours[i]! - exact) - 4e-6 * Math.abs(exact);
+        if (!(excess <= worst)) { worst = Number.isNaN(excess) ? Infinity : excess; at = x[i]!; }
+        expect(ours[i]! <= 0, `gelu_new(${x[i]}) = ${ours[i]}`).toBe(true);
+      }
+      expect(worst, `absolute error beyond 4e-6 relative, worst at x = ${at}`).toBeLessThanOrEqual(1e-12);
+    });
+  }
+});
+
 describe("activation twins by hand", () => {
   it("gelu_new, exact gelu and silu at known points", () => {
     const x = new Float32Array([1, 0, -1, 2]);

@@ -9,7 +9,7 @@ import { renderTerminalHeatmap } from "../src/cli/heatmap-terminal.js";
 import { actHeatmap, directPathHeatmap, toCsv } from "../src/cli/patch-report.js";
 import { barLine, createProgress, formatDuration, plainLine } from "../src/cli/progress.js";
 import { Tensor } from "../src/engine/tensor.js";
-import { PatchResult } from "../src/patching/result.js";
+import { PatchResult } from "../src/index.js";
 
 /** A direct path result from source (0, 1) on 3 layers × 4 heads, best path 2.3. */
 function directPathResult(): PatchResult {

@@ -17,7 +17,7 @@ function hooklens(...argv: string[]) {
 }
 const readJson = (f: string) => JSON.parse(readFileSync(join(dir, f), "utf8"));
 
-describe.skipIf(!existsSync(main))("sharded direct path sweeps (built CLI)", () => {
+describe("sharded direct path sweeps (built CLI)", () => {
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), "hooklens-shards-"));
     for (const [seed, name] of [[5, "model"], [6, "other-model"]] as const) {

@@ -1,6 +1,6 @@
 // Help, version, command dispatch and usage errors of hooklens, and the built executable.
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../src/cli/cli.js";
@@ -78,7 +78,7 @@ describe("usage errors exit 2 with one line", () => {
   }
 });
 
-describe.skipIf(!existsSync(`${root}dist/cli/main.js`))("the built executable (after npm run build)", () => {
+describe("the built executable (npm test builds it first)", () => {
   const main = `${root}dist/cli/main.js`;
 
   it("is the package's bin, starts with the relaxed-SIMD shebang and runs under node", () => {

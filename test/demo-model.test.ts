@@ -5,11 +5,8 @@ import {
 import { Engine } from "../src/engine/engine.js";
 import type { Tensor } from "../src/engine/tensor.js";
 import { readSafetensors } from "../src/io/safetensors.js";
-import { configFromHfGpt2, convertGpt2Weights } from "../src/model/families/gpt2.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { configFromHfGpt2, convertGpt2Weights, getActPatchDirectPath, HookedTransformer, logitDiff } from "../src/index.js";
 import { checkWeights } from "../src/model/weights.js";
-import { getActPatchDirectPath } from "../src/patching/direct-path.js";
-import { logitDiff } from "../src/patching/metrics.js";
 import { maxAbsDiff } from "./helpers.js";
 
 type Cache = ReturnType<HookedTransformer["runWithCache"]>["cache"];

@@ -7,10 +7,7 @@ import { demoModelFiles, demoPrompts, loadDemoModel } from "../src/demo/inductio
 import { Engine } from "../src/engine/engine.js";
 import { ModelFormatError, ModelSourceError } from "../src/io/errors.js";
 import { splitSafetensors } from "./fuzz/mutate-safetensors.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
-import { getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
-import { logitDiff } from "../src/patching/metrics.js";
-import { planSweep } from "../src/patching/plan-sweep.js";
+import { getActPatchDirectPathAllSources, HookedTransformer, logitDiff, planSweep } from "../src/index.js";
 
 let engine: Engine;
 let model: HookedTransformer;

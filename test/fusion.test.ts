@@ -1,7 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../src/engine/engine.js";
-import type { HookFn } from "../src/model/hook-points.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { HookedTransformer, type HookFn } from "../src/index.js";
 import { allEngines } from "./helpers.js";
 import { randomGpt2Files } from "./random-gpt2.js";
 import { referenceDir } from "./reference.js";

@@ -159,11 +159,15 @@ describe("gemmPacked", () => {
     }
   });
 
-  it("refuses an unknown activation", () => {
+  it("refuses an unknown activation before writing anything (the twin says which; WASM traps)", () => {
     for (const e of [js, ...wasm]) {
-      const c = e.alloc(4);
-      expect(() => e.kernels.gemmPacked(0, 0, 0, c, 2, 0, 2, 2, 0, 0, 0, 2, 7), e.variant).toThrow();
-      e.free(c);
+      for (const act of [7, -1]) {
+        const c = e.upload(new Float32Array([1, 2, 3, 4]));
+        const message = e.backend === "js" ? new RegExp(`gemmPacked: unknown activation ${act}`) : /unreachable/;
+        expect(() => e.kernels.gemmPacked(0, 0, 0, c, 2, 0, 2, 2, 0, 0, 0, 2, act), `${e.variant} ${act}`).toThrow(message);
+        expect(Array.from(e.download(c, 4)), `${e.variant} ${act}`).toEqual([1, 2, 3, 4]);
+        e.free(c);
+      }
     }
   });
 

@@ -4,8 +4,9 @@ import { ModelFormatError, type ModelFormatCode } from "../src/io/errors.js";
 import { f16ToF32, f32ToF16 } from "../src/io/half.js";
 import { readSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { stripPrefix } from "../src/io/checkpoint.js";
+import { REFERENCE_ROOT } from "./reference-root.js";
 
-const REFERENCE = "/work/shared/reference";
+const REFERENCE = REFERENCE_ROOT.slice(0, -1);
 const FILE = "bad.safetensors";
 
 function referenceFile(folder: string): Uint8Array {

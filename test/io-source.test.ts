@@ -9,8 +9,9 @@ import { loadSafetensorsWeights, readJsonConfig } from "../src/io/checkpoint.js"
 import { ModelFormatError, ModelSourceError, type ModelSourceCode } from "../src/io/errors.js";
 import { bytesSource, folderSource, hubSource, openSource, urlSource, type ModelSource } from "../src/io/source.js";
 import { hubBaseUrl } from "../src/io/source-url.js";
+import { referenceDir } from "./reference.js";
 
-const REFERENCE = "/work/shared/reference/tiny-gpt2-random-f16";
+const REFERENCE = referenceDir("tiny-gpt2-random-f16").slice(0, -1);
 
 async function expectSourceError(promise: Promise<unknown>, code: ModelSourceCode, file: string, mentions?: RegExp): Promise<ModelSourceError> {
   const error = await promise.then(
@@ -328,6 +329,18 @@ describe("runtime portability", () => {
     for (const file of files) {
       const text = await readFile(new URL(file, dir), "utf8");
       expect({ file, staticNode: /^\s*import\s[^;]*from\s+["']node:/m.test(text) }).toEqual({ file, staticNode: false });
+    }
+  });
+});
+
+describe("layering", () => {
+  test("the sources and the loaders know ModelSource from its own file, never their dispatcher source.ts", async () => {
+    const dir = new URL("../src/io/", import.meta.url);
+    const files = (await readdir(dir)).filter((f) => f.endsWith(".ts") && f !== "source.ts");
+    expect(files).toEqual(expect.arrayContaining(["source-bytes.ts", "source-folder.ts", "source-url.ts", "model-source.ts"]));
+    for (const file of files) {
+      const text = await readFile(new URL(file, dir), "utf8");
+      expect({ file, importsDispatcher: /from\s+["']\.\/source\.js["']/.test(text) }).toEqual({ file, importsDispatcher: false });
     }
   });
 });

@@ -2,13 +2,10 @@
 // goldens of ../shared/reference/tiny-llama-random, through the real loader.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../src/engine/engine.js";
-import type { ActivationCache } from "../src/model/activation-cache.js";
+import { getActPatchDirectPath, getActPatchDirectPathAllSources, HookedTransformer, logitDiff, type ActivationCache } from "../src/index.js";
 import { ModelFormatError } from "../src/io/errors.js";
-import { configFromHfLlama, convertLlamaWeights } from "../src/model/families/llama.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
-import * as patching from "../src/patching/activation-patching.js";
-import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
-import { logitDiff } from "../src/patching/metrics.js";
+import { configFromHfLlama, convertLlamaWeights } from "../src/index.js";
+import * as patching from "../src/index.js";
 import { allEngines, maxAbsDiff } from "./helpers.js";
 import { expectGoldenScores, golden, referenceDir, type GoldenInputs, type GoldenScores, type GoldenTensor } from "./reference.js";
 

@@ -3,7 +3,7 @@
 // checkpoint through fromPretrained, as a user's model folder would be.
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, test } from "vitest";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { HookedTransformer } from "../src/index.js";
 import { referenceDir } from "./reference.js";
 
 const enc = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
 import { Tensor } from "../src/engine/tensor.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { HookedTransformer } from "../src/index.js";
 import { allEngines, maxAbsDiff, rng } from "./helpers.js";
 import { randomGpt2Files, type RandomGpt2Spec } from "./random-gpt2.js";
 

@@ -2,9 +2,7 @@ import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
 import { readSafetensors } from "../src/io/safetensors.js";
-import { configFromHfGpt2, convertGpt2Weights } from "../src/model/families/gpt2.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
-import { processWeights } from "../src/model/process-weights.js";
+import { configFromHfGpt2, convertGpt2Weights, HookedTransformer, processWeights } from "../src/index.js";
 import { allEngines, maxAbsDiff } from "./helpers.js";
 import { golden, referenceDir, type GoldenInputs, type GoldenTensor } from "./reference.js";
 

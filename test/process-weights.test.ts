@@ -1,7 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
-import { foldLn, processWeights } from "../src/model/process-weights.js";
+import { foldLn, HookedTransformer, processWeights } from "../src/index.js";
 import { maxAbsDiff } from "./helpers.js";
 import { randomGpt2Files } from "./random-gpt2.js";
 

@@ -13,6 +13,14 @@ it("the README flow runs end to end", async () => {
   expect(cache.get("blocks.1.attn.hook_q").shape).toEqual([4, 21, 4, 32]);
   expect(cache.get("pattern", 1).shape).toEqual([4, 4, 21, 21]);
   expect(cache.get("scale", 1, "ln2").shape).toEqual([4, 21, 1]);
+  // Each pattern row is a causal distribution: sums to 1, nothing on later positions.
+  const pattern = cache.get("pattern", 1);
+  for (let row = 0; row < 4 * 4 * 21; row++) {
+    const dest = row % 21;
+    const weights = pattern.data.subarray(row * 21, (row + 1) * 21);
+    expect(weights.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    expect(weights.subarray(dest + 1).every((w) => w === 0), `row ${row}`).toBe(true);
+  }
 
   const ablated = model.runWithHooks(clean, {
     fwdHooks: [["blocks.0.attn.hook_z", (z) => { z.data.fill(0); }]],
@@ -24,6 +32,19 @@ it("the README flow runs end to end", async () => {
   const corruptedCache = model.runWithCache(corrupted).cache;
   const resid = await getActPatchResidPre(model, corrupted, cleanCache, metric);
   expect(resid.scores.shape).toEqual([2, 21]);
+  expect(resid.baseline).toBeCloseTo(metric(model.forward(corrupted).logits!), 5);
+  expect(resid.clean).toBeCloseTo(metric(logits!), 5);
+  // At layer 0, a position where the prompts agree changes nothing; one where they differ does.
+  let agreeing = 0;
+  for (let p = 0; p < 21; p++) {
+    const same = clean.every((row, b) => row[p] === corrupted[b]![p]);
+    if (same) {
+      agreeing++;
+      expect(resid.scores.get(0, p), `position ${p}`).toBeCloseTo(resid.baseline, 5);
+    }
+  }
+  expect(agreeing).toBeGreaterThan(0);
+  expect(Math.max(...Array.from(resid.scores.data, (s) => Math.abs(s - resid.baseline)))).toBeGreaterThan(0.1);
   const plan = planSweep(getActPatchDirectPath, model, corrupted, cleanCache, corruptedCache, metric,
     { srcLayer: 0, srcHead: 2, component: "k" });
   expect(plan.patches).toBe(4);
@@ -38,6 +59,7 @@ it("the README flow runs end to end", async () => {
   const normalized = path.normalized();
   expect(normalized.get(1, 1)).toBeGreaterThan(0.9); // the planted induction head
   expect(Array.from(path.noPath!.slice(0, 4))).toEqual([1, 1, 1, 1]);
+  expect(Array.from(path.scores.data.subarray(0, 4))).toEqual([0, 0, 0, 0]);
 });
 
 it("the README's gradients and attribution patching example gives the numbers it shows", async () => {

@@ -1,11 +1,13 @@
 // Access to ../shared/reference: the PyTorch goldens every implementation must match.
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { expect } from "vitest";
+import { REFERENCE_ROOT } from "./reference-root.js";
+
+export { REFERENCE_ROOT };
 
 /** Absolute path of a reference checkpoint folder, e.g. `tiny-gpt2-random`. */
 export function referenceDir(name: string): string {
-  return fileURLToPath(new URL(`../../shared/reference/${name}/`, import.meta.url));
+  return `${REFERENCE_ROOT}${name}/`;
 }
 
 /** A golden JSON file of a reference checkpoint. */

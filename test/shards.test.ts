@@ -1,9 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { Engine, type BackendName } from "../src/engine/engine.js";
 import type { WasmVariant } from "../src/engine/wasm-loader.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
-import { getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
-import { logitDiff } from "../src/patching/metrics.js";
+import { getActPatchDirectPathAllSources, HookedTransformer, logitDiff } from "../src/index.js";
 import {
   allUnits, fingerprint, mergeParts, parseShard, PART_FORMAT, splitUnits, unitId, unitIndices, type ShardPart,
 } from "../src/cli/shards.js";

@@ -2,9 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
 import { KERNEL_NAMES, packedBLength } from "../src/engine/kernels.js";
 import { supportsRelaxedSimd } from "../src/engine/wasm-loader.js";
-import { HookedTransformer } from "../src/model/hooked-transformer.js";
-import { getActPatchDirectPath } from "../src/patching/direct-path.js";
-import { logitDiff } from "../src/patching/metrics.js";
+import { getActPatchDirectPath, HookedTransformer, logitDiff } from "../src/index.js";
 import { randn } from "./helpers.js";
 import { randomGpt2Files } from "./random-gpt2.js";
 
@@ -49,12 +47,34 @@ function expectSameOnAll(label: string, sizes: number[], outputs: number, call: 
   }
 }
 
+/**
+ * Runs `body` and expects the helpers of the two- and three-thread engines to have done real
+ * work in it: calls were split, into two chunks or more each, and helpers ran some of them.
+ * The thread count alone says nothing about whether helpers ever claim a chunk. (Which thread
+ * claims what is up to the scheduler: on a loaded machine one thread, the caller included, may
+ * get none of a few calls, so each helper is checked on its own in a test of its own.)
+ */
+async function expectHelpersRan(label: string, body: () => void | Promise<void>): Promise<void> {
+  const before = [two, three].map((e) => e.threadStats());
+  await body();
+  [two, three].forEach((e, i) => {
+    const after = e.threadStats();
+    const ran = after.chunks.map((n, t) => n - before[i]!.chunks[t]!);
+    const jobs = after.jobs - before[i]!.jobs;
+    expect(ran, `${label}: chunks per thread with ${e.threads} threads`).toHaveLength(e.threads);
+    expect(jobs, `${label}: split calls with ${e.threads} threads`).toBeGreaterThan(0);
+    expect(ran.slice(1).reduce((a, b) => a + b, 0), `${label}: chunks run by helpers of ${e.threads} threads (${ran.join(", ")})`).toBeGreaterThan(0);
+    expect(ran.reduce((a, b) => a + b, 0), `${label}: chunks with ${e.threads} threads`).toBeGreaterThanOrEqual(2 * jobs);
+  });
+}
+
 describe("threaded engine", () => {
   it("runs the asked number of threads in Node", () => {
     expect(one.threads).toBe(1);
     expect(two.threads).toBe(2);
     expect(three.threads).toBe(3);
     expect(two.threadsNote).toBeUndefined();
+    expect(one.threadStats()).toEqual({ jobs: 0, chunks: [0] });
   });
 
   it("refuses a thread count that is not an integer from 1 to 64", async () => {
@@ -74,7 +94,7 @@ describe("threaded engine", () => {
     expect(Array.from(e.download(x, 4))).toEqual([2, 4, 6, 8]);
   });
 
-  it("gemm and gemmPacked: the same bits split by columns and by rows", () => {
+  it("gemm and gemmPacked: the same bits split by columns and by rows", () => expectHelpersRan("gemm", () => {
     for (const [m, n, k, transB] of [[64, 768, 300, 0], [37, 1000, 129, 1], [300, 40, 513, 0], [9, 50257 % 4099, 70, 0], [130, 33, 1025, 1]] as const) {
       expectSameOnAll(`gemm ${m}x${n}x${k}`, [m * n, m * k, k * n, n], 1, (e, [c, a, b, bias]) => {
         e.kernels.gemm(a!, k, b!, transB ? k : n, c!, n, bias!, m, n, k, transB, 1);
@@ -84,9 +104,9 @@ describe("threaded engine", () => {
         e.kernels.gemmPacked(a!, k, packed!, c!, n, bias!, m, n, k, 0, 0, n, 0);
       });
     }
-  });
+  }));
 
-  it("gemmBatched, attention, scores and pattern: the same bits split by batch or by heads", () => {
+  it("gemmBatched, attention, scores and pattern: the same bits split by batch or by heads", () => expectHelpersRan("attention", () => {
     const [batch, qLen, kLen, H, Hk, d] = [5, 13, 29, 4, 2, 64];
     const q = batch * qLen * H * d;
     const kv = batch * kLen * Hk * d;
@@ -116,9 +136,9 @@ describe("threaded engine", () => {
     expectSameOnAll("gemmBatched", [7 * 33 * 40, 7 * 33 * 200, 7 * 200 * 40], 1, (e, [c, a, b]) => {
       e.kernels.gemmBatched(7, a!, 33 * 200, 200, b!, 200 * 40, 40, c!, 33 * 40, 40, 33, 40, 200, 0, 0);
     });
-  });
+  }));
 
-  it("norms, activations and rotary: the same bits split by rows and elements", () => {
+  it("norms, activations and rotary: the same bits split by rows and elements", () => expectHelpersRan("norms", () => {
     const [rows, d] = [67, 768];
     expectSameOnAll("layerNorm", [rows * d, rows, rows * d, d, d], 2, (e, [out, scale, x, w, b]) => {
       e.kernels.layerNorm(x!, out!, scale!, w!, b!, rows, d, 1e-5);
@@ -141,9 +161,9 @@ describe("threaded engine", () => {
     expectSameOnAll("rotary", [rows * 8 * 64, rows * 8 * 64, rows * 32, rows * 32], 1, (e, [out, x, cos, sin]) => {
       e.kernels.rotary(x!, out!, cos!, sin!, rows, 8, 64);
     });
-  });
+  }));
 
-  it("a model's logits, cache and a planned sweep are the same bits with 1, 2 and 3 threads", async () => {
+  it("a model's logits, cache and a planned sweep are the same bits with 1, 2 and 3 threads", () => expectHelpersRan("model", async () => {
     const spec = { nLayer: 3, nHead: 4, nEmbd: 128, nPositions: 32, vocab: 301, seed: 5 };
     const models = await Promise.all([one, two, three].map((engine) => HookedTransformer.fromPretrained(randomGpt2Files(spec), { engine })));
     const clean = Array.from({ length: 6 }, (_, b) => Array.from({ length: 20 }, (_, p) => (b * 31 + p * 7) % spec.vocab));
@@ -161,6 +181,23 @@ describe("threaded engine", () => {
         expect(same(outs[t]![key], outs[0]![key]), `${key} with ${t + 1} threads`).toBe(true);
       }
     }
+  }));
+
+  it("every helper runs chunks of split calls", () => {
+    // Large GEMMs until each helper of the three-thread engine has run chunks: a helper that
+    // never claims one (not woken, or dead) fails here after 300 calls.
+    const [m, n, k] = [64, 768, 256];
+    const [a, b, c] = [three.upload(randn(m * k, 1)), three.upload(randn(k * n, 2)), three.alloc(m * n)];
+    const before = three.threadStats();
+    let ran: number[] = [];
+    for (let call = 0; call < 300; call++) {
+      three.kernels.gemm(a, k, b, n, c, n, 0, m, n, k, 0, 0);
+      ran = three.threadStats().chunks.map((x, t) => x - before.chunks[t]!);
+      if (Math.min(...ran.slice(1)) > 0) break;
+    }
+    for (const p of [a, b, c]) three.free(p);
+    expect(ran, "chunks per thread").toHaveLength(3);
+    expect(Math.min(...ran.slice(1)), `chunks per thread (${ran.join(", ")})`).toBeGreaterThan(0);
   });
 
   it("shares a call's chunks so that every chunk runs exactly once, whoever claims it", () => {
@@ -169,13 +206,25 @@ describe("threaded engine", () => {
     const pool = (three as unknown as { pool: import("../src/engine/thread-pool.js").ThreadPool }).pool;
     const scaleIndex = KERNEL_NAMES.indexOf("scale");
     const single = (three as unknown as { singleKernels: import("../src/engine/kernels.js").Kernels }).singleKernels;
+    // This thread's chunks are slowed down (0.1 ms each), so helpers that run at all claim some
+    // of a long job's (which ones is up to the scheduler: a helper still asleep may get none);
+    // the stats account for every chunk, each on the thread that ran it.
+    const pause = new Int32Array(new SharedArrayBuffer(4));
     for (const total of [6995, 7000, 1]) {
       const x = three.upload(Float32Array.from({ length: total }, (_, i) => i + 1));
+      const before = three.threadStats();
+      let here = 0;
       pool.share({ kernel: scaleIndex, total, chunk: 7, base: [x, 2, x, 0], perStart: [4, 0, 4, -1], perEnd: [0, 0, 0, 1] },
-        (s, e) => single.scale(x + 4 * s, 2, x + 4 * s, e - s));
+        (s, e) => { here++; Atomics.wait(pause, 0, 0, 0.1); single.scale(x + 4 * s, 2, x + 4 * s, e - s); });
       const got = three.download(x, total);
       three.free(x);
       expect(got.every((v, i) => v === 2 * (i + 1)), `total ${total}`).toBe(true);
+      const after = three.threadStats();
+      const ran = after.chunks.map((n, t) => n - before.chunks[t]!);
+      expect(after.jobs - before.jobs).toBe(1);
+      expect(ran[0], `total ${total}: this thread's chunks`).toBe(here);
+      expect(ran.reduce((a, b) => a + b, 0), `total ${total}: all chunks`).toBe(Math.ceil(total / 7));
+      if (total > 1000) expect(ran[1]! + ran[2]!, `total ${total}: the helpers' chunks (${ran.join(", ")})`).toBeGreaterThan(0);
     }
   });
 
@@ -217,13 +266,17 @@ describe("threaded engine", () => {
 
   it("dispose stops the helpers and leaves a working one-thread engine", async () => {
     const e = await Engine.create({ variant, threads: 2 });
-    const x = e.upload(randn(64 * 300, 3));
-    const out = e.alloc(64 * 300);
-    e.kernels.geluNew(x, out, 64 * 300);
-    const before = e.download(out, 64 * 300);
+    const n = 64 * 768; // above the size a threaded engine splits
+    const x = e.upload(randn(n, 3));
+    const out = e.alloc(n);
+    e.kernels.geluNew(x, out, n);
+    expect(e.threadStats().jobs).toBe(1);
+    const before = e.download(out, n);
     e.dispose();
     expect(e.threads).toBe(1);
-    e.kernels.geluNew(x, out, 64 * 300);
-    expect(same(e.download(out, 64 * 300), before)).toBe(true);
+    expect(e.threadStats()).toEqual({ jobs: 0, chunks: [0] });
+    e.kernels.geluNew(x, out, n);
+    expect(same(e.download(out, n), before)).toBe(true);
+    expect(e.threadStats().jobs).toBe(0);
   });
 });

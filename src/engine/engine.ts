@@ -33,6 +33,14 @@ export interface EngineOptions {
   threads?: number;
 }
 
+/** How the kernel calls of a threaded engine were split; see {@link Engine.threadStats}. */
+export interface ThreadStats {
+  /** Kernel calls split between the threads since the helpers started. */
+  jobs: number;
+  /** Chunks of those calls each thread ran: `[0]` the calling thread, `[1..]` the helpers. */
+  chunks: number[];
+}
+
 const MAX_MEMORY_BYTES = 65536 * 65536; // 4 GiB: the module's maximumMemory
 
 /**
@@ -95,6 +103,22 @@ export class Engine {
   /** Why fewer threads run than were asked for, if so. */
   get threadsNote(): string | undefined {
     return this.note;
+  }
+
+  /**
+   * How the kernel calls were split between threads so far: a check that the helpers really do
+   * work, and how evenly. An engine on one thread splits nothing: `{ jobs: 0, chunks: [0] }`
+   * (also after {@link dispose}).
+   *
+   * @example
+   * ```ts
+   * const engine = await Engine.create({ threads: 2 });
+   * model.forward(tokens);
+   * engine.threadStats(); // { jobs: 40, chunks: [151, 169] }
+   * ```
+   */
+  threadStats(): ThreadStats {
+    return this.pool?.stats() ?? { jobs: 0, chunks: [0] };
   }
 
   /**

@@ -24,6 +24,7 @@
 //   [5] total: the job's range is [0, total)
 //   [6] chunk: the length of every chunk but the last
 //   [7] chunks: how many chunks
+//   [8] ran: chunks this helper has run since it started (its own running total, stored once per job)
 //   bytes 64..: 16 f64 base arguments, 16 f64 perStart, 16 f64 perEnd; then the message
 import { KERNEL_NAMES } from "./kernels.js";
 
@@ -35,6 +36,7 @@ const MESSAGE_LENGTH = 4;
 const TOTAL = 5;
 const CHUNK = 6;
 const CHUNKS = 7;
+const RAN = 8;
 const ARGS_OFFSET = 64;
 const MAX_ARGS = 16;
 const PER_START_OFFSET = ARGS_OFFSET + MAX_ARGS * 8;
@@ -70,6 +72,7 @@ onStart((init) => {
   const a = new Float64Array(${MAX_ARGS});
   post("ready");
   let seen = 0;
+  let ran = 0;
   for (;;) {
     let seq = Atomics.load(ctl, ${SEQ});
     for (let i = 0; seq === seen && i < ${SPINS}; i++) seq = Atomics.load(ctl, ${SEQ});
@@ -87,6 +90,7 @@ onStart((init) => {
         const e = Math.min(total, s + chunk);
         for (let j = 0; j < ${MAX_ARGS}; j++) a[j] = base[j] + perStart[j] * s + perEnd[j] * e;
         fn(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]);
+        ran++;
       }
     } catch (e) {
       const text = String(e && e.message ? e.message : e).slice(0, ${MESSAGE_CHARS});
@@ -94,6 +98,7 @@ onStart((init) => {
       ctl[${MESSAGE_LENGTH}] = text.length;
       ctl[${FAILED}] = 1;
     }
+    ctl[${RAN}] = ran;
     Atomics.store(ctl, ${DONE}, seen);
     Atomics.notify(ctl, ${DONE});
   }
@@ -223,6 +228,9 @@ export class ThreadPool {
   /** The next chunk to claim, shared by every thread. */
   private readonly next: Int32Array;
   private seq = 0;
+  /** Jobs shared so far, and the chunks this thread ran of them (each helper counts its own). */
+  private jobs = 0;
+  private ranHere = 0;
   /** Whether Atomics.wait may block this thread (not on a browser's main thread). */
   private readonly canBlock: boolean;
 
@@ -290,10 +298,12 @@ export class ThreadPool {
       Atomics.store(ctl, SEQ, this.seq);
       Atomics.notify(ctl, SEQ);
     }
+    this.jobs++;
     let failedHere: unknown;
     try {
       for (let c = Atomics.add(this.next, 0, 1); c < chunks; c = Atomics.add(this.next, 0, 1)) {
         runHere(c * job.chunk, Math.min(job.total, (c + 1) * job.chunk));
+        this.ranHere++;
       }
     } catch (e) {
       failedHere = e;
@@ -319,6 +329,15 @@ export class ThreadPool {
       }
     }
     return failed;
+  }
+
+  /**
+   * Jobs shared since the pool started, and the chunks each thread ran of them: `chunks[0]` is
+   * the calling thread, `chunks[i]` helper i. Read between jobs (share() is synchronous, so any
+   * call from the engine's thread is), the counts are exact.
+   */
+  stats(): { jobs: number; chunks: number[] } {
+    return { jobs: this.jobs, chunks: [this.ranHere, ...this.controls.map((ctl) => Atomics.load(ctl, RAN))] };
   }
 
   /** Stops every helper; the pool can't be used afterwards. */

@@ -6,7 +6,7 @@ import { ModelFormatError, ModelSourceError } from "./errors.js";
 import { describeJson, isJsonObject, parseJsonObject, type JsonObject } from "./json.js";
 import { unsafeNameReason } from "./paths.js";
 import { readSafetensors, type LoadedTensor } from "./safetensors.js";
-import type { ModelSource } from "./source.js";
+import type { ModelSource } from "./model-source.js";
 
 /** The single-file checkpoint name. */
 export const SAFETENSORS_FILE = "model.safetensors";

@@ -3,7 +3,7 @@
 import { ModelSourceError } from "./errors.js";
 import { decodeUtf8 } from "./json.js";
 import { unsafeNameReason } from "./paths.js";
-import type { ModelSource } from "./source.js";
+import type { ModelSource } from "./model-source.js";
 
 /** File bytes by name, as a plain object or a Map. */
 export type BytesInput = Record<string, Uint8Array | ArrayBuffer> | Map<string, Uint8Array | ArrayBuffer>;

@@ -4,7 +4,7 @@
 import { ModelSourceError } from "./errors.js";
 import { decodeUtf8 } from "./json.js";
 import { unsafeNameReason } from "./paths.js";
-import type { ModelSource } from "./source.js";
+import type { ModelSource } from "./model-source.js";
 
 interface NodeModules {
   fs: typeof import("node:fs/promises");

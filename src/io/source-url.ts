@@ -5,7 +5,7 @@
 import { ModelSourceError } from "./errors.js";
 import { decodeUtf8 } from "./json.js";
 import { unsafeNameReason } from "./paths.js";
-import type { ModelSource } from "./source.js";
+import type { ModelSource } from "./model-source.js";
 
 /** Options of URL and hub sources. */
 export interface UrlSourceOptions {

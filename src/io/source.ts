@@ -1,27 +1,10 @@
-// Where model files come from. A ModelSource reads named files of one model folder,
-// whether the folder is on disk, behind a URL or already in memory.
+// Where model files come from: openSource picks the ModelSource (model-source.ts) for what
+// the caller has, a folder on disk, a URL, a hub repository or files already in memory.
 
+import type { ModelSource } from "./model-source.js";
 import { bytesSource, type BytesInput, type BytesSourceOptions } from "./source-bytes.js";
 import { folderSource } from "./source-folder.js";
 import { hubSource, urlSource, type HubSourceOptions, type UrlSourceOptions } from "./source-url.js";
-
-/** Read access to the files of one model folder. File names are relative (`model.safetensors`, `sub/x.json`). */
-export interface ModelSource {
-  /** Where the files come from, for messages (a folder path, a base URL, `memory`). */
-  readonly location: string;
-  /**
-   * The whole file.
-   * @throws ModelSourceError `not_found`, `http_error`, `network_error`, `truncated`, `read_failed`, `bad_name`
-   */
-  readFile(name: string): Promise<Uint8Array>;
-  /**
-   * The file as strict UTF-8 text.
-   * @throws ModelSourceError as {@link ModelSource.readFile}; ModelFormatError `not_utf8`
-   */
-  readText(name: string): Promise<string>;
-  /** Whether the file exists (for a URL source: a HEAD request answered 2xx rather than 404). */
-  exists(name: string): Promise<boolean>;
-}
 
 /** Everything {@link openSource} accepts. */
 export type SourceInput = string | URL | ModelSource | HubSourceOptions | BytesInput;
@@ -68,4 +51,4 @@ function isModelSource(value: object): value is ModelSource {
 }
 
 export { bytesSource, folderSource, hubSource, urlSource };
-export type { BytesInput, BytesSourceOptions, HubSourceOptions, UrlSourceOptions };
+export type { BytesInput, BytesSourceOptions, HubSourceOptions, ModelSource, UrlSourceOptions };

@@ -4,7 +4,7 @@
 
 import { MissingDependencyError, ModelFormatError } from "./errors.js";
 import { isJsonObject, parseJsonObject, type JsonObject } from "./json.js";
-import type { ModelSource } from "./source.js";
+import type { ModelSource } from "./model-source.js";
 import { gpt2TokenizerJsonFromFiles, parseTokenizerJson } from "./tokenizer-files.js";
 
 /** Text ↔ token ids. */

@@ -2,13 +2,12 @@
 // the reference checkpoints, a sharded checkpoint, configs, prompts, tokenizers and a model
 // folder for the CLI.
 
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeSafetensors, type SafetensorsDtype, type TensorToWrite } from "../../src/io/safetensors.js";
 import { gpt2ByteToUnicode } from "../../src/io/tokenizer-files.js";
+import { REFERENCE_ROOT } from "../reference-root.js";
 import { Rng } from "./rng.js";
-
-const REFERENCE = new URL("../../../shared/reference/", import.meta.url);
 
 function tensor(rng: Rng, shape: number[]): TensorToWrite {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -33,14 +32,10 @@ export function smallSafetensorsSeeds(): Uint8Array[] {
   return seeds;
 }
 
-/** The reference checkpoints (F32 and F16 GPT-2, a Llama), when the shared folder is there. */
+/** The reference checkpoints (F32 and F16 GPT-2, a Llama). */
 export function referenceSafetensorsSeeds(): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (const name of ["tiny-gpt2-random", "tiny-gpt2-random-f16", "tiny-llama-random"]) {
-    const file = new URL(`${name}/model.safetensors`, REFERENCE);
-    if (existsSync(file)) out.push(new Uint8Array(readFileSync(file)));
-  }
-  return out;
+  return ["tiny-gpt2-random", "tiny-gpt2-random-f16", "tiny-llama-random"]
+    .map((name) => new Uint8Array(readFileSync(`${REFERENCE_ROOT}${name}/model.safetensors`)));
 }
 
 /** A sharded checkpoint: index + two shards. */
@@ -70,10 +65,7 @@ export function tinyGpt2Config(overrides: Record<string, unknown> = {}): Record<
 /** config.json seeds: the tiny GPT-2, the reference ones and a Llama (refused as a GPT-2). */
 export function configSeeds(): unknown[] {
   const seeds: unknown[] = [tinyGpt2Config(), tinyGpt2Config({ n_inner: 20, activation_function: "gelu", scale_attn_weights: false })];
-  for (const name of ["tiny-gpt2-random", "tiny-llama-random"]) {
-    const file = new URL(`${name}/config.json`, REFERENCE);
-    if (existsSync(file)) seeds.push(JSON.parse(readFileSync(file, "utf8")));
-  }
+  for (const name of ["tiny-gpt2-random", "tiny-llama-random"]) seeds.push(JSON.parse(readFileSync(`${REFERENCE_ROOT}${name}/config.json`, "utf8")));
   return seeds;
 }
 
