@@ -4,13 +4,18 @@
 // about 2x its forward on this work. Then the memory of a gradient run at 8 x 16 (estimated and
 // measured on the engine), and attribution patching of every head's output against the planned
 // activation patching it estimates: the time of each and the rank correlation of their scores.
+// Last, the peer: the same gradient with tfjs (tf.grads, wasm backend, one thread) on the same
+// model written in tfjs ops, checked against ours at the embeddings.
 //
 //   node --experimental-wasm-relaxed-simd bench/run.js backward [--quick]
 import { pathToFileURL } from "node:url";
 import { Bench } from "tinybench";
 import { Engine, getActPatchAttnHeadOutAllPos, getAttrPatchAttnHeadOutAllPos, logitDiff, spearman } from "../dist/index.js";
 import { gradientMemory } from "../dist/model/activation-sizes.js";
-import { gpt2Small, randomTokens } from "./gpt2-small.js";
+import { gpt2Small, gpt2SmallWeights, randomTokens } from "./gpt2-small.js";
+import { loadTfjsWasm } from "./peers/tfjs.js";
+import { registerTfjsGradients } from "./peers/tfjs-gradients.js";
+import { tfjsGpt2 } from "./peers/tfjs-gpt2.js";
 
 const SHAPES = [[1, 16], [1, 64], [8, 16]];
 
@@ -39,9 +44,44 @@ export async function run(options = {}) {
       rows.push(memoryRow(model, 8, 16));
       rows.push(await attributionRow(model, options.quick ? 4 : 8, 16));
     }
+    if (threads === 1) rows.push(...await peerRows(model, options.shapes ?? SHAPES, time));
     model.dispose();
     engine.dispose();
   }
+  return rows;
+}
+
+/** hooklens forward + backward against tfjs's tf.grads of the same metric, one thread each. */
+async function peerRows(model, shapes, time) {
+  const { tf } = await loadTfjsWasm();
+  await registerTfjsGradients();
+  const { cfg, weights } = gpt2SmallWeights();
+  const peer = tfjsGpt2(tf, cfg, weights);
+  const rows = [];
+  for (const [batch, pos] of shapes) {
+    const tokens = randomTokens(batch, pos, batch * 1000 + pos);
+    const correct = tokens.map((row) => row[1]);
+    const incorrect = tokens.map((row) => row[2]);
+    const metric = logitDiff({ correct, incorrect });
+    const ours = model.runWithCache(tokens, { inclBwd: true, metric, namesFilter: ["hook_embed_grad"] }).cache.get("hook_embed_grad").data;
+    const theirs = peer.inputGradient(tokens, correct, incorrect);
+    let maxDiff = 0;
+    let maxAbs = 0;
+    for (let i = 0; i < ours.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(ours[i] - theirs[i]));
+      maxAbs = Math.max(maxAbs, Math.abs(theirs[i]));
+    }
+    const bench = new Bench({ time, iterations: 3, warmupTime: time / 5, warmupIterations: 1 });
+    bench.add("hooklens", () => model.runWithHooks(tokens, { metric }));
+    bench.add("tfjs", () => peer.inputGradient(tokens, correct, incorrect));
+    await bench.run();
+    const [oursMs, tfjsMs] = bench.tasks.map((t) => t.result.latency.mean);
+    const row = { suite: "backward", kind: "peer", batch, pos, hooklensMs: oursMs, tfjsMs, speedup: tfjsMs / oursMs, maxAbsDiff: maxDiff, maxAbsGrad: maxAbs };
+    rows.push(row);
+    console.log(`peer ${`${batch}x${pos}`.padEnd(6)} hooklens ${oursMs.toFixed(1).padStart(8)} ms  tfjs tf.grads ${tfjsMs.toFixed(1).padStart(8)} ms  ` +
+      `x${row.speedup.toFixed(2)}  (gradients at the embeddings agree to ${maxDiff.toExponential(1)}, max |grad| ${maxAbs.toExponential(1)})`);
+  }
+  peer.dispose();
   return rows;
 }
 

@@ -1,6 +1,8 @@
 // Peer: the same processed GPT-2 model written with tfjs ops, for @tensorflow/tfjs-backend-wasm
 // (XNNPACK). Weights are uploaded once; a forward returns logits [batch * pos, dVocab] or,
 // without the unembedding, ln_final's output [batch * pos, dModel], read back into JS.
+// `inputGradient` differentiates the logit difference with tf.grads (the whole backward through
+// every block) and returns its gradient at the embeddings.
 import { blockMatrices, checkGpt2Config } from "./gpt2-layout.js";
 
 /** Uploads the weights; returns { forward(tokens, unembed) -> Float32Array, dispose() }. */
@@ -48,27 +50,59 @@ export function tfjsGpt2(tf, cfg, weights) {
     const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
     return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
   };
+  // pow's gradient also differentiates the exponent (through a log): x·x·x has the same value.
+  const geluNewCubed = (x) => {
+    const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.mul(x, tf.mul(x, x)))));
+    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+  };
+  // The blocks and ln_final from the residual stream [B*P, D].
+  const blocksFrom = (resid, B, P, act, mask) => {
+    for (const p of blocks) {
+      const qkv = linear(layerNorm(resid), p.wqkv, p.bqkv); // [B*P, 3*Hd]
+      const [q, k, v] = tf.split(qkv, 3, 1).map((x) => tf.transpose(tf.reshape(x, [B, P, H, d]), [0, 2, 1, 3])); // [B, H, P, d]
+      const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / cfg.attnScale), mask); // [B, H, P, P]
+      const z = tf.matMul(tf.softmax(scores), v); // [B, H, P, d]
+      const zRows = tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [B * P, Hd]);
+      resid = tf.add(resid, linear(zRows, p.wo, p.bo));
+      const post = act(linear(layerNorm(resid), p.win, p.bin)); // [B*P, M]
+      resid = tf.add(resid, linear(post, p.wout, p.bout));
+    }
+    return layerNorm(resid);
+  };
 
   const forward = (tokens, unembed) => {
     const B = tokens.length;
     const P = tokens[0].length;
-    const mask = causalMask(P);
+    const mask = causalMask(P); // uploaded once, outside tidy (which would dispose it)
     const out = tf.tidy(() => {
       const ids = tf.tensor1d(tokens.flat(), "int32");
       const embed = tf.reshape(tf.gather(WE, ids), [B, P, D]);
-      let resid = tf.reshape(tf.add(embed, tf.slice(Wpos, [0, 0], [P, D])), [B * P, D]); // [B*P, D]
-      for (const p of blocks) {
-        const qkv = linear(layerNorm(resid), p.wqkv, p.bqkv); // [B*P, 3*Hd]
-        const [q, k, v] = tf.split(qkv, 3, 1).map((x) => tf.transpose(tf.reshape(x, [B, P, H, d]), [0, 2, 1, 3])); // [B, H, P, d]
-        const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), 1 / cfg.attnScale), mask); // [B, H, P, P]
-        const z = tf.matMul(tf.softmax(scores), v); // [B, H, P, d]
-        const zRows = tf.reshape(tf.transpose(z, [0, 2, 1, 3]), [B * P, Hd]);
-        resid = tf.add(resid, linear(zRows, p.wo, p.bo));
-        const post = geluNew(linear(layerNorm(resid), p.win, p.bin)); // [B*P, M]
-        resid = tf.add(resid, linear(post, p.wout, p.bout));
-      }
-      const normalized = layerNorm(resid);
+      const resid = tf.reshape(tf.add(embed, tf.slice(Wpos, [0, 0], [P, D])), [B * P, D]); // [B*P, D]
+      const normalized = blocksFrom(resid, B, P, geluNew, mask);
       return unembed ? linear(normalized, WU, bU) : normalized;
+    });
+    const data = out.dataSync();
+    out.dispose();
+    return data;
+  };
+
+  /** d(mean logit[correct] - logit[incorrect] at the last position)/d(embeddings) [B*P*D], by tf.grads. */
+  const inputGradient = (tokens, correct, incorrect) => {
+    const B = tokens.length;
+    const P = tokens[0].length;
+    const pick = new Float32Array(B * P * V); // +1/B at (row's last position, correct), -1/B at incorrect
+    for (let b = 0; b < B; b++) {
+      pick[((b * P) + P - 1) * V + correct[b]] += 1 / B;
+      pick[((b * P) + P - 1) * V + incorrect[b]] -= 1 / B;
+    }
+    const mask = causalMask(P);
+    const out = tf.tidy(() => {
+      const ids = tf.tensor1d(tokens.flat(), "int32");
+      const resid = tf.reshape(tf.add(tf.reshape(tf.gather(WE, ids), [B, P, D]), tf.slice(Wpos, [0, 0], [P, D])), [B * P, D]);
+      const weights = tf.tensor2d(pick, [B * P, V]);
+      const metric = (x) => tf.sum(tf.mul(linear(blocksFrom(x, B, P, geluNewCubed, mask), WU, bU), weights));
+      const [grad] = tf.grads(metric)([resid]);
+      return grad;
     });
     const data = out.dataSync();
     out.dispose();
@@ -77,6 +111,7 @@ export function tfjsGpt2(tf, cfg, weights) {
 
   return {
     forward,
+    inputGradient,
     dispose: () => kept.forEach((t) => t.dispose()),
   };
 }
