@@ -97,3 +97,25 @@ describe("gradients: bad input gets one clear error and leaves the model as it w
     model.dispose();
   });
 });
+
+describe("the unembedding's backward", () => {
+  it("from W_U's columns for a metric declaring its tokens equals the dense product with W_Uᵀ", async () => {
+    for (const name of MODELS) {
+      const inputs = golden<GoldenInputs>(name, "inputs.json");
+      const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine: engines[0]!, processWeights: false });
+      const sparse = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+      // The same metric without its declared tokens: the backward multiplies by all of W_Uᵀ.
+      const dense = Object.assign((l: Tensor) => sparse(l), { positions: "last" as const, grad: sparse.grad });
+      const a = model.runWithCache(inputs.clean, { inclBwd: true, metric: sparse, namesFilter: ["hook_embed_grad", "ln_final.hook_normalized_grad"] }).cache;
+      const b = model.runWithCache(inputs.clean, { inclBwd: true, metric: dense, namesFilter: ["hook_embed_grad", "ln_final.hook_normalized_grad"] }).cache;
+      for (const key of a.keys()) {
+        const x = a.get(key).data;
+        const y = b.get(key).data;
+        const scale = Math.max(...y.map(Math.abs));
+        expect(scale, key).toBeGreaterThan(0);
+        x.forEach((v, i) => expect(Math.abs(v - y[i]!), `${name} ${key} [${i}]`).toBeLessThanOrEqual(1e-5 * scale));
+      }
+      model.dispose();
+    }
+  });
+});

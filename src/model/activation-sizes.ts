@@ -177,9 +177,11 @@ export function gradientMemory(cfg: HookedTransformerConfig, shape: { batch: num
   const backwardArena = 4 * arenaLayout(backwardSizes(cfg, { batch: B, pos: P, logitRows, attentionMask: true })).floats;
   const packed = (k: number, n: number) => 4 * k * Math.ceil(n / 8) * 8;
   const transposedWeights = L * (packed(H * d, D) + 2 * packed(Hk * d, D) + packed(D, H * d) + packed(M, D) * (cfg.gatedMlp ? 2 : 1) +
-    packed(D, M)) + packed(V, D);
+    packed(D, M));
   return {
     stored, forwardArena, backwardArena, transposedWeights,
+    /** W_Uᵀ, packed at the first backward of a metric that reads every logit (not for one that declares its tokens). */
+    transposedUnembed: packed(V, D),
     /** The most a gradient run holds at once, beyond the model's weights: stored copies and the larger arena. */
     peak: stored + Math.max(forwardArena, backwardArena),
   };

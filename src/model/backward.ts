@@ -38,6 +38,11 @@ export interface BackwardPlan {
   gradLogits: Tensor;
   /** Hook name → backward hook functions, in registration order. */
   hooks: ReadonlyMap<string, readonly HookFn[]>;
+  /**
+   * ln_final's output gradient at each row's last position [batch, dModel], when the metric reads
+   * only a few logits there: computed from W_U's columns, and gradLogits is then not multiplied.
+   */
+  gradNormLast?: Float32Array;
 }
 
 /** The state of one backward pass: its arena and the pass's sizes. */
@@ -62,7 +67,7 @@ interface Run {
 export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: DevicePointers, wT: TransposedPointers,
   plan: BackwardPlan): void {
   const shape = {
-    batch: plan.batch, pos: plan.pos, logitRows: plan.gradLogits.shape[0]! * plan.gradLogits.shape[1]!,
+    batch: plan.batch, pos: plan.pos, logitRows: plan.gradNormLast !== undefined ? 0 : plan.gradLogits.shape[0]! * plan.gradLogits.shape[1]!,
     attentionMask: plan.attentionMask !== undefined,
   };
   const sizes = backwardSizes(cfg, shape);
@@ -174,12 +179,16 @@ function unembedBackward(run: Run, wT: TransposedPointers): void {
   const { dModel: D, dVocab: V } = cfg;
   const heap = run.engine.heap();
   const g = run.plan.gradLogits;
-  heap.set(g.data, buf.gLogits >>> 2);
   heap.fill(0, buf.gNorm >>> 2, (buf.gNorm >>> 2) + run.rows * D);
-  if (g.shape[1] === P) {
+  const last = run.plan.gradNormLast;
+  if (last !== undefined) {
+    for (let b = 0; b < B; b++) heap.set(last.subarray(b * D, (b + 1) * D), (buf.gNorm >>> 2) + (b * P + P - 1) * D);
+  } else if (g.shape[1] === P) {
+    heap.set(g.data, buf.gLogits >>> 2);
     linearBackward(run, buf.gLogits, V, wT.wUT, buf.gNorm, run.rows, D, V, false);
   } else {
     // Only each row's last position has a gradient: B rows, written with row stride P·D.
+    heap.set(g.data, buf.gLogits >>> 2);
     run.kernels.gemmPacked(buf.gLogits, V, wT.wUT, buf.gNorm + (P - 1) * D * 4, P * D, 0, B, D, V, 0, 0, D, GemmActivation.none);
   }
   fire(run, FINAL_HOOKS.lnFinalNormalized.name, undefined, buf.gNorm, [B, P, D]);

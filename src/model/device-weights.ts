@@ -151,7 +151,11 @@ export interface TransposedBlockPointers {
 
 export interface TransposedPointers {
   blocks: TransposedBlockPointers[];
-  wUT: number; // [V, D]
+  /**
+   * [V, D], or 0 until a backward needs the dense unembedding (a metric that reads every logit);
+   * metrics declaring their tokens read W_U's columns instead (see unembedColumns).
+   */
+  wUT: number;
 }
 
 /**
@@ -170,13 +174,35 @@ export function uploadTransposedWeights(engine: Engine, cfg: HookedTransformerCo
       wgateT: gate ? packedT(gate) : 0, winT: packedT(mlpIn), woutT: packedT(out),
     });
   }
-  return { blocks, wUT: packedT(host.unembed()) };
+  return { blocks, wUT: 0 };
+}
+
+/** Packs W_Uᵀ [V, D] for the backward of a metric that reads every logit. */
+export function uploadTransposedUnembed(engine: Engine, cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>): number {
+  return uploadPacked(engine, hostMatrices(cfg, weights).unembed(), true);
+}
+
+/**
+ * The columns of W_U the forward multiplies by (ln_final's weight folded in, as at upload) for
+ * the given tokens: [tokens.length, D], row i = column tokens[i].
+ */
+export function unembedColumns(cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>, tokens: readonly number[]): Float32Array {
+  const { dModel: D, dVocab: V } = cfg;
+  const wU = weights.get("unembed.W_U")!.data;
+  const hasNorm = cfg.normalizationType === "LN" || cfg.normalizationType === "RMS";
+  const lnW = hasNorm ? weights.get("ln_final.w")!.data : undefined;
+  const out = new Float32Array(tokens.length * D);
+  tokens.forEach((t, i) => {
+    for (let j = 0; j < D; j++) out[i * D + j] = lnW === undefined ? wU[j * V + t]! : wU[j * V + t]! * lnW[j]!;
+  });
+  return out;
 }
 
 /** Frees everything {@link uploadTransposedWeights} allocated. */
 export function freeTransposedWeights(engine: Engine, p: TransposedPointers): void {
   for (const b of p.blocks) for (const ptr of Object.values(b)) engine.free(ptr);
   engine.free(p.wUT);
+  p.wUT = 0;
 }
 
 /** Frees everything {@link uploadWeights} allocated. */

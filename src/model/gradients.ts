@@ -35,8 +35,10 @@ export interface GradientModel {
   /** The model's forward, with per-call forward hooks. */
   forward(hooks: readonly (readonly [string, HookFn])[], lastPositionOnly: boolean): Tensor;
   device(): DevicePointers;
-  /** The transposed weights, packed at the first backward and kept. */
-  transposed(): TransposedPointers;
+  /** The transposed weights, packed at the first backward and kept; W_Uᵀ too when `denseUnembed`. */
+  transposed(denseUnembed: boolean): TransposedPointers;
+  /** W_U's columns for these tokens as the forward multiplies by them, [tokens, dModel]. */
+  unembedColumns(tokens: readonly number[]): Float32Array;
 }
 
 export interface ForwardBackwardResult {
@@ -75,8 +77,10 @@ export function forwardBackward(model: GradientModel, options: {
   }
   const bad = grad.data.findIndex((x) => !Number.isFinite(x));
   if (bad >= 0) throw new Error(`metric.grad returned ${grad.data[bad]} at flat index ${bad} of dMetric/dlogits`);
-  runBackward(model.engine, model.cfg, model.device(), model.transposed(), {
+  const gradNormLast = sparseUnembedGrad(model, metric, grad);
+  runBackward(model.engine, model.cfg, model.device(), model.transposed(gradNormLast === undefined), {
     batch: options.batch, pos: options.pos, attentionMask: options.attentionMask, stored, gradLogits: grad, hooks: options.bwdHooks,
+    gradNormLast,
   });
   return { logits, metric: value };
 }
@@ -105,6 +109,34 @@ function splitInputGuards(cfg: Readonly<HookedTransformerConfig>): [string, Hook
     }
   }
   return guards;
+}
+
+/**
+ * For a last-position metric whose gradient lives on its declared tokens only (logitDiff's two
+ * answers): ln_final's output gradient [batch, dModel] = Σ over those tokens of the gradient times
+ * W_U's column, instead of a product with all of W_Uᵀ. Undefined when that does not apply.
+ */
+function sparseUnembedGrad(model: GradientModel, metric: DifferentiableMetric & { tokens?: readonly number[] }, grad: Tensor): Float32Array | undefined {
+  const tokens = metric.tokens;
+  if (metric.positions !== "last" || tokens === undefined || grad.shape[1] !== 1) return undefined;
+  const [B, , V] = grad.shape as [number, number, number];
+  const declared = new Uint8Array(V);
+  for (const t of tokens) {
+    if (!Number.isInteger(t) || t < 0 || t >= V) return undefined;
+    declared[t] = 1;
+  }
+  for (let i = 0; i < grad.size; i++) if (grad.data[i] !== 0 && declared[i % V] === 0) return undefined;
+  const D = model.cfg.dModel;
+  const columns = model.unembedColumns(tokens);
+  const out = new Float32Array(B * D);
+  for (let b = 0; b < B; b++) {
+    tokens.forEach((t, i) => {
+      const g = grad.data[b * V + t]!;
+      if (g === 0) return;
+      for (let j = 0; j < D; j++) out[b * D + j]! += g * columns[i * D + j]!;
+    });
+  }
+  return out;
 }
 
 /** Throws, saying how to fix it, unless the metric can give its gradient. */

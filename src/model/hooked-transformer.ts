@@ -8,7 +8,8 @@ import type { HookedTransformerConfig } from "./config.js";
 import { familyOf } from "./families/index.js";
 import { processWeights, type ProcessOptions } from "./process-weights.js";
 import {
-  freeTransposedWeights, freeWeights, uploadTransposedWeights, uploadWeights, type DevicePointers, type TransposedPointers,
+  freeTransposedWeights, freeWeights, unembedColumns, uploadTransposedUnembed, uploadTransposedWeights, uploadWeights, type DevicePointers,
+  type TransposedPointers,
 } from "./device-weights.js";
 import { gradientMemory } from "./activation-sizes.js";
 import { assertDifferentiable, forwardBackward, type DifferentiableMetric } from "./gradients.js";
@@ -463,11 +464,15 @@ export class HookedTransformer {
     if (opts.memoryBudgetBytes !== undefined) {
       if (!(opts.memoryBudgetBytes > 0)) throw new Error(`memoryBudgetBytes must be positive, got ${opts.memoryBudgetBytes}`);
       const need = gradientMemory(this.cfg, { batch: batch.batch, pos: batch.pos, lastPositionOnly: opts.metric!.positions === "last" });
-      const total = need.peak + (this.deviceT === undefined ? need.transposedWeights : 0);
+      const metric = opts.metric as DifferentiableMetric & { tokens?: readonly number[] };
+      const dense = !(metric.positions === "last" && metric.tokens !== undefined);
+      const weightsToPack = (this.deviceT === undefined ? need.transposedWeights : 0) +
+        (dense && (this.deviceT?.wUT ?? 0) === 0 ? need.transposedUnembed : 0);
+      const total = need.peak + weightsToPack;
       if (total > opts.memoryBudgetBytes) {
         throw new Error(`gradients of ${batch.batch} × ${batch.pos} tokens need about ${total} bytes (kept activations ${need.stored}, ` +
           `arena ${Math.max(need.forwardArena, need.backwardArena)}` +
-          `${this.deviceT === undefined ? `, transposed weights ${need.transposedWeights}` : ""}), more than memoryBudgetBytes ` +
+          `${weightsToPack > 0 ? `, transposed weights ${weightsToPack}` : ""}), more than memoryBudgetBytes ` +
           `(${opts.memoryBudgetBytes}); raise the budget or take gradients of fewer prompts at once`);
       }
     }
@@ -479,7 +484,12 @@ export class HookedTransformer {
         attentionMask: opts.attentionMask, lastPositionOnly, fwdHooks: [...fwdUser, ...hooks],
       }).logits!,
       device: () => this.live(),
-      transposed: () => this.deviceT ??= uploadTransposedWeights(this.engine, this.cfg, this.weights),
+      transposed: (denseUnembed) => {
+        this.deviceT ??= uploadTransposedWeights(this.engine, this.cfg, this.weights);
+        if (denseUnembed && this.deviceT.wUT === 0) this.deviceT.wUT = uploadTransposedUnembed(this.engine, this.cfg, this.weights);
+        return this.deviceT;
+      },
+      unembedColumns: (tokens) => unembedColumns(this.cfg, this.weights, tokens),
     }, { batch: batch.batch, pos: batch.pos, attentionMask: mask, fwdHooks: [], bwdHooks: bwd, metric: opts.metric! });
   }
 
