@@ -47,6 +47,10 @@ export { planSweep, type PlannableSweep } from "./patching/plan-sweep.js";
 export type { Patch, PatchEdit, PlannedPass, SweepOptions, SweepPlan, SweepPlanSummary, SweepProgress } from "./patching/planner.js";
 export { PatchResult } from "./patching/result.js";
 
+// circuits
+export { EdgeGraph, type EdgeRef, type Reader, type Writer } from "./circuits/edge-graph.js";
+export { getEdgeAttrEap, getEdgeAttrEapIg, type EdgeAttrOptions, type EdgeScoreRecord } from "./circuits/edge-attribution.js";
+
 // the embedded demo model (a planted induction circuit)
 export {
   DEMO_BOS, DEMO_DIMS, PLANTED_HEADS, buildInductionModelWeights, demoModelFiles, demoPrompts, loadDemoModel,

@@ -1,0 +1,76 @@
+// The writer/reader edge graph and edge attribution (EAP, EAP-IG) against the PyTorch goldens of
+// ../shared/reference/ATTRIBUTION.md, sections 3 and 4, on both model families.
+import { beforeAll, describe, expect, it } from "vitest";
+import { getEdgeAttrEap, getEdgeAttrEapIg } from "../src/circuits/edge-attribution.js";
+import { EdgeGraph } from "../src/circuits/edge-graph.js";
+import { Engine } from "../src/engine/engine.js";
+import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { logitDiff } from "../src/patching/metrics.js";
+import { expectGoldenScores, golden, referenceDir, type GoldenInputs, type GoldenScores } from "./reference.js";
+
+interface GoldenEdges { writers: string[]; readers: string[]; no_path: number[] }
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await Engine.create({ variant: "simd" });
+});
+
+describe.each(["tiny-gpt2-random", "tiny-llama-random"])("edges of %s", (name) => {
+  const inputs = golden<GoldenInputs>(name, "inputs.json");
+  const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+  const load = () => HookedTransformer.fromPretrained(referenceDir(name), { engine, useSplitQkvInput: true, useHookMlpIn: true });
+
+  it("the graph names, orders and masks writers and readers as the goldens", async () => {
+    const model = await load();
+    const want = golden<GoldenEdges>(name, "edges.json");
+    const graph = new EdgeGraph(model.cfg);
+    expect(graph.writers).toEqual(want.writers);
+    expect(graph.readers).toEqual(want.readers);
+    expect(Array.from(graph.edgeMask, (x) => 1 - x)).toEqual(want.no_path);
+    model.dispose();
+  });
+
+  it("EAP and EAP-IG (5 steps) match the goldens", async () => {
+    const model = await load();
+    const clean = model.runWithCache(inputs.clean).cache;
+    const corrupted = model.runWithCache(inputs.corrupted).cache;
+    const eap = await getEdgeAttrEap(model, inputs.corrupted, clean, corrupted, metric);
+    const wantEap = golden<GoldenScores>(name, "edge_eap.json");
+    expect(eap.scores.shape).toEqual(wantEap.shape);
+    expect(eap.baseline).toBeCloseTo(wantEap.corrupted_baseline, 4);
+    expect(eap.clean).toBeCloseTo(wantEap.clean_baseline, 4);
+    expectGoldenScores(eap.scores.data, wantEap, `${name} EAP`);
+    const progress: number[] = [];
+    const ig = await getEdgeAttrEapIg(model, inputs.corrupted, clean, corrupted, metric, { steps: 5, onProgress: (p) => progress.push(p.done) });
+    expect(progress).toEqual([1, 2, 3, 4, 5]);
+    expectGoldenScores(ig.scores.data, golden<GoldenScores>(name, "edge_eap_ig5.json"), `${name} EAP-IG`);
+    model.dispose();
+  });
+});
+
+describe("edge graph: bad input", () => {
+  it("names unknown writers and readers, refuses non-edges, round-trips JSON", () => {
+    const graph = new EdgeGraph({ nLayers: 2, nHeads: 4, nKeyValueHeads: 2 });
+    expect(graph.nWriters).toBe(1 + 2 * 5);
+    expect(graph.nReaders).toBe(2 * (4 + 2 * 2 + 1) + 1);
+    expect(() => graph.writerIndex("a0.h9")).toThrow(/unknown writer "a0.h9"; closest: a0.h0/);
+    expect(() => graph.readerIndex("a1.h3<k>")).toThrow(/unknown reader "a1.h3<k>"/); // only 2 key/value heads
+    expect(() => graph.edgeIndex(["m1", "a1.h0<q>"])).toThrow(/m1 -> a1.h0<q> is not an edge/);
+    expect(graph.edgeIndex(["a0.h1", "m0"])).toEqual([2, 8]);
+    expect(() => graph.edgeIndex(["m0", "m0"])).toThrow(/not an edge/);
+    const set = graph.edgeSet([["input", "logits"], ["a0.h2", "a1.h1<v>"]]);
+    expect(graph.edgesFromJSON(JSON.parse(JSON.stringify(graph.edgesToJSON(set))))).toEqual(set);
+    expect(() => graph.edgesFromJSON([["input"]])).toThrow(/edges\[0\]: expected \[writer, reader\] names/);
+  });
+
+  it("refuses a model without split inputs and steps < 1", async () => {
+    const name = "tiny-gpt2-random";
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+    const plain = await HookedTransformer.fromPretrained(referenceDir(name), { engine });
+    const c = plain.runWithCache(inputs.clean).cache;
+    await expect(getEdgeAttrEap(plain, inputs.corrupted, c, c, metric)).rejects.toThrow(/useSplitQkvInput: true, useHookMlpIn: true/);
+    await expect(getEdgeAttrEapIg(plain, inputs.corrupted, c, c, metric, { steps: 0 })).rejects.toThrow(/steps must be an integer ≥ 1, got 0/);
+    plain.dispose();
+  });
+});
