@@ -50,6 +50,7 @@ export { PatchResult } from "./patching/result.js";
 // circuits
 export { EdgeGraph, type EdgeRef, type Reader, type Writer } from "./circuits/edge-graph.js";
 export { getEdgeAttrEap, getEdgeAttrEapIg, type EdgeAttrOptions, type EdgeScoreRecord } from "./circuits/edge-attribution.js";
+export { evaluateCircuit, type CircuitEvaluation } from "./circuits/circuit-run.js";
 
 // the embedded demo model (a planted induction circuit)
 export {

@@ -2,6 +2,7 @@
 // ../shared/reference/ATTRIBUTION.md, sections 3 and 4, on both model families.
 import { beforeAll, describe, expect, it } from "vitest";
 import { getEdgeAttrEap, getEdgeAttrEapIg } from "../src/circuits/edge-attribution.js";
+import { evaluateCircuit } from "../src/circuits/circuit-run.js";
 import { EdgeGraph } from "../src/circuits/edge-graph.js";
 import { Engine } from "../src/engine/engine.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
@@ -72,5 +73,32 @@ describe("edge graph: bad input", () => {
     await expect(getEdgeAttrEap(plain, inputs.corrupted, c, c, metric)).rejects.toThrow(/useSplitQkvInput: true, useHookMlpIn: true/);
     await expect(getEdgeAttrEapIg(plain, inputs.corrupted, c, c, metric, { steps: 0 })).rejects.toThrow(/steps must be an integer ≥ 1, got 0/);
     plain.dispose();
+  });
+});
+
+describe.each(["tiny-gpt2-random", "tiny-llama-random"])("circuits of %s", (name) => {
+  it("evaluateCircuit gives the goldens' metric and faithfulness for the top-n EAP-IG edges; all edges = clean, none = corrupted", async () => {
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, useSplitQkvInput: true, useHookMlpIn: true });
+    const clean = model.runWithCache(inputs.clean).cache;
+    const corrupted = model.runWithCache(inputs.corrupted).cache;
+    const want = golden<{ n: number[]; edges: [number, number][]; metric: number[]; faithfulness: number[]; clean_baseline: number; corrupted_baseline: number }>(name, "circuits.json");
+    const tol = 1e-3 + 1e-3 * Math.max(...want.metric.map(Math.abs));
+    want.n.forEach((n, i) => {
+      const got = evaluateCircuit(model, inputs.corrupted, clean, corrupted, metric, want.edges.slice(0, n));
+      expect(Math.abs(got.metric - want.metric[i]!), `${name} top ${n}`).toBeLessThanOrEqual(tol);
+      expect(Math.abs(got.faithfulness - want.faithfulness[i]!), `${name} top ${n} faithfulness`).toBeLessThanOrEqual(1e-3);
+      expect(got.edges).toHaveLength(n);
+    });
+    const none = evaluateCircuit(model, inputs.corrupted, clean, corrupted, metric, []);
+    expect(none.metric).toBeCloseTo(want.corrupted_baseline, 4);
+    const graph = new EdgeGraph(model.cfg);
+    const all: [number, number][] = [];
+    for (let i = 0; i < graph.nWriters; i++) for (let j = 0; j < graph.nReaders; j++) if (graph.isEdge(i, j)) all.push([i, j]);
+    const every = evaluateCircuit(model, inputs.corrupted, clean, corrupted, metric, all);
+    expect(every.metric).toBeCloseTo(want.clean_baseline, 3);
+    expect(every.faithfulness).toBeCloseTo(1, 3);
+    model.dispose();
   });
 });
