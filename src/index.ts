@@ -51,6 +51,7 @@ export { PatchResult } from "./patching/result.js";
 export { EdgeGraph, type EdgeRef, type Reader, type Writer } from "./circuits/edge-graph.js";
 export { getEdgeAttrEap, getEdgeAttrEapIg, type EdgeAttrOptions, type EdgeScoreRecord } from "./circuits/edge-attribution.js";
 export { evaluateCircuit, type CircuitEvaluation } from "./circuits/circuit-run.js";
+export { getEdgePatchExact, type EdgePatchOptions, type EdgePatchRecord } from "./circuits/edge-patching.js";
 
 // the embedded demo model (a planted induction circuit)
 export {

@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { getEdgeAttrEap, getEdgeAttrEapIg } from "../src/circuits/edge-attribution.js";
 import { evaluateCircuit } from "../src/circuits/circuit-run.js";
 import { EdgeGraph } from "../src/circuits/edge-graph.js";
+import { getEdgePatchExact } from "../src/circuits/edge-patching.js";
 import { Engine } from "../src/engine/engine.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { logitDiff } from "../src/patching/metrics.js";
@@ -99,6 +100,52 @@ describe.each(["tiny-gpt2-random", "tiny-llama-random"])("circuits of %s", (name
     const every = evaluateCircuit(model, inputs.corrupted, clean, corrupted, metric, all);
     expect(every.metric).toBeCloseTo(want.clean_baseline, 3);
     expect(every.faithfulness).toBeCloseTo(1, 3);
+    model.dispose();
+  });
+});
+
+describe.each(["tiny-gpt2-random", "tiny-llama-random"])("exact edge patching on %s", (name) => {
+  it("every edge, exact and linear, planned and naive, matches the goldens", async () => {
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, useSplitQkvInput: true, useHookMlpIn: true });
+    const clean = model.runWithCache(inputs.clean).cache;
+    const corrupted = model.runWithCache(inputs.corrupted).cache;
+    for (const mode of ["exact", "linear"] as const) {
+      const want = golden<GoldenScores>(name, `edge_exact_${mode}.json`);
+      for (const strategy of ["planned", "naive"] as const) {
+        const got = await getEdgePatchExact(model, inputs.corrupted, clean, corrupted, metric, { mode, strategy });
+        expect(got.scores.shape).toEqual(want.shape);
+        expectGoldenScores(got.scores.data, want, `${name} ${mode} ${strategy}`);
+      }
+    }
+    model.dispose();
+  });
+});
+
+describe("direct path patching is the head → q/k/v block of exact edge patching", () => {
+  it.each([["tiny-gpt2-random", "k"], ["tiny-gpt2-random", "v"], ["tiny-llama-random", "q"]] as const)("%s, %s, both modes", async (name, component) => {
+    const { getActPatchDirectPath } = await import("../src/index.js");
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, useSplitQkvInput: true, useHookMlpIn: true });
+    const clean = model.runWithCache(inputs.clean).cache;
+    const corrupted = model.runWithCache(inputs.corrupted).cache;
+    const graph = new EdgeGraph(model.cfg);
+    for (const mode of ["exact", "linear"] as const) {
+      const path = await getActPatchDirectPath(model, inputs.corrupted, clean, corrupted, metric, { srcLayer: 0, srcHead: 1, component, mode });
+      const edges = await getEdgePatchExact(model, inputs.corrupted, clean, corrupted, metric, {
+        mode, edges: Array.from({ length: path.scores.size }, (_, i) => [i, 0] as const)
+          .filter(([i]) => Math.floor(i / path.scores.shape[1]!) > 0)
+          .map(([i]) => ["a0.h1", `a${Math.floor(i / path.scores.shape[1]!)}.h${i % path.scores.shape[1]!}<${component}>`] as [string, string]),
+      });
+      for (let l = 1; l < model.cfg.nLayers; l++) {
+        for (let h = 0; h < path.scores.shape[1]!; h++) {
+          const edge = edges.scores.get(graph.writerIndex("a0.h1"), graph.readerIndex(`a${l}.h${h}<${component}>`));
+          expect(edge, `${mode} 0.1 -> ${l}.${h} ${component}`).toBeCloseTo(path.scores.get(l, h), 4);
+        }
+      }
+    }
     model.dispose();
   });
 });

@@ -102,7 +102,7 @@ async function edgeAttribution(model: HookedTransformer, corruptedTokens: TokenI
 }
 
 /** Each writer's clean − corrupted output [batch·pos·dModel]: embeddings, z_h · W_O[h] per head, mlp_out. */
-function writerDeltas(model: HookedTransformer, graph: EdgeGraph, clean: ActivationCache, corrupted: ActivationCache, rows: number): Float32Array[] {
+export function writerDeltas(model: HookedTransformer, graph: EdgeGraph, clean: ActivationCache, corrupted: ActivationCache, rows: number): Float32Array[] {
   const { dModel: D, nHeads: H, dHead: d } = model.cfg;
   const diff = (name: string) => {
     const a = need(clean, name);
