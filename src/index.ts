@@ -52,6 +52,9 @@ export { EdgeGraph, type EdgeRef, type Reader, type Writer } from "./circuits/ed
 export { getEdgeAttrEap, getEdgeAttrEapIg, type EdgeAttrOptions, type EdgeScoreRecord } from "./circuits/edge-attribution.js";
 export { evaluateCircuit, type CircuitEvaluation } from "./circuits/circuit-run.js";
 export { getEdgePatchExact, type EdgePatchOptions, type EdgePatchRecord } from "./circuits/edge-patching.js";
+export {
+  discoverCircuit, faithfulnessCurve, type CurvePoint, type DiscoverOptions, type DiscoveredCircuit, type DiscoveredEdge,
+} from "./circuits/discover.js";
 
 // the embedded demo model (a planted induction circuit)
 export {

@@ -149,3 +149,33 @@ describe("direct path patching is the head → q/k/v block of exact edge patchin
     model.dispose();
   });
 });
+
+describe("discoverCircuit on the embedded demo model", () => {
+  it("EAP-IG with verification finds the planted circuit: input → 0.2's values, 0.2 → 1.1's keys, 1.1 → logits", async () => {
+    const { demoModelFiles, demoPrompts } = await import("../src/index.js");
+    const { discoverCircuit, faithfulnessCurve } = await import("../src/circuits/discover.js");
+    const model = await HookedTransformer.fromPretrained(demoModelFiles(), { engine, useSplitQkvInput: true, useHookMlpIn: true });
+    const { clean, corrupted, correct, incorrect } = demoPrompts({ batch: 4 });
+    const metric = logitDiff({ correct, incorrect });
+    const c = model.runWithCache(clean).cache;
+    const r = model.runWithCache(corrupted).cache;
+    const stages = new Set<string>();
+    const found = await discoverCircuit(model, corrupted, c, r, metric, { method: "eap-ig", steps: 5, verify: 20, onProgress: (p) => stages.add(p.stage) });
+    expect([...stages]).toEqual(["rank", "verify", "circuit"]);
+    expect(found.edges.map((e) => `${e.writer} -> ${e.reader}`).sort()).toEqual(["a0.h2 -> a1.h1<k>", "a1.h1 -> logits", "input -> a0.h2<v>"]);
+    expect(found.reachedTarget).toBe(true);
+    expect(found.faithfulness).toBeGreaterThan(0.8);
+    for (const e of found.edges) expect(e.exact).toBeGreaterThan(found.baseline + 0.9 * (found.clean - found.baseline));
+    // The curve it chose on is what faithfulnessCurve gives for the same ranking.
+    const graph = new EdgeGraph(model.cfg);
+    const ranking = found.edges.map((e) => [graph.writerIndex(e.writer), graph.readerIndex(e.reader)] as const);
+    const [point] = faithfulnessCurve(model, corrupted, c, r, metric, ranking, [3]);
+    expect(point!.faithfulness).toBeCloseTo(found.faithfulness, 6);
+    await expect(discoverCircuit(model, corrupted, c, r, metric, { method: "acdc" as never })).rejects.toThrow(/method must be "eap" or "eap-ig"/);
+    await expect(discoverCircuit(model, corrupted, c, r, metric, { method: "eap", target: 1.5 })).rejects.toThrow(/target must be in \(0, 1\]/);
+    // Clean prompts against themselves: both runs give the same metric, so faithfulness has no meaning.
+    await expect(discoverCircuit(model, clean, c, c, metric, { method: "eap" })).rejects.toThrow(/same metric .*faithfulness is undefined/);
+    expect(() => faithfulnessCurve(model, corrupted, c, r, metric, ranking, [4])).toThrow(/n = 4 is outside \[0, 3\]/);
+    model.dispose();
+  });
+});
