@@ -6,7 +6,7 @@
 // Query head h reads kv head h / (nHeads / nKvHeads). Each kernel computes the query heads
 // [h0, h1) only (0, nHeads for all), so threads can share one sequence by heads. SIMD runs
 // over dHead; keys are taken four at a time so each q (or z) vector load serves four keys.
-import { madd, hsum } from "./simd";
+import { madd, hsum, fillRow, scaleRow } from "./simd";
 import { expShiftedSum } from "./activations";
 import { scoreRow, SCORE_ROW_BYTES } from "./scratch";
 
@@ -169,27 +169,9 @@ function weightedLength(p: usize, n: i32): i32 {
   return n;
 }
 
-// x: [n] *= s
-function scaleRow(x: usize, n: i32, s: f32): void {
-  const end = <usize>n << 2;
-  const sv = f32x4.splat(s);
-  let i: usize = 0;
-  for (; i + 16 <= end; i += 16) v128.store(x + i, f32x4.mul(v128.load(x + i), sv));
-  for (; i < end; i += 4) store<f32>(x + i, load<f32>(x + i) * s);
-}
-
 // x: [n] = 0
 function zeroRow(x: usize, n: i32): void {
   memory.fill(x, 0, <usize>n << 2);
-}
-
-// x: [n] = value
-function fillRow(x: usize, n: i32, value: f32): void {
-  const end = <usize>n << 2;
-  const vv = f32x4.splat(value);
-  let i: usize = 0;
-  for (; i + 16 <= end; i += 16) v128.store(x + i, vv);
-  for (; i < end; i += 4) store<f32>(x + i, value);
 }
 
 // scores: [n] -> -Infinity where keyMask[j] == 0; returns the max of what is left

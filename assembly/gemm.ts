@@ -111,21 +111,6 @@ function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, pac
   else packB(dst, b + <usize>pc * ldbBytes + (<usize>jc << 2), ldbBytes, kc, nc);
 }
 
-/**
- * `batch` independent gemms; operand i starts at a + i*strideA (likewise b, c),
- * strides in elements. No bias.
- */
-export function gemmBatched(batch: i32, a: usize, strideA: i32, lda: i32, b: usize, strideB: i32, ldb: i32,
-  c: usize, strideC: i32, ldc: i32, m: i32, n: i32, k: i32, transB: i32, accumulate: i32): void {
-  const sa = <usize>strideA << 2;
-  const sb = <usize>strideB << 2;
-  const sc = <usize>strideC << 2;
-  for (let i = 0; i < batch; i++) {
-    const u = <usize>i;
-    gemm(a + u * sa, lda, b + u * sb, ldb, c + u * sc, ldc, 0, m, n, k, transB, accumulate);
-  }
-}
-
 /** Depth of gemm's K blocks for depth k: the same split gemm and gemmPacked use. */
 // @ts-ignore: decorator
 @inline function blockDepth(k: i32): i32 {
