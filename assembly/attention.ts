@@ -5,7 +5,9 @@
 // values were kept from an earlier run): query i sits at position kLen - qLen + i.
 // Query head h reads kv head h / (nHeads / nKvHeads). Each kernel computes the query heads
 // [h0, h1) only (0, nHeads for all), so threads can share one sequence by heads. SIMD runs
-// over dHead; keys are taken four at a time so each q (or z) vector load serves four keys.
+// over dHead; keys are taken four at a time so each q (or z) vector load serves four keys, and
+// the fused kernel takes queries two at a time so each k (or v) vector load serves two queries
+// (four would need 16 accumulators for four keys: more v128 registers than V8 has on x64).
 import { madd, hsum, fillRow, scaleRow } from "./simd";
 import { expShiftedSum } from "./activations";
 import { scoreRow, SCORE_ROW_BYTES } from "./scratch";
