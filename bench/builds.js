@@ -8,27 +8,17 @@
 //   cp build/*.wasm /tmp/base/            # before the change
 //   npm run build && node --experimental-wasm-relaxed-simd bench/run.js builds --base=/tmp/base [--variant=simd] [--quick]
 //
-// Prints, per shape, each build's fastest and median call and base / this (above 1: this
-// build is faster).
+// Prints, per shape, base / this (above 1: this build is faster) three ways: of the fastest
+// calls, of the median calls, and the median over rounds of each round's two calls (a paired
+// ratio, the steadiest of the three when other work on the machine comes and goes, as it does
+// for the memory-bound products whose weights do not fit in cache).
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Engine, supportsRelaxedSimd } from "../dist/index.js";
+import { fill } from "./check.js";
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-
-/** A deterministic fill in [-1, 1) (xorshift32). */
-function fill(n, seed) {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    out[i] = s / 2147483648 - 1;
-  }
-  return out;
-}
 
 /** gemmPacked C[m, n] = A[m, k] · B[k, n] on a B packed beforehand (how the model runs its weights). */
 function gemmPackedCase(m, k, n) {
@@ -108,7 +98,7 @@ function option(args, name) {
  * Options: `args` (the command line: --base=DIR required, --this=DIR instead of build/ (the same
  * DIR twice measures what the order and placement alone give), --variant=simd|relaxed, --allow-diff),
  * `quick` (two shapes, few rounds), `budgetMs` (about how long each build runs per shape).
- * @returns rows of { shape, variant, baseMs, thisMs, baseMedianMs, thisMedianMs, speedup, medianSpeedup, sameBits }
+ * @returns rows of { shape, variant, rounds, sameBits, baseMs, thisMs, baseMedianMs, thisMedianMs, speedup, medianSpeedup, pairedSpeedup }
  */
 export async function run(options = {}) {
   const args = options.args ?? process.argv.slice(2);
@@ -151,9 +141,11 @@ export async function run(options = {}) {
     };
     row.speedup = row.baseMs / row.thisMs;
     row.medianSpeedup = row.baseMedianMs / row.thisMedianMs;
+    row.pairedSpeedup = median(times.base.map((t, r) => t / times.this[r]));
     rows.push(row);
     console.log(`${c.name.padEnd(28)} base ${row.baseMs.toFixed(3).padStart(8)} ms  this ${row.thisMs.toFixed(3).padStart(8)} ms  `
-      + `x${row.speedup.toFixed(3)} fastest, x${row.medianSpeedup.toFixed(3)} median (${rounds} rounds)${sameBits ? "" : "  DIFFERENT BITS"}`);
+      + `x${row.speedup.toFixed(3)} fastest, x${row.medianSpeedup.toFixed(3)} median, x${row.pairedSpeedup.toFixed(3)} paired (${rounds} rounds)`
+      + (sameBits ? "" : "  DIFFERENT BITS"));
   }
   for (const b of builds) b.engine.dispose();
   return rows;
