@@ -127,14 +127,12 @@ function scoreKeyPair(q0: usize, q1: usize, k: usize, kStride: usize, n: i32, dH
     for (; c < vEnd; c += 16) {
       const x0 = v128.load(q0 + c);
       const x1 = v128.load(q1 + c);
-      let kv = v128.load(k0 + c);
-      a0 = madd(x0, kv, a0); b0 = madd(x1, kv, b0);
-      kv = v128.load(k1 + c);
-      a1 = madd(x0, kv, a1); b1 = madd(x1, kv, b1);
-      kv = v128.load(k2 + c);
-      a2 = madd(x0, kv, a2); b2 = madd(x1, kv, b2);
-      kv = v128.load(k3 + c);
-      a3 = madd(x0, kv, a3); b3 = madd(x1, kv, b3);
+      const y0 = v128.load(k0 + c);
+      const y1 = v128.load(k1 + c);
+      const y2 = v128.load(k2 + c);
+      const y3 = v128.load(k3 + c);
+      a0 = madd(x0, y0, a0); a1 = madd(x0, y1, a1); a2 = madd(x0, y2, a2); a3 = madd(x0, y3, a3);
+      b0 = madd(x1, y0, b0); b1 = madd(x1, y1, b1); b2 = madd(x1, y2, b2); b3 = madd(x1, y3, b3);
     }
     const o = <usize>j << 2;
     const s0 = f32x4.mul(groupDots(a0, a1, a2, a3, q0, k0, k1, k2, k3, c, dEnd), sv);
@@ -239,18 +237,12 @@ function accumulateValuePair(p0: usize, p1: usize, v: usize, vStride: usize, n0:
     const w3v = f32x4.splat(w3); const u3v = f32x4.splat(u3);
     let c: usize = 0;
     for (; c < vEnd; c += 16) {
-      let a = v128.load(z0 + c);
-      let b = v128.load(z1 + c);
-      let x = v128.load(v0 + c);
-      a = madd(w0v, x, a); b = madd(u0v, x, b);
-      x = v128.load(v1 + c);
-      a = madd(w1v, x, a); b = madd(u1v, x, b);
-      x = v128.load(v2 + c);
-      a = madd(w2v, x, a); b = madd(u2v, x, b);
-      x = v128.load(v3 + c);
-      a = madd(w3v, x, a); b = madd(u3v, x, b);
-      v128.store(z0 + c, a);
-      v128.store(z1 + c, b);
+      const y0 = v128.load(v0 + c);
+      const y1 = v128.load(v1 + c);
+      const y2 = v128.load(v2 + c);
+      const y3 = v128.load(v3 + c);
+      v128.store(z0 + c, madd(w3v, y3, madd(w2v, y2, madd(w1v, y1, madd(w0v, y0, v128.load(z0 + c))))));
+      v128.store(z1 + c, madd(u3v, y3, madd(u2v, y2, madd(u1v, y1, madd(u0v, y0, v128.load(z1 + c))))));
     }
     for (; c < dEnd; c += 4) {
       const x0 = load<f32>(v0 + c);
