@@ -3,8 +3,7 @@
 //
 // Ragged tails go through a 16-byte scratch vector instead of a scalar copy of each
 // formula, so an element gives the same bits wherever it sits in a row.
-import { madd, hsum } from "./simd";
-import { scale } from "./elementwise";
+import { madd, hsum, fillRow, scaleRow } from "./simd";
 import { lanes } from "./scratch";
 
 // ---- exp on four lanes ----------------------------------------------------------
@@ -245,34 +244,6 @@ export function expShiftedSum(x: usize, out: usize, n: i32, shift: f32): f32 {
   return <f32>total;
 }
 
-// x: [n] -> sum of exp(x - shift), nothing written (summed as expShiftedSum does)
-function expShiftedSumOnly(x: usize, n: i32, shift: f32): f64 {
-  const end = <usize>n << 2;
-  const sv = f32x4.splat(shift);
-  let total: f64 = 0;
-  let i: usize = 0;
-  while (i < end) {
-    const blockEnd = min(end, i + SUM_BLOCK);
-    let acc = f32x4.splat(0);
-    for (; i + 16 <= blockEnd; i += 16) acc = f32x4.add(acc, expNeg(f32x4.sub(v128.load(x + i), sv)));
-    if (i < blockEnd) {
-      acc = f32x4.add(acc, expNeg(f32x4.sub(loadTail(x + i, (blockEnd - i) >> 2, -Infinity), sv)));
-      i = blockEnd;
-    }
-    total += <f64>hsum(acc);
-  }
-  return total;
-}
-
-// out: [n] = v
-function fill(out: usize, n: i32, v: f32): void {
-  const end = <usize>n << 2;
-  const vv = f32x4.splat(v);
-  let i: usize = 0;
-  for (; i + 16 <= end; i += 16) v128.store(out + i, vv);
-  for (; i < end; i += 4) store<f32>(out + i, v);
-}
-
 /** x: [rows, n] -> out: [rows, n], softmax of each row; -Infinity -> 0, an all -Infinity row -> 0s. out may alias x. */
 export function softmax(x: usize, out: usize, rows: i32, n: i32): void {
   const rowBytes = <usize>n << 2;
@@ -280,25 +251,8 @@ export function softmax(x: usize, out: usize, rows: i32, n: i32): void {
     const xr = x + <usize>r * rowBytes;
     const or = out + <usize>r * rowBytes;
     const m = rowMax(xr, n);
-    if (m == -Infinity) { fill(or, n, 0); continue; }
+    if (m == -Infinity) { fillRow(or, n, 0); continue; }
     const sum = expShiftedSum(xr, or, n, m);
-    scale(or, <f32>1 / sum, or, n);
-  }
-}
-
-/** x: [rows, n] -> out: [rows, n] = x - logsumexp(row); an all -Infinity row stays -Infinity. out may alias x. */
-export function logSoftmax(x: usize, out: usize, rows: i32, n: i32): void {
-  const rowBytes = <usize>n << 2;
-  for (let r = 0; r < rows; r++) {
-    const xr = x + <usize>r * rowBytes;
-    const or = out + <usize>r * rowBytes;
-    const m = rowMax(xr, n);
-    if (m == -Infinity) { fill(or, n, -Infinity); continue; }
-    const lse = <f32>(<f64>m + Math.log(expShiftedSumOnly(xr, n, m)));
-    const end = rowBytes;
-    const lv = f32x4.splat(lse);
-    let i: usize = 0;
-    for (; i + 16 <= end; i += 16) v128.store(or + i, f32x4.sub(v128.load(xr + i), lv));
-    for (; i < end; i += 4) store<f32>(or + i, load<f32>(xr + i) - lse);
+    scaleRow(or, n, <f32>1 / sum);
   }
 }

@@ -9,23 +9,6 @@ export function add(a: usize, b: usize, out: usize, n: i32): void {
   for (; i < end; i += 4) store<f32>(out + i, load<f32>(a + i) + load<f32>(b + i));
 }
 
-/** a, b: [n] -> out: [n] = a * b */
-export function mul(a: usize, b: usize, out: usize, n: i32): void {
-  const end = <usize>n << 2;
-  let i: usize = 0;
-  for (; i + 16 <= end; i += 16) v128.store(out + i, f32x4.mul(v128.load(a + i), v128.load(b + i)));
-  for (; i < end; i += 4) store<f32>(out + i, load<f32>(a + i) * load<f32>(b + i));
-}
-
-/** x: [n] -> out: [n] = x * s */
-export function scale(x: usize, s: f32, out: usize, n: i32): void {
-  const end = <usize>n << 2;
-  const sv = f32x4.splat(s);
-  let i: usize = 0;
-  for (; i + 16 <= end; i += 16) v128.store(out + i, f32x4.mul(v128.load(x + i), sv));
-  for (; i < end; i += 4) store<f32>(out + i, load<f32>(x + i) * s);
-}
-
 /** x: [rows, n], row: [n] -> out: [rows, n] = x + row (broadcast over rows) */
 export function addRow(x: usize, row: usize, out: usize, rows: i32, n: i32): void {
   const rowBytes = <usize>n << 2;

@@ -90,6 +90,9 @@ function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, pac
     for (let ic = 0; ic < m; ic += MC) {
       const mc = min(MC, m - ic);
       const aRows = a + (<usize>pc << 2) + <usize>ic * ldaBytes;
+      // The block's last mc % MR rows, copied once for every column group (a 1-row unembedding has ~1,500).
+      const mTail = mc & (MR - 1);
+      if (mTail != 0) packATail(aRows + <usize>(mc - mTail) * ldaBytes, ldaBytes, mTail, kc);
       for (let jc = j0; jc < j1; jc += NB * NR) {
         const nc = min(NB * NR, j1 - jc);
         let pb = packedB;
@@ -109,21 +112,6 @@ function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, pac
 @inline function packGroup(dst: usize, b: usize, ldbBytes: usize, transB: i32, pc: i32, jc: i32, kc: i32, nc: i32): void {
   if (transB) packBT(dst, b + (<usize>pc << 2) + <usize>jc * ldbBytes, ldbBytes, kc, nc);
   else packB(dst, b + <usize>pc * ldbBytes + (<usize>jc << 2), ldbBytes, kc, nc);
-}
-
-/**
- * `batch` independent gemms; operand i starts at a + i*strideA (likewise b, c),
- * strides in elements. No bias.
- */
-export function gemmBatched(batch: i32, a: usize, strideA: i32, lda: i32, b: usize, strideB: i32, ldb: i32,
-  c: usize, strideC: i32, ldc: i32, m: i32, n: i32, k: i32, transB: i32, accumulate: i32): void {
-  const sa = <usize>strideA << 2;
-  const sb = <usize>strideB << 2;
-  const sc = <usize>strideC << 2;
-  for (let i = 0; i < batch; i++) {
-    const u = <usize>i;
-    gemm(a + u * sa, lda, b + u * sb, ldb, c + u * sc, ldc, 0, m, n, k, transB, accumulate);
-  }
 }
 
 /** Depth of gemm's K blocks for depth k: the same split gemm and gemmPacked use. */
@@ -190,13 +178,15 @@ function biasOnly(c: usize, ldc: i32, bias: usize, m: i32, n: i32, accumulate: i
   }
 }
 
-/** C[mc, nc] (=|+=) A[mc, kc] · B slivers at pb ([nc/NR][kc][NR], nc <= NB·NR), sliver by sliver. */
+/**
+ * C[mc, nc] (=|+=) A[mc, kc] · B slivers at pb ([nc/NR][kc][NR], nc <= NB·NR), sliver by sliver.
+ * The last mc % MR rows of A are read from aTail, where packATail has put them.
+ */
 function groupKernel(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize,
   mc: i32, nc: i32, kc: i32, add: i32): void {
   const bSliver = <usize>(kc * NR) << 2;
   const mFull = mc & ~(MR - 1);
   const mTail = mc - mFull;
-  if (mTail != 0) packATail(a + <usize>mFull * ldaBytes, ldaBytes, mTail, kc);
   for (let jr = 0; jr < nc; jr += NR) {
     const nr = min(NR, nc - jr);
     const cCol = c + (<usize>jr << 2);

@@ -6,32 +6,10 @@ import { madd, hsum } from "./simd";
 // Partial sums go into an f64 every SUM_BLOCK bytes, bounding f32 rounding on wide rows.
 const SUM_BLOCK: usize = 1024;
 
-// x: [n] -> sum(x); four accumulators so the adds do not wait on each other
-function rowSum(x: usize, n: i32): f64 {
-  const end = <usize>n << 2;
-  let total: f64 = 0;
-  let i: usize = 0;
-  while (i + 64 <= end) {
-    const blockEnd = min(end & ~63, i + SUM_BLOCK);
-    let a0 = f32x4.splat(0);
-    let a1 = f32x4.splat(0);
-    let a2 = f32x4.splat(0);
-    let a3 = f32x4.splat(0);
-    for (; i < blockEnd; i += 64) {
-      a0 = f32x4.add(a0, v128.load(x + i));
-      a1 = f32x4.add(a1, v128.load(x + i, 16));
-      a2 = f32x4.add(a2, v128.load(x + i, 32));
-      a3 = f32x4.add(a3, v128.load(x + i, 48));
-    }
-    total += <f64>hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-  }
-  let tail: f32 = 0;
-  for (; i < end; i += 4) tail += load<f32>(x + i);
-  return total + <f64>tail;
-}
-
-// x: [n] -> sum((x - c)²)
-function rowSumSqDev(x: usize, n: i32, c: f32): f64 {
+// x: [n] -> sum(x), or sum((x - c)²) when `squares` (a constant at every call, so each inlined
+// copy keeps one of the two loops). Four accumulators so the adds do not wait on each other.
+// @ts-ignore: decorator
+@inline function rowSum(x: usize, n: i32, squares: bool, c: f32): f64 {
   const end = <usize>n << 2;
   const cv = f32x4.splat(c);
   let total: f64 = 0;
@@ -43,21 +21,29 @@ function rowSumSqDev(x: usize, n: i32, c: f32): f64 {
     let a2 = f32x4.splat(0);
     let a3 = f32x4.splat(0);
     for (; i < blockEnd; i += 64) {
-      const d0 = f32x4.sub(v128.load(x + i), cv);
-      const d1 = f32x4.sub(v128.load(x + i, 16), cv);
-      const d2 = f32x4.sub(v128.load(x + i, 32), cv);
-      const d3 = f32x4.sub(v128.load(x + i, 48), cv);
-      a0 = madd(d0, d0, a0);
-      a1 = madd(d1, d1, a1);
-      a2 = madd(d2, d2, a2);
-      a3 = madd(d3, d3, a3);
+      if (squares) {
+        const d0 = f32x4.sub(v128.load(x + i), cv);
+        const d1 = f32x4.sub(v128.load(x + i, 16), cv);
+        const d2 = f32x4.sub(v128.load(x + i, 32), cv);
+        const d3 = f32x4.sub(v128.load(x + i, 48), cv);
+        a0 = madd(d0, d0, a0);
+        a1 = madd(d1, d1, a1);
+        a2 = madd(d2, d2, a2);
+        a3 = madd(d3, d3, a3);
+      } else {
+        a0 = f32x4.add(a0, v128.load(x + i));
+        a1 = f32x4.add(a1, v128.load(x + i, 16));
+        a2 = f32x4.add(a2, v128.load(x + i, 32));
+        a3 = f32x4.add(a3, v128.load(x + i, 48));
+      }
     }
     total += <f64>hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   }
   let tail: f32 = 0;
   for (; i < end; i += 4) {
-    const d = load<f32>(x + i) - c;
-    tail += d * d;
+    const v = load<f32>(x + i);
+    if (squares) tail += (v - c) * (v - c);
+    else tail += v;
   }
   return total + <f64>tail;
 }
@@ -94,8 +80,8 @@ function normalizeRow(x: usize, out: usize, w: usize, b: usize, d: i32, mean: f3
 // x: [d] (one row) -> out: [d], scale[row] (skipped when scale is 0)
 // @ts-ignore: decorator
 @inline function layerNormRow(x: usize, out: usize, scalePtr: usize, w: usize, b: usize, d: i32, eps: f32): void {
-  const mean = <f32>(rowSum(x, d) / <f64>d);
-  const variance = rowSumSqDev(x, d, mean) / <f64>d;
+  const mean = <f32>(rowSum(x, d, false, 0) / <f64>d);
+  const variance = rowSum(x, d, true, mean) / <f64>d;
   const s = Math.sqrt(variance + <f64>eps);
   if (scalePtr != 0) store<f32>(scalePtr, <f32>s);
   normalizeRow(x, out, w, b, d, mean, <f32>(1 / s));
@@ -116,7 +102,7 @@ export function layerNorm(x: usize, out: usize, scale: usize, w: usize, b: usize
 // x: [d] (one row) -> out: [d] = x / sqrt(mean(x²) + eps) * w, scale[row] (skipped when scale is 0)
 // @ts-ignore: decorator
 @inline function rmsNormRow(x: usize, out: usize, scalePtr: usize, w: usize, d: i32, eps: f32): void {
-  const s = Math.sqrt(rowSumSqDev(x, d, 0) / <f64>d + <f64>eps);
+  const s = Math.sqrt(rowSum(x, d, true, 0) / <f64>d + <f64>eps);
   if (scalePtr != 0) store<f32>(scalePtr, <f32>s);
   normalizeRow(x, out, w, 0, d, 0, <f32>(1 / s));
 }
@@ -132,7 +118,7 @@ export function rmsNorm(x: usize, out: usize, scale: usize, w: usize, rows: i32,
 
 // resid = a + r over one row of `bytes` (the same sums as the add kernel)
 // @ts-ignore: decorator
-@inline function addRow(a: usize, r: usize, resid: usize, bytes: usize): void {
+@inline function addResidualRow(a: usize, r: usize, resid: usize, bytes: usize): void {
   let i: usize = 0;
   for (; i + 16 <= bytes; i += 16) v128.store(resid + i, f32x4.add(v128.load(a + i), v128.load(r + i)));
   for (; i < bytes; i += 4) store<f32>(resid + i, load<f32>(a + i) + load<f32>(r + i));
@@ -147,7 +133,7 @@ export function addLayerNorm(a: usize, r: usize, resid: usize, out: usize, scale
   const rowBytes = <usize>d << 2;
   for (let row = 0; row < rows; row++) {
     const off = <usize>row * rowBytes;
-    addRow(a + off, r + off, resid + off, rowBytes);
+    addResidualRow(a + off, r + off, resid + off, rowBytes);
     layerNormRow(resid + off, out + off, scale == 0 ? <usize>0 : scale + (<usize>row << 2), w, b, d, eps);
   }
 }
@@ -161,7 +147,7 @@ export function addRmsNorm(a: usize, r: usize, resid: usize, out: usize, scale: 
   const rowBytes = <usize>d << 2;
   for (let row = 0; row < rows; row++) {
     const off = <usize>row * rowBytes;
-    addRow(a + off, r + off, resid + off, rowBytes);
+    addResidualRow(a + off, r + off, resid + off, rowBytes);
     rmsNormRow(resid + off, out + off, scale == 0 ? <usize>0 : scale + (<usize>row << 2), w, d, eps);
   }
 }

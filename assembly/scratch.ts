@@ -12,8 +12,8 @@ export const PACKED_B_BYTES: usize = 4 * 512 * 8 * 4;
 export const A_TAIL_BYTES: usize = 4 * 512 * 4;
 /** GEMM: one MR×NR register tile for ragged edges. */
 export const EDGE_TILE_BYTES: usize = 4 * 8 * 4;
-/** Attention: one chunk of a row of scores (attention.ts CHUNK floats). */
-export const SCORE_ROW_BYTES: usize = 4096 * 4;
+/** Attention: two rows of scores, one chunk each (attention.ts CHUNK floats), for a pair of queries. */
+export const SCORE_ROW_BYTES: usize = 2 * 4096 * 4;
 /** Activations: one v128 for ragged tails. */
 export const LANES_BYTES: usize = 16;
 

@@ -14,26 +14,13 @@ import { pathToFileURL } from "node:url";
 import { Bench } from "tinybench";
 import { Engine, supportsRelaxedSimd } from "../dist/index.js";
 import { loadTfjsWasm, tfjsMatMul } from "./peers/tfjs.js";
-import { relError } from "./check.js";
+import { fill, relError } from "./check.js";
 
 const MS = [16, 64, 512];
 /** [k, n]: GPT-2-small weights are [in, out], so C[m, n] = X[m, k] · W[k, n]. */
 const KN = [[768, 768], [768, 3072], [3072, 768], [768, 50257]];
 /** The JS twin takes about a second for 3e8 flops; larger shapes skip it. */
 const JS_MAX_FLOPS = 3.2e8;
-
-/** A deterministic fill in [-1, 1) (xorshift32). */
-function fill(n, seed) {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    out[i] = s / 2147483648 - 1;
-  }
-  return out;
-}
 
 /** The shapes to run: every M × (K, N) pair, plus the transposed unembedding (tied W_E: [n, k]). */
 function shapes(quick) {

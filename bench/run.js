@@ -2,7 +2,7 @@
 //
 //   node --experimental-wasm-relaxed-simd bench/run.js [suite ...] [--quick]
 //
-// With no suite names every suite runs. --quick (or BENCH_QUICK=1) asks each
+// With no suite names every suite runs but those in ON_REQUEST. --quick (or BENCH_QUICK=1) asks each
 // suite for a short smoke run, saved as bench/results/<suite>.quick.json (not committed). A suite is a module exporting
 // `run({ quick, args })`, which prints its own table and returns JSON-able rows;
 // adding one is one line in SUITES.
@@ -11,6 +11,7 @@ import os from "node:os";
 
 const SUITES = {
   gemm: () => import("./gemm.js"),
+  builds: () => import("./builds.js"),
   forward: () => import("./forward.js"),
   patching: () => import("./patching.js"),
   kernels: () => import("./kernels.js"),
@@ -26,6 +27,8 @@ const SUITES = {
 const args = process.argv.slice(2);
 const quick = args.includes("--quick") || process.env.BENCH_QUICK === "1";
 const asked = args.filter((a) => !a.startsWith("--"));
+/** Suites that run only when named: they need arguments (builds: --base=DIR). */
+const ON_REQUEST = new Set(["builds"]);
 const unknown = asked.filter((name) => !(name in SUITES));
 if (unknown.length > 0) {
   console.error(`unknown suite(s): ${unknown.join(", ")}; available: ${Object.keys(SUITES).join(", ")}`);
@@ -34,7 +37,7 @@ if (unknown.length > 0) {
 
 const resultsDir = new URL("./results/", import.meta.url);
 await mkdir(resultsDir, { recursive: true });
-for (const name of asked.length > 0 ? asked : Object.keys(SUITES)) {
+for (const name of asked.length > 0 ? asked : Object.keys(SUITES).filter((s) => !ON_REQUEST.has(s))) {
   console.log(`\n## ${name}${quick ? " (quick)" : ""}\n`);
   const suite = await SUITES[name]();
   const rows = await suite.run({ quick, args });

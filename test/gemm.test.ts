@@ -196,60 +196,6 @@ describe("gemm: reproducibility", () => {
   });
 });
 
-describe("gemmBatched", () => {
-  // Attention's layout: q, k: [pos, nHeads, dHead]; head h of q starts at q + h*dHead with lda = nHeads*dHead.
-  const pos = 19;
-  const nHeads = 3;
-  const dHead = 17;
-  const width = nHeads * dHead;
-
-  function batched(engine: Engine, transB: number, accumulate: number): Float32Array {
-    // q·kᵀ: q, k [pos, nHeads, dHead] -> scores [nHeads, pos, pos]
-    // pattern·v: pattern [nHeads, pos, pos], v [pos, nHeads, dHead] -> z [nHeads, pos, dHead]
-    const left = engine.upload(randn(transB ? pos * width : nHeads * pos * pos, 31));
-    const right = engine.upload(randn(pos * width, 32));
-    const outLen = transB ? nHeads * pos * pos : nHeads * pos * dHead;
-    const out = engine.upload(randn(outLen, 33));
-    if (transB) {
-      engine.kernels.gemmBatched(nHeads, left, dHead, width, right, dHead, width, out, pos * pos, pos,
-        pos, pos, dHead, 1, accumulate);
-    } else {
-      engine.kernels.gemmBatched(nHeads, left, pos * pos, pos, right, dHead, width, out, pos * dHead, dHead,
-        pos, dHead, pos, 0, accumulate);
-    }
-    const result = engine.download(out, outLen);
-    for (const p of [left, right, out]) engine.free(p);
-    return result;
-  }
-
-  it("strided heads, both transB, accumulate, against the js twin", () => {
-    for (const transB of [0, 1]) {
-      for (const accumulate of [0, 1]) {
-        const ref = batched(js, transB, accumulate);
-        for (const e of wasm) {
-          expect(relError(batched(e, transB, accumulate), ref), `${e.variant} transB=${transB} acc=${accumulate}`)
-            .toBeLessThanOrEqual(TOL);
-        }
-      }
-    }
-  });
-
-  it("equals one gemm per batch entry, bit for bit", () => {
-    for (const e of wasm) {
-      const a = e.upload(randn(4 * 30 * 70, 41));
-      const b = e.upload(randn(4 * 70 * 20, 42));
-      const c1 = e.alloc(4 * 30 * 20);
-      const c2 = e.alloc(4 * 30 * 20);
-      e.kernels.gemmBatched(4, a, 30 * 70, 70, b, 70 * 20, 20, c1, 30 * 20, 20, 30, 20, 70, 0, 0);
-      for (let i = 0; i < 4; i++) {
-        e.kernels.gemm(a + i * 30 * 70 * 4, 70, b + i * 70 * 20 * 4, 20, c2 + i * 30 * 20 * 4, 20, 0, 30, 20, 70, 0, 0);
-      }
-      expect(Array.from(e.download(c1, 4 * 30 * 20))).toEqual(Array.from(e.download(c2, 4 * 30 * 20)));
-      for (const p of [a, b, c1, c2]) e.free(p);
-    }
-  });
-});
-
 describe("gemm: operands above 2 GiB", () => {
   it("gives the same bits as the same call low in memory", () => {
     const HIGH = 2 ** 31;

@@ -21,12 +21,6 @@ export interface Kernels {
   gemm(a: number, lda: number, b: number, ldb: number, c: number, ldc: number, bias: number,
     m: number, n: number, k: number, transB: number, accumulate: number): void;
   /**
-   * `batch` independent gemms; operand i starts at a + i*strideA (likewise b, c),
-   * strides in elements. No bias.
-   */
-  gemmBatched(batch: number, a: number, strideA: number, lda: number, b: number, strideB: number, ldb: number,
-    c: number, strideC: number, ldc: number, m: number, n: number, k: number, transB: number, accumulate: number): void;
-  /**
    * Packs B once for any number of {@link Kernels.gemmPacked} products (weights, packed at upload).
    * b: [k, n] (ldb), or [n, k] when transB = 1 -> out: {@link packedBLength}(k, n) floats in the
    * layout gemm packs into its scratch: K blocks of depth kc, each [ceil(n / 8) slivers][kc][8].
@@ -88,8 +82,6 @@ export interface Kernels {
   swiglu(gate: number, up: number, out: number, n: number): void;
   /** Row-wise softmax over the last dim: x: [rows, n] -> out; -Infinity maps to 0; an all -Infinity row gives 0s. */
   softmax(x: number, out: number, rows: number, n: number): void;
-  /** Row-wise log-softmax over the last dim. */
-  logSoftmax(x: number, out: number, rows: number, n: number): void;
 
   // ---- rotary (assembly/rotary.ts) ----
   /**
@@ -101,21 +93,17 @@ export interface Kernels {
   // ---- elementwise (assembly/elementwise.ts) ----
   /** out = a + b, n elements. */
   add(a: number, b: number, out: number, n: number): void;
-  /** out = a * b. */
-  mul(a: number, b: number, out: number, n: number): void;
-  /** out = x * s. */
-  scale(x: number, s: number, out: number, n: number): void;
   /** out[r, :] = x[r, :] + row[:] for x: [rows, n], row: [n]. */
   addRow(x: number, row: number, out: number, rows: number, n: number): void;
 }
 
 /** Names of every kernel, for tests and for binding the WASM exports. */
 export const KERNEL_NAMES = [
-  "gemm", "gemmBatched", "prepackB", "gemmPacked",
+  "gemm", "prepackB", "gemmPacked",
   "layerNorm", "rmsNorm", "addLayerNorm", "addRmsNorm",
   "attnScores", "attnApplyPattern", "attention",
-  "geluNew", "geluExact", "silu", "swiglu", "softmax", "logSoftmax", "rotary",
-  "add", "mul", "scale", "addRow",
+  "geluNew", "geluExact", "silu", "swiglu", "softmax", "rotary",
+  "add", "addRow",
 ] as const satisfies readonly (keyof Kernels)[];
 
 /** Floats a B of depth k and width n takes once packed by {@link Kernels.prepackB}: n rounded up to 8 columns. */

@@ -85,12 +85,6 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
     }
   };
 
-  kernels.gemmBatched = (batch, a, strideA, lda, b, strideB, ldb, c, strideC, ldc, m, n, k, transB, accumulate) => split(
-    "gemmBatched", batch, 1, batch * m * n * k >= MIN_GEMM_MACS,
-    () => base.gemmBatched(batch, a, strideA, lda, b, strideB, ldb, c, strideC, ldc, m, n, k, transB, accumulate),
-    (s, e) => [e - s, a + s * strideA * 4, strideA, lda, b + s * strideB * 4, strideB, ldb, c + s * strideC * 4, strideC, ldc,
-      m, n, k, transB, accumulate]);
-
   // Attention: cut between batch entries when there are enough of them, else between query
   // heads (a single long sequence). Per batch entry: q, z: qLen·H·d; k, v: kLen·Hk·d;
   // scores, pattern: H·qLen·kLen; keyMask: kLen.
@@ -151,8 +145,6 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
     (s, e) => [a + s * d * 4, r + s * d * 4, resid + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, e - s, d, eps]);
   kernels.softmax = (x, out, rows, n) => byRows("softmax", rows, n,
     () => base.softmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n]);
-  kernels.logSoftmax = (x, out, rows, n) => byRows("logSoftmax", rows, n,
-    () => base.logSoftmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n]);
   kernels.rotary = (x, out, cos, sin, rows, nHeads, dHead) => byRows("rotary", rows, nHeads * dHead,
     () => base.rotary(x, out, cos, sin, rows, nHeads, dHead),
     (s, e) => [x + s * nHeads * dHead * 4, out + s * nHeads * dHead * 4, cos + s * (dHead / 2) * 4, sin + s * (dHead / 2) * 4,

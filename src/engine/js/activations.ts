@@ -59,23 +59,6 @@ export function softmax(heap: Float32Array, x: number, out: number, rows: number
   }
 }
 
-/** x: [rows, n] -> out: [rows, n] = x - logsumexp(row); an all -Infinity row stays -Infinity. out may alias x. */
-export function logSoftmax(heap: Float32Array, x: number, out: number, rows: number, n: number): void {
-  for (let r = 0; r < rows; r++) {
-    const X = (x >>> 2) + r * n;
-    const O = (out >>> 2) + r * n;
-    const m = rowMax(heap, X, n);
-    if (m === -Infinity) {
-      heap.fill(-Infinity, O, O + n);
-      continue;
-    }
-    let sum = 0;
-    for (let i = 0; i < n; i++) sum += Math.exp(heap[X + i]! - m);
-    const lse = m + Math.log(sum);
-    for (let i = 0; i < n; i++) heap[O + i] = heap[X + i]! - lse;
-  }
-}
-
 // heap[start .. start + n) -> max (-Infinity when empty)
 function rowMax(heap: Float32Array, start: number, n: number): number {
   let m = -Infinity;

@@ -9,22 +9,6 @@ export function add(heap: Float32Array, a: number, b: number, out: number, n: nu
   for (let i = 0; i < n; i++) heap[O + i] = heap[A + i]! + heap[B + i]!;
 }
 
-/** a, b: [n] -> out: [n] = a * b; out may alias a or b. */
-export function mul(heap: Float32Array, a: number, b: number, out: number, n: number): void {
-  const A = a >>> 2;
-  const B = b >>> 2;
-  const O = out >>> 2;
-  for (let i = 0; i < n; i++) heap[O + i] = heap[A + i]! * heap[B + i]!;
-}
-
-/** x: [n] -> out: [n] = x * s; out may alias x. */
-export function scale(heap: Float32Array, x: number, s: number, out: number, n: number): void {
-  const X = x >>> 2;
-  const O = out >>> 2;
-  const sf = Math.fround(s);
-  for (let i = 0; i < n; i++) heap[O + i] = heap[X + i]! * sf;
-}
-
 /** x: [rows, n], row: [n] -> out: [rows, n] = x + row; out may alias x. */
 export function addRow(heap: Float32Array, x: number, row: number, out: number, rows: number, n: number): void {
   const X = x >>> 2;

@@ -44,19 +44,6 @@ export function gemm(heap: Float32Array, a: number, lda: number, b: number, ldb:
   }
 }
 
-/**
- * `batch` independent gemms; operand i starts at a + i*strideA (likewise b, c),
- * strides in elements. No bias.
- */
-export function gemmBatched(heap: Float32Array, batch: number, a: number, strideA: number, lda: number,
-  b: number, strideB: number, ldb: number, c: number, strideC: number, ldc: number,
-  m: number, n: number, k: number, transB: number, accumulate: number): void {
-  for (let i = 0; i < batch; i++) {
-    gemm(heap, (a >>> 0) + i * strideA * 4, lda, (b >>> 0) + i * strideB * 4, ldb, (c >>> 0) + i * strideC * 4, ldc,
-      0, m, n, k, transB, accumulate);
-  }
-}
-
 /** Floats per sliver row of a packed B (assembly/gemm.ts NR). */
 const NR = 8;
 /** Deepest K block of a packed B (assembly/gemm.ts KC). */
