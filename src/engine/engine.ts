@@ -59,7 +59,7 @@ const helperReaper = typeof FinalizationRegistry === "function"
  * ```ts
  * const engine = await Engine.create();            // WASM SIMD, relaxed where available
  * const p = engine.upload(new Float32Array([1, 2, 3, 4]));
- * engine.kernels.scale(p, 2, p, 4);
+ * engine.kernels.add(p, p, p, 4);
  * engine.download(p, 4);                            // Float32Array [2, 4, 6, 8]
  * engine.free(p);
  * ```
