@@ -4,6 +4,7 @@
 import { parseArgs, suggest } from "./args.js";
 import { attrCommand } from "./cmd-attr.js";
 import { cacheCommand } from "./cmd-cache.js";
+import { circuitDiscoverCommand, circuitEdgesCommand, circuitEvalCommand } from "./cmd-circuit.js";
 import { demoCommand } from "./cmd-demo.js";
 import { mergeCommand } from "./cmd-merge.js";
 import { actCommand, directPathCommand } from "./cmd-patch.js";
@@ -15,8 +16,12 @@ import { commandHelp, mainHelp, PROMPTS_HELP, version } from "./help.js";
 
 export type { CliIo, CliStream } from "./context.js";
 
-const COMMANDS: readonly Command[] = [runCommand, cacheCommand, directPathCommand, actCommand, attrCommand, mergeCommand, demoCommand];
-const TOP_LEVEL = ["run", "cache", "patch", "merge", "demo", "help"];
+const COMMANDS: readonly Command[] = [
+  runCommand, cacheCommand, directPathCommand, actCommand, attrCommand, circuitEdgesCommand, circuitEvalCommand, circuitDiscoverCommand,
+  mergeCommand, demoCommand,
+];
+const TOP_LEVEL = ["run", "cache", "patch", "circuit", "merge", "demo", "help"];
+const CIRCUIT_KINDS = ["edges", "eval", "discover"];
 const PATCH_KINDS = ["direct-path", "act", "attr"];
 
 /**
@@ -76,6 +81,17 @@ async function dispatch(ctx: Context, argv: readonly string[]): Promise<number> 
     name = `patch ${kind}`;
     words = rest.slice(1);
   }
+  if (first === "circuit") {
+    const kind = rest[0];
+    if (kind === undefined || kind === "--help" || kind === "-h") {
+      if (kind === undefined) throw new UsageError(`circuit needs a kind: ${CIRCUIT_KINDS.join(", ")} (e.g. hooklens circuit discover --help)`);
+      ctx.out(circuitOverview());
+      return 0;
+    }
+    if (!CIRCUIT_KINDS.includes(kind)) throw new UsageError(`unknown circuit kind ${JSON.stringify(kind)}${suggest(kind, CIRCUIT_KINDS, "")}; use ${CIRCUIT_KINDS.join(", ")}`);
+    name = `circuit ${kind}`;
+    words = rest.slice(1);
+  }
   const cmd = COMMANDS.find((c) => c.name === name);
   if (cmd === undefined) throw new UsageError(`unknown command ${JSON.stringify(first)}${suggest(first, TOP_LEVEL, "")}; commands: ${TOP_LEVEL.join(", ")}`);
   if (words.includes("--help") || words.includes("-h")) {
@@ -90,12 +106,25 @@ function help(ctx: Context, topic: readonly string[]): number {
   if (name === "") ctx.out(mainHelp(COMMANDS));
   else if (name === "prompts") ctx.out(PROMPTS_HELP);
   else if (name === "patch") ctx.out(patchOverview());
+  else if (name === "circuit") ctx.out(circuitOverview());
   else {
     const cmd = COMMANDS.find((c) => c.name === name);
     if (cmd === undefined) throw new UsageError(`no help on ${JSON.stringify(name)}; topics: ${[...COMMANDS.map((c) => c.name), "prompts"].join(", ")}`);
     ctx.out(commandHelp(cmd));
   }
   return 0;
+}
+
+function circuitOverview(): string {
+  return [
+    "hooklens circuit: edge-level circuits over the writer/reader graph",
+    "",
+    `  hooklens ${circuitEdgesCommand.usage}`,
+    `  hooklens ${circuitEvalCommand.usage}`,
+    `  hooklens ${circuitDiscoverCommand.usage}`,
+    "",
+    "Run `hooklens circuit <kind> --help` for their flags.",
+  ].join("\n") + "\n";
 }
 
 function patchOverview(): string {

@@ -1,0 +1,194 @@
+// `hooklens circuit edges | eval | discover`: edge scores over the whole writer/reader graph,
+// circuit evaluation, and rank-then-verify discovery with a drawing of the circuit.
+
+import { readFileSync } from "node:fs";
+import { evaluateCircuit } from "../circuits/circuit-run.js";
+import { discoverCircuit, type DiscoveredCircuit } from "../circuits/discover.js";
+import { getEdgeAttrEap, getEdgeAttrEapIg } from "../circuits/edge-attribution.js";
+import { EdgeGraph } from "../circuits/edge-graph.js";
+import { getEdgePatchExact } from "../circuits/edge-patching.js";
+import type { HookedTransformer } from "../model/hooked-transformer.js";
+import { logitDiff } from "../patching/metrics.js";
+import { renderCircuitSvg } from "./circuit-svg.js";
+import { BACKEND_FLAG, backendOf, MODEL_FLAG, PROMPTS_FLAG, QUIET_FLAG, THREADS_FLAG, threadsOf, type Command } from "./command.js";
+import type { Context } from "./context.js";
+import { InputError, UsageError } from "./errors.js";
+import { loadModel } from "./load-model.js";
+import { createProgress } from "./progress.js";
+import { readPromptsFile } from "./prompts.js";
+
+const OUT_FLAG = { name: "out", kind: "string", value: "FILE", help: "where to write the JSON (- for stdout)" } as const;
+
+/** The model with each reader's own input as a hook point, the prompts, the metric and both caches. */
+async function setUp(ctx: Context, args: Parameters<Command["run"]>[1]) {
+  const model = await loadModel(ctx, args.required("model"), {
+    processWeights: true, backend: backendOf(args), threads: threadsOf(args), splitInputs: true,
+  });
+  const prompts = readPromptsFile(ctx, args.required("prompts"), model, "patch");
+  const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
+  const clean = model.runWithCache(prompts.clean).cache;
+  const corrupted = model.runWithCache(prompts.corrupted!).cache;
+  return { model, prompts, metric, clean, corrupted };
+}
+
+export const circuitEdgesCommand: Command = {
+  name: "circuit edges",
+  summary: "score every edge of the writer/reader graph: EAP, EAP-IG or exact edge patching",
+  usage: "circuit edges --method eap|eap-ig|exact [--steps N] [--mode exact|linear] --model DIR --prompts FILE --out FILE.json",
+  flags: [
+    { name: "method", kind: "string", value: "eap|eap-ig|exact", choices: ["eap", "eap-ig", "exact"], help: "attribution (one backward), integrated gradients (--steps backwards) or one patched run per edge" },
+    { name: "steps", kind: "int", value: "N", help: "EAP-IG's interpolation steps (default 5)" },
+    { name: "mode", kind: "string", value: "exact|linear", choices: ["exact", "linear"], help: "with --method exact: recompute the reader's norm (default) or hold its scale" },
+    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+  ],
+  notes: [
+    "Writes {op, shape: [n_writers, n_readers], writers, readers, scores, noPath, baseline, clean}: each score is the",
+    "(estimated, for eap and eap-ig) logit difference with that one edge patched clean into the corrupted run.",
+  ].join("\n"),
+  async run(ctx, args) {
+    const method = args.required("method");
+    const out = args.required("out");
+    const quiet = args.switch("quiet");
+    const { model, prompts, metric, clean, corrupted } = await setUp(ctx, args);
+    const progress = createProgress(ctx.io.stderr, `circuit edges (${method})`, { quiet, width: ctx.width(ctx.io.stderr) });
+    const started = Date.now();
+    const onProgress = (p: { done: number; total: number }) => {
+      const elapsedMs = Date.now() - started;
+      progress.update({ done: p.done, total: p.total, elapsedMs, etaMs: p.done > 0 ? (elapsedMs / p.done) * (p.total - p.done) : undefined });
+    };
+    const corruptedTokens = prompts.corrupted!;
+    try {
+      const result = method === "eap" ? await getEdgeAttrEap(model, corruptedTokens, clean, corrupted, metric, { onProgress, signal: ctx.signal })
+        : method === "eap-ig" ? await getEdgeAttrEapIg(model, corruptedTokens, clean, corrupted, metric, { steps: args.int("steps", 5, 1, 10_000), onProgress, signal: ctx.signal })
+        : await getEdgePatchExact(model, corruptedTokens, clean, corrupted, metric, { mode: args.string("mode") === "linear" ? "linear" : "exact", onProgress, signal: ctx.signal });
+      const o = result.options as { writers: readonly string[]; readers: readonly string[] };
+      ctx.write(out, JSON.stringify({
+        op: result.op, method, shape: result.scores.shape, writers: o.writers, readers: o.readers, scores: Array.from(result.scores.data),
+        noPath: Array.from(result.noPath!, (x) => x === 1), baseline: result.baseline, clean: result.clean,
+      }) + "\n");
+    } finally {
+      progress.finish();
+    }
+    if (out !== "-" && !quiet) ctx.err(`wrote the ${method} edge scores to ${out}\n`);
+    return 0;
+  },
+};
+
+export const circuitEvalCommand: Command = {
+  name: "circuit eval",
+  summary: "run a circuit (a list of edges) and report its metric and faithfulness",
+  usage: "circuit eval --edges EDGES.json --model DIR --prompts FILE [--out FILE.json]",
+  flags: [
+    { name: "edges", kind: "string", value: "FILE", help: "JSON list of [writer, reader] name pairs, e.g. [[\"a0.h2\", \"a1.h1<k>\"], [\"a1.h1\", \"logits\"]]" },
+    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+  ],
+  notes: "Writes {metric, faithfulness, edges}; faithfulness = (metric - corrupted) / (clean - corrupted).",
+  async run(ctx, args) {
+    const file = args.required("edges");
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(ctx.path(file), "utf8"));
+    } catch (e) {
+      throw new InputError(`--edges ${file}: ${(e as Error).message}`);
+    }
+    const { model, prompts, metric, clean, corrupted } = await setUp(ctx, args);
+    const graph = new EdgeGraph(model.cfg);
+    let edges: Set<number>;
+    try {
+      edges = graph.edgesFromJSON(json);
+    } catch (e) {
+      throw new UsageError(`--edges ${file}: ${(e as Error).message}`);
+    }
+    const flat = [...edges].map((f) => [Math.floor(f / graph.nReaders), f % graph.nReaders] as const);
+    const result = evaluateCircuit(model, prompts.corrupted!, clean, corrupted, metric, flat);
+    const text = `circuit of ${result.edges.length} edges: metric ${result.metric.toFixed(4)}, faithfulness ${result.faithfulness.toFixed(3)}\n`;
+    const out = args.string("out");
+    if (out !== undefined) ctx.write(out, JSON.stringify(result) + "\n");
+    if (out !== "-") ctx.out(text);
+    else if (!args.switch("quiet")) ctx.err(text);
+    return 0;
+  },
+};
+
+export const circuitDiscoverCommand: Command = {
+  name: "circuit discover",
+  summary: "rank every edge (EAP or EAP-IG), verify the top exactly, and find the smallest faithful circuit",
+  usage: "circuit discover --method eap|eap-ig [--steps N] [--verify K] [--target F] --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg]",
+  flags: [
+    { name: "method", kind: "string", value: "eap|eap-ig", choices: ["eap", "eap-ig"], help: "how edges are ranked (default eap-ig)" },
+    { name: "steps", kind: "int", value: "N", help: "EAP-IG's interpolation steps (default 5)" },
+    { name: "verify", kind: "int", value: "K", help: "patch the K top-ranked edges exactly and re-rank them (default 50)" },
+    { name: "target", kind: "string", value: "F", help: "the faithfulness the circuit must reach, in (0, 1] (default 0.8)" },
+    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG,
+    { name: "svg", kind: "string", value: "FILE", help: "write a drawing of the circuit" },
+    QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+  ],
+  notes: "Writes {edges: [{writer, reader, estimate, exact?}], metric, faithfulness, reachedTarget, curve, spearman, baseline, clean}.",
+  async run(ctx, args) {
+    const method = (args.string("method") ?? "eap-ig") as "eap" | "eap-ig";
+    const targetText = args.string("target") ?? "0.8";
+    const target = Number(targetText);
+    if (!(target > 0 && target <= 1)) throw new UsageError(`circuit discover: --target must be a number in (0, 1], got ${JSON.stringify(targetText)}`);
+    const quiet = args.switch("quiet");
+    const { model, prompts, metric, clean, corrupted } = await setUp(ctx, args);
+    // One progress line per stage: ranking (forward + backward passes), verifying (patched runs), circuit runs.
+    const STAGES: Record<string, string> = { rank: `ranking edges (${method})`, verify: "verifying the top edges exactly", circuit: "circuit runs" };
+    let stage: { name: string; bar: ReturnType<typeof createProgress>; started: number } | undefined;
+    let found: DiscoveredCircuit;
+    try {
+      found = await discoverCircuit(model, prompts.corrupted!, clean, corrupted, metric, {
+        method, steps: args.int("steps", 5, 1, 10_000), verify: args.int("verify", 50, 0, 1_000_000), target, signal: ctx.signal,
+        onProgress: (p) => {
+          if (stage?.name !== p.stage) {
+            stage?.bar.finish();
+            stage = { name: p.stage, bar: createProgress(ctx.io.stderr, STAGES[p.stage] ?? p.stage, { quiet, width: ctx.width(ctx.io.stderr) }), started: Date.now() };
+          }
+          const elapsedMs = Date.now() - stage.started;
+          // Circuit runs have no known total (the search decides): their count is shown as done.
+          stage.bar.update({ done: p.done, total: p.total, elapsedMs, etaMs: p.done > 0 && p.stage !== "circuit" ? (elapsedMs / p.done) * (p.total - p.done) : undefined });
+        },
+      });
+    } finally {
+      stage?.bar.finish();
+    }
+    const out = args.string("out");
+    const svg = args.string("svg");
+    if (out !== undefined) ctx.write(out, JSON.stringify(found) + "\n");
+    if (svg !== undefined) ctx.write(svg, renderCircuitSvg(drawing(model, found, method)));
+    const summary = describe(found, method);
+    if (out === "-") { if (!quiet) ctx.err(summary); } else ctx.out(summary);
+    return 0;
+  },
+};
+
+function drawing(model: HookedTransformer, found: DiscoveredCircuit, method: string) {
+  return {
+    title: `circuit (${method}): ${found.edges.length} edges, faithfulness ${found.faithfulness.toFixed(2)}`,
+    nLayers: model.cfg.nLayers, nHeads: model.cfg.nHeads,
+    edges: found.edges.map((e) => ({ ...e, effect: (e.exact ?? e.estimate) - found.baseline })),
+  };
+}
+
+const SPARK = "▁▂▃▄▅▆▇█";
+
+function describe(found: DiscoveredCircuit, method: string): string {
+  const lines = [
+    `circuit (${method}): ${found.edges.length} edges, metric ${found.metric.toFixed(4)} ` +
+      `(corrupted ${found.baseline.toFixed(4)}, clean ${found.clean.toFixed(4)}), faithfulness ${found.faithfulness.toFixed(3)}` +
+      `${found.reachedTarget ? "" : " (target not reached: every edge)"}`,
+    `verified edges: Spearman ρ ${Number.isNaN(found.spearman) ? "n/a" : found.spearman.toFixed(3)} between estimate and exact`,
+    "",
+    ...found.edges.map((e) => `  ${`${e.writer} → ${e.reader}`.padEnd(24)} estimate ${sign(e.estimate)}` +
+      `${e.exact !== undefined ? `  exact ${sign(e.exact)}` : ""}`),
+    "",
+    `faithfulness by top-n: ${found.curve.map((p) => SPARK[Math.max(0, Math.min(7, Math.round(p.faithfulness * 7)))]).join("")}  ` +
+      found.curve.map((p) => `${p.n}:${p.faithfulness.toFixed(2)}`).join(" "),
+    "",
+  ];
+  return lines.join("\n");
+}
+
+function sign(x: number): string {
+  return `${x >= 0 ? "+" : ""}${x.toFixed(4)}`;
+}
+

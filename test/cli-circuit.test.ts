@@ -1,0 +1,85 @@
+// `hooklens circuit edges | eval | discover` end to end through runCli: against the goldens of the
+// reference checkpoint, and on the embedded demo model, whose planted circuit discover must find.
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../src/cli/cli.js";
+import { demoModelFiles, demoPrompts } from "../src/index.js";
+import { expectGoldenScores, golden, referenceDir, type GoldenScores } from "./reference.js";
+
+const NAME = "tiny-llama-random";
+const MODEL = referenceDir(NAME);
+const PROMPTS = join(MODEL, "golden", "inputs.json");
+const tmp = mkdtempSync(join(tmpdir(), "hooklens-cli-circuit-"));
+const DEMO = join(tmp, "demo-model");
+const DEMO_PROMPTS = join(tmp, "demo-prompts.json");
+const readJson = <T>(file: string): T => JSON.parse(readFileSync(file, "utf8")) as T;
+
+beforeAll(async () => {
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(DEMO);
+  for (const [name, bytes] of Object.entries(demoModelFiles())) writeFileSync(join(DEMO, name), bytes);
+  writeFileSync(DEMO_PROMPTS, JSON.stringify(demoPrompts({ batch: 4 })));
+});
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const code = await runCli(args, {
+    stdout: { write: (s: string) => { stdout += s; }, isTTY: false },
+    stderr: { write: (s: string) => { stderr += s; }, isTTY: false, columns: 100 },
+    env: {},
+  });
+  return { code, stdout, stderr };
+}
+
+describe("hooklens circuit edges", () => {
+  it.each([["eap", "edge_eap.json"], ["eap-ig", "edge_eap_ig5.json"], ["exact", "edge_exact_exact.json"]])("--method %s writes the goldens' scores with the graph's names", async (method, file) => {
+    const out = join(tmp, `${method}.json`);
+    const r = await cli(["circuit", "edges", "--method", method, "--model", MODEL, "--prompts", PROMPTS, "--out", out, "--quiet"]);
+    expect(r.code, r.stderr).toBe(0);
+    const got = readJson<{ shape: number[]; writers: string[]; readers: string[]; scores: number[]; noPath: boolean[] }>(out);
+    const edges = golden<{ writers: string[]; readers: string[]; no_path: number[] }>(NAME, "edges.json");
+    expect(got.writers).toEqual(edges.writers);
+    expect(got.readers).toEqual(edges.readers);
+    expect(got.noPath.map(Number)).toEqual(edges.no_path);
+    expectGoldenScores(got.scores, golden<GoldenScores>(NAME, file), `circuit edges --method ${method}`);
+  });
+});
+
+describe("hooklens circuit eval and discover on the demo model", () => {
+  it("discover finds and draws the planted circuit; eval of its edges gives the same faithfulness", async () => {
+    const out = join(tmp, "circuit.json");
+    const svg = join(tmp, "circuit.svg");
+    const r = await cli(["circuit", "discover", "--method", "eap-ig", "--verify", "20", "--model", DEMO, "--prompts", DEMO_PROMPTS, "--out", out, "--svg", svg, "--quiet"]);
+    expect(r.code, r.stderr).toBe(0);
+    const found = readJson<{ edges: { writer: string; reader: string; exact: number }[]; faithfulness: number }>(out);
+    expect(found.edges.map((e) => `${e.writer} -> ${e.reader}`).sort()).toEqual(["a0.h2 -> a1.h1<k>", "a1.h1 -> logits", "input -> a0.h2<v>"]);
+    expect(r.stdout).toMatch(/circuit \(eap-ig\): 3 edges/);
+    expect(r.stdout).toMatch(/a0\.h2 → a1\.h1<k> +estimate [-+]\d\.\d{4} +exact \+9\.\d{4}/);
+    const drawing = readFileSync(svg, "utf8");
+    expect(drawing.match(/<path /g)).toHaveLength(3);
+    expect(drawing).toContain("a0.h2 → a1.h1&lt;k&gt;");
+    const edgesFile = join(tmp, "edges.json");
+    writeFileSync(edgesFile, JSON.stringify(found.edges.map((e) => [e.writer, e.reader])));
+    const evalOut = join(tmp, "eval.json");
+    const e = await cli(["circuit", "eval", "--edges", edgesFile, "--model", DEMO, "--prompts", DEMO_PROMPTS, "--out", evalOut]);
+    expect(e.code, e.stderr).toBe(0);
+    expect(readJson<{ faithfulness: number }>(evalOut).faithfulness).toBeCloseTo(found.faithfulness, 6);
+  });
+
+  it("names bad edges files, unknown kinds and a bad target", async () => {
+    const bad = join(tmp, "bad-edges.json");
+    writeFileSync(bad, JSON.stringify([["m1", "a0.h0<q>"]]));
+    const a = await cli(["circuit", "eval", "--edges", bad, "--model", DEMO, "--prompts", DEMO_PROMPTS]);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/m1 -> a0.h0<q> is not an edge/);
+    const b = await cli(["circuit", "discovr"]);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toMatch(/unknown circuit kind "discovr" \(did you mean discover\?\)/);
+    const c = await cli(["circuit", "discover", "--target", "2", "--model", DEMO, "--prompts", DEMO_PROMPTS]);
+    expect(c.code).toBe(2);
+    expect(c.stderr).toMatch(/--target must be a number in \(0, 1\], got "2"/);
+  });
+});
