@@ -49,7 +49,7 @@ describe("help and version", () => {
 describe("usage errors exit 2 with one line", () => {
   const cases: [string[], RegExp][] = [
     [[], /^hooklens: TransformerLens-style/],
-    [["rn"], /^hooklens: unknown command "rn" \(did you mean run\?\); commands: run, cache, patch, merge, demo, help\n$/],
+    [["rn"], /^hooklens: unknown command "rn" \(did you mean run\?\); commands: run, cache, patch, circuit, merge, demo, help\n$/],
     [["--model", "x"], /^hooklens: expected a command before --model/],
     [["patch"], /^hooklens: patch needs a kind: direct-path, act, attr/],
     [["patch", "direct"], /^hooklens: unknown patch kind "direct" \(did you mean direct-path\?\)/],
