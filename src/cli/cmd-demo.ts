@@ -5,6 +5,7 @@
 import { loadDemoModel, PLANTED_HEADS } from "../demo/induction-model.js";
 import { demoPrompts } from "../demo/prompts.js";
 import { Engine } from "../engine/engine.js";
+import { discoverCircuit } from "../circuits/discover.js";
 import { getActPatchDirectPath } from "../patching/direct-path.js";
 import { logitDiff } from "../patching/metrics.js";
 import type { PatchResult } from "../patching/result.js";
@@ -49,7 +50,7 @@ export const demoCommand: Command = {
 
     let model: Awaited<ReturnType<typeof loadDemoModel>>;
     try {
-      model = await loadDemoModel({ engine: await Engine.create({ backend: backendOf(args) }) });
+      model = await loadDemoModel({ engine: await Engine.create({ backend: backendOf(args) }), splitInputs: true });
     } catch (e) {
       throw new InputError(`cannot build the demo model: ${oneLine(e)}`, { cause: e });
     }
@@ -95,12 +96,25 @@ export const demoCommand: Command = {
       ? `The planted path ${sl}.${sh} → ${il}.${ih} (k) ranks first in ${modes.length === 2 ? "both modes" : `${modes[0]} mode`} (${detail}).\n`
       : `Unexpected: the planted path ${sl}.${sh} → ${il}.${ih} (k) does not rank first (${detail}).\n`);
 
+    // The whole circuit, found without being told where to look: every edge ranked by EAP-IG, the
+    // top 20 patched exactly, then the smallest faithful top-n.
+    say(`\nCircuit discovery: every edge ranked by EAP-IG (5 steps), the top 20 patched exactly, the smallest circuit with faithfulness ≥ 0.8\n`);
+    const found = await sweepWithProgress(ctx, "circuit discovery", { quiet, strategy }, (sweep) =>
+      discoverCircuit(model, prompts.corrupted, clean, corrupted, metric, { method: "eap-ig", steps: 5, verify: 20, signal: sweep.signal }));
+    for (const e of found.edges) {
+      say(`  ${`${e.writer} → ${e.reader}`.padEnd(20)} estimate ${signed(e.estimate)}${e.exact !== undefined ? `  exact ${signed(e.exact)}` : ""}\n`);
+    }
+    const plantedEdge = found.edges.some((e) => e.writer === `a${sl}.h${sh}` && e.reader === `a${il}.h${ih}<k>`);
+    say(`${found.edges.length} edges, faithfulness ${found.faithfulness.toFixed(3)}; the planted path a${sl}.h${sh} → a${il}.h${ih}<k> is ` +
+      `${plantedEdge ? "in it, verified exactly" : "NOT in it"}.\n`);
+
     const json = {
       description: `Direct path patching from the previous-token head ${sl}.${sh} into the keys of later heads on hooklens's embedded induction model`,
       model: { nLayers: cfg.nLayers, nHeads: cfg.nHeads, dModel: cfg.dModel, dVocab: cfg.dVocab, planted: { prevTokenHead: [sl, sh], inductionHead: [il, ih] } },
       prompts,
       results: Object.fromEntries([...results].map(([mode, r]) => [mode, r.toJSON()])),
       plantedRanksFirst: allFirst,
+      circuit: found,
     };
     ctx.write(out, JSON.stringify(json) + "\n");
     ctx.write(svg, renderSvgHeatmap(combined([...results], [sl, sh])));

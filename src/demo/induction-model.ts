@@ -235,9 +235,11 @@ export function buildInductionModelWeights(): InductionModel {
  * metric(model.forward(corrupted).logits!);    // clearly negative
  * ```
  */
-export async function loadDemoModel(options: { engine?: Engine; processWeights?: boolean } = {}): Promise<HookedTransformer> {
+export async function loadDemoModel(options: { engine?: Engine; processWeights?: boolean; splitInputs?: boolean } = {}): Promise<HookedTransformer> {
   let { cfg, weights } = buildInductionModelWeights();
   if (options.processWeights ?? true) ({ cfg, weights } = processWeights(cfg, weights));
+  // Each reader's own input as a hook point, for edge-level circuits (see useSplitQkvInput).
+  if (options.splitInputs) cfg = { ...cfg, useSplitQkvInput: true, useHookMlpIn: true };
   return HookedTransformer.create(cfg, weights, { engine: options.engine ?? await Engine.create() });
 }
 
