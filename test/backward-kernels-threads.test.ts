@@ -3,7 +3,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../src/engine/engine.js";
 import { supportsRelaxedSimd } from "../src/engine/wasm-loader.js";
+import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { logitDiff } from "../src/patching/metrics.js";
 import { randn } from "./helpers.js";
+import { randomGpt2Files } from "./random-gpt2.js";
 
 const variant = supportsRelaxedSimd() ? "relaxed" : "simd";
 let engines: Engine[];
@@ -82,5 +85,21 @@ describe("backward kernels on threads", () => {
           e.kernels.queryKeyGrad(gScores!, qp!, k!, masked ? mask! : 0, gq!, gk!, batch, pos, H, Hk, d, scale, 0, H);
         });
     }
+  });
+
+  it("a model's gradients at every hook point are the same bits with 1, 2 and 3 threads (split by batch and by heads)", async () => {
+    const spec = { nLayer: 2, nHead: 4, nEmbd: 128, nPositions: 64, vocab: 301, seed: 7 };
+    const models = await Promise.all(engines.map((engine) => HookedTransformer.fromPretrained(randomGpt2Files(spec), { engine })));
+    for (const [batch, pos] of [[6, 20], [1, 64]] as const) {
+      const tokens = Array.from({ length: batch }, (_, b) => Array.from({ length: pos }, (_, p) => (b * 31 + p * 7) % spec.vocab));
+      const metric = logitDiff({ correct: tokens.map((_, b) => b + 1), incorrect: tokens.map((_, b) => b + 10) });
+      const caches = models.map((m) => m.runWithCache(tokens, { inclBwd: true, metric, namesFilter: (n) => n.endsWith("_grad") }).cache);
+      const names = caches[0]!.keys();
+      expect(names.length).toBeGreaterThan(20);
+      for (const t of [1, 2]) {
+        for (const name of names) expect(same(caches[t]!.get(name).data, caches[0]!.get(name).data), `${name}, ${batch}x${pos}, ${t + 1} threads`).toBe(true);
+      }
+    }
+    for (const m of models) m.dispose();
   });
 });
