@@ -8,3 +8,6 @@ export * from "./attention";
 export * from "./activations";
 export * from "./elementwise";
 export * from "./rotary";
+export * from "./backward-norm";
+export * from "./backward-activations";
+export * from "./backward-attention";

@@ -95,6 +95,50 @@ export interface Kernels {
   add(a: number, b: number, out: number, n: number): void;
   /** out[r, :] = x[r, :] + row[:] for x: [rows, n], row: [n]. */
   addRow(x: number, row: number, out: number, rows: number, n: number): void;
+
+  // ---- backward: norms (assembly/backward-norm.ts) ----
+  // The gradient of a forward step's input from its output's gradient and what the forward kept.
+  // norm: the norm's output before its weight (hook_normalized) [rows, d]; scale: [rows] (hook_scale).
+  /** gScale: [rows] = -(gNorm · norm) / scale, row by row (normalized = x̂ / scale). */
+  normScaleGrad(gNorm: number, norm: number, scale: number, gScale: number, rows: number, d: number): void;
+  /**
+   * gx: [rows, d] += the norm's input gradient: g = gNorm / scale + gScale · norm / d, minus g's row
+   * mean when `centred` is 1 (LayerNorm; 0 for RMSNorm).
+   */
+  normInputGrad(gNorm: number, norm: number, scale: number, gScale: number, gx: number, rows: number, d: number,
+    centred: number): void;
+
+  // ---- backward: activations (assembly/backward-activations.ts) ----
+  /** gPre = gPost · gelu_new'(pre), n elements. */
+  geluNewGrad(pre: number, gPost: number, gPre: number, n: number): void;
+  /** gPre = gPost · gelu'(pre) (exact erf gelu: Φ(x) + x φ(x)). */
+  geluExactGrad(pre: number, gPost: number, gPre: number, n: number): void;
+  /** gPre = gPost · silu'(pre) = gPost · σ(x)(1 + x(1 - σ(x))). */
+  siluGrad(pre: number, gPost: number, gPre: number, n: number): void;
+  /** post = silu(gate) · up: gGate = gPost · up · silu'(gate), gUp = gPost · silu(gate); n elements. */
+  swigluGrad(gate: number, up: number, gPost: number, gGate: number, gUp: number, n: number): void;
+  /** Softmax's backward row by row: gScores = pattern · (gPattern - Σ_j pattern · gPattern); all [rows, n]. */
+  softmaxGrad(pattern: number, gPattern: number, gScores: number, rows: number, n: number): void;
+
+  // ---- backward: attention (assembly/backward-attention.ts) ----
+  // Whole sequences (qLen = kLen = pos): q, z, gq, gz: [batch, pos, nHeads, dHead]; k, v, gk, gv:
+  // [batch, pos, nKvHeads, dHead]; pattern, gPattern, gScores: [batch, nHeads, pos, pos].
+  // Each computes the query heads [h0, h1) and the kv heads they read, [h0 / g, h1 / g) with
+  // g = nHeads / nKvHeads: h0 and h1 must be multiples of g, so no two calls (threads) share a kv
+  // head's gradient, which sums over the g query heads of its group.
+  /**
+   * gPattern[b, h, i, j] = gz[b, i, h] · v[b, j, kv(h)] for every key j (z is linear in all of them);
+   * gv[b, j, kv] = Σ over the group's heads h and queries i of pattern[b, h, i, j] · gz[b, i, h] (overwritten).
+   */
+  patternAndValueGrad(gz: number, v: number, pattern: number, gPattern: number, gv: number,
+    batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number, h0: number, h1: number): void;
+  /**
+   * From gScores, the gradient of scores = q·kᵀ · scale at the keys each query sees (j <= i, keyMask[b, j]
+   * != 0; keyMask 0 for none; the others, -∞ in the forward, pass nothing): gq = scale · gScores · k and
+   * gk = scale · gScoresᵀ · q summed over the group's heads (both overwritten).
+   */
+  queryKeyGrad(gScores: number, q: number, k: number, keyMask: number, gq: number, gk: number,
+    batch: number, pos: number, nHeads: number, nKvHeads: number, dHead: number, scale: number, h0: number, h1: number): void;
 }
 
 /** Names of every kernel, for tests and for binding the WASM exports. */
@@ -104,6 +148,8 @@ export const KERNEL_NAMES = [
   "attnScores", "attnApplyPattern", "attention",
   "geluNew", "geluExact", "silu", "swiglu", "softmax", "rotary",
   "add", "addRow",
+  "normScaleGrad", "normInputGrad", "geluNewGrad", "geluExactGrad", "siluGrad", "swigluGrad", "softmaxGrad",
+  "patternAndValueGrad", "queryKeyGrad",
 ] as const satisfies readonly (keyof Kernels)[];
 
 /** Floats a B of depth k and width n takes once packed by {@link Kernels.prepackB}: n rounded up to 8 columns. */

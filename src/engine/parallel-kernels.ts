@@ -162,5 +162,56 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
   kernels.swiglu = (gate, up, out, n) => elementwise("swiglu", n, () => base.swiglu(gate, up, out, n),
     (s, e) => [gate + s * 4, up + s * 4, out + s * 4, e - s]);
 
+  // The backward's norms (row-wise) and activations (elementwise), cut as the forward's are.
+  kernels.normScaleGrad = (gNorm, norm, scale, gScale, rows, d) => byRows("normScaleGrad", rows, d,
+    () => base.normScaleGrad(gNorm, norm, scale, gScale, rows, d),
+    (s, e) => [gNorm + s * d * 4, norm + s * d * 4, scale + s * 4, gScale + s * 4, e - s, d]);
+  kernels.normInputGrad = (gNorm, norm, scale, gScale, gx, rows, d, centred) => byRows("normInputGrad", rows, d,
+    () => base.normInputGrad(gNorm, norm, scale, gScale, gx, rows, d, centred),
+    (s, e) => [gNorm + s * d * 4, norm + s * d * 4, scale + s * 4, gScale + s * 4, gx + s * d * 4, e - s, d, centred]);
+  kernels.softmaxGrad = (pattern, gPattern, gScores, rows, n) => byRows("softmaxGrad", rows, n,
+    () => base.softmaxGrad(pattern, gPattern, gScores, rows, n),
+    (s, e) => [pattern + s * n * 4, gPattern + s * n * 4, gScores + s * n * 4, e - s, n]);
+  const unaryGrad = (name: "geluNewGrad" | "geluExactGrad" | "siluGrad") => (pre: number, gPost: number, gPre: number, n: number) =>
+    elementwise(name, n, () => base[name](pre, gPost, gPre, n), (s, e) => [pre + s * 4, gPost + s * 4, gPre + s * 4, e - s]);
+  kernels.geluNewGrad = unaryGrad("geluNewGrad");
+  kernels.geluExactGrad = unaryGrad("geluExactGrad");
+  kernels.siluGrad = unaryGrad("siluGrad");
+  kernels.swigluGrad = (gate, up, gPost, gGate, gUp, n) => elementwise("swigluGrad", n,
+    () => base.swigluGrad(gate, up, gPost, gGate, gUp, n),
+    (s, e) => [gate + s * 4, up + s * 4, gPost + s * 4, gGate + s * 4, gUp + s * 4, e - s]);
+
+  // The attention backward: cut between batch entries, or between whole kv-head groups (a kv
+  // head's gradient sums over its group's query heads, so a group never straddles two chunks).
+  // Per batch entry: q, gq, gz: pos·H·d; k, v, gk, gv: pos·Hk·d; pattern and gradients: H·pos²; keyMask: pos.
+  kernels.patternAndValueGrad = (gz, v, pattern, gPattern, gv, batch, pos, nHeads, nKvHeads, dHead, h0, h1) => {
+    const worthIt = attentionWorthIt(batch, pos, pos, h1 - h0, dHead);
+    const run = () => base.patternAndValueGrad(gz, v, pattern, gPattern, gv, batch, pos, nHeads, nKvHeads, dHead, h0, h1);
+    const q = pos * nHeads * dHead * 4;
+    const kv = pos * nKvHeads * dHead * 4;
+    const sc = nHeads * pos * pos * 4;
+    if (byBatch(batch)) {
+      split("patternAndValueGrad", batch, 1, worthIt, run, (s, e) => [gz + s * q, v + s * kv, pattern + s * sc, gPattern + s * sc,
+        gv + s * kv, e - s, pos, nHeads, nKvHeads, dHead, h0, h1]);
+    } else {
+      split("patternAndValueGrad", h1 - h0, nHeads / nKvHeads, worthIt, run,
+        (s, e) => [gz, v, pattern, gPattern, gv, batch, pos, nHeads, nKvHeads, dHead, h0 + s, h0 + e]);
+    }
+  };
+  kernels.queryKeyGrad = (gScores, q, k, keyMask, gq, gk, batch, pos, nHeads, nKvHeads, dHead, scale, h0, h1) => {
+    const worthIt = attentionWorthIt(batch, pos, pos, h1 - h0, dHead);
+    const run = () => base.queryKeyGrad(gScores, q, k, keyMask, gq, gk, batch, pos, nHeads, nKvHeads, dHead, scale, h0, h1);
+    const qs = pos * nHeads * dHead * 4;
+    const kv = pos * nKvHeads * dHead * 4;
+    const sc = nHeads * pos * pos * 4;
+    if (byBatch(batch)) {
+      split("queryKeyGrad", batch, 1, worthIt, run, (s, e) => [gScores + s * sc, q + s * qs, k + s * kv,
+        keyMask === 0 ? 0 : keyMask + s * pos * 4, gq + s * qs, gk + s * kv, e - s, pos, nHeads, nKvHeads, dHead, scale, h0, h1]);
+    } else {
+      split("queryKeyGrad", h1 - h0, nHeads / nKvHeads, worthIt, run,
+        (s, e) => [gScores, q, k, keyMask, gq, gk, batch, pos, nHeads, nKvHeads, dHead, scale, h0 + s, h0 + e]);
+    }
+  };
+
   return kernels;
 }

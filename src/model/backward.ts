@@ -5,9 +5,6 @@ import { arenaLayout, backwardSizes, type BackwardBuffer } from "./activation-si
 import type { HookedTransformerConfig } from "./config.js";
 import type { DevicePointers, TransposedPointers } from "./device-weights.js";
 import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
-import {
-  geluExactGrad, geluNewGrad, normInputGrad, normScaleGrad, patternAndValueGrad, queryKeyGrad, siluGrad, softmaxGrad, swigluGrad,
-} from "./backward-ops.js";
 import { positionIds } from "./forward-heap.js";
 import { rotaryTables } from "./rotary-tables.js";
 
@@ -165,10 +162,9 @@ function linearBackward(run: Run, gOut: number, ld: number, weightT: number, gIn
  */
 function normBackward(run: Run, scaleName: string, layer: number | undefined, into: number = run.buf.gResid): void {
   const { buf, cfg, rows } = run;
-  const heap = run.engine.heap();
-  normScaleGrad(heap, buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, cfg.dModel);
+  run.kernels.normScaleGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, cfg.dModel);
   fire(run, scaleName, layer, buf.gScale, [run.batch, run.pos, 1]);
-  normInputGrad(run.engine.heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, into, rows, cfg.dModel, run.centred);
+  run.kernels.normInputGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, into, rows, cfg.dModel, run.centred ? 1 : 0);
 }
 
 // ---- the steps, in reverse forward order ----
@@ -215,14 +211,14 @@ function mlpBlockBackward(run: Run, l: number, wT: TransposedPointers): void {
   if (cfg.gatedMlp) {
     // post = silu(pre) · pre_linear + b_in.
     load(run, blockHookName(l, "mlpPreLinear"), buf.sPreLinear);
-    swigluGrad(heap(), buf.sPre, buf.sPreLinear, buf.gPost, buf.gPre, buf.gPreLinear, rows * M);
+    run.kernels.swigluGrad(buf.sPre, buf.sPreLinear, buf.gPost, buf.gPre, buf.gPreLinear, rows * M);
     fireBlock(run, l, "mlpPreLinear", buf.gPreLinear, [B, P, M]);
     fireBlock(run, l, "mlpPre", buf.gPre, [B, P, M]);
     linearBackward(run, buf.gPre, M, t.wgateT, buf.gNorm, rows, D, M, false);
     linearBackward(run, buf.gPreLinear, M, t.winT, buf.gNorm, rows, D, M, true);
   } else {
-    const grad = cfg.actFn === "gelu_new" ? geluNewGrad : cfg.actFn === "gelu" ? geluExactGrad : siluGrad;
-    grad(heap(), buf.sPre, buf.gPost, buf.gPre, rows * M);
+    const grad = cfg.actFn === "gelu_new" ? "geluNewGrad" : cfg.actFn === "gelu" ? "geluExactGrad" : "siluGrad";
+    run.kernels[grad](buf.sPre, buf.gPost, buf.gPre, rows * M);
     fireBlock(run, l, "mlpPre", buf.gPre, [B, P, M]);
     linearBackward(run, buf.gPre, M, t.winT, buf.gNorm, rows, D, M, false);
   }
@@ -273,13 +269,13 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
 
   load(run, blockHookName(l, "v"), buf.sV);
   load(run, blockHookName(l, "pattern"), buf.sPattern);
-  patternAndValueGrad(heap(), buf.gz, buf.sV, buf.sPattern, buf.gPattern, buf.gv, B, P, H, Hk, d);
+  run.kernels.patternAndValueGrad(buf.gz, buf.sV, buf.sPattern, buf.gPattern, buf.gv, B, P, H, Hk, d, 0, H);
   fireBlock(run, l, "pattern", buf.gPattern, [B, H, P, P]);
-  softmaxGrad(heap(), buf.sPattern, buf.gPattern, buf.gScores, B * H * P, P);
+  run.kernels.softmaxGrad(buf.sPattern, buf.gPattern, buf.gScores, B * H * P, P);
   fireBlock(run, l, "attnScores", buf.gScores, [B, H, P, P]);
   load(run, blockHookName(l, rotary ? "rotQ" : "q"), buf.sQ);
   load(run, blockHookName(l, rotary ? "rotK" : "k"), buf.sK);
-  queryKeyGrad(heap(), buf.gScores, buf.sQ, buf.sK, buf.mask, buf.gq, buf.gk, B, P, H, Hk, d, 1 / cfg.attnScale);
+  run.kernels.queryKeyGrad(buf.gScores, buf.sQ, buf.sK, buf.mask, buf.gq, buf.gk, B, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
   if (rotary) {
     // The rotation's transpose is the rotation by minus the angle (sin negated).
     fireBlock(run, l, "rotQ", buf.gq, [B, P, H, d]);
@@ -324,7 +320,7 @@ function splitInputsBackward(run: Run, l: number, w: DevicePointers): void {
     }
   };
   look("ln1Normalized", buf.gNorm, [B, P, D]);
-  normScaleGrad(heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, D);
+  run.kernels.normScaleGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, D);
   look("ln1Scale", buf.gScale, [B, P, 1]);
 
   const p = w.blocks[l]!;
@@ -338,9 +334,9 @@ function splitInputsBackward(run: Run, l: number, w: DevicePointers): void {
     for (let h = 0; h < input.heads; h++) {
       // gNorm of head h's copy = g[:, h] · W[:, h*d:(h+1)*d]ᵀ; its ln1 backward, with the shared ln1's statistics.
       run.kernels.gemm(input.g + h * d * 4, width, input.w + h * d * 4, width, buf.gNorm, D, 0, rows, D, d, 1, 0);
-      normScaleGrad(heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, D);
+      run.kernels.normScaleGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, D);
       heap().fill(0, buf.gIn >>> 2, (buf.gIn >>> 2) + rows * D);
-      normInputGrad(heap(), buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, buf.gIn, rows, D, run.centred);
+      run.kernels.normInputGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, buf.gIn, rows, D, run.centred ? 1 : 0);
       for (let r = 0; r < rows; r++) {
         heap().copyWithin((buf.gSplit >>> 2) + (r * input.heads + h) * D, (buf.gIn >>> 2) + r * D, (buf.gIn >>> 2) + (r + 1) * D);
       }

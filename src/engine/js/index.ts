@@ -1,6 +1,9 @@
 import { KERNEL_NAMES, type Kernels } from "../kernels.js";
 import * as activations from "./activations.js";
 import * as attention from "./attention.js";
+import * as backwardActivations from "./backward-activations.js";
+import * as backwardAttention from "./backward-attention.js";
+import * as backwardNorm from "./backward-norm.js";
 import * as elementwise from "./elementwise.js";
 import * as gemm from "./gemm.js";
 import * as layernorm from "./layernorm.js";
@@ -13,7 +16,10 @@ import * as rotary from "./rotary.js";
 type Twin<F> = F extends (...args: infer A) => void ? (heap: Float32Array, ...args: A) => void : never;
 type Twins = { [K in keyof Kernels]: Twin<Kernels[K]> };
 
-const twins: Twins = { ...gemm, ...layernorm, ...attention, ...activations, ...elementwise, ...rotary };
+const twins: Twins = {
+  ...gemm, ...layernorm, ...attention, ...activations, ...elementwise, ...rotary,
+  ...backwardNorm, ...backwardActivations, ...backwardAttention,
+};
 
 /** The plain TypeScript backend over a heap that may be replaced when memory grows. */
 export function createJsKernels(heap: () => Float32Array): Kernels {
