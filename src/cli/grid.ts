@@ -3,6 +3,7 @@
 // by-position, pattern and "every" results) index small multiples.
 
 import type { PatchResult } from "../patching/result.js";
+import { unravelIndex } from "../engine/tensor-shape.js";
 
 export interface Axis {
   name: string;
@@ -57,7 +58,7 @@ export function layoutPanels(data: HeatmapData, maxColumns = 6): PanelLayout {
   const count = lead.reduce((a, b) => a * b, 1);
   const panels: Panel[] = [];
   for (let p = 0; p < count; p++) {
-    const prefix = unravel(p, lead);
+    const prefix = unravelIndex(p, lead);
     panels.push({
       title: prefix.map((i, k) => `${axes[k]!.name} ${tick(axes[k]!, i)}`).join(", "),
       prefix,
@@ -89,7 +90,7 @@ export function topEntries(data: HeatmapData, n: number): TopEntry[] {
   for (let i = 0; i < data.values.length; i++) if (!data.noPath?.[i] && Number.isFinite(data.values[i]!)) order.push(i);
   order.sort((a, b) => Math.abs(data.values[b]!) - Math.abs(data.values[a]!) || a - b);
   return order.slice(0, n).map((flat) => {
-    const index = unravel(flat, data.shape);
+    const index = unravelIndex(flat, data.shape);
     return { index, value: data.values[flat]!, score: data.scores[flat]!, label: data.describe(index) };
   });
 }
@@ -114,11 +115,3 @@ export function plottedValues(result: PatchResult<object>): { values: Float32Arr
   return { values, label: "logit difference minus the corrupted baseline" };
 }
 
-export function unravel(flat: number, shape: readonly number[]): number[] {
-  const index = new Array<number>(shape.length);
-  for (let i = shape.length - 1; i >= 0; i--) {
-    index[i] = flat % shape[i]!;
-    flat = Math.floor(flat / shape[i]!);
-  }
-  return index;
-}

@@ -8,7 +8,8 @@
 import type { PatchResult } from "../patching/result.js";
 import type { Context } from "./context.js";
 import { UsageError } from "./errors.js";
-import { plottedValues, unravel, type Axis, type HeatmapData } from "./grid.js";
+import { unravelIndex } from "../engine/tensor-shape.js";
+import { plottedValues, type Axis, type HeatmapData } from "./grid.js";
 import { renderSvgHeatmap } from "./heatmap-svg.js";
 import { renderTerminalHeatmap } from "./heatmap-terminal.js";
 
@@ -110,7 +111,7 @@ export function toCsv(result: PatchResult<object>, data: HeatmapData): string {
   const names = data.axes.map((a) => a.name.replace(/ /g, "_"));
   const lines = [[...names, "score", "normalized", "no_path"].join(",")];
   for (let i = 0; i < result.scores.size; i++) {
-    const index = unravel(i, data.shape).map((v, k) => data.axes[k]!.labels?.[v] ?? String(v));
+    const index = unravelIndex(i, data.shape).map((v, k) => data.axes[k]!.labels?.[v] ?? String(v));
     const normalized = result.clean === result.baseline ? "" : data.values[i]!;
     lines.push([...index, result.scores.data[i]!, normalized, result.noPath?.[i] ? 1 : 0].join(","));
   }

@@ -116,3 +116,13 @@ export function gather(src: Float32Array, offset: number, shape: readonly number
   }
   return out;
 }
+
+/** The multi-index of a flat row-major offset: `unravelIndex(5, [2, 3])` is `[1, 2]`. */
+export function unravelIndex(flat: number, shape: readonly number[]): number[] {
+  const index = new Array<number>(shape.length);
+  for (let i = shape.length - 1; i >= 0; i--) {
+    index[i] = flat % shape[i]!;
+    flat = Math.floor(flat / shape[i]!);
+  }
+  return index;
+}

@@ -7,6 +7,7 @@ import { checkBatch, needCached } from "./cache-access.js";
 import type { Metric } from "./metrics.js";
 import { planSweepPatches, runSweep, summarize, type CorruptedRun, type Patch, type SweepOptions, type SweepPlanSummary } from "./planner.js";
 import { PatchResult } from "./result.js";
+import { unravelIndex } from "../engine/tensor-shape.js";
 
 /** Axes a patch index can range over, as TransformerLens's `index_axis_names`. */
 export type IndexAxis = "layer" | "pos" | "head" | "dest_pos" | "src_pos";
@@ -227,7 +228,7 @@ function buildParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCa
     const shape = shapes[which]!;
     for (let flat = 0; flat < partSize; flat++) {
       if (wanted !== undefined && !wanted.has(which * partSize + flat)) continue;
-      const index = unravel(flat, shape);
+      const index = unravelIndex(flat, shape);
       const hook = getActName(part.activation, index[0]);
       const cleanAct = checkBatch(needCached(cleanCache, "cleanCache", hook), hook, B, P);
       const win = part.window;
@@ -296,14 +297,6 @@ function firstDifference(a: Tensor, b: Tensor): number {
   return first;
 }
 
-function unravel(flat: number, shape: readonly number[]): number[] {
-  const index = new Array<number>(shape.length);
-  for (let i = shape.length - 1; i >= 0; i--) {
-    index[i] = flat % shape[i]!;
-    flat = Math.floor(flat / shape[i]!);
-  }
-  return index;
-}
 
 /** dst[...] = src[...] wherever the axes in `fixed` take the given values (both of one shape). */
 function copyAt(dst: Tensor, src: Tensor, fixed: Record<number, number>): void {

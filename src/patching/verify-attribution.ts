@@ -6,6 +6,7 @@ import type { AttributionKindName, AttributionRecord } from "./attribution-patch
 import type { Metric } from "./metrics.js";
 import type { SweepOptions } from "./planner.js";
 import type { PatchResult } from "./result.js";
+import { unravelIndex } from "../engine/tensor-shape.js";
 
 /** The activation patching sweep each attribution kind estimates. */
 const EXACT: Record<AttributionKindName, act.ActivationPatchSweep> = {
@@ -66,7 +67,7 @@ export async function verifyAttribution(model: HookedTransformer, corruptedToken
   const order = Array.from(scores.keys()).sort((a, b) => Math.abs(scores[b]! - result.baseline) - Math.abs(scores[a]! - result.baseline) || a - b);
   const chosen = order.slice(0, Math.min(top, order.length));
   const exact = await exactSweep(model, corruptedTokens, cleanCache, metric, { ...sweep, entries: chosen });
-  const entries = chosen.map((flat) => ({ index: unravel(flat, result.scores.shape), estimate: scores[flat]!, exact: exact.scores.data[flat]! }));
+  const entries = chosen.map((flat) => ({ index: unravelIndex(flat, result.scores.shape), estimate: scores[flat]!, exact: exact.scores.data[flat]! }));
   const maxAbsError = entries.reduce((m, e) => Math.max(m, Math.abs(e.estimate - e.exact)), 0);
   return { entries, spearman: spearman(entries.map((e) => e.estimate), entries.map((e) => e.exact)), maxAbsError };
 }
@@ -101,11 +102,3 @@ function ranks(x: readonly number[]): number[] {
   return r;
 }
 
-function unravel(flat: number, shape: readonly number[]): number[] {
-  const index = new Array<number>(shape.length);
-  for (let i = shape.length - 1; i >= 0; i--) {
-    index[i] = flat % shape[i]!;
-    flat = Math.floor(flat / shape[i]!);
-  }
-  return index;
-}
