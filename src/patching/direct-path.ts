@@ -8,7 +8,9 @@ import { engineAttention } from "./engine-attention.js";
 import { engineRotary } from "./engine-rotary.js";
 import { engineMatmul } from "./engine-matmul.js";
 import type { Metric } from "./metrics.js";
-import { planSweepPatches, runSweep, summarize, type CorruptedRun, type Patch, type SweepOptions, type SweepPlanSummary } from "./planner.js";
+import { planSweepPatches, summarize } from "./planner.js";
+import { runSweep } from "./sweep-run.js";
+import type { CorruptedRun, Patch, SweepOptions, SweepPlanSummary } from "./sweep-types.js";
 import { PatchResult } from "./result.js";
 
 /** Which input of the destination head receives the source head's output. */
