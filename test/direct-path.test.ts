@@ -1,11 +1,13 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { Engine } from "../src/engine/engine.js";
+import { makeConfig } from "../src/model/config.js";
 import type { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
+import { unfoldedLinearWarning } from "../src/patching/direct-path/setup.js";
 import { logitDiff } from "../src/patching/metrics.js";
+import { maxAbsDiff } from "./helpers.js";
 import { expectGoldenScores, golden, type GoldenInputs, type GoldenScores } from "./reference.js";
 import { loadReference } from "./reference-model.js";
-
 
 let engine: Engine;
 beforeAll(async () => { engine = await Engine.create(); });
@@ -54,3 +56,68 @@ for (const name of ["tiny-gpt2-random", "tiny-gpt2-random-f16"]) {
     });
   });
 }
+
+describe("linear mode on weights whose norm is not folded", () => {
+  const src = { srcLayer: 0, srcHead: 1 } as const;
+
+  it("warns once on a GPT-2 (LayerNorm): its scores leave out ln1's weight and centring, unlike the folded model's", async () => {
+    const name = "tiny-gpt2-random";
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff(inputs);
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      const raw = await loadReference(name, engine, false);
+      const clean = raw.runWithCache(inputs.clean).cache;
+      const corrupted = raw.runWithCache(inputs.corrupted).cache;
+      const linear = await getActPatchDirectPath(raw, inputs.corrupted, clean, corrupted, metric, { ...src, component: "q" });
+      await getActPatchDirectPath(raw, inputs.corrupted, clean, corrupted, metric, { ...src, component: "v" });
+      expect(warn).toHaveBeenCalledTimes(1);
+      const message = String(warn.mock.calls[0]![0]);
+      expect(message).toContain("LayerNorm is not folded");
+      expect(message).toContain("leaves out ln1's weight and the centring of delta");
+      expect(message).toContain("Use mode \"exact\"");
+      // What it says: these are not the linear scores of the folded model (PyTorch's, processed) ...
+      const folded = golden<GoldenScores>(name, "direct_path_src0.1_q_linear.json");
+      expect(maxAbsDiff(linear.scores.data, folded.scores)).toBeGreaterThan(0.01);
+      // ... while exact mode gives the reference's numbers on unfolded weights too, and is not warned about.
+      const exact = await getActPatchDirectPath(raw, inputs.corrupted, clean, corrupted, metric, { ...src, component: "q", mode: "exact" });
+      expectGoldenScores(exact.scores.data, golden<GoldenScores>(name, "direct_path_src0.1_q_exact.json"), "unfolded q exact");
+      expect(warn).toHaveBeenCalledTimes(1);
+      raw.dispose();
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("does not warn on a LLaMA (RMSNorm): its weight is applied, and the scores are the reference's linear ones", async () => {
+    const name = "tiny-llama-random";
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff(inputs);
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      const raw = await loadReference(name, engine, false);
+      expect(raw.cfg.normalizationType).toBe("RMS");
+      const clean = raw.runWithCache(inputs.clean).cache;
+      const corrupted = raw.runWithCache(inputs.corrupted).cache;
+      for (const component of ["q", "k", "v"] as const) {
+        const got = await getActPatchDirectPath(raw, inputs.corrupted, clean, corrupted, metric, { ...src, component });
+        expectGoldenScores(got.scores.data, golden<GoldenScores>(name, `direct_path_src0.1_${component}_linear.json`), `unfolded ${component} linear`);
+      }
+      expect(warn).not.toHaveBeenCalled();
+      raw.dispose();
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("is described for every norm type: RMS never, a parameter-free LayerNorm without the weight", () => {
+    const unfolded = { foldLn: false, centerWritingWeights: false, centerUnembed: false, foldValueBiases: false };
+    const cfg = (normalizationType: "LN" | "LNPre" | "RMS" | "RMSPre", foldLn = false) =>
+      makeConfig({ nLayers: 1, dModel: 8, nHeads: 2, dVocab: 5, nCtx: 4, normalizationType, processing: { ...unfolded, foldLn } });
+    expect(unfoldedLinearWarning(cfg("LN"))).toContain("leaves out ln1's weight and the centring of delta");
+    expect(unfoldedLinearWarning(cfg("LNPre"))).toContain("leaves out the centring of delta (");
+    expect(unfoldedLinearWarning(cfg("RMS"))).toBeUndefined();
+    expect(unfoldedLinearWarning(cfg("RMSPre"))).toBeUndefined();
+    expect(unfoldedLinearWarning(cfg("LNPre", true))).toBeUndefined();
+  });
+});

@@ -107,15 +107,31 @@ export function checkSources(sources: readonly DirectPathSource[], nLayers: numb
   });
 }
 
+/**
+ * What linear mode computes on a model whose layer norm is not folded, when that differs from
+ * the linear scores of the same model with foldLn; undefined where it does not. The increment
+ * is (delta / s) @ W_c with the model's own W_Q/W_K/W_V (patch-values.ts). An RMSNorm has no
+ * centring and its weight is applied to delta there: the reference's formula on unprocessed
+ * weights, the same scores as folded. A LayerNorm's linear change is (delta - mean(delta)) / s * w;
+ * folding builds both the centring and w into W_c, unfolded weights leave them out.
+ */
+export function unfoldedLinearWarning(cfg: Readonly<HookedTransformerConfig>): string | undefined {
+  if (cfg.processing.foldLn || cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre") return undefined;
+  const leftOut = cfg.normalizationType === "LN" ? "ln1's weight and the centring of delta" : "the centring of delta";
+  return "hooklens: linear direct path patching on a model whose LayerNorm is not folded: the scores use " +
+    `(delta / s) @ W_Q/W_K/W_V with the unfolded weights, which leaves out ${leftOut} (foldLn builds them into the weights), ` +
+    "so they differ from the linear scores of the same model loaded with foldLn (fromPretrained's default). " +
+    "Use mode \"exact\", which folding does not change, or load with foldLn.";
+}
+
 const warnedUnfolded = new WeakSet<HookedTransformer>();
 
-/** Warns once per model that linear mode assumes a folded layer norm. */
+/** Prints {@link unfoldedLinearWarning} once per model. */
 function warnUnfoldedLinear(model: HookedTransformer): void {
-  if (model.cfg.processing.foldLn || warnedUnfolded.has(model)) return;
+  const warning = unfoldedLinearWarning(model.cfg);
+  if (warning === undefined || warnedUnfolded.has(model)) return;
   warnedUnfolded.add(model);
-  console.warn("hooklens: linear direct path patching assumes the layer norm is folded into the weights " +
-    "(fromPretrained's default); this model's is not, so the linear scores use W_Q/W_K/W_V without ln1's weight and bias. " +
-    "Use mode \"exact\" or load with foldLn.");
+  console.warn(warning);
 }
 
 /** The weight processing the model has had, as TransformerLens names its steps. */
