@@ -2,6 +2,7 @@
 // computes, and the flop and memory model that sizes and prices them. Nothing here runs a pass
 // (sweep-run.ts does).
 import type { HookedTransformer } from "../model/hooked-transformer.js";
+import { memoize } from "./memo.js";
 import type { Metric } from "./metrics.js";
 import type { CorruptedRun, Patch, PlannedPass, SweepOptions, SweepPlan, SweepPlanSummary } from "./sweep-types.js";
 import { metricColumns } from "./unembed-columns.js";
@@ -43,28 +44,17 @@ function planPasses(model: HookedTransformer, tokens: readonly (readonly number[
   const columns = lastOnly ? metricColumns(metric.tokens, cfg.dVocab) : undefined;
   const groups = new Map<string, PlannedPass>();
   // Whether the corrupted run's keys and values exist for every block from `layer` on (a kept prefix needs them all).
-  const kvFrom = new Map<number, boolean>();
-  const keysValuesFrom = (layer: number): boolean => {
-    let ok = kvFrom.get(layer);
-    if (ok === undefined) {
-      ok = true;
-      for (let l = layer; l < cfg.nLayers && ok; l++) ok = corrupted.hasKeysValues(l);
-      kvFrom.set(layer, ok);
-    }
+  const keysValuesFrom = memoize((layer: number): boolean => {
+    let ok = true;
+    for (let l = layer; l < cfg.nLayers && ok; l++) ok = corrupted.hasKeysValues(l);
     return ok;
-  };
+  });
   // Whether a pass may skip a layer's attention: the corrupted resid_mid is there and no hook of the model watches that attention.
-  const skippable = new Map<number, boolean>();
-  const canSkipAttention = (layer: number): boolean => {
-    let ok = skippable.get(layer);
-    if (ok === undefined) {
-      const b = `blocks.${layer}.`;
-      ok = corrupted.residMid?.(layer) !== undefined && !model.hasHooks((name) => name.startsWith(b) &&
-        (name === `${b}hook_resid_pre` || name.startsWith(`${b}ln1.`) || name.startsWith(`${b}attn.`) || name === `${b}hook_attn_out`));
-      skippable.set(layer, ok);
-    }
-    return ok;
-  };
+  const canSkipAttention = memoize((layer: number): boolean => {
+    const b = `blocks.${layer}.`;
+    return corrupted.residMid?.(layer) !== undefined && !model.hasHooks((name) => name.startsWith(b) &&
+      (name === `${b}hook_resid_pre` || name.startsWith(`${b}ln1.`) || name.startsWith(`${b}attn.`) || name === `${b}hook_attn_out`));
+  });
   for (const patch of patches) {
     const hasKV = patch.startLayer < cfg.nLayers && keysValuesFrom(patch.startLayer);
     // Reusing a prefix leaves the logits of its positions out, so only metrics reading the last position allow it.

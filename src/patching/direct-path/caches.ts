@@ -4,6 +4,7 @@
 import type { Tensor } from "../../engine/tensor.js";
 import type { ActivationCache } from "../../model/activation-cache.js";
 import { checkBatch, needCached } from "../cache-access.js";
+import { memoize } from "../memo.js";
 import type { Metric } from "../metrics.js";
 import type { CorruptedRun } from "../sweep-types.js";
 import type { DirectPathSetup } from "./setup.js";
@@ -52,21 +53,17 @@ export function directPathCaches(setup: DirectPathSetup, cleanCache: ActivationC
   const corrupted = (name: string) => checkBatch(needCached(corruptedCache, "corruptedCache", name), name, B, P);
   const fitting = (name: string, shape: readonly number[]) => cachedFitting(corruptedCache, name, shape);
 
-  const attention = new Map<number, AttentionInputs | undefined>();
-  const attentionInputs = (layer: number): AttentionInputs | undefined => {
-    if (!attention.has(layer)) {
-      const a = `blocks.${layer}.attn.`;
-      const q = fitting(`${a}hook_q`, [B, P, H, d]);
-      const k = fitting(`${a}hook_k`, [B, P, Hk, d]);
-      const v = fitting(`${a}hook_v`, [B, P, Hk, d]);
-      const z = fitting(`${a}hook_z`, [B, P, H, d]);
-      const rotQ = rotary ? fitting(`${a}hook_rot_q`, [B, P, H, d]) : q;
-      const rotK = rotary ? fitting(`${a}hook_rot_k`, [B, P, Hk, d]) : k;
-      const ok = q && k && v && z && rotQ && rotK;
-      attention.set(layer, ok ? { q: q.data, k: k.data, v: v.data, z: z.data, rotQ: rotQ.data, rotK: rotK.data } : undefined);
-    }
-    return attention.get(layer);
-  };
+  const attentionInputs = memoize((layer: number): AttentionInputs | undefined => {
+    const a = `blocks.${layer}.attn.`;
+    const q = fitting(`${a}hook_q`, [B, P, H, d]);
+    const k = fitting(`${a}hook_k`, [B, P, Hk, d]);
+    const v = fitting(`${a}hook_v`, [B, P, Hk, d]);
+    const z = fitting(`${a}hook_z`, [B, P, H, d]);
+    const rotQ = rotary ? fitting(`${a}hook_rot_q`, [B, P, H, d]) : q;
+    const rotK = rotary ? fitting(`${a}hook_rot_k`, [B, P, Hk, d]) : k;
+    const ok = q && k && v && z && rotQ && rotK;
+    return ok ? { q: q.data, k: k.data, v: v.data, z: z.data, rotQ: rotQ.data, rotK: rotK.data } : undefined;
+  });
 
   // Keys after rotary, where the model has it: what attention reads, and what a kept prefix reuses.
   const keysValues = (layer: number) => {

@@ -2,6 +2,7 @@
 // destination head of the layer at once: an increment (linear mode) or a replacement (exact mode).
 import { kvName } from "../../model/weights.js";
 import { engineMatmul, engineMatmulResident } from "../engine-matmul.js";
+import { memoize } from "../memo.js";
 import type { DirectPathCaches } from "./caches.js";
 import type { DirectPathMode, DirectPathSetup } from "./setup.js";
 import type { SourceWrites } from "./source-writes.js";
@@ -70,21 +71,16 @@ export function applyHeadPatch(mode: DirectPathMode, target: Float32Array, at: n
   else for (let e = 0; e < dHead; e++) target[at + e] = values[from + e]!;
 }
 
-/** The model's own W_c of a destination layer as one [D, Hc*d] matrix (built once per layer). */
+/** The model's own W_c of a destination layer as one [D, Hc*d] matrix (built once per layer): every destination head in one product. */
 function unfoldedWeights({ model, component, destHeads: Hc }: DirectPathSetup): (layer: number) => Float32Array {
   const { dHead: d, dModel: D } = model.cfg;
   const name = component === "q" ? "W_Q" : kvName(model.cfg, component === "k" ? "W_K" : "W_V");
-  const built = new Map<number, Float32Array>();
-  return (layer) => {
-    let W = built.get(layer);
-    if (W === undefined) {
-      const heads = model.weights.get(`blocks.${layer}.attn.${name}`)!.data; // [Hc, D, d]
-      W = new Float32Array(D * Hc * d);
-      for (let h = 0; h < Hc; h++) for (let i = 0; i < D; i++) W.set(heads.subarray((h * D + i) * d, (h * D + i + 1) * d), i * Hc * d + h * d);
-      built.set(layer, W);
-    }
+  return memoize((layer: number) => {
+    const heads = model.weights.get(`blocks.${layer}.attn.${name}`)!.data; // [Hc, D, d]
+    const W = new Float32Array(D * Hc * d);
+    for (let h = 0; h < Hc; h++) for (let i = 0; i < D; i++) W.set(heads.subarray((h * D + i) * d, (h * D + i + 1) * d), i * Hc * d + h * d);
     return W;
-  };
+  });
 }
 
 /**

@@ -1,6 +1,7 @@
 // The patch list of a direct path sweep: one patch per (source head, destination head), each
 // with the hook edit a forward pass applies, and the destination-layer shortcut where the
 // corrupted run's attention of that layer is cached.
+import { sharedValues } from "../memo.js";
 import type { Patch } from "../sweep-types.js";
 import { attnOutDelta, changedHeads } from "./attn-out-delta.js";
 import type { DirectPathCaches } from "./caches.js";
@@ -22,17 +23,8 @@ export function directPathPatches(setup: DirectPathSetup, caches: DirectPathCach
   const { nLayers: L, dHead: d } = setup.model.cfg;
   const writes = sourceWrites(setup, caches);
   const valuesOf = patchValues(setup, caches, writes);
-  const live = new Map<string, { values: Float32Array; uses: number }>();
-  const acquire = (sl: number, sh: number, dl: number) => {
-    const key = `${sl}.${sh}.${dl}`;
-    let entry = live.get(key);
-    if (entry === undefined) {
-      entry = { values: valuesOf(sl, sh, dl), uses: Hc };
-      live.set(key, entry);
-    }
-    if (--entry.uses === 0) live.delete(key);
-    return entry.values;
-  };
+  const shared = sharedValues<Float32Array>();
+  const acquire = (sl: number, sh: number, dl: number) => shared(`${sl}.${sh}.${dl}`, Hc, () => valuesOf(sl, sh, dl));
 
   const patches: Patch[] = [];
   for (const source of sources) {

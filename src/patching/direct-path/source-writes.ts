@@ -1,6 +1,7 @@
 // The source heads' side of a direct path: each source head's residual write, clean minus
 // corrupted, and the first position where it is not zero.
 import { engineMatmul } from "../engine-matmul.js";
+import { memoize, sharedValues } from "../memo.js";
 import type { DirectPathCaches } from "./caches.js";
 import type { DirectPathSetup } from "./setup.js";
 
@@ -33,36 +34,22 @@ export function sourceWrites(setup: DirectPathSetup, caches: DirectPathCaches): 
     const WO = model.weights.get(`blocks.${sl}.attn.W_O`)!.data.subarray(sh * d * D, (sh + 1) * d * D); // [d, D]
     return engineMatmul(model.engine, dz, R, d, WO, D);
   };
-  const live = new Map<string, { delta: Float32Array; uses: number }>();
-  const take = (sl: number, sh: number): Float32Array => {
-    const key = `${sl}.${sh}`;
-    let entry = live.get(key);
-    if (entry === undefined) {
-      entry = { delta: compute(sl, sh), uses: L - sl - 1 };
-      live.set(key, entry);
-    }
-    if (--entry.uses === 0) live.delete(key);
-    return entry.delta;
-  };
-
-  const firstDiff = new Map<string, number>();
-  const firstDifference = (sl: number, sh: number): number => {
-    const key = `${sl}.${sh}`;
-    let first = firstDiff.get(key);
-    if (first === undefined) {
-      const z = zOf(sl);
-      first = P;
-      for (let b = 0; b < B; b++) {
-        for (let p = 0; p < first; p++) {
+  const deltas = sharedValues<Float32Array>();
+  // Per source layer, each head's first differing position.
+  const firstDifferences = memoize((sl: number): Int32Array => {
+    const z = zOf(sl);
+    return Int32Array.from({ length: H }, (_, sh) => {
+      for (let p = 0; p < P; p++) {
+        for (let b = 0; b < B; b++) {
           const o = ((b * P + p) * H + sh) * d;
-          let same = true;
-          for (let e = 0; e < d && same; e++) same = z.clean[o + e] === z.corrupted[o + e];
-          if (!same) { first = p; break; }
+          for (let e = 0; e < d; e++) if (z.clean[o + e] !== z.corrupted[o + e]) return p;
         }
       }
-      firstDiff.set(key, first);
-    }
-    return first;
+      return P;
+    });
+  });
+  return {
+    take: (sl, sh) => deltas(`${sl}.${sh}`, L - sl - 1, () => compute(sl, sh)),
+    firstDifference: (sl, sh) => firstDifferences(sl)[sh]!,
   };
-  return { take, firstDifference };
 }
