@@ -1,5 +1,6 @@
 import type { Engine } from "../engine/engine.js";
 import { GemmActivation } from "../engine/kernels.js";
+import { withEngineBuffers } from "./engine-buffers.js";
 
 /**
  * out [rows, n] = a [rows, k] @ b [k, n] (+ bias [n]) on the engine's GEMM, uploading both
@@ -9,14 +10,11 @@ import { GemmActivation } from "../engine/kernels.js";
  */
 export function engineMatmul(engine: Engine, a: Float32Array, rows: number, k: number, b: Float32Array, n: number,
   bias?: Float32Array): Float32Array {
-  const pb = engine.upload(b);
-  const pbias = bias ? engine.upload(bias) : 0;
-  try {
-    return product(engine, a, rows, n, (pa, pc) => engine.kernels.gemm(pa, k, pb, n, pc, n, pbias, rows, n, k, 0, 0));
-  } finally {
-    engine.free(pb);
-    if (pbias) engine.free(pbias);
-  }
+  return withEngineBuffers(engine, (buffers) => {
+    const pc = buffers.alloc(rows * n);
+    engine.kernels.gemm(buffers.upload(a), k, buffers.upload(b), n, pc, n, bias ? buffers.upload(bias) : 0, rows, n, k, 0, 0);
+    return engine.download(pc, rows * n);
+  });
 }
 
 /**
@@ -26,19 +24,9 @@ export function engineMatmul(engine: Engine, a: Float32Array, rows: number, k: n
  */
 export function engineMatmulResident(engine: Engine, a: Float32Array, rows: number, k: number, packedW: number, n: number,
   bias: number): Float32Array {
-  return product(engine, a, rows, n, (pa, pc) => engine.kernels.gemmPacked(pa, k, packedW, pc, n, bias, rows, n, k, 0, 0, n,
-    GemmActivation.none));
-}
-
-/** Uploads a, runs `multiply(a, out)` into a fresh [rows, n] buffer and downloads it, freeing both. */
-function product(engine: Engine, a: Float32Array, rows: number, n: number, multiply: (pa: number, pc: number) => void): Float32Array {
-  const pa = engine.upload(a);
-  const pc = engine.alloc(rows * n);
-  try {
-    multiply(pa, pc);
+  return withEngineBuffers(engine, (buffers) => {
+    const pc = buffers.alloc(rows * n);
+    engine.kernels.gemmPacked(buffers.upload(a), k, packedW, pc, n, bias, rows, n, k, 0, 0, n, GemmActivation.none);
     return engine.download(pc, rows * n);
-  } finally {
-    engine.free(pa);
-    engine.free(pc);
-  }
+  });
 }
