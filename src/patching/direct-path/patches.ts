@@ -21,7 +21,7 @@ export function directPathPatches(setup: DirectPathSetup, caches: DirectPathCach
   indexOf: ScoreIndex): Patch[] {
   const { component, mode, destHeads: Hc, batch: B, pos: P } = setup;
   const { nLayers: L, dHead: d } = setup.model.cfg;
-  const writes = sourceWrites(setup, caches);
+  const writes = sourceWrites(setup, caches, sources);
   const valuesOf = patchValues(setup, caches, writes);
   const shared = sharedValues<Float32Array>();
   const acquire = (sl: number, sh: number, dl: number) => shared(`${sl}.${sh}.${dl}`, Hc, () => valuesOf(sl, sh, dl));

@@ -3,22 +3,27 @@
 import { engineMatmul } from "../engine-matmul.js";
 import { memoize, sharedValues } from "../memo.js";
 import type { DirectPathCaches } from "./caches.js";
-import type { DirectPathSetup } from "./setup.js";
+import type { DirectPathSetup, DirectPathSource } from "./setup.js";
 
 export interface SourceWrites {
   /**
    * delta [batch * pos, dModel] = (z_clean - z_corrupted)[:, :, srcHead] @ W_O[srcLayer][srcHead].
-   * Each destination layer after the source takes it once; after the last it is dropped.
+   * Each destination layer the sweep patches from this source takes it once; after the last it is dropped.
    */
   take(srcLayer: number, srcHead: number): Float32Array;
   /** The first position where the source head's z differs between the runs (`pos` if nowhere): delta is zero before it. */
   firstDifference(srcLayer: number, srcHead: number): number;
 }
 
-/** The source writes of a sweep, each computed on first use. */
-export function sourceWrites(setup: DirectPathSetup, caches: DirectPathCaches): SourceWrites {
+/**
+ * The source writes of a sweep over `sources`, each computed on first use and held until the
+ * last destination layer that reads it has taken it.
+ */
+export function sourceWrites(setup: DirectPathSetup, caches: DirectPathCaches, sources: readonly DirectPathSource[]): SourceWrites {
   const { model, batch: B, pos: P } = setup;
   const { nLayers: L, nHeads: H, dHead: d, dModel: D } = model.cfg;
+  const readers = new Map<string, number>();
+  for (const [sl, sh, only] of sources) readers.set(`${sl}.${sh}`, (readers.get(`${sl}.${sh}`) ?? 0) + (only === undefined ? L - sl - 1 : 1));
   const R = B * P;
   const zOf = (sl: number) => {
     const name = `blocks.${sl}.attn.hook_z`; // [B, P, H, d]
@@ -49,7 +54,7 @@ export function sourceWrites(setup: DirectPathSetup, caches: DirectPathCaches): 
     });
   });
   return {
-    take: (sl, sh) => deltas(`${sl}.${sh}`, L - sl - 1, () => compute(sl, sh)),
+    take: (sl, sh) => deltas(`${sl}.${sh}`, readers.get(`${sl}.${sh}`)!, () => compute(sl, sh)),
     firstDifference: (sl, sh) => firstDifferences(sl)[sh]!,
   };
 }
