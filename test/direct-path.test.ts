@@ -121,3 +121,39 @@ describe("linear mode on weights whose norm is not folded", () => {
     expect(unfoldedLinearWarning(cfg("LNPre", true))).toBeUndefined();
   });
 });
+
+describe("patch values on the engine's resident weights", () => {
+  it("upload no copy of W_Q/W_K/W_V, except the model's own for linear mode on an unfolded LayerNorm", async () => {
+    const name = "tiny-gpt2-random";
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff(inputs);
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    const upload = vi.spyOn(engine, "upload");
+    try {
+      for (const processWeights of [true, false]) {
+        const model = await loadReference(name, engine, processWeights);
+        const { nLayers: L, nHeads: H, dModel: D, dHead: d } = model.cfg;
+        const clean = model.runWithCache(inputs.clean).cache;
+        const corrupted = model.runWithCache(inputs.corrupted).cache;
+        for (const component of ["q", "k", "v"] as const) {
+          // W_c of each layer as [D, H*d], the layout a product over every destination head multiplies by.
+          const copies = Array.from({ length: L }, (_, l) => {
+            const W = model.weights.get(`blocks.${l}.attn.W_${component.toUpperCase()}`)!.data; // [H, D, d]
+            return Float32Array.from({ length: D * H * d }, (_, i) => W[(Math.floor(i / d) % H * D + Math.floor(i / (H * d))) * d + i % d]!);
+          });
+          for (const mode of ["linear", "exact"] as const) {
+            upload.mockClear();
+            const result = await getActPatchDirectPath(model, inputs.corrupted, clean, corrupted, metric, { srcLayer: 0, srcHead: 1, component, mode });
+            expect(result.scores.data.some((x, i) => !result.noPath![i] && x !== result.baseline)).toBe(true);
+            const copied = upload.mock.calls.some(([data]) => copies.some((W) => W.length === data.length && W.every((x, i) => x === data[i])));
+            expect(copied, `${component} ${mode} ${processWeights ? "processed" : "unprocessed"}`).toBe(!processWeights && mode === "linear");
+          }
+        }
+        model.dispose();
+      }
+    } finally {
+      upload.mockRestore();
+      warn.mockRestore();
+    }
+  });
+});
