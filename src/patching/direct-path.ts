@@ -44,8 +44,9 @@ type SweepArgs<O extends DirectPathOptions> = [model: HookedTransformer, corrupt
  * result.normalized();  // 0 = no effect, 1 = the whole clean effect
  * ```
  */
-export async function getActPatchDirectPath(...args: SweepArgs<DirectPathSingleOptions>): Promise<PatchResult<DirectPathRecord>> {
-  return runPrepared(singleSource(...args));
+export async function getActPatchDirectPath(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: DirectPathSingleOptions): Promise<PatchResult<DirectPathRecord>> {
+  return runPrepared(singleSource(model, corruptedTokens, cleanCache, corruptedCache, metric, options));
 }
 
 /** The plan of {@link getActPatchDirectPath} with these arguments, without running it (see {@link planSweep}). */
@@ -56,9 +57,10 @@ getActPatchDirectPath.plan = (...args: SweepArgs<DirectPathSingleOptions>): Swee
  * [srcLayer, srcHead, dstLayer, dstHead], whose [sl, sh] slice is the single-source result.
  * Patches from all sources that enter the same destination layer share stacked passes.
  */
-export async function getActPatchDirectPathAllSources(...args: SweepArgs<DirectPathAllSourcesOptions>):
-  Promise<PatchResult<DirectPathRecord>> {
-  return runPrepared(allSources(...args));
+export async function getActPatchDirectPathAllSources(model: HookedTransformer, corruptedTokens: TokenIds,
+  cleanCache: ActivationCache, corruptedCache: ActivationCache, metric: Metric,
+  options: DirectPathAllSourcesOptions): Promise<PatchResult<DirectPathRecord>> {
+  return runPrepared(allSources(model, corruptedTokens, cleanCache, corruptedCache, metric, options));
 }
 
 /** The plan of {@link getActPatchDirectPathAllSources} with these arguments, without running it (see {@link planSweep}). */
@@ -81,6 +83,7 @@ interface PreparedSweep {
   record: DirectPathRecord;
 }
 
+/** {@link getActPatchDirectPath}'s sweep, prepared: scores [dstLayer, dstHead]. */
 function singleSource(...args: SweepArgs<DirectPathSingleOptions>): PreparedSweep {
   const [model, , , , metric, options] = args;
   const { nLayers: L, nHeads: H } = model.cfg;
@@ -98,6 +101,7 @@ function singleSource(...args: SweepArgs<DirectPathSingleOptions>): PreparedSwee
   };
 }
 
+/** {@link getActPatchDirectPathAllSources}'s sweep, prepared: scores [srcLayer, srcHead, dstLayer, dstHead]. */
 function allSources(...args: SweepArgs<DirectPathAllSourcesOptions>): PreparedSweep {
   const [model, , , , metric, options] = args;
   const { nLayers: L, nHeads: H } = model.cfg;
@@ -112,7 +116,11 @@ function allSources(...args: SweepArgs<DirectPathAllSourcesOptions>): PreparedSw
     patches: directPathPatches(setup, caches, sources, ([sl, sh], dl, dh) => ((sl * H + sh) * L + dl) * Hc + dh),
     op: "direct_path_all_sources",
     shape: [L, H, L, Hc],
-    noPath: new Uint8Array(L * H * L * Hc).map((_, i) => (Math.floor(i / Hc) % L <= Math.floor(i / (H * L * Hc)) ? 1 : 0)),
+    noPath: new Uint8Array(L * H * L * Hc).map((_, i) => {
+      const sl = Math.floor(i / (H * L * Hc));
+      const dl = Math.floor(i / Hc) % L;
+      return dl <= sl ? 1 : 0;
+    }),
     record: setup.record,
   };
 }

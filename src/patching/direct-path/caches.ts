@@ -75,6 +75,7 @@ export function directPathCaches(setup: DirectPathSetup, cleanCache: ActivationC
   const last = `blocks.${L - 1}.hook_resid_post`;
   const finalMetric = (residual: Tensor) =>
     metric(model.forward(tokens, { startAtLayer: L, residual, lastPositionOnly: metric.positions === "last" }).logits!);
+  // Checked now, so a missing activation is an error before any work; a run evaluates the baselines, a plan does not.
   corrupted(last);
   clean(last);
 
