@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
 import { Engine } from "../src/engine/engine.js";
 import { makeConfig } from "../src/model/config.js";
 import type { HookedTransformer } from "../src/model/hooked-transformer.js";
@@ -58,56 +58,51 @@ for (const name of ["tiny-gpt2-random", "tiny-gpt2-random-f16"]) {
 }
 
 describe("linear mode on weights whose norm is not folded", () => {
-  const src = { srcLayer: 0, srcHead: 1 } as const;
+  let warn: MockInstance<typeof console.warn>;
+  beforeEach(() => { warn = vi.spyOn(console, "warn").mockImplementation(() => {}); });
+  afterEach(() => { warn.mockRestore(); });
+
+  /** A reference checkpoint loaded without weight processing, and a direct path sweep from (0, 1) on its golden prompts. */
+  async function unprocessed(name: string) {
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const model = await loadReference(name, engine, false);
+    const clean = model.runWithCache(inputs.clean).cache;
+    const corrupted = model.runWithCache(inputs.corrupted).cache;
+    const sweep = (component: "q" | "k" | "v", mode: "linear" | "exact" = "linear") =>
+      getActPatchDirectPath(model, inputs.corrupted, clean, corrupted, logitDiff(inputs), { srcLayer: 0, srcHead: 1, component, mode });
+    return { model, sweep };
+  }
 
   it("warns once on a GPT-2 (LayerNorm): its scores leave out ln1's weight and centring, unlike the folded model's", async () => {
     const name = "tiny-gpt2-random";
-    const inputs = golden<GoldenInputs>(name, "inputs.json");
-    const metric = logitDiff(inputs);
-    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
-    try {
-      const raw = await loadReference(name, engine, false);
-      const clean = raw.runWithCache(inputs.clean).cache;
-      const corrupted = raw.runWithCache(inputs.corrupted).cache;
-      const linear = await getActPatchDirectPath(raw, inputs.corrupted, clean, corrupted, metric, { ...src, component: "q" });
-      await getActPatchDirectPath(raw, inputs.corrupted, clean, corrupted, metric, { ...src, component: "v" });
-      expect(warn).toHaveBeenCalledTimes(1);
-      const message = String(warn.mock.calls[0]![0]);
-      expect(message).toContain("LayerNorm is not folded");
-      expect(message).toContain("leaves out ln1's weight and the centring of delta");
-      expect(message).toContain("Use mode \"exact\"");
-      // What it says: these are not the linear scores of the folded model (PyTorch's, processed) ...
-      const folded = golden<GoldenScores>(name, "direct_path_src0.1_q_linear.json");
-      expect(maxAbsDiff(linear.scores.data, folded.scores)).toBeGreaterThan(0.01);
-      // ... while exact mode gives the reference's numbers on unfolded weights too, and is not warned about.
-      const exact = await getActPatchDirectPath(raw, inputs.corrupted, clean, corrupted, metric, { ...src, component: "q", mode: "exact" });
-      expectGoldenScores(exact.scores.data, golden<GoldenScores>(name, "direct_path_src0.1_q_exact.json"), "unfolded q exact");
-      expect(warn).toHaveBeenCalledTimes(1);
-      raw.dispose();
-    } finally {
-      warn.mockRestore();
-    }
+    const { model, sweep } = await unprocessed(name);
+    const linear = await sweep("q");
+    await sweep("v");
+    expect(warn).toHaveBeenCalledTimes(1);
+    const message = String(warn.mock.calls[0]![0]);
+    expect(message).toContain("LayerNorm is not folded");
+    expect(message).toContain("leaves out ln1's weight and the centring of delta");
+    expect(message).toContain("Use mode \"exact\"");
+    // What it says: these are not the linear scores of the folded model (PyTorch's, processed) ...
+    const folded = golden<GoldenScores>(name, "direct_path_src0.1_q_linear.json");
+    expect(maxAbsDiff(linear.scores.data, folded.scores)).toBeGreaterThan(0.01);
+    // ... while exact mode gives the reference's numbers on unfolded weights too, and is not warned about.
+    const exact = await sweep("q", "exact");
+    expectGoldenScores(exact.scores.data, golden<GoldenScores>(name, "direct_path_src0.1_q_exact.json"), "unfolded q exact");
+    expect(warn).toHaveBeenCalledTimes(1);
+    model.dispose();
   });
 
   it("does not warn on a LLaMA (RMSNorm): its weight is applied, and the scores are the reference's linear ones", async () => {
     const name = "tiny-llama-random";
-    const inputs = golden<GoldenInputs>(name, "inputs.json");
-    const metric = logitDiff(inputs);
-    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
-    try {
-      const raw = await loadReference(name, engine, false);
-      expect(raw.cfg.normalizationType).toBe("RMS");
-      const clean = raw.runWithCache(inputs.clean).cache;
-      const corrupted = raw.runWithCache(inputs.corrupted).cache;
-      for (const component of ["q", "k", "v"] as const) {
-        const got = await getActPatchDirectPath(raw, inputs.corrupted, clean, corrupted, metric, { ...src, component });
-        expectGoldenScores(got.scores.data, golden<GoldenScores>(name, `direct_path_src0.1_${component}_linear.json`), `unfolded ${component} linear`);
-      }
-      expect(warn).not.toHaveBeenCalled();
-      raw.dispose();
-    } finally {
-      warn.mockRestore();
+    const { model, sweep } = await unprocessed(name);
+    expect(model.cfg.normalizationType).toBe("RMS");
+    for (const component of ["q", "k", "v"] as const) {
+      const got = await sweep(component);
+      expectGoldenScores(got.scores.data, golden<GoldenScores>(name, `direct_path_src0.1_${component}_linear.json`), `unfolded ${component} linear`);
     }
+    expect(warn).not.toHaveBeenCalled();
+    model.dispose();
   });
 
   it("is described for every norm type: RMS never, a parameter-free LayerNorm without the weight", () => {
