@@ -1,5 +1,5 @@
-// Running a planned sweep: each pass's stacked forward from the corrupted run, the metric of
-// every copy, progress reports and cancellation between passes.
+// Running a sweep: the naive loop's one forward per patch, or the planned stacked passes from the
+// corrupted run; the metric of every copy, progress reports and cancellation between passes.
 import { Tensor } from "../engine/tensor.js";
 import type { HookFn, HookPoint } from "../model/hook-points.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
