@@ -6,7 +6,7 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../patching/direct-path.js";
 import { logitDiff } from "../patching/metrics.js";
 import { planSweep } from "../patching/plan-sweep.js";
-import type { SweepOptions, SweepPlanSummary } from "../patching/planner.js";
+import type { SweepOptions, SweepPlanSummary } from "../patching/sweep-types.js";
 import type { PatchResult } from "../patching/result.js";
 import { ACT_KIND_NAMES, ACT_KINDS } from "./act-kinds.js";
 import { suggest, type FlagSpec, type ParsedArgs } from "./args.js";

@@ -1,7 +1,7 @@
 // The sweep progress bar on stderr: a terminal gets one line redrawn in place; a log
 // (not a TTY) gets a plain line at the start, at most every few seconds, and at the end.
 
-import type { SweepProgress } from "../patching/planner.js";
+import type { SweepProgress } from "../patching/sweep-types.js";
 import type { CliStream } from "./context.js";
 
 export interface ProgressOptions {

@@ -8,7 +8,7 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { getActPatchDirectPathAllSources } from "../patching/direct-path.js";
 import { logitDiff } from "../patching/metrics.js";
 import { planSweep } from "../patching/plan-sweep.js";
-import type { SweepOptions, SweepPlanSummary } from "../patching/planner.js";
+import type { SweepOptions, SweepPlanSummary } from "../patching/sweep-types.js";
 import { PatchResult } from "../patching/result.js";
 import { Tensor } from "../engine/tensor.js";
 import { splitUnits, unitIndices, type ShardUnit } from "./shards.js";

@@ -400,6 +400,18 @@ export class HookedTransformer {
     this.deviceT = undefined;
   }
 
+  /**
+   * The engine pointers of the weights the forward pass multiplies by, for library code that
+   * runs products on them instead of uploading copies (the patching sweeps). They are the
+   * layouts of `device-weights.ts`: matrices packed by `prepackB`, and a norm that is not folded
+   * (normalizationType `LN` or `RMS`) has its weight and bias folded into the matrices that read
+   * it, so they can differ from {@link weights}. Read only; valid until {@link dispose}.
+   * @internal
+   */
+  devicePointers(): DevicePointers {
+    return this.live();
+  }
+
   private live(): DevicePointers {
     if (this.device === undefined) throw new Error("this model was disposed");
     return this.device;

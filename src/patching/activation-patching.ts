@@ -5,7 +5,9 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import { checkBatch, needCached } from "./cache-access.js";
 import type { Metric } from "./metrics.js";
-import { planSweepPatches, runSweep, summarize, type CorruptedRun, type Patch, type SweepOptions, type SweepPlanSummary } from "./planner.js";
+import { planSweepPatches, summarize } from "./planner.js";
+import { runSweep } from "./sweep-run.js";
+import type { CorruptedRun, Patch, SweepOptions, SweepPlanSummary } from "./sweep-types.js";
 import { PatchResult } from "./result.js";
 import { unravelIndex } from "../engine/tensor-shape.js";
 

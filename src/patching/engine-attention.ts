@@ -1,4 +1,5 @@
 import type { Engine } from "../engine/engine.js";
+import { withEngineBuffers } from "./engine-buffers.js";
 
 /**
  * z [batch, qLen, nHeads, d] = causal attention of q [batch, qLen, nHeads, d] over k, v
@@ -7,17 +8,10 @@ import type { Engine } from "../engine/engine.js";
  */
 export function engineAttention(engine: Engine, q: Float32Array, k: Float32Array, v: Float32Array, batch: number, qLen: number,
   kLen: number, nHeads: number, nKvHeads: number, d: number, scale: number): Float32Array {
-  const pq = engine.upload(q);
-  const pk = engine.upload(k);
-  const pv = engine.upload(v);
-  const pz = engine.alloc(batch * qLen * nHeads * d);
-  try {
-    engine.kernels.attention(pq, pk, pv, pz, 0, batch, qLen, kLen, nHeads, nKvHeads, d, scale, 0, nHeads);
+  return withEngineBuffers(engine, (buffers) => {
+    const pz = buffers.alloc(batch * qLen * nHeads * d);
+    engine.kernels.attention(buffers.upload(q), buffers.upload(k), buffers.upload(v), pz, 0, batch, qLen, kLen, nHeads, nKvHeads, d,
+      scale, 0, nHeads);
     return engine.download(pz, batch * qLen * nHeads * d);
-  } finally {
-    engine.free(pq);
-    engine.free(pk);
-    engine.free(pv);
-    engine.free(pz);
-  }
+  });
 }

@@ -1,5 +1,6 @@
 import type { Engine } from "../engine/engine.js";
 import { rotaryTables } from "../model/rotary-tables.js";
+import { withEngineBuffers } from "./engine-buffers.js";
 
 /**
  * x [batch, count, heads, d] rotated as the forward pass rotates queries and keys, the rows being
@@ -11,16 +12,12 @@ export function engineRotary(engine: Engine, x: Float32Array, batch: number, cou
   const pos = first + count;
   const ids = new Int32Array(batch * pos);
   for (let b = 0; b < batch; b++) for (let p = 0; p < pos; p++) ids[b * pos + p] = p;
-  const px = engine.upload(x);
-  const cos = engine.alloc(batch * count * (d / 2));
-  const sin = engine.alloc(batch * count * (d / 2));
-  try {
+  return withEngineBuffers(engine, (buffers) => {
+    const px = buffers.upload(x);
+    const cos = buffers.alloc(batch * count * (d / 2));
+    const sin = buffers.alloc(batch * count * (d / 2));
     rotaryTables(engine.heap(), ids, batch, pos, first, count, d, base, cos, sin);
     engine.kernels.rotary(px, px, cos, sin, batch * count, heads, d);
     return engine.download(px, x.length);
-  } finally {
-    engine.free(px);
-    engine.free(cos);
-    engine.free(sin);
-  }
+  });
 }

@@ -1,4 +1,4 @@
-import type { SweepPlanSummary } from "./planner.js";
+import type { SweepPlanSummary } from "./sweep-types.js";
 import type { PatchResult } from "./result.js";
 
 /** A sweep function that can also plan itself: `.plan(...)` takes the same arguments and returns the plan. */
