@@ -44,7 +44,7 @@ export {
 } from "./patching/direct-path.js";
 export { logitDiff, logProb, normalize, type Metric } from "./patching/metrics.js";
 export { planSweep, type PlannableSweep } from "./patching/plan-sweep.js";
-export type { Patch, PatchEdit, PlannedPass, SweepOptions, SweepPlan, SweepPlanSummary, SweepProgress } from "./patching/planner.js";
+export type { Patch, PatchEdit, PlannedPass, SweepOptions, SweepPlan, SweepPlanSummary, SweepProgress } from "./patching/sweep-types.js";
 export { PatchResult } from "./patching/result.js";
 
 // circuits

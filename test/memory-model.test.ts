@@ -92,3 +92,47 @@ describe("the gradient run's memory", () => {
     }
   });
 });
+
+describe("a sweep's memory stays under its plan", () => {
+  it("activation patching of patterns, direct path from every source, with budgets that force chunking", async () => {
+    const { getActPatchAttnHeadPatternAllPos, getActPatchResidPre, getActPatchDirectPathAllSources, logitDiff, planSweep, HookedTransformer } =
+      await import("../src/index.js");
+    // With hook_result, the forward holds every head's output too (the old estimate left it out).
+    const withResult = await HookedTransformer.fromPretrained((await import("./reference.js")).referenceDir("tiny-gpt2-random"), { engine, useAttnResult: true });
+    for (const model of [gpt2, llama, withResult]) {
+      const clean = [[1, 2, 3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 13, 14]];
+      const corrupted = [[1, 2, 3, 9, 5, 6, 7], [8, 9, 10, 3, 12, 13, 14]];
+      const metric = logitDiff({ correct: [3, 4], incorrect: [5, 6] });
+      const cc = model.runWithCache(clean).cache;
+      const rc = model.runWithCache(corrupted).cache;
+      const sweeps = [
+        [getActPatchAttnHeadPatternAllPos, (o: object) => getActPatchAttnHeadPatternAllPos(model, corrupted, cc, metric, o),
+          (o: object) => planSweep(getActPatchAttnHeadPatternAllPos, model, corrupted, cc, metric, o)],
+        [getActPatchResidPre, (o: object) => getActPatchResidPre(model, corrupted, cc, metric, o),
+          (o: object) => planSweep(getActPatchResidPre, model, corrupted, cc, metric, o)],
+        [getActPatchDirectPathAllSources, (o: object) => getActPatchDirectPathAllSources(model, corrupted, cc, rc, metric, { component: "k", ...o }),
+          (o: object) => planSweep(getActPatchDirectPathAllSources, model, corrupted, cc, rc, metric, { component: "k", ...o })],
+      ] as const;
+      for (const [fn, run, plan] of sweeps) {
+        const whole = plan({});
+        // The largest budget below the whole plan's peak that still fits one copy: chunked passes.
+        const chunking = [0.75, 0.5, 0.34].map((f) => f * whole.peakMemoryBytes)
+          .find((b) => { try { return plan({ memoryBudgetBytes: b }).passes > whole.passes; } catch { return false; } });
+        // resid_pre by position: each patch starts at its own position, a pass of its own.
+        if (fn !== getActPatchResidPre) expect(chunking, "a budget that splits the passes").toBeDefined();
+        for (const budget of chunking === undefined ? [undefined] : [undefined, chunking]) {
+          const options = budget === undefined ? {} : { memoryBudgetBytes: budget };
+          const planned = plan(options);
+          // From the moment the sweep starts its passes (its baseline runs are not passes).
+          let before = 0;
+          await run({ ...options, onPlan: () => { before = engine.stats().bytesInUse; engine.resetPeak(); } });
+          const measured = engine.stats().peakBytesInUse - before;
+          const label = `${String(fn).slice(0, 0)}sweep ${sweeps.findIndex((s) => s[0] === fn)} on ${model.cfg.originalArchitecture}, budget ${budget}`;
+          expect(measured, label).toBeGreaterThan(0);
+          expect(measured, label).toBeLessThanOrEqual(planned.peakMemoryBytes);
+          if (budget !== undefined) expect(planned.peakMemoryBytes).toBeLessThanOrEqual(budget);
+        }
+      }
+    }
+  });
+});

@@ -5,7 +5,7 @@ import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { getActPatchResidPre } from "../src/patching/activation-patching.js";
 import { getActPatchDirectPath, getActPatchDirectPathAllSources } from "../src/patching/direct-path.js";
 import { logitDiff, logProb, normalize, type Metric } from "../src/patching/metrics.js";
-import { bytesPerRow } from "../src/patching/planner.js";
+import { planSweep } from "../src/patching/plan-sweep.js";
 import { maxAbsDiff, rng } from "./helpers.js";
 import { randomGpt2Files } from "./random-gpt2.js";
 
@@ -38,8 +38,11 @@ describe("planned and naive sweeps agree on random models", () => {
               const opts = { srcLayer: srcLayer!, srcHead: srcHead!, component, mode };
               const planned = await getActPatchDirectPath(model, corrupted, cc, rc, metric, opts);
               const naive = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...opts, strategy: "naive" });
-              // A budget that forces one copy per pass must not change anything either.
-              const oneCopy = 1.5 * 3 * 7 * bytesPerRow(model, 7);
+              // A budget that splits the stacked passes must not change anything either.
+              // 0.6 of the planned peak: its largest pass (several stacked copies) no longer fits in one.
+              const oneCopy = 0.6 * planSweep(getActPatchDirectPath, model, corrupted, cc, rc, metric, opts).peakMemoryBytes;
+              expect(planSweep(getActPatchDirectPath, model, corrupted, cc, rc, metric, { ...opts, memoryBudgetBytes: oneCopy }).passes)
+                .toBeGreaterThan(planSweep(getActPatchDirectPath, model, corrupted, cc, rc, metric, opts).passes);
               const chunked = await getActPatchDirectPath(model, corrupted, cc, rc, metric, { ...opts, memoryBudgetBytes: oneCopy });
               expect(maxAbsDiff(planned.scores.data, naive.scores.data), `${component} ${mode}`).toBeLessThanOrEqual(1e-4);
               expect(maxAbsDiff(planned.scores.data, chunked.scores.data)).toBeLessThanOrEqual(1e-4);

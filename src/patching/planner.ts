@@ -1,6 +1,7 @@
 // Planning a sweep: how its patches are grouped into stacked forward passes, what each pass
 // computes, and the flop and memory model that sizes and prices them. Nothing here runs a pass
 // (sweep-run.ts does).
+import { activationBytes } from "../model/activation-sizes.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { memoize } from "./memo.js";
 import type { Metric } from "./metrics.js";
@@ -8,7 +9,6 @@ import type { CorruptedRun, Patch, PlannedPass, SweepOptions, SweepPlan, SweepPl
 import { metricColumns } from "./unembed-columns.js";
 
 // The sweep types are public through this module (src/index.ts exports them from here).
-export type { Patch, PatchEdit, PlannedPass, SweepOptions, SweepPlan, SweepPlanSummary, SweepProgress } from "./sweep-types.js";
 
 const DEFAULT_BUDGET = 1024 * 1024 * 1024;
 
@@ -82,7 +82,7 @@ function planPasses(model: HookedTransformer, tokens: readonly (readonly number[
   const f = matmulFlops(model);
   for (const group of ordered) {
     const n = P - group.startPos;
-    const perCopy = B * n * bytesPerRow(model, P);
+    const perCopy = passBytesPerCopy(model, B, P, group, passHooks(model, group.patches, group.startLayer));
     if (perCopy > budget) {
       throw new Error(`a patched run needs about ${perCopy} bytes of activations (batch ${B}, ${n} positions), ` +
         `more than memoryBudgetBytes (${budget}); raise the budget or patch a smaller batch`);
@@ -118,6 +118,9 @@ function planPasses(model: HookedTransformer, tokens: readonly (readonly number[
   };
 }
 
+/** A pass of the naive loop: a whole forward from the tokens, every position unembedded. */
+const NAIVE_PASS = { startLayer: 0, startPos: 0, pruneLastLayer: false, afterAttention: false, lastPositionOnly: false } as const;
+
 /** The naive loop: one forward per patch over every block and position, every position unembedded. */
 function naivePlan(model: HookedTransformer, tokens: readonly (readonly number[])[], patches: readonly Patch[]): SweepPlan {
   const B = tokens.length;
@@ -127,9 +130,10 @@ function naivePlan(model: HookedTransformer, tokens: readonly (readonly number[]
   const flops = layerTokens * (qo + kv + mlp) + patches.length * B * P * unembed;
   return {
     strategy: "naive",
-    passes: patches.map((patch) => ({ startLayer: 0, startPos: 0, pruneLastLayer: false, afterAttention: false, lastPositionOnly: false, patches: [patch] })),
+    passes: patches.map((patch) => ({ ...NAIVE_PASS, patches: [patch] })),
     patches: patches.length, layerTokenEvaluations: layerTokens, naiveLayerTokenEvaluations: layerTokens,
-    tokensRecomputed: patches.length * B * P, peakMemoryBytes: patches.length > 0 ? B * P * bytesPerRow(model, P) : 0,
+    tokensRecomputed: patches.length * B * P,
+    peakMemoryBytes: Math.max(0, ...patches.map((patch) => passBytesPerCopy(model, B, P, NAIVE_PASS, passHooks(model, [patch], 0)))),
     flops, naiveFlops: flops, estimatedSpeedup: 1,
   };
 }
@@ -160,10 +164,42 @@ function matmulFlops(model: HookedTransformer): MatmulFlops {
   };
 }
 
-/** Activation bytes one batch row × position needs in a forward pass of a sequence of `pos` (a pass's buffers scale with it). */
-export function bytesPerRow(model: HookedTransformer, pos: number): number {
-  const { dModel: D, nHeads: H, dHead: d, dMlp: M, dVocab: V } = model.cfg;
-  // resid, embed, pos embed, norm, attn out, mlp out, the JS residual copy; q, k, v, z; pre, post;
-  // scores and pattern when hooked; logits of one position per row.
-  return 4 * (7 * D + 4 * H * d + 2 * M + 2 * H * pos + V / pos);
+/** Which hook points a pass's edits (and the model's own hooks) watch, as far as its memory depends on them. */
+export interface PassHooks {
+  /** Attention scores or patterns: they are materialised. */
+  scores?: boolean;
+  /** Split q/k/v inputs: each head's copy of its input is held. */
+  splitInputs?: boolean;
+  /** hook_mlp_in: the MLP's copy of its input is held. */
+  mlpIn?: boolean;
+}
+
+/**
+ * Bytes one stacked copy of a pass holds: the forward's activation arena (`activationSizes`, the
+ * function the forward allocates from), the residual stream it starts from, each copy's change to
+ * it where the pass starts after the attention, and the logits it hands back. An upper bound: K
+ * copies hold at most K times this (the arena is linear in the batch, up to its alignment).
+ */
+export function passBytesPerCopy(model: HookedTransformer, batch: number, pos: number,
+  pass: Omit<PlannedPass, "patches">, hooks: PassHooks): number {
+  const cfg = model.cfg;
+  const n = pos - pass.startPos;
+  const columns = pass.unembedTokens;
+  const arena = activationBytes(cfg, {
+    batch, pos, posStart: pass.startPos, embeds: pass.startLayer === 0 && !pass.afterAttention, scores: hooks.scores ?? false,
+    pruneLastLayer: pass.pruneLastLayer, attentionMask: false,
+    logitRows: columns !== undefined ? 0 : pass.lastPositionOnly ? batch : batch * n,
+    splitInputs: (hooks.splitInputs ?? false) && cfg.useSplitQkvInput === true, mlpIn: (hooks.mlpIn ?? false) && cfg.useHookMlpIn === true,
+  });
+  const residual = pass.startLayer > 0 || pass.afterAttention ? batch * n * cfg.dModel * (pass.afterAttention ? 2 : 1) : 0;
+  // Only the declared columns are unembedded, from ln_final's last-position output; the metric gets [batch, 1, dVocab].
+  const logits = columns !== undefined ? batch * (cfg.dModel + cfg.dVocab) : (pass.lastPositionOnly ? batch : batch * n) * cfg.dVocab;
+  return arena + 4 * (residual + logits);
+}
+
+/** What the patches' edits, and the model's own hooks from `startLayer` on, watch (see {@link PassHooks}). */
+function passHooks(model: HookedTransformer, patches: readonly Patch[], startLayer: number): PassHooks {
+  const watched = (pattern: RegExp) => patches.some((p) => p.edits.some((e) => pattern.test(e.hook))) ||
+    model.hasHooks((name) => pattern.test(name) && Number(/^blocks\.(\d+)\./.exec(name)?.[1] ?? -1) >= startLayer);
+  return { scores: watched(/attn\.hook_(pattern|attn_scores)$/), splitInputs: watched(/hook_[qkv]_input$/), mlpIn: watched(/hook_mlp_in$/) };
 }

@@ -4,7 +4,7 @@ import type { TokenIds } from "../model/tokens.js";
 import * as act from "./activation-patching.js";
 import type { AttributionKindName, AttributionRecord } from "./attribution-patching.js";
 import type { Metric } from "./metrics.js";
-import type { SweepOptions } from "./planner.js";
+import type { SweepOptions } from "./sweep-types.js";
 import type { PatchResult } from "./result.js";
 import { unravelIndex } from "../engine/tensor-shape.js";
 
