@@ -22,13 +22,14 @@ const SUITES = {
   stream: () => import("./stream.js"),
   chunking: () => import("./chunking.js"),
   backward: () => import("./backward.js"),
+  versions: () => import("./versions.js"),
 };
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick") || process.env.BENCH_QUICK === "1";
 const asked = args.filter((a) => !a.startsWith("--"));
-/** Suites that run only when named: they need arguments (builds: --base=DIR). */
-const ON_REQUEST = new Set(["builds"]);
+/** Suites that run only when named: they need arguments (builds, versions: --base=DIR). */
+const ON_REQUEST = new Set(["builds", "versions"]);
 const unknown = asked.filter((name) => !(name in SUITES));
 if (unknown.length > 0) {
   console.error(`unknown suite(s): ${unknown.join(", ")}; available: ${Object.keys(SUITES).join(", ")}`);
