@@ -1,7 +1,7 @@
 // Public entry point of hooklens.
 
 // engine
-export { Engine, type BackendName, type EngineOptions } from "./engine/engine.js";
+export { Engine, type BackendName, type EngineOptions, type ThreadStats } from "./engine/engine.js";
 export { GemmActivation, type Kernels } from "./engine/kernels.js";
 export { Tensor } from "./engine/tensor.js";
 export { supportsRelaxedSimd, supportsSimd, type WasmSource, type WasmVariant } from "./engine/wasm-loader.js";
