@@ -229,11 +229,11 @@ function callHooks(run: Run, site: HookSite | undefined, ptr: number, shape: num
  * two hooks. A hook that changes the scale changes the normalised output, as in TransformerLens.
  */
 function normalize(run: Run, scaleSite: HookSite | undefined, normalizedSite: HookSite | undefined, x: number = run.resid): void {
-  const { kernels: k, buf, cfg } = run;
+  const { kernels, buf, cfg } = run;
   const D = cfg.dModel;
   if (!run.residNormalized) {
-    if (run.rms) k.rmsNorm(x, buf.norm, buf.scale, 0, rows(run), D, cfg.eps);
-    else k.layerNorm(x, buf.norm, buf.scale, 0, 0, rows(run), D, cfg.eps);
+    if (run.rms) kernels.rmsNorm(x, buf.norm, buf.scale, 0, rows(run), D, cfg.eps);
+    else kernels.layerNorm(x, buf.norm, buf.scale, 0, 0, rows(run), D, cfg.eps);
   }
   run.residNormalized = false;
   if (scaleSite !== undefined) {
@@ -253,12 +253,12 @@ function normalize(run: Run, scaleSite: HookSite | undefined, normalizedSite: Ho
  * bits as the two kernels), and the next normalize only fires its hooks.
  */
 function addToResidual(run: Run, delta: number, between: readonly (HookSite | undefined)[], normalizesNext: boolean): void {
-  const { kernels: k, buf, cfg, resid } = run;
+  const { kernels, buf, cfg, resid } = run;
   const n = rows(run) * cfg.dModel;
   run.residNormalized = normalizesNext && between.every((site) => site === undefined);
-  if (!run.residNormalized) k.add(resid, delta, resid, n);
-  else if (run.rms) k.addRmsNorm(resid, delta, resid, buf.norm, buf.scale, 0, rows(run), cfg.dModel, cfg.eps);
-  else k.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(run), cfg.dModel, cfg.eps);
+  if (!run.residNormalized) kernels.add(resid, delta, resid, n);
+  else if (run.rms) kernels.addRmsNorm(resid, delta, resid, buf.norm, buf.scale, 0, rows(run), cfg.dModel, cfg.eps);
+  else kernels.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(run), cfg.dModel, cfg.eps);
 }
 
 /** y [m, nOut] = act(x [m, kIn] (row stride lda) · W + bias), W packed at upload. */
@@ -298,7 +298,7 @@ function buildRotaryTables(run: Run): void {
  * them exist only at each row's last position.
  */
 function attentionBlock(run: Run, l: number, p: BlockPointers): void {
-  const { kernels: k, buf, cfg, batch: B, pos: P } = run;
+  const { kernels, buf, cfg, batch: B, pos: P } = run;
   const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d } = cfg;
   const Hd = H * d;
   const Hkd = Hk * d;
@@ -322,9 +322,9 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   fire(run, l, "v", buf.v, [B, run.n, Hk, d], run.start);
   if (cfg.positionalEmbeddingType === "rotary") {
     // In place: q and k are not read again before attention.
-    k.rotary(buf.q, buf.q, pruneHere ? buf.cosLast : buf.cos, pruneHere ? buf.sinLast : buf.sin, B * qn, H, d);
+    kernels.rotary(buf.q, buf.q, pruneHere ? buf.cosLast : buf.cos, pruneHere ? buf.sinLast : buf.sin, B * qn, H, d);
     fire(run, l, "rotQ", buf.q, [B, qn, H, d], qStart);
-    k.rotary(buf.k, buf.k, buf.cos, buf.sin, rows(run), Hk, d);
+    kernels.rotary(buf.k, buf.k, buf.cos, buf.sin, rows(run), Hk, d);
     fire(run, l, "rotK", buf.k, [B, run.n, Hk, d], run.start);
   }
 
@@ -342,13 +342,13 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   // z [B, qn, H, d] = softmax(q·kᵀ / attnScale, causal and padding masked) · v; scores and
   // pattern [B, H, qn, P] are materialised only when a hook reads them.
   if (hooked(run, l, "attnScores") || hooked(run, l, "pattern")) {
-    k.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
+    kernels.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
     fire(run, l, "attnScores", buf.scores, [B, H, qn, P], qStart);
-    k.softmax(buf.scores, buf.pattern, B * H * qn, P);
+    kernels.softmax(buf.scores, buf.pattern, B * H * qn, P);
     fire(run, l, "pattern", buf.pattern, [B, H, qn, P], qStart);
-    k.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d, 0, H);
+    kernels.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d, 0, H);
   } else {
-    k.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
+    kernels.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
   }
   if (pruneHere) {
     // From here on only the last position of each row is computed.
@@ -363,7 +363,7 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   if (cfg.useAttnResult) {
     // result[:, h, :] = z[:, h, :] @ W_O[h]: one gemm per head, strided into [rows, H, D].
     for (let h = 0; h < H; h++) {
-      k.gemm(buf.z + h * d * 4, Hd, p.woHeads + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, rows(run), D, d, 0, 0);
+      kernels.gemm(buf.z + h * d * 4, Hd, p.woHeads + h * d * D * 4, D, buf.result + h * D * 4, H * D, 0, rows(run), D, d, 0, 0);
     }
     fire(run, l, "result", buf.result, [B, run.n, H, D], run.start);
     sumHeads(run.engine.heap(), buf.result, p.bo, buf.attnOut, rows(run), H, D);
@@ -436,7 +436,7 @@ function splitInputProjections(run: Run, l: number, p: BlockPointers, pruneHere:
  * residual stream, then hook_resid_post.
  */
 function mlpBlock(run: Run, l: number, p: BlockPointers): void {
-  const { kernels: k, buf, cfg, batch: B } = run;
+  const { kernels, buf, cfg, batch: B } = run;
   const { dModel: D, dMlp: M } = cfg;
   const mlpIn = siteAt(run, l, "mlpIn");
   if (mlpIn !== undefined && buf.mlpIn !== 0) {
@@ -454,14 +454,14 @@ function mlpBlock(run: Run, l: number, p: BlockPointers): void {
     fire(run, l, "mlpPre", buf.pre, [B, run.n, M], run.start);
     linear(run, buf.norm, D, p.win, buf.preLinear, 0, rows(run), M, D);
     fire(run, l, "mlpPreLinear", buf.preLinear, [B, run.n, M], run.start);
-    k.swiglu(buf.pre, buf.preLinear, buf.post, rows(run) * M);
-    k.addRow(buf.post, p.bin, buf.post, rows(run), M);
+    kernels.swiglu(buf.pre, buf.preLinear, buf.post, rows(run) * M);
+    kernels.addRow(buf.post, p.bin, buf.post, rows(run), M);
   } else {
     const act = ACTIVATIONS[cfg.actFn];
     if (hooked(run, l, "mlpPre")) {
       linear(run, buf.norm, D, p.win, buf.pre, p.bin, rows(run), M, D);
       fire(run, l, "mlpPre", buf.pre, [B, run.n, M], run.start);
-      k[act.kernel](buf.pre, buf.post, rows(run) * M);
+      kernels[act.kernel](buf.pre, buf.post, rows(run) * M);
     } else {
       // No hook reads hook_pre: bias and activation in the product's own pass (the same bits).
       linear(run, buf.norm, D, p.win, buf.post, p.bin, rows(run), M, D, act.fused);
