@@ -119,3 +119,25 @@ describe("the unembedding's backward", () => {
     }
   });
 });
+
+describe("aborting a backward", () => {
+  it("stops before the next block with an AbortError and leaves the model usable, bit for bit", async () => {
+    const name = "tiny-llama-random";
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine: engines[0]! });
+    const before = model.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: ["hook_embed_grad"] }).cache.get("hook_embed_grad").data;
+    const used = engines[0]!.stats().bytesInUse;
+    const controller = new AbortController();
+    const seen: string[] = [];
+    expect(() => model.runWithHooks(inputs.clean, {
+      metric, signal: controller.signal,
+      bwdHooks: [[(n) => n.endsWith("hook_resid_post"), (_g, hook) => { seen.push(hook.name); controller.abort(); }]],
+    })).toThrow(expect.objectContaining({ name: "AbortError", message: expect.stringMatching(/aborted \(before block 1\)/) }));
+    expect(seen).toEqual([`blocks.${model.cfg.nLayers - 1}.hook_resid_post`]);
+    expect(engines[0]!.stats().bytesInUse).toBe(used);
+    const after = model.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: ["hook_embed_grad"] }).cache.get("hook_embed_grad").data;
+    expect(after).toEqual(before);
+    model.dispose();
+  });
+});

@@ -35,6 +35,8 @@ export interface BackwardPlan {
   gradLogits: Tensor;
   /** Hook name → backward hook functions, in registration order. */
   hooks: ReadonlyMap<string, readonly HookFn[]>;
+  /** Checked before each block's backward: an aborted signal stops the pass with an AbortError. */
+  signal?: AbortSignal;
   /**
    * ln_final's output gradient at each row's last position [batch, dModel], when the metric reads
    * only a few logits there: computed from W_U's columns, and gradLogits is then not multiplied.
@@ -82,6 +84,7 @@ export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: Dev
 
     unembedBackward(run, wT);
     for (let l = cfg.nLayers - 1; l >= 0; l--) {
+      throwIfAborted(plan.signal, l);
       fire(run, blockHookName(l, "residPost"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
       mlpBlockBackward(run, l, wT);
       fire(run, blockHookName(l, "residMid"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
@@ -99,6 +102,13 @@ export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: Dev
   } finally {
     engine.free(base);
   }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined, layer: number): void {
+  if (!signal?.aborted) return;
+  const e = new Error(`the backward was aborted (before block ${layer})`, { cause: signal.reason });
+  e.name = "AbortError";
+  throw e;
 }
 
 // ---- hooks and stored activations ----

@@ -61,6 +61,7 @@ export function forwardBackward(model: GradientModel, options: {
   fwdHooks: readonly (readonly [string, HookFn])[];
   bwdHooks: ReadonlyMap<string, readonly HookFn[]>;
   metric: DifferentiableMetric;
+  signal?: AbortSignal;
 }): ForwardBackwardResult {
   const { metric } = options;
   assertDifferentiable(metric);
@@ -80,7 +81,7 @@ export function forwardBackward(model: GradientModel, options: {
   const gradNormLast = sparseUnembedGrad(model, metric, grad);
   runBackward(model.engine, model.cfg, model.device(), model.transposed(gradNormLast === undefined), {
     batch: options.batch, pos: options.pos, attentionMask: options.attentionMask, stored, gradLogits: grad, hooks: options.bwdHooks,
-    gradNormLast,
+    gradNormLast, signal: options.signal,
   });
   return { logits, metric: value };
 }

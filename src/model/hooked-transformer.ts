@@ -116,6 +116,11 @@ export interface BackwardOptions {
    * its first backward) would exceed this many bytes. Default: no limit.
    */
   memoryBudgetBytes?: number;
+  /**
+   * Stops the backward with an AbortError before its next block once aborted (e.g. from a hook, or
+   * by a caller running several gradient runs); the model stays usable.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RunWithHooksOptions extends ForwardOptions, BackwardOptions {}
@@ -502,7 +507,7 @@ export class HookedTransformer {
         return this.deviceT;
       },
       unembedColumns: (tokens) => unembedColumns(this.cfg, this.weights, tokens),
-    }, { batch: batch.batch, pos: batch.pos, attentionMask: mask, fwdHooks: [], bwdHooks: bwd, metric: opts.metric! });
+    }, { batch: batch.batch, pos: batch.pos, attentionMask: mask, fwdHooks: [], bwdHooks: bwd, metric: opts.metric!, signal: opts.signal });
   }
 
   private layerOption(name: string, value: number | undefined, fallback: number): number {
