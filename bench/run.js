@@ -23,6 +23,7 @@ const SUITES = {
   chunking: () => import("./chunking.js"),
   backward: () => import("./backward.js"),
   versions: () => import("./versions.js"),
+  circuits: () => import("./circuits.js"),
 };
 
 const args = process.argv.slice(2);

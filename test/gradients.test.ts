@@ -141,3 +141,20 @@ describe("aborting a backward", () => {
     model.dispose();
   });
 });
+
+describe("gradients of a model with split q/k/v inputs", () => {
+  it("refuse a forward hook that changes a head's copy; caching the copies changes nothing", async () => {
+    const name = "tiny-gpt2-random";
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine: engines[0]!, useSplitQkvInput: true });
+    const plain = model.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: ["hook_embed_grad", "blocks.1.hook_k_input_grad"] }).cache;
+    const cached = model.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: ["hook_embed_grad", "blocks.1.hook_k_input", "blocks.1.hook_k_input_grad"] }).cache;
+    expect(cached.get("blocks.1.hook_k_input").shape).toEqual([2, 8, 4, 64]);
+    expect(cached.get("hook_embed_grad").data).toEqual(plain.get("hook_embed_grad").data);
+    expect(cached.get("blocks.1.hook_k_input_grad").data).toEqual(plain.get("blocks.1.hook_k_input_grad").data);
+    expect(() => model.runWithHooks(inputs.clean, { metric, fwdHooks: [["blocks.1.hook_q_input", (a) => { a.data[0]! += 1; }]] }))
+      .toThrow(/blocks.1.hook_q_input: gradients through a changed split input are not supported yet/);
+    model.dispose();
+  });
+});

@@ -103,14 +103,13 @@ async function edgeAttribution(model: HookedTransformer, corruptedTokens: TokenI
 
 /** Each writer's clean − corrupted output [batch·pos·dModel]: embeddings, z_h · W_O[h] per head, mlp_out. */
 export function writerDeltas(model: HookedTransformer, graph: EdgeGraph, clean: ActivationCache, corrupted: ActivationCache, rows: number): Float32Array[] {
-  const { dModel: D, nHeads: H, dHead: d } = model.cfg;
   const diff = (name: string) => {
     const a = need(clean, name);
     const b = need(corrupted, name);
-    if (a.size !== rows * (a.size / rows) || a.size !== b.size) throw new Error(`${name}: clean [${a.shape}] and corrupted [${b.shape}] differ`);
+    if (a.size !== b.size) throw new Error(`${name}: clean [${a.shape}] and corrupted [${b.shape}] differ`);
     return a.data.map((x, i) => x - b.data[i]!);
   };
-  const zDelta = new Map<number, Float32Array>();
+  const headWrites = new Map<number, Float32Array[]>();
   return graph.writerNodes.map((w) => {
     if (w.kind === "input") {
       const out = diff("hook_embed");
@@ -118,21 +117,32 @@ export function writerDeltas(model: HookedTransformer, graph: EdgeGraph, clean: 
       return out;
     }
     if (w.kind === "mlp") return diff(`blocks.${w.layer}.hook_mlp_out`);
-    let dz = zDelta.get(w.layer);
-    if (dz === undefined) zDelta.set(w.layer, dz = diff(`blocks.${w.layer}.attn.hook_z`));
-    // (z_clean - z_corrupted)[:, :, h] @ W_O[h]: W_O is [H, d, D].
-    const wO = model.weights.get(`blocks.${w.layer}.attn.W_O`)!.data;
-    const out = new Float32Array(rows * D);
-    for (let r = 0; r < rows; r++) {
-      for (let e = 0; e < d; e++) {
-        const z = dz[(r * H + w.head) * d + e]!;
-        if (z === 0) continue;
-        const row = (w.head * d + e) * D;
-        for (let i = 0; i < D; i++) out[r * D + i]! += z * wO[row + i]!;
-      }
+    let writes = headWrites.get(w.layer);
+    if (writes === undefined) {
+      writes = headOutputs(model, diff(`blocks.${w.layer}.attn.hook_z`), w.layer, rows);
+      headWrites.set(w.layer, writes);
     }
-    return out;
+    return writes[w.head]!;
   });
+}
+
+/** Each head's write dz[:, :, h] @ W_O[h] [rows, D] for one layer's dz [rows, H, d], on the engine's gemm. */
+function headOutputs(model: HookedTransformer, dz: Float32Array, layer: number, rows: number): Float32Array[] {
+  const { engine } = model;
+  const { dModel: D, nHeads: H, dHead: d } = model.cfg;
+  const pz = engine.upload(dz);
+  const pw = engine.upload(model.weights.get(`blocks.${layer}.attn.W_O`)!.data); // [H * d, D]
+  const out = engine.alloc(rows * D);
+  try {
+    return Array.from({ length: H }, (_, h) => {
+      engine.kernels.gemm(pz + h * d * 4, H * d, pw + h * d * D * 4, D, out, D, 0, rows, D, d, 0, 0);
+      return engine.download(out, rows * D);
+    });
+  } finally {
+    engine.free(pz);
+    engine.free(pw);
+    engine.free(out);
+  }
 }
 
 /** The hook gradients reader inputs are: split q/k/v inputs, hook_mlp_in, and the final residual stream. */

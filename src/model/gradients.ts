@@ -62,13 +62,15 @@ export function forwardBackward(model: GradientModel, options: {
   bwdHooks: ReadonlyMap<string, readonly HookFn[]>;
   metric: DifferentiableMetric;
   signal?: AbortSignal;
+  /** The split-input hook points some forward hook watches (only those need checking). */
+  watchedSplitInputs?: ReadonlySet<string>;
 }): ForwardBackwardResult {
   const { metric } = options;
   assertDifferentiable(metric);
   const stored = new Map<string, Tensor>();
   const keep: [string, HookFn][] = storedHookNames(model.cfg).map((name) => [name, (act: Tensor) => { stored.set(name, act.clone()); }]);
   const lastOnly = metric.positions === "last";
-  const logits = model.forward([...options.fwdHooks, ...keep, ...splitInputGuards(model.cfg)], lastOnly);
+  const logits = model.forward([...options.fwdHooks, ...keep, ...splitInputGuards(model.cfg, options.watchedSplitInputs ?? new Set())], lastOnly);
   const value = metric(logits);
   if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`the metric returned ${value}; gradients need a finite number`);
   const grad = metric.grad!(logits);
@@ -88,15 +90,19 @@ export function forwardBackward(model: GradientModel, options: {
 
 /**
  * The backward of split q/k/v inputs reads the shared ln1's statistics, so it needs every head's
- * copy to be resid_pre as the forward left it: these forward hooks (run after the user's) check it.
+ * copy to be resid_pre as the forward left it: where a forward hook watches a copy, these forward
+ * hooks (run after the user's) check it. Unwatched copies cannot change (and the forward then
+ * runs its fused path).
  */
-function splitInputGuards(cfg: Readonly<HookedTransformerConfig>): [string, HookFn][] {
+function splitInputGuards(cfg: Readonly<HookedTransformerConfig>, watched: ReadonlySet<string>): [string, HookFn][] {
   if (!cfg.useSplitQkvInput) return [];
   const guards: [string, HookFn][] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
+    const keys = (["qInput", "kInput", "vInput"] as const).filter((key) => watched.has(blockHookName(l, key)));
+    if (keys.length === 0) continue;
     let resid: Float32Array | undefined;
     guards.push([blockHookName(l, "residPre"), (act) => { resid = act.data.slice(); }]);
-    for (const key of ["qInput", "kInput", "vInput"] as const) {
+    for (const key of keys) {
       guards.push([blockHookName(l, key), (act) => {
         const D = cfg.dModel;
         for (let i = 0; i < act.size; i++) {

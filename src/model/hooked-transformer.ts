@@ -495,6 +495,8 @@ export class HookedTransformer {
     }
     const bwd = this.collectHooks(this.persistentBwd, [...(opts.bwdHooks ?? []), ...extraBwd]);
     const fwdUser = opts.fwdHooks ?? [];
+    const fwdWatched = new Set(this.collectHooks(this.persistent, fwdUser).keys());
+    const watchedSplitInputs = new Set([...fwdWatched].filter((name) => /\.hook_[qkv]_input$/.test(name)));
     return forwardBackward({
       cfg: this.cfg, engine: this.engine,
       forward: (hooks, lastPositionOnly) => this.forward(tokens, {
@@ -507,7 +509,8 @@ export class HookedTransformer {
         return this.deviceT;
       },
       unembedColumns: (tokens) => unembedColumns(this.cfg, this.weights, tokens),
-    }, { batch: batch.batch, pos: batch.pos, attentionMask: mask, fwdHooks: [], bwdHooks: bwd, metric: opts.metric!, signal: opts.signal });
+    }, { batch: batch.batch, pos: batch.pos, attentionMask: mask, fwdHooks: [], bwdHooks: bwd, metric: opts.metric!, signal: opts.signal,
+      watchedSplitInputs });
   }
 
   private layerOption(name: string, value: number | undefined, fallback: number): number {
