@@ -7,7 +7,7 @@
 import { expNeg, gaussHalf, negAbs, onePlusErfHalf } from "./exp-erf";
 import { madd } from "./simd";
 import { lanes } from "./scratch";
-import { rowDot } from "./backward-sums";
+import { DOT, rowReduce } from "./row-sums";
 
 
 
@@ -139,7 +139,7 @@ export function softmaxGrad(pattern: usize, gPattern: usize, gScores: usize, row
     const p = pattern + off;
     const g = gPattern + off;
     const out = gScores + off;
-    const dot = <f32>rowDot(p, g, n);
+    const dot = <f32>rowReduce(p, g, n, DOT, 0);
     const dv = f32x4.splat(dot);
     let i: usize = 0;
     for (; i + 16 <= rowBytes; i += 16) v128.store(out + i, f32x4.mul(v128.load(p + i), f32x4.sub(v128.load(g + i), dv)));

@@ -2,7 +2,7 @@
 // is not detached, so its gradient is its own step).
 //   gNorm, norm (the output before the weight, hook_normalized), gx: [rows, d]; scale, gScale: [rows]
 import { madd } from "./simd";
-import { rowDot, rowSum } from "./backward-sums";
+import { DOT, rowReduce, SUM } from "./row-sums";
 
 /** gScale: [rows] = -(gNorm · norm) / scale per row (normalized = x̂ / scale). */
 export function normScaleGrad(gNorm: usize, norm: usize, scale: usize, gScale: usize, rows: i32, d: i32): void {
@@ -10,7 +10,7 @@ export function normScaleGrad(gNorm: usize, norm: usize, scale: usize, gScale: u
   for (let r = 0; r < rows; r++) {
     const off = <usize>r * rowBytes;
     const s = <f64>load<f32>(scale + (<usize>r << 2));
-    store<f32>(gScale + (<usize>r << 2), <f32>(-rowDot(gNorm + off, norm + off, d) / s));
+    store<f32>(gScale + (<usize>r << 2), <f32>(-rowReduce(gNorm + off, norm + off, d, DOT, 0) / s));
   }
 }
 
@@ -29,7 +29,7 @@ export function normInputGrad(gNorm: usize, norm: usize, scale: usize, gScale: u
     const out = gx + off;
     const a = <f64>1 / <f64>load<f32>(scale + (<usize>r << 2));
     const b = <f64>load<f32>(gScale + (<usize>r << 2)) / <f64>d;
-    const mean: f32 = centred != 0 ? <f32>((a * rowSum(gn, d) + b * rowSum(nr, d)) / <f64>d) : 0;
+    const mean: f32 = centred != 0 ? <f32>((a * rowReduce(gn, 0, d, SUM, 0) + b * rowReduce(nr, 0, d, SUM, 0)) / <f64>d) : 0;
     const af = <f32>a;
     const bf = <f32>b;
     const av = f32x4.splat(af);

@@ -1,52 +1,8 @@
 // LayerNorm / RMSNorm over the last dim, writing TransformerLens's hook_scale per row.
 // The statistics are two-pass (mean, then mean of squared deviations) so a large
 // common offset in a row does not cancel away the variance.
-import { madd, hsum } from "./simd";
-
-// Partial sums go into an f64 every SUM_BLOCK bytes, bounding f32 rounding on wide rows.
-const SUM_BLOCK: usize = 1024;
-
-// x: [n] -> sum(x), or sum((x - c)²) when `squares` (a constant at every call, so each inlined
-// copy keeps one of the two loops). Four accumulators so the adds do not wait on each other.
-// @ts-ignore: decorator
-@inline function rowSum(x: usize, n: i32, squares: bool, c: f32): f64 {
-  const end = <usize>n << 2;
-  const cv = f32x4.splat(c);
-  let total: f64 = 0;
-  let i: usize = 0;
-  while (i + 64 <= end) {
-    const blockEnd = min(end & ~63, i + SUM_BLOCK);
-    let a0 = f32x4.splat(0);
-    let a1 = f32x4.splat(0);
-    let a2 = f32x4.splat(0);
-    let a3 = f32x4.splat(0);
-    for (; i < blockEnd; i += 64) {
-      if (squares) {
-        const d0 = f32x4.sub(v128.load(x + i), cv);
-        const d1 = f32x4.sub(v128.load(x + i, 16), cv);
-        const d2 = f32x4.sub(v128.load(x + i, 32), cv);
-        const d3 = f32x4.sub(v128.load(x + i, 48), cv);
-        a0 = madd(d0, d0, a0);
-        a1 = madd(d1, d1, a1);
-        a2 = madd(d2, d2, a2);
-        a3 = madd(d3, d3, a3);
-      } else {
-        a0 = f32x4.add(a0, v128.load(x + i));
-        a1 = f32x4.add(a1, v128.load(x + i, 16));
-        a2 = f32x4.add(a2, v128.load(x + i, 32));
-        a3 = f32x4.add(a3, v128.load(x + i, 48));
-      }
-    }
-    total += <f64>hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-  }
-  let tail: f32 = 0;
-  for (; i < end; i += 4) {
-    const v = load<f32>(x + i);
-    if (squares) tail += (v - c) * (v - c);
-    else tail += v;
-  }
-  return total + <f64>tail;
-}
+import { rowReduce, SQUARED_DEVIATION, SUM } from "./row-sums";
+import { madd } from "./simd";
 
 // x: [d] -> out: [d] = (x - mean) * inv * w + b, with w = 1 / b = 0 where absent.
 // Four loops rather than per-element checks, since this is the whole cost of a layernorm.
@@ -80,8 +36,8 @@ function normalizeRow(x: usize, out: usize, w: usize, b: usize, d: i32, mean: f3
 // x: [d] (one row) -> out: [d], scale[row] (skipped when scale is 0)
 // @ts-ignore: decorator
 @inline function layerNormRow(x: usize, out: usize, scalePtr: usize, w: usize, b: usize, d: i32, eps: f32): void {
-  const mean = <f32>(rowSum(x, d, false, 0) / <f64>d);
-  const variance = rowSum(x, d, true, mean) / <f64>d;
+  const mean = <f32>(rowReduce(x, 0, d, SUM, 0) / <f64>d);
+  const variance = rowReduce(x, 0, d, SQUARED_DEVIATION, mean) / <f64>d;
   const s = Math.sqrt(variance + <f64>eps);
   if (scalePtr != 0) store<f32>(scalePtr, <f32>s);
   normalizeRow(x, out, w, b, d, mean, <f32>(1 / s));
@@ -102,7 +58,7 @@ export function layerNorm(x: usize, out: usize, scale: usize, w: usize, b: usize
 // x: [d] (one row) -> out: [d] = x / sqrt(mean(x²) + eps) * w, scale[row] (skipped when scale is 0)
 // @ts-ignore: decorator
 @inline function rmsNormRow(x: usize, out: usize, scalePtr: usize, w: usize, d: i32, eps: f32): void {
-  const s = Math.sqrt(rowSum(x, d, true, 0) / <f64>d + <f64>eps);
+  const s = Math.sqrt(rowReduce(x, 0, d, SQUARED_DEVIATION, 0) / <f64>d + <f64>eps);
   if (scalePtr != 0) store<f32>(scalePtr, <f32>s);
   normalizeRow(x, out, w, 0, d, 0, <f32>(1 / s));
 }
