@@ -6,73 +6,8 @@
 // groups and never write the same kv row. A kv row's gradient sums over the queries of every head
 // of its group: it is gathered column by column (one key at a time, accumulators in registers)
 // rather than scattered query by query, so each output row is written once. SIMD runs over dHead.
-import { madd, hsum } from "./simd";
-
-// [a0, a1, a2, a3] -> [sum(a0), sum(a1), sum(a2), sum(a3)] (as attention.ts's sum4)
-// @ts-ignore: decorator
-@inline function sum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
-  const s01 = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7));
-  const s23 = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
-  return f32x4.add(v128.shuffle<f32>(s01, s23, 0, 1, 4, 5), v128.shuffle<f32>(s01, s23, 2, 3, 6, 7));
-}
-
-// x: [dHead], rows r + j*rStride (bytes), j < n -> out: [n] = x · r_j; four rows per x load
-function dotRows(x: usize, r: usize, rStride: usize, n: i32, dHead: i32, out: usize): void {
-  const dEnd = <usize>dHead << 2;
-  const vEnd = dEnd & ~15;
-  let j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const r0 = r + <usize>j * rStride;
-    const r1 = r0 + rStride;
-    const r2 = r1 + rStride;
-    const r3 = r2 + rStride;
-    let a0 = f32x4.splat(0);
-    let a1 = f32x4.splat(0);
-    let a2 = f32x4.splat(0);
-    let a3 = f32x4.splat(0);
-    let c: usize = 0;
-    for (; c + 32 <= vEnd; c += 32) {
-      const xa = v128.load(x + c);
-      const xb = v128.load(x + c, 16);
-      a0 = madd(xb, v128.load(r0 + c, 16), madd(xa, v128.load(r0 + c), a0));
-      a1 = madd(xb, v128.load(r1 + c, 16), madd(xa, v128.load(r1 + c), a1));
-      a2 = madd(xb, v128.load(r2 + c, 16), madd(xa, v128.load(r2 + c), a2));
-      a3 = madd(xb, v128.load(r3 + c, 16), madd(xa, v128.load(r3 + c), a3));
-    }
-    for (; c < vEnd; c += 16) {
-      const xv = v128.load(x + c);
-      a0 = madd(xv, v128.load(r0 + c), a0);
-      a1 = madd(xv, v128.load(r1 + c), a1);
-      a2 = madd(xv, v128.load(r2 + c), a2);
-      a3 = madd(xv, v128.load(r3 + c), a3);
-    }
-    let dots = sum4(a0, a1, a2, a3);
-    if (c < dEnd) {
-      let s0: f32 = 0;
-      let s1: f32 = 0;
-      let s2: f32 = 0;
-      let s3: f32 = 0;
-      for (; c < dEnd; c += 4) {
-        const xs = load<f32>(x + c);
-        s0 += xs * load<f32>(r0 + c);
-        s1 += xs * load<f32>(r1 + c);
-        s2 += xs * load<f32>(r2 + c);
-        s3 += xs * load<f32>(r3 + c);
-      }
-      dots = f32x4.add(dots, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(s0), 1, s1), 2, s2), 3, s3));
-    }
-    v128.store(out + (<usize>j << 2), dots);
-  }
-  for (; j < n; j++) {
-    const rj = r + <usize>j * rStride;
-    let a = f32x4.splat(0);
-    let c: usize = 0;
-    for (; c < vEnd; c += 16) a = madd(v128.load(x + c), v128.load(rj + c), a);
-    let s = hsum(a);
-    for (; c < dEnd; c += 4) s += load<f32>(x + c) * load<f32>(rj + c);
-    store<f32>(out + (<usize>j << 2), s);
-  }
-}
+import { scoreKeys } from "./dots";
+import { madd, scaleRow } from "./simd";
 
 // out: [dHead] += Σ_{j < n} w[j] · r_j, rows r + j*rStride (bytes), skipping j where mask[j] == 0
 // (mask 0: none). A masked weight is dropped, not multiplied by 0, so a NaN there passes nothing.
@@ -200,14 +135,6 @@ function accumulateColumn(w: usize, wStride: usize, x: usize, xStride: usize, n:
   }
 }
 
-// x: [n] *= s
-function scaleRow(x: usize, n: i32, s: f32): void {
-  const end = <usize>n << 2;
-  const sv = f32x4.splat(s);
-  let i: usize = 0;
-  for (; i + 16 <= end; i += 16) v128.store(x + i, f32x4.mul(v128.load(x + i), sv));
-  for (; i < end; i += 4) store<f32>(x + i, load<f32>(x + i) * s);
-}
 
 /**
  * gPattern[b, h, i, j] = gz[b, i, h] · v[b, j, kv(h)] for every key j (z is linear in all of them,
@@ -229,7 +156,7 @@ export function patternAndValueGrad(gz: usize, v: usize, pattern: usize, gPatter
       const vh = vb + <usize>(h / group) * headBytes;
       const gph = gPattern + (<usize>b * <usize>nHeads + <usize>h) * <usize>pos * rowBytes;
       for (let i = 0; i < pos; i++) {
-        dotRows(gzb + <usize>i * qStride + <usize>h * headBytes, vh, kvStride, pos, dHead, gph + <usize>i * rowBytes);
+        scoreKeys(gzb + <usize>i * qStride + <usize>h * headBytes, vh, kvStride, pos, dHead, 1, gph + <usize>i * rowBytes);
       }
     }
     for (let kv = h0 / group; kv < h1 / group; kv++) {
