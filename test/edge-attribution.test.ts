@@ -65,15 +65,29 @@ describe("edge graph: bad input", () => {
     expect(() => graph.edgesFromJSON([["input"]])).toThrow(/edges\[0\]: expected \[writer, reader\] names/);
   });
 
-  it("refuses a model without split inputs and steps < 1", async () => {
-    const name = "tiny-gpt2-random";
+  it.each(["tiny-gpt2-random", "tiny-llama-random"])("%s without the split-input options has them on demand: the same EAP and exact scores; steps < 1 refused", async (name) => {
     const inputs = golden<GoldenInputs>(name, "inputs.json");
     const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
     const plain = await HookedTransformer.fromPretrained(referenceDir(name), { engine });
+    expect(plain.hookNames()).not.toContain("blocks.0.hook_q_input");
+    expect(plain.hookNames({ onDemand: true })).toContain("blocks.0.hook_q_input");
+    const split = await HookedTransformer.fromPretrained(referenceDir(name), { engine, useSplitQkvInput: true, useHookMlpIn: true });
+    const scores = async (model: HookedTransformer) => {
+      const clean = model.runWithCache(inputs.clean).cache;
+      const corrupted = model.runWithCache(inputs.corrupted).cache;
+      const eap = await getEdgeAttrEap(model, inputs.corrupted, clean, corrupted, metric);
+      const exact = await getEdgePatchExact(model, inputs.corrupted, clean, corrupted, metric, { edges: [["a0.h1", "a1.h0<k>"], ["input", "m1"]] });
+      return [eap.scores.data, exact.scores.data];
+    };
+    const [eapPlain, exactPlain] = await scores(plain);
+    const [eapSplit, exactSplit] = await scores(split);
+    expect(eapPlain).toEqual(eapSplit);
+    expect(exactPlain).toEqual(exactSplit);
+    expectGoldenScores(eapPlain!, golden<GoldenScores>(name, "edge_eap.json"), `${name} EAP on demand`);
     const c = plain.runWithCache(inputs.clean).cache;
-    await expect(getEdgeAttrEap(plain, inputs.corrupted, c, c, metric)).rejects.toThrow(/useSplitQkvInput: true, useHookMlpIn: true/);
     await expect(getEdgeAttrEapIg(plain, inputs.corrupted, c, c, metric, { steps: 0 })).rejects.toThrow(/steps must be an integer ≥ 1, got 0/);
     plain.dispose();
+    split.dispose();
   });
 });
 

@@ -6,6 +6,7 @@ import { Tensor } from "../src/engine/tensor.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { logitDiff } from "../src/patching/metrics.js";
 import { golden, referenceDir, type GoldenInputs, type GoldenTensor } from "./reference.js";
+import { maxAbsDiff } from "./helpers.js";
 
 interface GoldenGrads { metric: number; tensors: Record<string, GoldenTensor> }
 
@@ -156,5 +157,44 @@ describe("gradients of a model with split q/k/v inputs", () => {
     expect(() => model.runWithHooks(inputs.clean, { metric, fwdHooks: [["blocks.1.hook_q_input", (a) => { a.data[0]! += 1; }]] }))
       .toThrow(/blocks.1.hook_q_input: gradients through a changed split input are not supported yet/);
     model.dispose();
+  });
+});
+
+describe("split q/k/v inputs and hook_mlp_in on demand", () => {
+  it("a model without the options has them when named exactly: the same activations and gradients as one with them", async () => {
+    const name = "tiny-llama-random";
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+    const plain = await HookedTransformer.fromPretrained(referenceDir(name), { engine: engines[0]! });
+    const split = await HookedTransformer.fromPretrained(referenceDir(name), { engine: engines[0]!, useSplitQkvInput: true, useHookMlpIn: true });
+    expect(plain.hookNames()).not.toContain("blocks.1.hook_v_input");
+    expect(split.hookNames()).toContain("blocks.1.hook_v_input");
+    expect(plain.hookNames({ onDemand: true })).toEqual(split.hookNames());
+    // Predicates select among the listed names only: caching "everything in block 1" stays cheap.
+    const listed = plain.runWithCache(inputs.clean, { namesFilter: (n) => n.startsWith("blocks.1.") }).cache;
+    expect(listed.keys().some((n) => /_input$|mlp_in$/.test(n))).toBe(false);
+    const names = ["blocks.1.hook_q_input", "blocks.1.hook_v_input", "blocks.0.hook_mlp_in",
+      "blocks.1.hook_q_input_grad", "blocks.1.hook_v_input_grad", "blocks.0.hook_mlp_in_grad", "hook_embed_grad"];
+    const a = plain.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: names });
+    const b = split.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: names });
+    expect(a.metric).toBe(b.metric);
+    for (const n of names) expect(a.cache.get(n).data, n).toEqual(b.cache.get(n).data);
+    expect(a.cache.get("blocks.1.hook_v_input").shape).toEqual([2, 8, plain.cfg.nKeyValueHeads, plain.cfg.dModel]);
+    // Every head's copy of q's input is resid_pre, and the heads' gradients sum to what flows through the fused path.
+    const resid = plain.runWithCache(inputs.clean, { namesFilter: ["blocks.1.hook_resid_pre"] }).cache.get("blocks.1.hook_resid_pre");
+    const q = a.cache.get("blocks.1.hook_q_input");
+    const D = plain.cfg.dModel, H = plain.cfg.nHeads;
+    for (let i = 0; i < q.size; i++) expect(q.data[i]).toBe(resid.data[Math.floor(i / (H * D)) * D + (i % D)]);
+    const fused = plain.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: ["hook_embed_grad"] }).cache.get("hook_embed_grad");
+    expect(maxAbsDiff(a.cache.get("hook_embed_grad").data, fused.data), "hook_embed_grad, split vs fused backward").toBeLessThan(1e-5);
+    // A hook added by exact name works the same way.
+    let seen: number[] | undefined;
+    plain.addHook("blocks.0.hook_k_input", (act) => { seen = act.shape; });
+    plain.forward(inputs.clean);
+    expect(seen).toEqual([2, 8, plain.cfg.nKeyValueHeads, plain.cfg.dModel]);
+    plain.resetHooks();
+    expect(() => plain.runWithCache(inputs.clean, { namesFilter: ["blocks.1.hook_q_inptu"] })).toThrow(/closest valid names: blocks.1.hook_q_input/);
+    plain.dispose();
+    split.dispose();
   });
 });

@@ -20,8 +20,8 @@ export interface CircuitEvaluation {
  * writer, that writer's output in this same run where the edge is in the circuit and its corrupted
  * output where it is not; the input writer's output in this run is the clean one, and every norm
  * is recomputed. So the clean input reaches the metric only through the circuit's edges:
- * all edges give M(clean), none gives M(corrupted). Needs a model loaded with
- * `{ useSplitQkvInput: true, useHookMlpIn: true }`.
+ * all edges give M(clean), none gives M(corrupted). Each reader's own input is an on-demand hook
+ * point (`hook_q_input`, ..., `hook_mlp_in`), so any model can run it.
  *
  * @example
  * ```ts
@@ -32,9 +32,6 @@ export interface CircuitEvaluation {
 export function evaluateCircuit(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
   corruptedCache: ActivationCache, metric: Metric, edges: Iterable<EdgeRef>): CircuitEvaluation {
   const cfg = model.cfg;
-  if (!cfg.useSplitQkvInput || !cfg.useHookMlpIn) {
-    throw new Error("a circuit run gives each reader its own input: load the model with { useSplitQkvInput: true, useHookMlpIn: true }");
-  }
   const graph = new EdgeGraph(cfg);
   const inCircuit = graph.edgeSet(edges);
   const batch = toTokenBatch(corruptedTokens, cfg.dVocab, cfg.nCtx);

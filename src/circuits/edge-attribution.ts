@@ -27,12 +27,12 @@ export interface EdgeAttrOptions {
  * Edge attribution patching (ATTRIBUTION.md, section 4): every edge u → v scored by
  * `M(corrupted) + Σ (a_u(clean) - a_u(corrupted)) · dM/dx_v`, with x_v reader v's own copy of its
  * input, from one forward and one backward pass of the corrupted run. `[n_writers, n_readers]`
- * scores; pairs that are not edges are 0 and flagged in `noPath`. Needs a model loaded with
- * `{ useSplitQkvInput: true, useHookMlpIn: true }` (each reader's own input is a hook point).
+ * scores; pairs that are not edges are 0 and flagged in `noPath`. Each reader's own input is an
+ * on-demand hook point (`hook_q_input`, ..., `hook_mlp_in`), so any model can run it.
  *
  * @example
  * ```ts
- * const model = await HookedTransformer.fromPretrained(dir, { useSplitQkvInput: true, useHookMlpIn: true });
+ * const model = await HookedTransformer.fromPretrained(dir);
  * const clean = model.runWithCache(cleanTokens).cache;
  * const corrupted = model.runWithCache(corruptedTokens).cache;
  * const eap = await getEdgeAttrEap(model, corruptedTokens, clean, corrupted, logitDiff(answers));
@@ -59,9 +59,6 @@ export async function getEdgeAttrEapIg(model: HookedTransformer, corruptedTokens
 async function edgeAttribution(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
   corruptedCache: ActivationCache, metric: Metric, steps: number, options: EdgeAttrOptions): Promise<PatchResult<EdgeScoreRecord>> {
   const cfg = model.cfg;
-  if (!cfg.useSplitQkvInput || !cfg.useHookMlpIn) {
-    throw new Error("edge attribution reads each reader's own input: load the model with { useSplitQkvInput: true, useHookMlpIn: true }");
-  }
   const batch = toTokenBatch(corruptedTokens, cfg.dVocab, cfg.nCtx);
   const tokens = Array.from({ length: batch.batch }, (_, b) => Array.from(batch.ids.subarray(b * batch.pos, (b + 1) * batch.pos)));
   const graph = new EdgeGraph(cfg);

@@ -35,7 +35,7 @@ export interface EdgePatchRecord {
  * run), non-edges 0 and flagged in `noPath`. Runs on the sweep planner: patches start at the
  * reader's layer from the corrupted residual stream, stacked along the batch axis; `strategy:
  * "naive"` is one whole forward per edge. Direct path patching is the head → q/k/v block of this
- * matrix. Needs a model loaded with `{ useSplitQkvInput: true, useHookMlpIn: true }`.
+ * matrix. Each reader's own input is an on-demand hook point, so any model can run it.
  *
  * @example
  * ```ts
@@ -46,9 +46,6 @@ export interface EdgePatchRecord {
 export async function getEdgePatchExact(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
   corruptedCache: ActivationCache, metric: Metric, options: EdgePatchOptions = {}): Promise<PatchResult<EdgePatchRecord>> {
   const cfg = model.cfg;
-  if (!cfg.useSplitQkvInput || !cfg.useHookMlpIn) {
-    throw new Error("edge patching shifts one reader's own input: load the model with { useSplitQkvInput: true, useHookMlpIn: true }");
-  }
   const mode = options.mode ?? "exact";
   if (mode !== "exact" && mode !== "linear") throw new Error(`mode must be "exact" or "linear", got ${JSON.stringify(mode)}`);
   const graph = new EdgeGraph(cfg);

@@ -19,10 +19,10 @@ import { readPromptsFile } from "./prompts.js";
 
 const OUT_FLAG = { name: "out", kind: "string", value: "FILE", help: "where to write the JSON (- for stdout)" } as const;
 
-/** The model with each reader's own input as a hook point, the prompts, the metric and both caches. */
+/** The model, the prompts, the metric and both caches. */
 async function setUp(ctx: Context, args: Parameters<Command["run"]>[1]) {
   const model = await loadModel(ctx, args.required("model"), {
-    processWeights: true, backend: backendOf(args), threads: threadsOf(args), splitInputs: true,
+    processWeights: true, backend: backendOf(args), threads: threadsOf(args),
   });
   const prompts = readPromptsFile(ctx, args.required("prompts"), model, "patch");
   const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });

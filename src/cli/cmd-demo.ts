@@ -50,7 +50,7 @@ export const demoCommand: Command = {
 
     let model: Awaited<ReturnType<typeof loadDemoModel>>;
     try {
-      model = await loadDemoModel({ engine: await Engine.create({ backend: backendOf(args) }), splitInputs: true });
+      model = await loadDemoModel({ engine: await Engine.create({ backend: backendOf(args) }) });
     } catch (e) {
       throw new InputError(`cannot build the demo model: ${oneLine(e)}`, { cause: e });
     }

@@ -13,8 +13,6 @@ export interface LoadModelOptions {
   backend: BackendName;
   /** Kernel threads (default 1). */
   threads?: number;
-  /** Each reader's own input as a hook point (split q/k/v inputs and hook_mlp_in), for edge-level work. */
-  splitInputs?: boolean;
 }
 
 /** A folder path (relative to the context's cwd) or an http(s) URL of a Hugging Face GPT-2 checkpoint. */
@@ -38,8 +36,7 @@ export async function loadModel(ctx: Context, model: string, options: LoadModelO
   }
   let loaded: HookedTransformer;
   try {
-    const split = options.splitInputs ?? false;
-    loaded = await HookedTransformer.fromPretrained(source, { processWeights: options.processWeights, engine, useSplitQkvInput: split, useHookMlpIn: split });
+    loaded = await HookedTransformer.fromPretrained(source, { processWeights: options.processWeights, engine });
   } catch (e) {
     throw new InputError(`cannot load the model in ${model}: ${oneLine(e)}`, { cause: e });
   }

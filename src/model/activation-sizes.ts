@@ -85,6 +85,10 @@ export interface BackwardShape {
   logitRows: number;
   /** An attention mask is given (ragged rows). */
   attentionMask: boolean;
+  /** A backward hook watches some block's split q/k/v inputs (their per-head gradients are formed). */
+  splitInputs?: boolean;
+  /** A backward hook watches some block's hook_mlp_in. */
+  mlpIn?: boolean;
 }
 
 /**
@@ -123,9 +127,9 @@ export function backwardSizes(cfg: HookedTransformerConfig, shape: BackwardShape
     cos: rotary ? rows * (d / 2) : 0,
     sinNeg: rotary ? rows * (d / 2) : 0,
     /** One norm input's gradient at a time (hook_mlp_in, or one head's split input). */
-    gIn: cfg.useHookMlpIn || cfg.useSplitQkvInput ? rows * D : 0,
+    gIn: shape.mlpIn || shape.splitInputs ? rows * D : 0,
     /** Every head's split-input gradient of one of q, k, v: [rows, H or Hk, D]. */
-    gSplit: cfg.useSplitQkvInput ? rows * H * D : 0,
+    gSplit: shape.splitInputs ? rows * H * D : 0,
     mask: shape.attentionMask ? B * P : 0,
   };
 }
@@ -163,7 +167,8 @@ export function activationBytes(cfg: HookedTransformerConfig, shape: ForwardShap
  * backward, beside its arena (the forward's arena is freed first). The packed transposed weights
  * are allocated once per model, at its first backward.
  */
-export function gradientMemory(cfg: HookedTransformerConfig, shape: { batch: number; pos: number; lastPositionOnly: boolean }) {
+export function gradientMemory(cfg: HookedTransformerConfig,
+  shape: { batch: number; pos: number; lastPositionOnly: boolean; /** Split q/k/v inputs and hook_mlp_in are hooked. */ readerInputs?: boolean }) {
   const { nLayers: L, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
   const { batch: B, pos: P } = shape;
   const rows = B * P;
@@ -172,9 +177,11 @@ export function gradientMemory(cfg: HookedTransformerConfig, shape: { batch: num
   const logitRows = shape.lastPositionOnly ? B : rows;
   const forwardArena = activationBytes(cfg, {
     batch: B, pos: P, posStart: 0, embeds: true, scores: true, pruneLastLayer: false, attentionMask: true, logitRows,
-    splitInputs: cfg.useSplitQkvInput === true,
+    splitInputs: shape.readerInputs ?? false, mlpIn: shape.readerInputs ?? false,
   });
-  const backwardArena = 4 * arenaLayout(backwardSizes(cfg, { batch: B, pos: P, logitRows, attentionMask: true })).floats;
+  const backwardArena = 4 * arenaLayout(backwardSizes(cfg, {
+    batch: B, pos: P, logitRows, attentionMask: true, splitInputs: shape.readerInputs ?? false, mlpIn: shape.readerInputs ?? false,
+  })).floats;
   const packed = (k: number, n: number) => 4 * k * Math.ceil(n / 8) * 8;
   const transposedWeights = L * (packed(H * d, D) + 2 * packed(Hk * d, D) + packed(D, H * d) + packed(M, D) * (cfg.gatedMlp ? 2 : 1) +
     packed(D, M));

@@ -68,6 +68,8 @@ export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: Dev
   const shape = {
     batch: plan.batch, pos: plan.pos, logitRows: plan.gradNormLast !== undefined ? 0 : plan.gradLogits.shape[0]! * plan.gradLogits.shape[1]!,
     attentionMask: plan.attentionMask !== undefined,
+    splitInputs: anyLayerHooked(cfg, plan, ["qInput", "kInput", "vInput"]),
+    mlpIn: anyLayerHooked(cfg, plan, ["mlpIn"]),
   };
   const sizes = backwardSizes(cfg, shape);
   const layout = arenaLayout(sizes);
@@ -102,6 +104,12 @@ export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: Dev
   } finally {
     engine.free(base);
   }
+}
+
+/** Whether a backward hook watches one of these hook points in some block. */
+function anyLayerHooked(cfg: HookedTransformerConfig, plan: BackwardPlan, keys: readonly BlockHook[]): boolean {
+  for (let l = 0; l < cfg.nLayers; l++) if (keys.some((key) => plan.hooks.has(blockHookName(l, key)))) return true;
+  return false;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined, layer: number): void {
@@ -235,7 +243,7 @@ function mlpBlockBackward(run: Run, l: number, wT: TransposedPointers): void {
   fireBlock(run, l, "ln2Normalized", buf.gNorm, [B, P, D]);
   load(run, blockHookName(l, "ln2Normalized"), buf.sNorm);
   load(run, blockHookName(l, "ln2Scale"), buf.sScale);
-  if (cfg.useHookMlpIn) {
+  if (run.plan.hooks.has(blockHookName(l, "mlpIn"))) {
     // ln2 read hook_mlp_in, a copy of resid_mid: its gradient, once its hooks ran, joins the residual stream's.
     heap().fill(0, buf.gIn >>> 2, (buf.gIn >>> 2) + rows * D);
     normBackward(run, blockHookName(l, "ln2Scale"), l, buf.gIn);
@@ -301,7 +309,7 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
   linearBackward(run, buf.gv, Hkd, t.wvT, buf.gNorm, rows, D, Hkd, true);
   load(run, blockHookName(l, "ln1Normalized"), buf.sNorm);
   load(run, blockHookName(l, "ln1Scale"), buf.sScale);
-  if (cfg.useSplitQkvInput) {
+  if ((["qInput", "kInput", "vInput"] as const).some((key) => run.plan.hooks.has(blockHookName(l, key)))) {
     splitInputsBackward(run, l, w);
     return;
   }

@@ -44,9 +44,11 @@ export interface HookedTransformerConfig {
    * When true, each head reads its own copy of the residual stream: `blocks.l.hook_q_input`
    * [batch, pos, nHeads, dModel] and `hook_k_input` / `hook_v_input` [batch, pos, nKeyValueHeads, dModel]
    * (TransformerLens `use_split_qkv_input`). A hook on a copy changes only that head's input.
+   * Without it the hook points still exist on demand (named exactly); with it `hookNames()` lists
+   * them and predicates select them.
    */
   useSplitQkvInput?: boolean;
-  /** When true, the MLP reads `blocks.l.hook_mlp_in` [batch, pos, dModel], a copy of resid_mid (TransformerLens `use_hook_mlp_in`). */
+  /** When true, `hookNames()` lists `blocks.l.hook_mlp_in` [batch, pos, dModel], the MLP's copy of resid_mid (TransformerLens `use_hook_mlp_in`; on demand without it). */
   useHookMlpIn?: boolean;
   /** Attention scores are divided by this (sqrt(dHead) for GPT-2). */
   attnScale: number;

@@ -10,7 +10,7 @@ import { kvName, type Weights } from "./weights.js";
  */
 export interface BlockPointers {
   wq: number; wk: number; wv: number; // packed [D, H*d] and [D, Hk*d]: x @ w gives q in [rows, H, d] order
-  /** The same unpacked, for one head's columns at a time (split q/k/v inputs), else 0. */
+  /** The same unpacked, for one head's columns at a time (split q/k/v inputs); 0 until a pass first needs them. */
   wqRaw: number; wkRaw: number; wvRaw: number;
   bq: number; bk: number; bv: number; // [H*d], [Hk*d]
   wo: number;                         // packed [H*d, D]
@@ -117,13 +117,12 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
   const host = hostMatrices(cfg, weights);
   const up = (data: Float32Array) => engine.upload(data);
   const packed = (m: HostMatrix) => uploadPacked(engine, m, false);
-  const split = cfg.useSplitQkvInput === true;
   const blocks: BlockPointers[] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
     const { q, k, v, o, in: mlpIn, gate, out } = host.block(l);
     blocks.push({
       wq: packed(q), wk: packed(k), wv: packed(v), bq: up(q.bias), bk: up(k.bias), bv: up(v.bias),
-      wqRaw: split ? up(q.W) : 0, wkRaw: split ? up(k.W) : 0, wvRaw: split ? up(v.W) : 0,
+      wqRaw: 0, wkRaw: 0, wvRaw: 0,
       wo: packed(o), woHeads: cfg.useAttnResult ? up(o.W) : 0, bo: up(o.bias),
       wgate: gate ? packed(gate) : 0,
       win: packed(mlpIn), bin: up(cfg.gatedMlp ? host.get(`blocks.${l}.mlp.b_in`) : mlpIn.bias),
@@ -138,6 +137,23 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
     wU: packed(unembed),
     bU: up(unembed.bias),
   };
+}
+
+/**
+ * Uploads W_Q, W_K and W_V unpacked (the split q/k/v inputs' per-head products read them), once:
+ * the first pass that hooks a split input pays for it, 4 · D · (H + 2·Hk) · d_head bytes a block,
+ * and the model keeps them until dispose.
+ */
+export function uploadRawProjections(engine: Engine, cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>, device: DevicePointers): void {
+  if (device.blocks.every((b) => b.wqRaw !== 0)) return;
+  const host = hostMatrices(cfg, weights);
+  device.blocks.forEach((b, l) => {
+    if (b.wqRaw !== 0) return;
+    const { q, k, v } = host.block(l);
+    b.wqRaw = engine.upload(q.W);
+    b.wkRaw = engine.upload(k.W);
+    b.wvRaw = engine.upload(v.W);
+  });
 }
 
 /** One block's transposed matrices, packed: the backward's products g_in = g_out · Wᵀ. */

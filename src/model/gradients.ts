@@ -95,7 +95,6 @@ export function forwardBackward(model: GradientModel, options: {
  * runs its fused path).
  */
 function splitInputGuards(cfg: Readonly<HookedTransformerConfig>, watched: ReadonlySet<string>): [string, HookFn][] {
-  if (!cfg.useSplitQkvInput) return [];
   const guards: [string, HookFn][] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
     const keys = (["qInput", "kInput", "vInput"] as const).filter((key) => watched.has(blockHookName(l, key)));

@@ -91,8 +91,15 @@ export function blockHookName(layer: number, hook: BlockHook): string {
   return `blocks.${layer}.${BLOCK_HOOKS[hook].name}`;
 }
 
-/** Every hook point of a model, in the order the forward pass reaches them. */
-export function hookNames(cfg: HookedTransformerConfig): string[] {
+/**
+ * Every hook point of a model, in the order the forward pass reaches them. With `onDemand`, also
+ * the ones a model without `useSplitQkvInput` / `useHookMlpIn` has on demand: each head's own
+ * q/k/v input and `hook_mlp_in`. They cost memory and time whenever they exist, so they are not
+ * listed by default; a hook, a backward hook or a cache filter that names one exactly switches
+ * that layer's pass to the split path, and the fused path runs wherever nobody does.
+ */
+export function hookNames(cfg: HookedTransformerConfig, options: { onDemand?: boolean } = {}): string[] {
+  if (options.onDemand) cfg = { ...cfg, useSplitQkvInput: true, useHookMlpIn: true };
   const has = (spec: HookSpec) => spec.when === undefined || spec.when(cfg);
   const names: string[] = Object.values(EMBED_HOOKS).filter(has).map((spec) => spec.name);
   const inBlock = (Object.keys(BLOCK_HOOKS) as BlockHook[]).filter((key) => has(BLOCK_HOOKS[key]));

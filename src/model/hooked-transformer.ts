@@ -8,7 +8,7 @@ import type { HookedTransformerConfig } from "./config.js";
 import { familyOf } from "./families/index.js";
 import { processWeights, type ProcessOptions } from "./process-weights.js";
 import {
-  freeTransposedWeights, freeWeights, unembedColumns, uploadTransposedUnembed, uploadTransposedWeights, uploadWeights, type DevicePointers,
+  freeTransposedWeights, freeWeights, unembedColumns, uploadRawProjections, uploadTransposedUnembed, uploadTransposedWeights, uploadWeights, type DevicePointers,
   type TransposedPointers,
 } from "./device-weights.js";
 import { gradientMemory } from "./activation-sizes.js";
@@ -84,12 +84,13 @@ export interface FromPretrainedOptions extends EngineOptions, ProcessOptions {
   /** Compute `attn.hook_result` (per-head outputs, [batch, pos, nHeads, dModel]); costs memory. */
   useAttnResult?: boolean;
   /**
-   * Give each head its own copy of its input: hook points `blocks.l.hook_q_input`, `hook_k_input`,
-   * `hook_v_input` (TransformerLens `use_split_qkv_input`). Keeps W_Q, W_K and W_V unpacked too
-   * (their memory again); the fused path runs while no hook watches the copies.
+   * List each head's own copy of its input among the hook points: `blocks.l.hook_q_input`,
+   * `hook_k_input`, `hook_v_input` (TransformerLens `use_split_qkv_input`). Without it they exist on
+   * demand, when named exactly (see {@link HookedTransformer.hookNames}); the fused path runs in
+   * every layer no hook watches.
    */
   useSplitQkvInput?: boolean;
-  /** Add the hook point `blocks.l.hook_mlp_in`, the MLP's own copy of resid_mid (TransformerLens `use_hook_mlp_in`). */
+  /** List the hook point `blocks.l.hook_mlp_in`, the MLP's own copy of resid_mid (TransformerLens `use_hook_mlp_in`; on demand without it). */
   useHookMlpIn?: boolean;
   /** Load the folder's tokenizer when it has one (default true); false works on token ids only. */
   tokenizer?: boolean;
@@ -170,7 +171,10 @@ export class HookedTransformer {
   private device: DevicePointers | undefined;
   /** The weights' transposes for the backward's products, packed at the first backward. */
   private deviceT: TransposedPointers | undefined;
+  /** The listed hook names ({@link hookNames}). */
   private readonly names: readonly string[];
+  /** The listed names and the on-demand ones (split q/k/v inputs, hook_mlp_in), in forward order. */
+  private readonly allNames: readonly string[];
   private readonly persistent: [string, HookFn][] = [];
   private readonly persistentBwd: [string, HookFn][] = [];
 
@@ -182,6 +186,7 @@ export class HookedTransformer {
     this.engine = engine;
     this.tokenizer = tokenizer;
     this.names = Object.freeze(hookNames(cfg));
+    this.allNames = Object.freeze(hookNames(cfg, { onDemand: true }));
     this.device = uploadWeights(engine, cfg, weights);
   }
 
@@ -221,9 +226,22 @@ export class HookedTransformer {
     return HookedTransformer.create(cfg, weights, { ...options, tokenizer });
   }
 
-  /** Every hook name of this model, in forward order. */
-  hookNames(): string[] {
-    return [...this.names];
+  /**
+   * Every hook name of this model, in forward order. With `{ onDemand: true }` also the hook points
+   * it has when named exactly: each head's q/k/v input (`blocks.l.hook_q_input`, `hook_k_input`,
+   * `hook_v_input`) and `blocks.l.hook_mlp_in`, listed by default only for a model created with
+   * `useSplitQkvInput` / `useHookMlpIn` (TransformerLens's `use_split_qkv_input`, `use_hook_mlp_in`).
+   * A hook, backward hook or cache filter naming one runs that layer's split path for the call; a
+   * predicate selects among the listed names only.
+   * @example
+   * ```ts
+   * model.hookNames().includes("blocks.0.hook_q_input");                   // false (without the option)
+   * model.hookNames({ onDemand: true }).includes("blocks.0.hook_q_input"); // true
+   * const { cache } = model.runWithCache(tokens, { namesFilter: ["blocks.0.hook_q_input"] }); // [batch, pos, H, d_model]
+   * ```
+   */
+  hookNames(options: { onDemand?: boolean } = {}): string[] {
+    return [...(options.onDemand ? this.allNames : this.names)];
   }
 
   /**
@@ -253,8 +271,9 @@ export class HookedTransformer {
    * ```
    */
   hasHooks(filter: HookFilter = () => true): boolean {
-    const names = new Set(this.resolve(filter));
-    return this.persistent.some(([name]) => names.has(name));
+    if (typeof filter === "string") assertHookName(filter, this.allNames);
+    const selects = typeof filter === "string" ? (name: string) => name === filter : filter;
+    return this.persistent.some(([name]) => selects(name));
   }
 
   /** Removes every hook added with {@link addHook}, forward and backward. */
@@ -293,6 +312,7 @@ export class HookedTransformer {
     const wantLoss = returnType === "loss" || returnType === "both";
     if (wantLoss && options.lastPositionOnly) throw new Error("forward: a loss needs every position's logits; drop lastPositionOnly");
     const mask = options.attentionMask === undefined ? undefined : toMask(options.attentionMask, batch.batch, batch.pos);
+    this.uploadRawProjectionsFor(hooks.keys());
     const out = runForward(this.engine, this.cfg, this.live(), {
       batch: batch.batch, pos: batch.pos, tokens: batch.ids, residual,
       attentionMask: mask,
@@ -343,7 +363,7 @@ export class HookedTransformer {
       .map((name) => [name, (act: Tensor) => { store.set(name + suffix, act.clone()); }]);
     const fwdCaching = caching("");
     // Forward order, whatever order the filter listed them in; each gradient after its activation.
-    const ordered = () => this.names.flatMap((n) => [n, `${n}_grad`]).filter((n) => store.has(n)).map((n) => [n, store.get(n)!] as [string, Tensor]);
+    const ordered = () => this.allNames.flatMap((n) => [n, `${n}_grad`]).filter((n) => store.has(n)).map((n) => [n, store.get(n)!] as [string, Tensor]);
     if (options.inclBwd) {
       const { logits, metric } = this.withGradients(tokens, { ...options, fwdHooks: [...(options.fwdHooks ?? []), ...fwdCaching] }, caching("_grad"));
       return { logits, cache: new ActivationCache(ordered(), this), metric };
@@ -422,9 +442,10 @@ export class HookedTransformer {
     return this.device;
   }
 
+  /** A name (listed or on demand) or a predicate over the listed names. */
   private resolve(filter: HookFilter): string[] {
     if (typeof filter === "string") {
-      assertHookName(filter, this.names);
+      assertHookName(filter, this.allNames);
       return [filter];
     }
     if (typeof filter !== "function") throw new Error(`hook filter must be a hook name or a predicate, got ${typeof filter}`);
@@ -449,11 +470,13 @@ export class HookedTransformer {
 
   /** The cached names a filter selects: hook names, and with gradients also `<hook name>_grad` names. */
   private selectNames(filter: RunWithCacheOptions["namesFilter"], grads: boolean): string[] {
-    const all = grads ? this.names.flatMap((n) => [n, `${n}_grad`]) : [...this.names];
+    const withGrads = (names: readonly string[]) => grads ? names.flatMap((n) => [n, `${n}_grad`]) : [...names];
+    const all = withGrads(this.names);
     if (filter === undefined) return all;
     if (typeof filter === "function") return all.filter((n) => filter(n));
     const list = typeof filter === "string" ? [filter] : filter;
-    for (const n of list) assertHookName(n, all);
+    const valid = withGrads(this.allNames);
+    for (const n of list) assertHookName(n, valid);
     return [...list];
   }
 
@@ -478,9 +501,14 @@ export class HookedTransformer {
     const { tokens, options: opts } = this.tokensOf(input, options);
     const batch = toTokenBatch(tokens, this.cfg.dVocab, this.cfg.nCtx);
     const mask = opts.attentionMask === undefined ? undefined : toMask(opts.attentionMask, batch.batch, batch.pos);
+    const bwd = this.collectHooks(this.persistentBwd, [...(opts.bwdHooks ?? []), ...extraBwd]);
+    this.uploadRawProjectionsFor(bwd.keys());
+    const fwdUser = opts.fwdHooks ?? [];
+    const fwdWatched = new Set(this.collectHooks(this.persistent, fwdUser).keys());
     if (opts.memoryBudgetBytes !== undefined) {
       if (!(opts.memoryBudgetBytes > 0)) throw new Error(`memoryBudgetBytes must be positive, got ${opts.memoryBudgetBytes}`);
-      const need = gradientMemory(this.cfg, { batch: batch.batch, pos: batch.pos, lastPositionOnly: opts.metric!.positions === "last" });
+      const readerInputs = [...bwd.keys(), ...fwdWatched].some((name) => /\.hook_([qkv]_input|mlp_in)$/.test(name));
+      const need = gradientMemory(this.cfg, { batch: batch.batch, pos: batch.pos, lastPositionOnly: opts.metric!.positions === "last", readerInputs });
       const metric = opts.metric as DifferentiableMetric & { tokens?: readonly number[] };
       const dense = !(metric.positions === "last" && metric.tokens !== undefined);
       const weightsToPack = (this.deviceT === undefined ? need.transposedWeights : 0) +
@@ -493,9 +521,6 @@ export class HookedTransformer {
           `(${opts.memoryBudgetBytes}); raise the budget or take gradients of fewer prompts at once`);
       }
     }
-    const bwd = this.collectHooks(this.persistentBwd, [...(opts.bwdHooks ?? []), ...extraBwd]);
-    const fwdUser = opts.fwdHooks ?? [];
-    const fwdWatched = new Set(this.collectHooks(this.persistent, fwdUser).keys());
     const watchedSplitInputs = new Set([...fwdWatched].filter((name) => /\.hook_[qkv]_input$/.test(name)));
     return forwardBackward({
       cfg: this.cfg, engine: this.engine,
@@ -511,6 +536,13 @@ export class HookedTransformer {
       unembedColumns: (tokens) => unembedColumns(this.cfg, this.weights, tokens),
     }, { batch: batch.batch, pos: batch.pos, attentionMask: mask, fwdHooks: [], bwdHooks: bwd, metric: opts.metric!, signal: opts.signal,
       watchedSplitInputs });
+  }
+
+  /** The split q/k/v inputs' unpacked W_Q/W_K/W_V, uploaded at the first pass that hooks one. */
+  private uploadRawProjectionsFor(hooked: Iterable<string>): void {
+    for (const name of hooked) {
+      if (/\.hook_[qkv]_input$/.test(name)) return uploadRawProjections(this.engine, this.cfg, this.weights, this.live());
+    }
   }
 
   private layerOption(name: string, value: number | undefined, fallback: number): number {

@@ -189,7 +189,7 @@ export function passBytesPerCopy(model: HookedTransformer, batch: number, pos: n
     batch, pos, posStart: pass.startPos, embeds: pass.startLayer === 0 && !pass.afterAttention, scores: hooks.scores ?? false,
     pruneLastLayer: pass.pruneLastLayer, attentionMask: false,
     logitRows: columns !== undefined ? 0 : pass.lastPositionOnly ? batch : batch * n,
-    splitInputs: (hooks.splitInputs ?? false) && cfg.useSplitQkvInput === true, mlpIn: (hooks.mlpIn ?? false) && cfg.useHookMlpIn === true,
+    splitInputs: hooks.splitInputs ?? false, mlpIn: hooks.mlpIn ?? false,
   });
   const residual = pass.startLayer > 0 || pass.afterAttention ? batch * n * cfg.dModel * (pass.afterAttention ? 2 : 1) : 0;
   // Only the declared columns are unembedded, from ln_final's last-position output; the metric gets [batch, 1, dVocab].
