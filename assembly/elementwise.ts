@@ -18,3 +18,27 @@ export function addRow(x: usize, row: usize, out: usize, rows: i32, n: i32): voi
   }
 }
 
+
+/** x: [n] -> the index of the first NaN or ±Infinity, or -1 when every element is finite. */
+export function firstNonFinite(x: usize, n: i32): i32 {
+  const end = <usize>n << 2;
+  let i: usize = 0;
+  // x - x is 0 for a finite x and NaN otherwise; NaN != NaN marks the lane.
+  for (; i + 64 <= end; i += 64) {
+    const a = v128.load(x + i);
+    const b = v128.load(x + i + 16);
+    const c = v128.load(x + i + 32);
+    const d = v128.load(x + i + 48);
+    const da = f32x4.sub(a, a);
+    const db = f32x4.sub(b, b);
+    const dc = f32x4.sub(c, c);
+    const dd = f32x4.sub(d, d);
+    const bad = v128.or(v128.or(f32x4.ne(da, da), f32x4.ne(db, db)), v128.or(f32x4.ne(dc, dc), f32x4.ne(dd, dd)));
+    if (v128.any_true(bad)) break;
+  }
+  for (; i < end; i += 4) {
+    const v = load<f32>(x + i);
+    if (v - v != 0) return <i32>(i >> 2);
+  }
+  return -1;
+}

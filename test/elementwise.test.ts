@@ -33,6 +33,31 @@ describe("elementwise twins by hand", () => {
 for (const engine of engines.filter((e) => e.backend === "wasm")) {
   const js = Engine.createJs();
   describe(`elementwise ${engine.variant} vs twin`, () => {
+    it.each(SIZES)("firstNonFinite finds the same first NaN or ±Infinity as the twin for n = %i", (n) => {
+      const x = randn(n, n + 7);
+      const find = (e: Engine, data: Float32Array) => {
+        const p = e.upload(data);
+        const i = e.kernels.firstNonFinite(p, n);
+        e.free(p);
+        return i;
+      };
+      expect(find(engine, x)).toBe(-1);
+      expect(find(js, x)).toBe(-1);
+      // Every position (the unrolled blocks, the tail), each kind, with a later one that must not win.
+      for (const at of new Set([0, Math.floor(n / 3), n - 17, n - 1].filter((i) => i >= 0))) {
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          const y = x.slice();
+          y[at] = bad;
+          if (at + 5 < n) y[at + 5] = NaN;
+          expect(find(engine, y), `${bad} at ${at}`).toBe(at);
+          expect(find(js, y)).toBe(at);
+        }
+      }
+      const big = x.slice();
+      big[n - 1] = 3.4e38; // finite, near the largest f32
+      expect(find(engine, big)).toBe(-1);
+    });
+
     it.each(SIZES)("add agrees exactly for n = %i", (n) => {
       const a = randn(n, n);
       const b = randn(n, n + 1, 3);

@@ -95,6 +95,8 @@ export interface Kernels {
   add(a: number, b: number, out: number, n: number): void;
   /** out[r, :] = x[r, :] + row[:] for x: [rows, n], row: [n]. */
   addRow(x: number, row: number, out: number, rows: number, n: number): void;
+  /** The index of x's first NaN or ±Infinity among n elements, or -1 when all are finite. */
+  firstNonFinite(x: number, n: number): number;
 
   // ---- backward: norms (assembly/backward-norm.ts) ----
   // The gradient of a forward step's input from its output's gradient and what the forward kept.
@@ -147,7 +149,7 @@ export const KERNEL_NAMES = [
   "layerNorm", "rmsNorm", "addLayerNorm", "addRmsNorm",
   "attnScores", "attnApplyPattern", "attention",
   "geluNew", "geluExact", "silu", "swiglu", "softmax", "rotary",
-  "add", "addRow",
+  "add", "addRow", "firstNonFinite",
   "normScaleGrad", "normInputGrad", "geluNewGrad", "geluExactGrad", "siluGrad", "swigluGrad", "softmaxGrad",
   "patternAndValueGrad", "queryKeyGrad",
 ] as const satisfies readonly (keyof Kernels)[];

@@ -163,8 +163,8 @@ export function activationBytes(cfg: HookedTransformerConfig, shape: ForwardShap
  * The memory of a forward + backward pass (activation gradients), in bytes. The backward keeps
  * from the forward, per block, what its steps read: both norms' outputs and scales, the (rotated)
  * queries and keys, the values, the attention pattern and the MLP's pre-activations (the gated
- * MLP's both), plus ln_final's; it recomputes nothing. These `stored` copies live through the
- * backward, beside its arena (the forward's arena is freed first). The packed transposed weights
+ * MLP's both), plus ln_final's; it recomputes nothing. These `stored` copies, in the engine's
+ * memory, live through the backward, beside its arena (the forward's arena is freed first). The packed transposed weights
  * are allocated once per model, at its first backward.
  */
 export function gradientMemory(cfg: HookedTransformerConfig,

@@ -1,6 +1,7 @@
 import type { Engine } from "../engine/engine.js";
 import { GemmActivation, type Kernels } from "../engine/kernels.js";
 import { Tensor } from "../engine/tensor.js";
+import { unravelIndex } from "../engine/tensor-shape.js";
 import { arenaLayout, backwardSizes, type BackwardBuffer } from "./activation-sizes.js";
 import type { HookedTransformerConfig } from "./config.js";
 import type { DevicePointers, TransposedPointers } from "./device-weights.js";
@@ -29,8 +30,8 @@ export interface BackwardPlan {
   pos: number;
   /** [batch * pos], 1 = real token, 0 = padding; absent = all real. */
   attentionMask?: Float32Array;
-  /** The forward's activations named by {@link storedHookNames}. */
-  stored: ReadonlyMap<string, Tensor>;
+  /** The forward's activations named by {@link storedHookNames}: their copies in the engine's memory. */
+  stored: ReadonlyMap<string, StoredActivation>;
   /** dMetric/dlogits [batch, pos, dVocab], or [batch, 1, dVocab] for a metric reading only each row's last position. */
   gradLogits: Tensor;
   /** Hook name → backward hook functions, in registration order. */
@@ -141,30 +142,28 @@ function fire(run: Run, name: string, layer: number | undefined, ptr: number, sh
 
 /** Throws at the first hook point (in backward order) whose gradient holds NaN or ±Infinity, naming the entry. */
 function assertFinite(run: Run, name: string, ptr: number, shape: number[], size: number): void {
-  const heap = run.engine.heap();
-  const from = ptr >>> 2;
-  for (let i = 0; i < size; i++) {
-    const x = heap[from + i]!;
-    if (x - x === 0) continue; // finite
-    const index: number[] = [];
-    for (let rest = i, d = shape.length - 1; d >= 0; d--) {
-      index.unshift(rest % shape[d]!);
-      rest = Math.floor(rest / shape[d]!);
-    }
-    throw new Error(`backward: the gradient at ${name} is ${x} at [${index.join(", ")}], the first hook point (going backward) ` +
-      "where a non-finite gradient appears");
-  }
+  const i = run.kernels.firstNonFinite(ptr, size);
+  if (i < 0) return;
+  const x = run.engine.heap()[(ptr >>> 2) + i]!;
+  throw new Error(`backward: the gradient at ${name} is ${x} at [${unravelIndex(i, shape).join(", ")}], the first hook point (going backward) ` +
+    "where a non-finite gradient appears");
 }
 
 function fireBlock(run: Run, l: number, key: BlockHook, ptr: number, shape: number[]): void {
   fire(run, blockHookName(l, key), l, ptr, shape);
 }
 
+/** A forward activation the backward reads, kept in the engine's memory: `floats` floats at byte pointer `ptr`. */
+export interface StoredActivation {
+  ptr: number;
+  floats: number;
+}
+
 /** Copies a stored forward activation into the arena buffer `ptr`. */
 function load(run: Run, name: string, ptr: number): void {
   const t = run.plan.stored.get(name);
   if (t === undefined) throw new Error(`backward: the forward did not keep ${name}`);
-  run.engine.heap().set(t.data, ptr >>> 2);
+  run.engine.heap().copyWithin(ptr >>> 2, t.ptr >>> 2, (t.ptr >>> 2) + t.floats);
 }
 
 /** g_in [m, kOut] (+)= g_out [m, nIn] · Wᵀ, with Wᵀ packed once (see uploadTransposedWeights). */

@@ -1,6 +1,6 @@
 import type { Engine } from "../engine/engine.js";
 import { Tensor } from "../engine/tensor.js";
-import { runBackward, storedHookNames } from "./backward.js";
+import { runBackward, storedHookNames, type StoredActivation } from "./backward.js";
 import type { HookedTransformerConfig } from "./config.js";
 import type { DevicePointers, TransposedPointers } from "./device-weights.js";
 import { blockHookName, type HookFn } from "./hook-points.js";
@@ -67,8 +67,28 @@ export function forwardBackward(model: GradientModel, options: {
 }): ForwardBackwardResult {
   const { metric } = options;
   assertDifferentiable(metric);
-  const stored = new Map<string, Tensor>();
-  const keep: [string, HookFn][] = storedHookNames(model.cfg).map((name) => [name, (act: Tensor) => { stored.set(name, act.clone()); }]);
+  const { engine } = model;
+  // What the backward reads, copied within the engine's memory (never through JS arrays).
+  const stored = new Map<string, StoredActivation>();
+  const keep: [string, HookFn][] = storedHookNames(model.cfg).map((name) => [name, (act: Tensor) => {
+    // A hook sees a view of the engine's memory; the allocation may grow (and detach) it, so copy by offset.
+    const from = act.data.buffer === engine.heap().buffer ? act.data.byteOffset >>> 2 : -1;
+    const copy = { ptr: engine.alloc(act.size), floats: act.size };
+    stored.set(name, copy);
+    const heap = engine.heap();
+    if (from >= 0) heap.copyWithin(copy.ptr >>> 2, from, from + act.size);
+    else heap.set(act.data, copy.ptr >>> 2);
+  }]);
+  try {
+    return differentiate(model, options, stored, keep);
+  } finally {
+    for (const { ptr } of stored.values()) engine.free(ptr);
+  }
+}
+
+function differentiate(model: GradientModel, options: Parameters<typeof forwardBackward>[1],
+  stored: ReadonlyMap<string, StoredActivation>, keep: readonly [string, HookFn][]): ForwardBackwardResult {
+  const { metric } = options;
   const lastOnly = metric.positions === "last";
   const logits = model.forward([...options.fwdHooks, ...keep, ...splitInputGuards(model.cfg, options.watchedSplitInputs ?? new Set())], lastOnly);
   const value = metric(logits);

@@ -9,6 +9,16 @@ export function add(heap: Float32Array, a: number, b: number, out: number, n: nu
   for (let i = 0; i < n; i++) heap[O + i] = heap[A + i]! + heap[B + i]!;
 }
 
+/** x: [n] -> the index of the first NaN or ±Infinity, or -1 when every element is finite. */
+export function firstNonFinite(heap: Float32Array, x: number, n: number): number {
+  const X = x >>> 2;
+  for (let i = 0; i < n; i++) {
+    const v = heap[X + i]!;
+    if (v - v !== 0) return i;
+  }
+  return -1;
+}
+
 /** x: [rows, n], row: [n] -> out: [rows, n] = x + row; out may alias x. */
 export function addRow(heap: Float32Array, x: number, row: number, out: number, rows: number, n: number): void {
   const X = x >>> 2;

@@ -13,7 +13,7 @@ import * as rotary from "./rotary.js";
  * Every twin takes the float heap as its first argument; binding it here gives
  * functions with exactly the WASM kernels' signatures.
  */
-type Twin<F> = F extends (...args: infer A) => void ? (heap: Float32Array, ...args: A) => void : never;
+type Twin<F> = F extends (...args: infer A) => infer R ? (heap: Float32Array, ...args: A) => R : never;
 type Twins = { [K in keyof Kernels]: Twin<Kernels[K]> };
 
 const twins: Twins = {
@@ -25,7 +25,7 @@ const twins: Twins = {
 export function createJsKernels(heap: () => Float32Array): Kernels {
   const bound: Partial<Record<keyof Kernels, unknown>> = {};
   for (const name of KERNEL_NAMES) {
-    const twin = twins[name] as (heap: Float32Array, ...args: number[]) => void;
+    const twin = twins[name] as (heap: Float32Array, ...args: number[]) => void | number;
     bound[name] = (...args: number[]) => twin(heap(), ...args);
   }
   return bound as Kernels;
