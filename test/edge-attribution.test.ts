@@ -7,6 +7,7 @@ import { EdgeGraph } from "../src/circuits/edge-graph.js";
 import { getEdgePatchExact } from "../src/circuits/edge-patching.js";
 import { Engine } from "../src/engine/engine.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
+import { gradientMemory } from "../src/model/activation-sizes.js";
 import { logitDiff } from "../src/patching/metrics.js";
 import { expectGoldenScores, golden, referenceDir, type GoldenInputs, type GoldenScores } from "./reference.js";
 
@@ -42,10 +43,21 @@ describe.each(["tiny-gpt2-random", "tiny-llama-random"])("edges of %s", (name) =
     expect(eap.baseline).toBeCloseTo(wantEap.corrupted_baseline, 4);
     expect(eap.clean).toBeCloseTo(wantEap.clean_baseline, 4);
     expectGoldenScores(eap.scores.data, wantEap, `${name} EAP`);
+    // All five steps stacked in one pass by default; a budget that fits two copies takes three passes.
     const progress: number[] = [];
     const ig = await getEdgeAttrEapIg(model, inputs.corrupted, clean, corrupted, metric, { steps: 5, onProgress: (p) => progress.push(p.done) });
-    expect(progress).toEqual([1, 2, 3, 4, 5]);
+    expect(progress).toEqual([5]);
     expectGoldenScores(ig.scores.data, golden<GoldenScores>(name, "edge_eap_ig5.json"), `${name} EAP-IG`);
+    const [B, P] = [inputs.corrupted.length, inputs.corrupted[0]!.length];
+    const summed = 4 * new EdgeGraph(model.cfg).nReaders * B * P * model.cfg.dModel; // the reader gradients, held through the passes
+    const twoCopies = gradientMemory(model.cfg, { batch: 2 * B, pos: P, lastPositionOnly: true, readerInputs: true }).peak + summed;
+    const chunked: number[] = [];
+    const ig2 = await getEdgeAttrEapIg(model, inputs.corrupted, clean, corrupted, metric,
+      { steps: 5, memoryBudgetBytes: twoCopies, onProgress: (p) => chunked.push(p.done) });
+    expect(chunked).toEqual([2, 4, 5]);
+    expectGoldenScores(ig2.scores.data, golden<GoldenScores>(name, "edge_eap_ig5.json"), `${name} EAP-IG in three passes`);
+    await expect(getEdgeAttrEapIg(model, inputs.corrupted, clean, corrupted, metric, { steps: 5, memoryBudgetBytes: 1000 }))
+      .rejects.toThrow(/one gradient run of 2 × 8 tokens needs about \d+ bytes \(\d+ of them for the summed gradients\), more than memoryBudgetBytes \(1000\)/);
     model.dispose();
   });
 });

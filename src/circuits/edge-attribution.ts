@@ -4,8 +4,13 @@ import type { ActivationCache } from "../model/activation-cache.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import type { Metric } from "../patching/metrics.js";
+import { metricFromCache } from "../patching/final-metric.js";
 import { PatchResult } from "../patching/result.js";
+import type { HookFn } from "../model/hook-points.js";
 import { EdgeGraph } from "./edge-graph.js";
+import { copiesWithinBudget, stackedMetric } from "./stacked-gradients.js";
+
+const DEFAULT_BUDGET = 1024 * 1024 * 1024;
 
 /** What an edge score result records: the method and the graph's axes. */
 export interface EdgeScoreRecord {
@@ -17,8 +22,13 @@ export interface EdgeScoreRecord {
 }
 
 export interface EdgeAttrOptions {
-  /** Called after each forward + backward pass (EAP-IG makes `steps` of them). */
+  /** Called after each forward + backward pass with the runs (EAP-IG: steps) done so far. */
   onProgress?: (progress: { done: number; total: number }) => void;
+  /**
+   * Engine memory one forward + backward pass may take (default 1 GiB): EAP-IG stacks as many of
+   * its steps along the batch axis as fit, in as few passes as that allows.
+   */
+  memoryBudgetBytes?: number;
   /** Cancels between passes: the promise rejects with an AbortError. */
   signal?: AbortSignal;
 }
@@ -48,6 +58,7 @@ export async function getEdgeAttrEap(model: HookedTransformer, corruptedTokens: 
  * EAP-IG ("integrated gradients over the input"): as {@link getEdgeAttrEap}, with each reader's
  * gradient averaged over `steps` corrupted runs whose input writer is moved k/steps of the way to
  * the clean one (k = 1..steps). Compare results of the same `steps` only: the sum converges slowly.
+ * The steps are stacked along the batch axis, as many per pass as `memoryBudgetBytes` allows.
  */
 export async function getEdgeAttrEapIg(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
   corruptedCache: ActivationCache, metric: Metric, options: EdgeAttrOptions & { steps: number }): Promise<PatchResult<EdgeScoreRecord>> {
@@ -65,30 +76,49 @@ async function edgeAttribution(model: HookedTransformer, corruptedTokens: TokenI
   const rows = batch.batch * batch.pos;
   const D = cfg.dModel;
   const deltas = writerDeltas(model, graph, cleanCache, corruptedCache, rows);
-  const clean = finite(metric(model.forward(tokens, { startAtLayer: cfg.nLayers, residual: need(cleanCache, `blocks.${cfg.nLayers - 1}.hook_resid_post`) }).logits!), "the clean run");
+  const clean = metricFromCache(model, tokens, cleanCache, metric, "the clean run");
 
-  // Reader gradients: one corrupted run (EAP), or the mean over the interpolated runs (EAP-IG).
-  const readerNames = readerGradientNames(cfg.nLayers);
-  const gradients = graph.readers.map(() => new Float32Array(rows * D));
+  // Reader gradients: one corrupted run (EAP), or the mean over the interpolated runs (EAP-IG),
+  // stacked `copies` to a pass along the batch axis, summed in the engine's memory as
+  // [n_readers, rows · dModel] (the right operand of the final product).
   const runs = steps === 0 ? 1 : steps;
+  const budget = options.memoryBudgetBytes ?? DEFAULT_BUDGET;
+  if (!(budget > 0)) throw new Error(`memoryBudgetBytes must be positive, got ${budget}`);
+  const n = rows * D;
+  const gradientBytes = 4 * graph.nReaders * n;
+  const perPass = copiesWithinBudget(cfg, batch.batch, batch.pos, metric.positions === "last", runs, budget - gradientBytes, gradientBytes);
   let baseline = NaN;
   const embedClean = need(cleanCache, "hook_embed");
   const embedCorrupted = need(corruptedCache, "hook_embed");
-  for (let k = 1; k <= runs; k++) {
-    throwIfAborted(options.signal);
-    const alpha = steps === 0 ? 0 : k / steps;
-    const fwdHooks = alpha === 0 ? [] : [["hook_embed", (a: Tensor) => {
-      for (let i = 0; i < a.size; i++) a.data[i] = embedCorrupted.data[i]! + alpha * (embedClean.data[i]! - embedCorrupted.data[i]!);
-    }] as const];
-    const run = model.runWithCache(tokens, { inclBwd: true, metric, fwdHooks, namesFilter: readerNames });
-    if (k === 1 && steps === 0) baseline = run.metric!;
-    addReaderGradients(graph, run.cache, gradients, rows, D, 1 / runs);
-    options.onProgress?.({ done: k, total: runs });
-    await new Promise((resolve) => setTimeout(resolve, 0));
+  const { engine } = model;
+  const gradients = engine.alloc(graph.nReaders * n);
+  let sums: Float32Array;
+  try {
+    engine.heap().fill(0, gradients >>> 2, (gradients >>> 2) + graph.nReaders * n);
+    for (let first = 1; first <= runs; first += perPass) {
+      throwIfAborted(options.signal);
+      const copies = Math.min(perPass, runs - first + 1);
+      const alphas = Array.from({ length: copies }, (_, k) => steps === 0 ? 0 : (first + k) / steps);
+      const fwdHooks = steps === 0 ? [] : [["hook_embed", (a: Tensor) => {
+        const size = embedClean.size;
+        alphas.forEach((alpha, k) => {
+          for (let i = 0; i < size; i++) a.data[k * size + i] = embedCorrupted.data[i]! + alpha * (embedClean.data[i]! - embedCorrupted.data[i]!);
+        });
+      }] as const];
+      const stacked = Array.from({ length: copies }, () => tokens).flat();
+      // Each copy's metric weighs 1 / runs, so the sums over copies and passes are the mean gradient.
+      const bwdHooks = readerGradientHooks(engine, graph, gradients, rows, D);
+      const run = model.runWithHooks(stacked, { metric: stackedMetric(metric, copies, batch.batch, 1 / runs), fwdHooks, bwdHooks });
+      if (steps === 0) baseline = run.metric!;
+      options.onProgress?.({ done: first + copies - 1, total: runs });
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    sums = dotAll(engine, deltas, gradients, graph.nReaders, n);
+  } finally {
+    engine.free(gradients);
   }
-  if (steps > 0) baseline = finite(metric(model.forward(tokens).logits!), "the corrupted run");
+  if (steps > 0) baseline = metricFromCache(model, tokens, corruptedCache, metric, "the corrupted run");
 
-  const sums = dotAll(model.engine, deltas, gradients, rows * D);
   const nR = graph.nReaders;
   const scores = new Float32Array(graph.nWriters * nR);
   for (let i = 0; i < scores.length; i++) scores[i] = graph.edgeMask[i] ? baseline + sums[i]! : 0;
@@ -142,54 +172,59 @@ function headOutputs(model: HookedTransformer, dz: Float32Array, layer: number, 
   }
 }
 
-/** The hook gradients reader inputs are: split q/k/v inputs, hook_mlp_in, and the final residual stream. */
-function readerGradientNames(L: number): string[] {
-  const names: string[] = [];
-  for (let l = 0; l < L; l++) names.push(`blocks.${l}.hook_q_input_grad`, `blocks.${l}.hook_k_input_grad`, `blocks.${l}.hook_v_input_grad`, `blocks.${l}.hook_mlp_in_grad`);
-  names.push(`blocks.${L - 1}.hook_resid_post_grad`);
-  return names;
-}
-
-/** gradients[reader] += scale · dM/dx_reader, read out of the cache's gradients. */
-function addReaderGradients(graph: EdgeGraph, cache: ActivationCache, gradients: Float32Array[], rows: number, D: number, scale: number): void {
+/**
+ * Backward hooks that add each reader's input gradient into its row of `gradients` (engine
+ * memory, [n_readers, rows · D]), summed over the stacked copies of the batch (the gradient's batch
+ * axis is copies × batch): split q/k/v inputs (one reader per head), hook_mlp_in, and the final
+ * residual stream (the logits).
+ */
+function readerGradientHooks(engine: Engine, graph: EdgeGraph, gradients: number, rows: number, D: number): [string, HookFn][] {
+  const L = graph.cfg.nLayers;
+  const byHook = new Map<string, { reader: number; head: number }[]>();
   graph.readerNodes.forEach((v, j) => {
-    const out = gradients[j]!;
-    if (v.kind === "logits" || v.kind === "mlp") {
-      const name = v.kind === "mlp" ? `blocks.${v.layer}.hook_mlp_in_grad` : `blocks.${graph.cfg.nLayers - 1}.hook_resid_post_grad`;
-      const g = cache.get(name).data;
-      for (let i = 0; i < out.length; i++) out[i]! += scale * g[i]!;
-      return;
-    }
-    const g = cache.get(`blocks.${v.layer}.hook_${v.kind}_input_grad`);
-    const heads = g.shape[2]!;
-    for (let r = 0; r < rows; r++) {
-      const src = (r * heads + v.head) * D;
-      for (let i = 0; i < D; i++) out[r * D + i]! += scale * g.data[src + i]!;
-    }
+    const name = v.kind === "logits" ? `blocks.${L - 1}.hook_resid_post` : v.kind === "mlp" ? `blocks.${v.layer}.hook_mlp_in`
+      : `blocks.${v.layer}.hook_${v.kind}_input`;
+    const list = byHook.get(name) ?? [];
+    list.push({ reader: j, head: v.kind === "logits" || v.kind === "mlp" ? 0 : v.head });
+    byHook.set(name, list);
   });
+  const add = engine.kernels.add;
+  return [...byHook].map(([name, readers]) => [name, (g: Tensor) => {
+    // g is a view of the engine's memory: add from it in place.
+    const at = g.data.byteOffset;
+    const heads = g.shape.length === 4 ? g.shape[2]! : 1;
+    const copies = g.shape[0]! * g.shape[1]! / rows;
+    for (const { reader, head } of readers) {
+      const out = gradients + reader * rows * D * 4;
+      for (let c = 0; c < copies; c++) {
+        if (heads === 1) {
+          add(out, at + c * rows * D * 4, out, rows * D);
+          continue;
+        }
+        for (let r = 0; r < rows; r++) add(out + r * D * 4, at + ((c * rows + r) * heads + head) * D * 4, out + r * D * 4, D);
+      }
+    }
+  }]);
 }
 
 /**
- * out[i, j] = a[i] · b[j] for every pair, vectors of length n: one product on the engine,
- * a [nA, n] · bᵀ, in chunks of the vectors so a chunk of both sides stays within ~64 MiB.
+ * out[i, j] = a[i] · b[j] for every pair, vectors of length n, b's already in the engine's memory
+ * as [nB, n]: one product a [nA, n] · bᵀ, in chunks of a's vectors (~64 MiB at a time).
  */
-function dotAll(engine: Engine, a: readonly Float32Array[], b: readonly Float32Array[], n: number): Float32Array {
-  const chunk = Math.max(16, Math.floor((16 * 1024 * 1024) / (a.length + b.length)));
-  const pa = engine.alloc(a.length * chunk);
-  const pb = engine.alloc(b.length * chunk);
-  const pc = engine.alloc(a.length * b.length);
+function dotAll(engine: Engine, a: readonly Float32Array[], b: number, nB: number, n: number): Float32Array {
+  const chunk = Math.max(16, Math.floor((16 * 1024 * 1024) / a.length));
+  const pa = engine.alloc(a.length * Math.min(chunk, n));
+  const pc = engine.alloc(a.length * nB);
   try {
     for (let start = 0; start < n; start += chunk) {
       const len = Math.min(chunk, n - start);
       const heap = engine.heap();
       a.forEach((x, i) => heap.set(x.subarray(start, start + len), (pa >>> 2) + i * len));
-      b.forEach((x, j) => heap.set(x.subarray(start, start + len), (pb >>> 2) + j * len));
-      engine.kernels.gemm(pa, len, pb, len, pc, b.length, 0, a.length, b.length, len, 1, start === 0 ? 0 : 1);
+      engine.kernels.gemm(pa, len, b + start * 4, n, pc, nB, 0, a.length, nB, len, 1, start === 0 ? 0 : 1);
     }
-    return engine.download(pc, a.length * b.length);
+    return engine.download(pc, a.length * nB);
   } finally {
     engine.free(pa);
-    engine.free(pb);
     engine.free(pc);
   }
 }
@@ -199,10 +234,6 @@ function need(cache: ActivationCache, name: string): Tensor {
   return cache.get(name);
 }
 
-function finite(value: number, run: string): number {
-  if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`the metric returned ${value} for ${run}; it must give finite numbers`);
-  return value;
-}
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (!signal?.aborted) return;

@@ -6,6 +6,7 @@ import { kvName } from "../model/weights.js";
 import type { Metric } from "../patching/metrics.js";
 import { runSweep } from "../patching/sweep-run.js";
 import type { CorruptedRun, Patch, PatchEdit, SweepOptions } from "../patching/sweep-types.js";
+import { metricFromCache } from "../patching/final-metric.js";
 import { PatchResult } from "../patching/result.js";
 import { writerDeltas } from "./edge-attribution.js";
 import { EdgeGraph, type EdgeRef, type Reader } from "./edge-graph.js";
@@ -67,14 +68,13 @@ export async function getEdgePatchExact(model: HookedTransformer, corruptedToken
       edits: readerEdits(model, corruptedCache, reader, deltas[u]!, mode, rows),
     };
   });
-  const L = cfg.nLayers;
   const corruptedRun: CorruptedRun = {
     residPre: (l) => corruptedCache.get(`blocks.${l}.hook_resid_pre`),
     hasKeysValues: () => false,
     keysValues: () => undefined,
   };
-  const baseline = checked(metric(model.forward(tokens).logits!), "the corrupted run");
-  const clean = checked(metric(model.forward(tokens, { startAtLayer: L, residual: cleanCache.get(`blocks.${L - 1}.hook_resid_post`) }).logits!), "the clean run");
+  const baseline = metricFromCache(model, tokens, corruptedCache, metric, "the corrupted run");
+  const clean = metricFromCache(model, tokens, cleanCache, metric, "the clean run");
   const scores = new Float32Array(graph.nWriters * graph.nReaders);
   await runSweep(model, tokens, patches, metric, corruptedRun, scores, options);
   const strategy = options.strategy ?? "planned";
@@ -146,9 +146,4 @@ function readerEdits(model: HookedTransformer, corrupted: ActivationCache, reade
       for (let r = 0; r < rows; r++) for (let e = 0; e < d; e++) a.data[(r * heads + head) * d + e]! += change[r * d + e]!;
     },
   }];
-}
-
-function checked(value: number, run: string): number {
-  if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`the metric returned ${value} for ${run}; it must give finite numbers`);
-  return value;
 }

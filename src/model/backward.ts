@@ -303,13 +303,18 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
   fireBlock(run, l, "v", buf.gv, [B, P, Hk, d]);
   fireBlock(run, l, "k", buf.gk, [B, P, Hk, d]);
   fireBlock(run, l, "q", buf.gq, [B, P, H, d]);
-  linearBackward(run, buf.gq, Hd, t.wqT, buf.gNorm, rows, D, Hd, false);
-  linearBackward(run, buf.gk, Hkd, t.wkT, buf.gNorm, rows, D, Hkd, true);
-  linearBackward(run, buf.gv, Hkd, t.wvT, buf.gNorm, rows, D, Hkd, true);
+  const split = (["qInput", "kInput", "vInput"] as const).some((key) => run.plan.hooks.has(blockHookName(l, key)));
+  // With split inputs the fused gradient of ln1's output only feeds ln1's own hooks (to look at).
+  const lookedAt = (["ln1Normalized", "ln1Scale"] as const).some((key) => run.plan.hooks.has(blockHookName(l, key)));
+  if (!split || lookedAt) {
+    linearBackward(run, buf.gq, Hd, t.wqT, buf.gNorm, rows, D, Hd, false);
+    linearBackward(run, buf.gk, Hkd, t.wkT, buf.gNorm, rows, D, Hkd, true);
+    linearBackward(run, buf.gv, Hkd, t.wvT, buf.gNorm, rows, D, Hkd, true);
+  }
   load(run, blockHookName(l, "ln1Normalized"), buf.sNorm);
   load(run, blockHookName(l, "ln1Scale"), buf.sScale);
-  if ((["qInput", "kInput", "vInput"] as const).some((key) => run.plan.hooks.has(blockHookName(l, key)))) {
-    splitInputsBackward(run, l, w);
+  if (split) {
+    splitInputsBackward(run, l, w, lookedAt);
     return;
   }
   fireBlock(run, l, "ln1Normalized", buf.gNorm, [B, P, D]);
@@ -323,7 +328,7 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
  * residual stream's. ln1's hooks see the sum over every head's path (what flows through the
  * shared norm) and may look but not change it.
  */
-function splitInputsBackward(run: Run, l: number, w: DevicePointers): void {
+function splitInputsBackward(run: Run, l: number, w: DevicePointers, lookedAt: boolean): void {
   const { buf, cfg, batch: B, pos: P, rows } = run;
   const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d } = cfg;
   const heap = () => run.engine.heap();
@@ -336,9 +341,11 @@ function splitInputsBackward(run: Run, l: number, w: DevicePointers): void {
         `hook blocks.${l}.hook_q_input, hook_k_input or hook_v_input instead`);
     }
   };
-  look("ln1Normalized", buf.gNorm, [B, P, D]);
-  run.kernels.normScaleGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, D);
-  look("ln1Scale", buf.gScale, [B, P, 1]);
+  if (lookedAt) {
+    look("ln1Normalized", buf.gNorm, [B, P, D]);
+    run.kernels.normScaleGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, D);
+    look("ln1Scale", buf.gScale, [B, P, 1]);
+  }
 
   const p = w.blocks[l]!;
   const inputs = [
@@ -360,13 +367,9 @@ function splitInputsBackward(run: Run, l: number, w: DevicePointers): void {
     }
     fireBlock(run, l, input.key, buf.gSplit, [B, P, input.heads, D]);
     // Every head's copy was resid_pre: their gradients sum into it.
-    const g = heap();
     for (let r = 0; r < rows; r++) {
-      const out = (buf.gResid >>> 2) + r * D;
-      for (let h = 0; h < input.heads; h++) {
-        const src = (buf.gSplit >>> 2) + (r * input.heads + h) * D;
-        for (let i = 0; i < D; i++) g[out + i]! += g[src + i]!;
-      }
+      const out = buf.gResid + r * D * 4;
+      for (let h = 0; h < input.heads; h++) run.kernels.add(out, buf.gSplit + (r * input.heads + h) * D * 4, out, D);
     }
   }
 }
