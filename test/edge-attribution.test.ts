@@ -9,6 +9,8 @@ import { Engine } from "../src/engine/engine.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { gradientMemory } from "../src/model/activation-sizes.js";
 import { logitDiff } from "../src/patching/metrics.js";
+import { planSweep } from "../src/patching/plan-sweep.js";
+import type { SweepPlanSummary } from "../src/patching/sweep-types.js";
 import { expectGoldenScores, golden, referenceDir, type GoldenInputs, type GoldenScores } from "./reference.js";
 
 interface GoldenEdges { writers: string[]; readers: string[]; no_path: number[] }
@@ -140,8 +142,15 @@ describe.each(["tiny-gpt2-random", "tiny-llama-random"])("exact edge patching on
     for (const mode of ["exact", "linear"] as const) {
       const want = golden<GoldenScores>(name, `edge_exact_${mode}.json`);
       for (const strategy of ["planned", "naive"] as const) {
-        const got = await getEdgePatchExact(model, inputs.corrupted, clean, corrupted, metric, { mode, strategy });
+        let announced: SweepPlanSummary | undefined;
+        const got = await getEdgePatchExact(model, inputs.corrupted, clean, corrupted, metric, { mode, strategy, onPlan: (p) => { announced = p; } });
         expect(got.scores.shape).toEqual(want.shape);
+        // planSweep gives the plan the run announced, without running it.
+        const plan = planSweep(getEdgePatchExact, model, inputs.corrupted, clean, corrupted, metric, { mode, strategy });
+        expect(plan).toEqual(announced);
+        expect(plan.patches).toBe(new EdgeGraph(model.cfg).edgeMask.reduce((a, b) => a + b, 0));
+        if (strategy === "planned") expect(plan.layerTokenEvaluations).toBeLessThan(plan.naiveLayerTokenEvaluations);
+        else expect(plan.passes).toBe(plan.patches);
         expectGoldenScores(got.scores.data, want, `${name} ${mode} ${strategy}`);
       }
     }

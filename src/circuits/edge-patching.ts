@@ -4,8 +4,10 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import { kvName } from "../model/weights.js";
 import type { Metric } from "../patching/metrics.js";
+import { memoize } from "../patching/memo.js";
+import { planSweepPatches, summarize } from "../patching/planner.js";
 import { runSweep } from "../patching/sweep-run.js";
-import type { CorruptedRun, Patch, PatchEdit, SweepOptions } from "../patching/sweep-types.js";
+import type { CorruptedRun, Patch, PatchEdit, SweepOptions, SweepPlanSummary } from "../patching/sweep-types.js";
 import { metricFromCache } from "../patching/final-metric.js";
 import { PatchResult } from "../patching/result.js";
 import { writerDeltas } from "./edge-attribution.js";
@@ -46,17 +48,41 @@ export interface EdgePatchRecord {
  */
 export async function getEdgePatchExact(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
   corruptedCache: ActivationCache, metric: Metric, options: EdgePatchOptions = {}): Promise<PatchResult<EdgePatchRecord>> {
+  const sweep = prepareEdgeSweep(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const { graph, tokens } = sweep;
+  const baseline = metricFromCache(model, tokens, corruptedCache, metric, "the corrupted run");
+  const clean = metricFromCache(model, tokens, cleanCache, metric, "the clean run");
+  const scores = new Float32Array(graph.nWriters * graph.nReaders);
+  await runSweep(model, tokens, sweep.patches, metric, sweep.corruptedRun, scores, options);
+  const strategy = options.strategy ?? "planned";
+  return new PatchResult("edge_patch", new Tensor(scores, [graph.nWriters, graph.nReaders]), baseline, clean,
+    { mode: sweep.mode, strategy, writers: graph.writers, readers: graph.readers }, graph.edgeMask.map((x) => 1 - x));
+}
+
+/**
+ * The plan of {@link getEdgePatchExact} with these arguments (see `planSweep`): its stacked passes,
+ * work and peak memory against one whole forward per edge, without running a patched pass.
+ */
+getEdgePatchExact.plan = (model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: EdgePatchOptions = {}): SweepPlanSummary => {
+  const sweep = prepareEdgeSweep(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  return summarize(planSweepPatches(model, sweep.tokens, sweep.patches, metric, sweep.corruptedRun, options));
+};
+
+/** The patches of an edge sweep (each writer's clean − corrupted output computed at first use). */
+function prepareEdgeSweep(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: EdgePatchOptions) {
   const cfg = model.cfg;
   const mode = options.mode ?? "exact";
   if (mode !== "exact" && mode !== "linear") throw new Error(`mode must be "exact" or "linear", got ${JSON.stringify(mode)}`);
+  if (typeof metric !== "function") throw new Error("getEdgePatchExact: the metric must be a function of the logits");
   const graph = new EdgeGraph(cfg);
   const batch = toTokenBatch(corruptedTokens, cfg.dVocab, cfg.nCtx);
   const { batch: B, pos: P } = batch;
   const tokens = Array.from({ length: B }, (_, b) => Array.from(batch.ids.subarray(b * P, (b + 1) * P)));
   const rows = B * P;
-  const deltas = writerDeltas(model, graph, cleanCache, corruptedCache, rows);
+  const deltas = memoize(() => writerDeltas(model, graph, cleanCache, corruptedCache, rows));
   const chosen = options.edges === undefined ? allEdges(graph) : [...graph.edgeSet(options.edges)];
-
   const patches: Patch[] = chosen.map((flat) => {
     const u = Math.floor(flat / graph.nReaders);
     const v = flat % graph.nReaders;
@@ -65,7 +91,9 @@ export async function getEdgePatchExact(model: HookedTransformer, corruptedToken
       index: flat,
       label: `${graph.writers[u]} -> ${graph.readers[v]}`,
       startLayer: reader.kind === "logits" ? cfg.nLayers - 1 : reader.layer,
-      edits: readerEdits(model, corruptedCache, reader, deltas[u]!, mode, rows),
+      edits: readerEdits(model, corruptedCache, reader, () => deltas(undefined)[u]!, mode, rows),
+      // The deltas run products on the engine: outside hooks (an allocation could detach their views).
+      prepare: () => { deltas(undefined); },
     };
   });
   const corruptedRun: CorruptedRun = {
@@ -73,13 +101,7 @@ export async function getEdgePatchExact(model: HookedTransformer, corruptedToken
     hasKeysValues: () => false,
     keysValues: () => undefined,
   };
-  const baseline = metricFromCache(model, tokens, corruptedCache, metric, "the corrupted run");
-  const clean = metricFromCache(model, tokens, cleanCache, metric, "the clean run");
-  const scores = new Float32Array(graph.nWriters * graph.nReaders);
-  await runSweep(model, tokens, patches, metric, corruptedRun, scores, options);
-  const strategy = options.strategy ?? "planned";
-  return new PatchResult("edge_patch", new Tensor(scores, [graph.nWriters, graph.nReaders]), baseline, clean,
-    { mode, strategy, writers: graph.writers, readers: graph.readers }, graph.edgeMask.map((x) => 1 - x));
+  return { graph, tokens, patches, corruptedRun, mode };
 }
 
 function allEdges(graph: EdgeGraph): number[] {
@@ -94,11 +116,12 @@ function allEdges(graph: EdgeGraph): number[] {
  * (δ̂ / s) · W of their head, δ̂ = δ centred for LayerNorm; the MLP's and the logits' norms get their
  * scale set back to the corrupted one).
  */
-function readerEdits(model: HookedTransformer, corrupted: ActivationCache, reader: Reader, delta: Float32Array, mode: "exact" | "linear",
+function readerEdits(model: HookedTransformer, corrupted: ActivationCache, reader: Reader, deltaOf: () => Float32Array, mode: "exact" | "linear",
   rows: number): PatchEdit[] {
   const cfg = model.cfg;
   const D = cfg.dModel;
   const addRows = (x: Float32Array, offset: number, stride: number) => {
+    const delta = deltaOf();
     for (let r = 0; r < rows; r++) for (let i = 0; i < D; i++) x[offset + r * stride + i]! += delta[r * D + i]!;
   };
   const holdScale = (name: string): PatchEdit => {
@@ -126,24 +149,31 @@ function readerEdits(model: HookedTransformer, corrupted: ActivationCache, reade
   const lnW = model.weights.get(`blocks.${layer}.ln1.w`)?.data;
   const scale = corrupted.get(`blocks.${layer}.ln1.hook_scale`).data;
   const centred = cfg.normalizationType === "LN" || cfg.normalizationType === "LNPre";
-  const change = new Float32Array(rows * d);
-  for (let r = 0; r < rows; r++) {
-    let mean = 0;
-    if (centred) {
-      for (let i = 0; i < D; i++) mean += delta[r * D + i]!;
-      mean /= D;
+  // The change to this head's q/k/v (plain arithmetic, safe inside the hook), at its first use.
+  let change: Float32Array | undefined;
+  const compute = () => {
+    const delta = deltaOf();
+    change = new Float32Array(rows * d);
+    for (let r = 0; r < rows; r++) {
+      let mean = 0;
+      if (centred) {
+        for (let i = 0; i < D; i++) mean += delta[r * D + i]!;
+        mean /= D;
+      }
+      for (let i = 0; i < D; i++) {
+        const x = ((delta[r * D + i]! - mean) / scale[r]!) * (lnW?.[i] ?? 1);
+        if (x === 0) continue;
+        for (let e = 0; e < d; e++) change[r * d + e]! += x * W[(head * D + i) * d + e]!;
+      }
     }
-    for (let i = 0; i < D; i++) {
-      const x = ((delta[r * D + i]! - mean) / scale[r]!) * (lnW?.[i] ?? 1);
-      if (x === 0) continue;
-      for (let e = 0; e < d; e++) change[r * d + e]! += x * W[(head * D + i) * d + e]!;
-    }
-  }
+    return change;
+  };
   return [{
     hook: `blocks.${layer}.attn.hook_${kind}`,
     apply: (a) => {
       const heads = a.shape[2]!;
-      for (let r = 0; r < rows; r++) for (let e = 0; e < d; e++) a.data[(r * heads + head) * d + e]! += change[r * d + e]!;
+      const c = change ?? compute();
+      for (let r = 0; r < rows; r++) for (let e = 0; e < d; e++) a.data[(r * heads + head) * d + e]! += c[r * d + e]!;
     },
   }];
 }
