@@ -1,5 +1,6 @@
 // `hooklens circuit edges | eval | discover` end to end through runCli: against the goldens of the
 // reference checkpoint, and on the embedded demo model, whose planted circuit discover must find.
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -45,6 +46,46 @@ describe("hooklens circuit edges", () => {
     expect(got.readers).toEqual(edges.readers);
     expect(got.noPath.map(Number)).toEqual(edges.no_path);
     expectGoldenScores(got.scores, golden<GoldenScores>(NAME, file), `circuit edges --method ${method}`);
+  });
+});
+
+describe("hooklens circuit edges --method exact: plan, shards, merge and workers", () => {
+  it("three shards merged, and two workers, write exactly the unsharded scores; mismatched parts are refused", async () => {
+    const whole = join(tmp, "exact-whole.json");
+    const base = ["circuit", "edges", "--method", "exact", "--model", MODEL, "--prompts", PROMPTS];
+    const r = await cli([...base, "--out", whole, "--plan", "--quiet"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/plan: \d+ patched runs in \d+ stacked passes/);
+    const parts = [1, 2, 3].map((i) => join(tmp, `exact-part-${i}.json`));
+    for (const [i, part] of parts.entries()) {
+      const s = await cli([...base, "--shard", `${i + 1}/3`, "--out", part, "--quiet"]);
+      expect(s.code, s.stderr).toBe(0);
+    }
+    const counts = parts.map((f) => readJson<{ shard: { edges: string[] } }>(f).shard.edges.length);
+    expect(counts.every((n) => n > 0)).toBe(true);
+    const merged = join(tmp, "exact-merged.json");
+    const m = await cli(["merge", ...parts, "--out", merged]);
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.stdout).toMatch(new RegExp(`merged 3 parts of 3 \\(fingerprint [0-9a-f]{12}\\): ${counts.reduce((a, b) => a + b)} edges`));
+    expect(readFileSync(merged, "utf8")).toBe(readFileSync(whole, "utf8"));
+    // --workers runs dist/cli/edge-shard-worker.js on worker threads: through the built executable.
+    const onWorkers = join(tmp, "exact-workers.json");
+    const main = new URL("../dist/cli/main.js", import.meta.url).pathname;
+    const w = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", main, ...base, "--workers", "2", "--out", onWorkers, "--quiet"],
+      { encoding: "utf8", timeout: 120_000 });
+    expect(w.status, w.stderr).toBe(0);
+    expect(readFileSync(onWorkers, "utf8")).toBe(readFileSync(whole, "utf8"));
+
+    const missing = await cli(["merge", parts[0]!, parts[2]!, "--out", join(tmp, "x.json")]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/missing shard 2\/3/);
+    const linear = join(tmp, "exact-linear-part.json");
+    expect((await cli([...base, "--mode", "linear", "--shard", "2/3", "--out", linear, "--quiet"])).code).toBe(0);
+    const mixed = await cli(["merge", parts[0]!, linear, parts[2]!, "--out", join(tmp, "x.json")]);
+    expect(mixed.stderr).toMatch(/is from a different sweep .*mode linear vs exact/);
+    const wrong = await cli(["circuit", "edges", "--method", "eap", "--shard", "1/2", "--model", MODEL, "--prompts", PROMPTS, "--out", join(tmp, "x.json")]);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/--shard applies to --method exact/);
   });
 });
 

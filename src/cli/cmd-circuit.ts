@@ -9,13 +9,17 @@ import { EdgeGraph } from "../circuits/edge-graph.js";
 import { getEdgePatchExact } from "../circuits/edge-patching.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { logitDiff } from "../patching/metrics.js";
+import { planSweep } from "../patching/plan-sweep.js";
 import { renderCircuitSvg } from "./circuit-svg.js";
-import { BACKEND_FLAG, backendOf, MODEL_FLAG, PROMPTS_FLAG, QUIET_FLAG, THREADS_FLAG, threadsOf, type Command } from "./command.js";
+import { BACKEND_FLAG, backendOf, MODEL_FLAG, PLAN_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, THREADS_FLAG, threadsOf, type Command } from "./command.js";
 import type { Context } from "./context.js";
-import { InputError, UsageError } from "./errors.js";
+import { describePlan } from "./cmd-patch.js";
+import { EDGE_PART_FORMAT, edgeLabel, edgeScoresJson, edgeUnits, runEdgesOnWorkers, splitEdges, type EdgeJob, type EdgePart } from "./edge-shards.js";
+import { InputError, InterruptedError, isAbortError, UsageError } from "./errors.js";
 import { loadModel } from "./load-model.js";
 import { createProgress } from "./progress.js";
 import { readPromptsFile } from "./prompts.js";
+import { fingerprint, parseShard } from "./shards.js";
 
 const OUT_FLAG = { name: "out", kind: "string", value: "FILE", help: "where to write the JSON (- for stdout)" } as const;
 
@@ -34,41 +38,92 @@ async function setUp(ctx: Context, args: Parameters<Command["run"]>[1]) {
 export const circuitEdgesCommand: Command = {
   name: "circuit edges",
   summary: "score every edge of the writer/reader graph: EAP, EAP-IG or exact edge patching",
-  usage: "circuit edges --method eap|eap-ig|exact [--steps N] [--mode exact|linear] --model DIR --prompts FILE --out FILE.json",
+  usage: "circuit edges --method eap|eap-ig|exact [--steps N] [--mode exact|linear] --model DIR --prompts FILE --out FILE.json " +
+    "[--plan] [--strategy planned|naive] [--shard i/N] [--workers N]",
   flags: [
     { name: "method", kind: "string", value: "eap|eap-ig|exact", choices: ["eap", "eap-ig", "exact"], help: "attribution (one backward), integrated gradients (--steps backwards) or one patched run per edge" },
     { name: "steps", kind: "int", value: "N", help: "EAP-IG's interpolation steps (default 5)" },
     { name: "mode", kind: "string", value: "exact|linear", choices: ["exact", "linear"], help: "with --method exact: recompute the reader's norm (default) or hold its scale" },
-    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG, STRATEGY_FLAG, PLAN_FLAG,
+    { name: "shard", kind: "string", value: "i/N", help: "with --method exact: patch only shard i of N of the edges and write it as a part to --out; join parts with hooklens merge" },
+    { name: "workers", kind: "int", value: "N", help: "with --method exact: patch the edges (or the shard) on N worker threads; the result is identical" },
   ],
   notes: [
     "Writes {op, shape: [n_writers, n_readers], writers, readers, scores, noPath, baseline, clean}: each score is the",
     "(estimated, for eap and eap-ig) logit difference with that one edge patched clean into the corrupted run.",
+    "Shards (--method exact): the edges, ordered by reader, split into N contiguous runs of about equal work;",
+    "each part stores a fingerprint of the model weights, prompts and options, and `hooklens merge part-*.json",
+    "--out edges.json` refuses parts of different sweeps and writes exactly the unsharded result.",
   ].join("\n"),
   async run(ctx, args) {
     const method = args.required("method");
     const out = args.required("out");
     const quiet = args.switch("quiet");
+    const shardText = args.string("shard");
+    const workers = args.int("workers", 1, 1, 1024);
+    const strategy: "planned" | "naive" = args.string("strategy") === "naive" ? "naive" : "planned";
+    if (method !== "exact") {
+      for (const flag of ["shard", "workers", "plan", "strategy"]) {
+        if (args.has(flag)) throw new UsageError(`circuit edges: --${flag} applies to --method exact (one patched run per edge)`);
+      }
+    }
+    let shard: { index: number; count: number } | undefined;
+    if (shardText !== undefined) {
+      try {
+        shard = parseShard(shardText);
+      } catch (e) {
+        throw new UsageError(`circuit edges: ${(e as Error).message}`);
+      }
+      if (out === "-") throw new UsageError("circuit edges: --shard writes a part file: give --out FILE.json");
+    }
     const { model, prompts, metric, clean, corrupted } = await setUp(ctx, args);
-    const progress = createProgress(ctx.io.stderr, `circuit edges (${method})`, { quiet, width: ctx.width(ctx.io.stderr) });
+    const mode: "exact" | "linear" = args.string("mode") === "linear" ? "linear" : "exact";
+    const graph = new EdgeGraph(model.cfg);
+    const all = edgeUnits(graph);
+    const edges = shard ? splitEdges(graph, all, shard.count)[shard.index - 1]! : all;
+    const what = method !== "exact" ? method : `exact, ${mode}, ${shard ? `shard ${shard.index}/${shard.count}: ${edges.length} of ${all.length} edges` : `${all.length} edges`}` +
+      `${workers > 1 ? `, ${workers} workers` : ""}`;
+    const progress = createProgress(ctx.io.stderr, `circuit edges (${what})`, { quiet, width: ctx.width(ctx.io.stderr) });
     const started = Date.now();
     const onProgress = (p: { done: number; total: number }) => {
       const elapsedMs = Date.now() - started;
       progress.update({ done: p.done, total: p.total, elapsedMs, etaMs: p.done > 0 ? (elapsedMs / p.done) * (p.total - p.done) : undefined });
     };
     const corruptedTokens = prompts.corrupted!;
+    const p = { clean: prompts.clean, corrupted: corruptedTokens, correct: prompts.correct!, incorrect: prompts.incorrect! };
+    const modelPath = args.required("model");
+    const job: EdgeJob = {
+      model: /^https?:\/\//i.test(modelPath) ? modelPath : ctx.path(modelPath), backend: backendOf(args), prompts: p, mode, strategy, edges,
+    };
+    const exactOptions = { mode, strategy, edges: edges.map((f) => [Math.floor(f / graph.nReaders), f % graph.nReaders] as const) };
+    if (method === "exact" && args.switch("plan")) ctx.err(describePlan(planSweep(getEdgePatchExact, model, corruptedTokens, clean, corrupted, metric, exactOptions)));
+    let result;
     try {
-      const result = method === "eap" ? await getEdgeAttrEap(model, corruptedTokens, clean, corrupted, metric, { onProgress, signal: ctx.signal })
+      result = method === "eap" ? await getEdgeAttrEap(model, corruptedTokens, clean, corrupted, metric, { onProgress, signal: ctx.signal })
         : method === "eap-ig" ? await getEdgeAttrEapIg(model, corruptedTokens, clean, corrupted, metric, { steps: args.int("steps", 5, 1, 10_000), onProgress, signal: ctx.signal })
-        : await getEdgePatchExact(model, corruptedTokens, clean, corrupted, metric, { mode: args.string("mode") === "linear" ? "linear" : "exact", onProgress, signal: ctx.signal });
-      const o = result.options as { writers: readonly string[]; readers: readonly string[] };
-      ctx.write(out, JSON.stringify({
-        op: result.op, method, shape: result.scores.shape, writers: o.writers, readers: o.readers, scores: Array.from(result.scores.data),
-        noPath: Array.from(result.noPath!, (x) => x === 1), baseline: result.baseline, clean: result.clean,
-      }) + "\n");
+        : workers > 1 ? await runEdgesOnWorkers(model, job, workers, { onProgress, signal: ctx.signal })
+        : await getEdgePatchExact(model, corruptedTokens, clean, corrupted, metric, { ...exactOptions, onProgress, signal: ctx.signal });
+    } catch (e) {
+      if (isAbortError(e) || ctx.signal?.aborted) throw new InterruptedError();
+      throw e;
     } finally {
       progress.finish();
     }
+    const json = edgeScoresJson(result, method);
+    if (shard !== undefined) {
+      const options = { method, mode, strategy, kernels: `${model.engine.backend}-${model.engine.variant}` };
+      const part: EdgePart = {
+        format: EDGE_PART_FORMAT,
+        shard: { index: shard.index, count: shard.count, edges: edges.map((flat) => edgeLabel(graph, flat)) },
+        fingerprint: fingerprint({ weights: model.weights, prompts: p, options }),
+        describes: { model: modelPath, prompts: args.required("prompts"), options },
+        result: json,
+      };
+      ctx.write(out, JSON.stringify(part) + "\n");
+      if (!quiet) ctx.err(`wrote shard ${shard.index}/${shard.count} (${edges.length} edges) to ${out}\n`);
+      return 0;
+    }
+    ctx.write(out, JSON.stringify(json) + "\n");
     if (out !== "-" && !quiet) ctx.err(`wrote the ${method} edge scores to ${out}\n`);
     return 0;
   },

@@ -5,11 +5,13 @@ import { readFileSync } from "node:fs";
 import { QUIET_FLAG, TOP_FLAG, type Command } from "./command.js";
 import { InputError, UsageError } from "./errors.js";
 import { directPathHeatmap, reportPatchResult } from "./patch-report.js";
+import type { Context } from "./context.js";
+import { EDGE_PART_FORMAT, mergeEdgeParts, type EdgePart } from "./edge-shards.js";
 import { mergeParts, type ShardPart } from "./shards.js";
 
 export const mergeCommand: Command = {
   name: "merge",
-  summary: "join the parts of a sharded direct path sweep (patch direct-path --shard i/N)",
+  summary: "join the parts of a sharded sweep (patch direct-path --shard i/N, circuit edges --method exact --shard i/N)",
   usage: "merge PART.json... --out FILE.json [--svg FILE.svg] [--csv FILE.csv] [--quiet]",
   maxPositionals: 100_000,
   flags: [
@@ -40,6 +42,7 @@ export const mergeCommand: Command = {
         throw new InputError(`merge: ${name} is not JSON`);
       }
     });
+    if ((parts[0]!.part as { format?: unknown }).format === EDGE_PART_FORMAT) return mergeEdges(ctx, parts as unknown as { name: string; part: EdgePart }[], { out, svg, csv });
     let result;
     try {
       result = mergeParts(parts);
@@ -59,3 +62,23 @@ export const mergeCommand: Command = {
     return 0;
   },
 };
+
+/** Parts of a sharded `circuit edges --method exact`: the merged edge scores, as the unsharded run writes them. */
+function mergeEdges(ctx: Context, parts: { name: string; part: EdgePart }[], o: { out?: string; svg?: string; csv?: string }): number {
+  if (o.svg !== undefined || o.csv !== undefined) throw new UsageError("merge: edge scores are written as JSON only (--out); draw a circuit with hooklens circuit discover");
+  if (o.out === undefined) throw new UsageError("merge: give --out FILE.json");
+  let merged;
+  try {
+    merged = mergeEdgeParts(parts);
+  } catch (e) {
+    throw new InputError((e as Error).message);
+  }
+  ctx.write(o.out, JSON.stringify(merged) + "\n");
+  const first = parts[0]!.part;
+  const edges = parts.reduce((n, p) => n + p.part.shard.edges.length, 0);
+  const text = `merged ${parts.length} parts of ${first.shard.count} (fingerprint ${first.fingerprint.slice(0, 12)}): ${edges} edges of ` +
+    `model ${first.describes.model}, prompts ${first.describes.prompts}\n`;
+  if (o.out === "-") ctx.err(text);
+  else ctx.out(text);
+  return 0;
+}

@@ -2,7 +2,6 @@
 // worker_threads (each loads the model itself), with one progress bar. Either way the
 // scores are bit-identical to the whole sweep's.
 
-import { Worker } from "node:worker_threads";
 import type { BackendName } from "../engine/engine.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { getActPatchDirectPathAllSources } from "../patching/direct-path.js";
@@ -12,6 +11,7 @@ import type { SweepOptions, SweepPlanSummary } from "../patching/sweep-types.js"
 import { PatchResult } from "../patching/result.js";
 import { Tensor } from "../engine/tensor.js";
 import { splitUnits, unitIndices, type ShardUnit } from "./shards.js";
+import { runOnWorkers } from "./worker-jobs.js";
 
 export interface ShardJob {
   /** Absolute folder path or URL of the checkpoint. */
@@ -23,11 +23,6 @@ export interface ShardJob {
   strategy: "planned" | "naive";
   units: ShardUnit[];
 }
-
-export type ShardReply =
-  | { type: "progress"; done: number; total: number }
-  | { type: "result"; scores: Float32Array; variant: string }
-  | { type: "error"; message: string };
 
 /** The units' scores on `model`, with the other entries 0; the whole result's baseline, clean and options. */
 export async function runUnits(model: HookedTransformer, job: Omit<ShardJob, "model" | "backend">, sweep: SweepOptions) {
@@ -53,40 +48,11 @@ export async function runUnitsOnWorkers(model: HookedTransformer, job: ShardJob,
   // The baselines, the options record and the no-path mask, without patching anything.
   const frame = await runUnits(model, { ...job, units: [] }, {});
   const parts = splitUnits(job.units, model.cfg.nLayers, Math.min(workers, Math.max(1, job.units.length))).filter((p) => p.length > 0);
-  const progress = parts.map(() => ({ done: 0, total: 0 }));
-  const started = Date.now();
-  const threads: Worker[] = [];
-  const onAbort = () => threads.forEach((t) => void t.terminate());
-  sweep.signal?.addEventListener("abort", onAbort);
-  try {
-    const results = await Promise.all(parts.map((units, k) => new Promise<Float32Array>((resolve, reject) => {
-      const worker = new Worker(new URL("./shard-worker.js", import.meta.url), { workerData: { ...job, units } satisfies ShardJob });
-      threads.push(worker);
-      worker.on("message", (m: ShardReply) => {
-        if (m.type === "progress") {
-          progress[k] = { done: m.done, total: m.total };
-          const done = progress.reduce((s, p) => s + p.done, 0);
-          const total = progress.reduce((s, p) => s + p.total, 0);
-          const elapsedMs = Date.now() - started;
-          sweep.onProgress?.({ done, total, elapsedMs, etaMs: done > 0 ? (elapsedMs / done) * (total - done) : undefined });
-        } else if (m.type === "result") {
-          if (m.variant !== model.engine.variant) reject(new Error(`worker ${k + 1} ran the ${m.variant} kernels, this thread the ${model.engine.variant} ones`));
-          else resolve(m.scores);
-        } else reject(new Error(`worker ${k + 1}: ${m.message}`));
-      });
-      worker.on("error", reject);
-      worker.on("exit", (code) => {
-        if (sweep.signal?.aborted) reject(Object.assign(new Error("the sweep was aborted"), { name: "AbortError" }));
-        else if (code !== 0) reject(new Error(`worker ${k + 1} exited with code ${code}`));
-      });
-    })));
-    const scores = new Float32Array(frame.scores.size);
-    parts.forEach((units, k) => {
-      for (const u of units) for (const i of unitIndices(u, frame.scores.shape)) scores[i] = results[k]![i]!;
-    });
-    return new PatchResult(frame.op, new Tensor(scores, frame.scores.shape), frame.baseline, frame.clean, frame.options, frame.noPath);
-  } finally {
-    sweep.signal?.removeEventListener("abort", onAbort);
-    await Promise.all(threads.map((t) => t.terminate()));
-  }
+  const results = await runOnWorkers(new URL("./shard-worker.js", import.meta.url),
+    parts.map((units) => ({ ...job, units } satisfies ShardJob)), model.engine.variant, sweep);
+  const scores = new Float32Array(frame.scores.size);
+  parts.forEach((units, k) => {
+    for (const u of units) for (const i of unitIndices(u, frame.scores.shape)) scores[i] = results[k]![i]!;
+  });
+  return new PatchResult(frame.op, new Tensor(scores, frame.scores.shape), frame.baseline, frame.clean, frame.options, frame.noPath);
 }

@@ -6,10 +6,11 @@ import { Engine } from "../engine/engine.js";
 import { HookedTransformer } from "../model/hooked-transformer.js";
 import { getActPatchDirectPathAllSources } from "../patching/direct-path.js";
 import { logitDiff } from "../patching/metrics.js";
-import type { ShardJob, ShardReply } from "./shard-run.js";
+import type { ShardJob } from "./shard-run.js";
+import type { WorkerReply } from "./worker-jobs.js";
 
 const job = workerData as ShardJob;
-const post = (reply: ShardReply) => parentPort!.postMessage(reply);
+const post = (reply: WorkerReply) => parentPort!.postMessage(reply);
 try {
   const engine = await Engine.create({ backend: job.backend });
   const model = await HookedTransformer.fromPretrained(job.model, { processWeights: true, engine });

@@ -25,12 +25,16 @@ export function allUnits(L: number, H: number): ShardUnit[] {
  * stacked passes. Depends only on the units and count: every machine computes the same split.
  */
 export function splitUnits(units: readonly ShardUnit[], L: number, count: number): ShardUnit[][] {
-  const cost = (u: ShardUnit) => L - u[2];
-  const total = units.reduce((s, u) => s + cost(u), 0);
-  const parts: ShardUnit[][] = Array.from({ length: count }, () => []);
+  return splitByCost(units, (u) => L - u[2], count);
+}
+
+/** Splits items into `count` contiguous runs of about equal summed cost (some may be empty). */
+export function splitByCost<T>(items: readonly T[], cost: (item: T) => number, count: number): T[][] {
+  const total = items.reduce((s, u) => s + cost(u), 0);
+  const parts: T[][] = Array.from({ length: count }, () => []);
   let done = 0;
-  for (const u of units) {
-    // The shard whose share of the total work this unit's midpoint falls in.
+  for (const u of items) {
+    // The shard whose share of the total work this item's midpoint falls in.
     const k = Math.min(count - 1, Math.floor(((done + cost(u) / 2) / total) * count));
     parts[k]!.push(u);
     done += cost(u);
@@ -94,20 +98,22 @@ export interface ResultJson {
   options: Record<string, unknown>;
 }
 
-/** The flat score indices of a unit in an [L, H, L, Hd] result. */
-export function unitIndices([sl, sh, dl]: ShardUnit, shape: readonly number[]): number[] {
-  const [L, H, , Hd] = shape as [number, number, number, number];
-  return Array.from({ length: Hd }, (_, dh) => ((sl * H + sh) * L + dl) * Hd + dh);
+/** What every kind of part file has: the split it belongs to and the fingerprint of its sweep. */
+export interface PartHeader {
+  format: string;
+  shard: { index: number; count: number };
+  fingerprint: string;
+  describes: { model: string; prompts: string; options: Record<string, string> };
 }
 
 /**
- * Merges parts of one sweep into the unsharded result. Refuses parts from different sweeps
- * (fingerprints), of different splits, duplicated or missing shards, or units computed twice.
+ * Refuses a set of parts that is not one whole split of one sweep: other formats, different
+ * fingerprints (naming what differs), different shard counts, a shard twice or a shard missing.
  */
-export function mergeParts(parts: readonly { name: string; part: ShardPart }[]): PatchResult<Record<string, unknown>> {
+export function checkPartSet(parts: readonly { name: string; part: PartHeader }[], format: string): void {
   if (parts.length === 0) throw new Error("merge: no part files given");
   for (const { name, part } of parts) {
-    if (part?.format !== PART_FORMAT) throw new Error(`merge: ${name} is not a hooklens shard part (format ${JSON.stringify(part?.format)}, expected ${PART_FORMAT})`);
+    if (part?.format !== format) throw new Error(`merge: ${name} is not a hooklens shard part (format ${JSON.stringify(part?.format)}, expected ${format})`);
   }
   const [first, ...rest] = parts;
   const f = first!.part;
@@ -129,7 +135,21 @@ export function mergeParts(parts: readonly { name: string; part: ShardPart }[]):
   }
   const missing = Array.from({ length: f.shard.count }, (_, i) => i + 1).filter((i) => !byIndex.has(i));
   if (missing.length > 0) throw new Error(`merge: missing shard${missing.length > 1 ? "s" : ""} ${missing.map((i) => `${i}/${f.shard.count}`).join(", ")}`);
+}
 
+/** The flat score indices of a unit in an [L, H, L, Hd] result. */
+export function unitIndices([sl, sh, dl]: ShardUnit, shape: readonly number[]): number[] {
+  const [L, H, , Hd] = shape as [number, number, number, number];
+  return Array.from({ length: Hd }, (_, dh) => ((sl * H + sh) * L + dl) * Hd + dh);
+}
+
+/**
+ * Merges parts of one sweep into the unsharded result. Refuses parts from different sweeps
+ * (fingerprints), of different splits, duplicated or missing shards, or units computed twice.
+ */
+export function mergeParts(parts: readonly { name: string; part: ShardPart }[]): PatchResult<Record<string, unknown>> {
+  checkPartSet(parts, PART_FORMAT);
+  const f = parts[0]!.part;
   const shape = f.result.shape;
   const [L, H] = shape as [number, number];
   const scores = new Float32Array(f.result.scores.length);
