@@ -1,10 +1,15 @@
 import { Tensor } from "../engine/tensor.js";
 import type { ActivationCache } from "../model/activation-cache.js";
+import type { HookPoint } from "../model/hook-points.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import { kvName } from "../model/weights.js";
 import type { Metric } from "../patching/metrics.js";
-import { memoize } from "../patching/memo.js";
+import { directPathCaches, type DirectPathCaches } from "../patching/direct-path/caches.js";
+import { deltaPatchValues } from "../patching/direct-path/patch-values.js";
+import { headPatch } from "../patching/direct-path/patches.js";
+import { directPathSetup, unfoldedLinearWarning, type DirectPathSetup } from "../patching/direct-path/setup.js";
+import { memoize, sharedValues } from "../patching/memo.js";
 import { planSweepPatches, summarize } from "../patching/planner.js";
 import { runSweep } from "../patching/sweep-run.js";
 import type { CorruptedRun, Patch, PatchEdit, SweepOptions, SweepPlanSummary } from "../patching/sweep-types.js";
@@ -83,25 +88,94 @@ function prepareEdgeSweep(model: HookedTransformer, corruptedTokens: TokenIds, c
   const rows = B * P;
   const deltas = memoize(() => writerDeltas(model, graph, cleanCache, corruptedCache, rows));
   const chosen = options.edges === undefined ? allEdges(graph) : [...graph.edgeSet(options.edges)];
+  const firstDifference = writerFirstDifferences(graph, cleanCache, corruptedCache, B, P);
+  // Head readers run as direct path patches do (their q, k or v replaced or shifted, the reader's
+  // layer from resid_mid plus the heads' changed attention, from the writer's first changed
+  // position), wherever that is the same definition: always in exact mode, and in linear mode
+  // where the norm is folded or is an RMSNorm (see unfoldedLinearWarning).
+  const asDirectPath = mode === "exact" || unfoldedLinearWarning(cfg) === undefined;
+  const headSweeps = new Map<string, { setup: DirectPathSetup; caches: DirectPathCaches; valuesOf: ReturnType<typeof deltaPatchValues> }>();
+  const headSweep = (component: "q" | "k" | "v", as: "exact" | "linear" = mode) => {
+    const key = `${component}.${as}`;
+    const known = headSweeps.get(key);
+    if (known !== undefined) return known;
+    const setup = directPathSetup(model, tokens, metric, { component, mode: as });
+    const caches = directPathCaches(setup, cleanCache, corruptedCache, metric);
+    const sweep = { setup, caches, valuesOf: deltaPatchValues(setup, caches) };
+    headSweeps.set(key, sweep);
+    return sweep;
+  };
+  // Each writer's patch values into a layer's q, k or v, shared by the edges into its heads.
+  const readersOf = new Map<string, number>();
+  const valueKey = (u: number, v: number) => {
+    const r = graph.readerNodes[v]!;
+    return r.kind === "q" || r.kind === "k" || r.kind === "v" ? `${u}.${r.layer}.${r.kind}` : undefined;
+  };
+  for (const flat of chosen) {
+    const key = valueKey(Math.floor(flat / graph.nReaders), flat % graph.nReaders);
+    if (key !== undefined) readersOf.set(key, (readersOf.get(key) ?? 0) + 1);
+  }
+  const shared = sharedValues<Float32Array>();
+
   const patches: Patch[] = chosen.map((flat) => {
     const u = Math.floor(flat / graph.nReaders);
     const v = flat % graph.nReaders;
     const reader = graph.readerNodes[v]!;
+    const label = `${graph.writers[u]} -> ${graph.readers[v]}`;
+    if (asDirectPath && reader.kind !== "mlp" && reader.kind !== "logits") {
+      const { setup, caches, valuesOf } = headSweep(reader.kind);
+      const key = valueKey(u, v)!;
+      return headPatch(setup, caches, {
+        index: flat, label, startPos: firstDifference[u]!, dstLayer: reader.layer, dstHead: reader.head,
+        values: () => shared(key, readersOf.get(key)!, () => valuesOf(deltas(undefined)[u]!, reader.layer)),
+      });
+    }
+    // An MLP (or the logits) reads the residual stream after its layer's attention, which the
+    // patch leaves as the corrupted run's: the pass starts at that layer's resid_mid (no heads
+    // change), from the writer's first changed position.
+    const afterAttention = reader.kind === "mlp" || reader.kind === "logits";
     return {
       index: flat,
-      label: `${graph.writers[u]} -> ${graph.readers[v]}`,
+      label,
       startLayer: reader.kind === "logits" ? cfg.nLayers - 1 : reader.layer,
+      startPos: afterAttention ? firstDifference[u]! : undefined,
+      attnOutDelta: afterAttention ? { heads: 0, compute: (s: number) => new Float32Array(B * (P - s) * cfg.dModel) } : undefined,
       edits: readerEdits(model, corruptedCache, reader, () => deltas(undefined)[u]!, mode, rows),
       // The deltas run products on the engine: outside hooks (an allocation could detach their views).
       prepare: () => { deltas(undefined); },
     };
   });
-  const corruptedRun: CorruptedRun = {
-    residPre: (l) => corruptedCache.get(`blocks.${l}.hook_resid_pre`),
-    hasKeysValues: () => false,
-    keysValues: () => undefined,
-  };
+  // What the planner reuses of the corrupted run: its residual streams, and (for the head
+  // readers' kept prefixes and attention shortcut) its keys, values and resid_mid where cached.
+  const corruptedRun: CorruptedRun = headSweep("q", "exact").caches.corruptedRun;
   return { graph, tokens, patches, corruptedRun, mode };
+}
+
+/**
+ * Each writer's first position where its output differs between the clean and the corrupted run
+ * (`pos` if nowhere): before it, its clean − corrupted output is zero, and a patch of it changes nothing.
+ */
+function writerFirstDifferences(graph: EdgeGraph, clean: ActivationCache, corrupted: ActivationCache, B: number, P: number): Int32Array {
+  const first = (names: string[], head?: number) => {
+    let found = P;
+    for (const name of names) {
+      if (!clean.has(name) || !corrupted.has(name)) return 0; // not cached: assume it differs from the start
+      const a = clean.get(name).data;
+      const b = corrupted.get(name).data;
+      const perPos = a.length / (B * P); // floats per (batch, position)
+      const width = head === undefined ? perPos : perPos / graph.cfg.nHeads;
+      const offset = head === undefined ? 0 : head * width;
+      for (let p = 0; p < found; p++) {
+        for (let r = 0; r < B && found > p; r++) {
+          const o = (r * P + p) * perPos + offset;
+          for (let e = 0; e < width; e++) if (a[o + e] !== b[o + e]) { found = p; break; }
+        }
+      }
+    }
+    return found;
+  };
+  return Int32Array.from(graph.writerNodes, (w) => w.kind === "input" ? first(["hook_embed", "hook_pos_embed"].filter((n) => clean.has(n)))
+    : w.kind === "mlp" ? first([`blocks.${w.layer}.hook_mlp_out`]) : first([`blocks.${w.layer}.attn.hook_z`], w.head));
 }
 
 function allEdges(graph: EdgeGraph): number[] {
@@ -120,27 +194,44 @@ function readerEdits(model: HookedTransformer, corrupted: ActivationCache, reade
   rows: number): PatchEdit[] {
   const cfg = model.cfg;
   const D = cfg.dModel;
-  const addRows = (x: Float32Array, offset: number, stride: number) => {
+  // a: [B, n, ...] at positions [positionStart, positionStart + n) (a planned pass may hand over
+  // only the positions it recomputes); delta's rows for those positions go into its D-wide slot
+  // `slot` of `slots` per position.
+  const addRows = (a: Tensor, point: HookPoint, slot: number, slots: number) => {
     const delta = deltaOf();
-    for (let r = 0; r < rows; r++) for (let i = 0; i < D; i++) x[offset + r * stride + i]! += delta[r * D + i]!;
+    const [B, n] = a.shape as [number, number];
+    const P = rows / B;
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < n; i++) {
+        const src = (b * P + point.positionStart + i) * D;
+        const dst = ((b * n + i) * slots + slot) * D;
+        for (let e = 0; e < D; e++) a.data[dst + e]! += delta[src + e]!;
+      }
+    }
   };
   const holdScale = (name: string): PatchEdit => {
-    const s = corrupted.get(name).data;
-    return { hook: name, apply: (a) => { a.data.set(s); } };
+    const scale = corrupted.get(name).data; // [B, P, 1]
+    return {
+      hook: name, apply: (a, point) => {
+        const [B, n] = a.shape as [number, number];
+        const P = rows / B;
+        for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) a.data[b * n + i] = scale[b * P + point.positionStart + i]!;
+      },
+    };
   };
   if (reader.kind === "logits") {
-    const edits: PatchEdit[] = [{ hook: `blocks.${cfg.nLayers - 1}.hook_resid_post`, apply: (a) => addRows(a.data, 0, D) }];
+    const edits: PatchEdit[] = [{ hook: `blocks.${cfg.nLayers - 1}.hook_resid_post`, apply: (a, point) => addRows(a, point, 0, 1) }];
     if (mode === "linear") edits.push(holdScale("ln_final.hook_scale"));
     return edits;
   }
   if (reader.kind === "mlp") {
-    const edits: PatchEdit[] = [{ hook: `blocks.${reader.layer}.hook_mlp_in`, apply: (a) => addRows(a.data, 0, D) }];
+    const edits: PatchEdit[] = [{ hook: `blocks.${reader.layer}.hook_mlp_in`, apply: (a, point) => addRows(a, point, 0, 1) }];
     if (mode === "linear") edits.push(holdScale(`blocks.${reader.layer}.ln2.hook_scale`));
     return edits;
   }
   const { layer, head, kind } = reader;
   if (mode === "exact") {
-    return [{ hook: `blocks.${layer}.hook_${kind}_input`, apply: (a) => addRows(a.data, head * D, a.shape[2]! * D) }];
+    return [{ hook: `blocks.${layer}.hook_${kind}_input`, apply: (a, point) => addRows(a, point, head, a.shape[2]!) }];
   }
   // Linear: hook_c[:, :, head] += (δ̂ / s_corrupted) · W_c[head] (ln1's weight folded in when it is not yet).
   const d = cfg.dHead;

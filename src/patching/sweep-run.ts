@@ -97,8 +97,9 @@ function runStacked(model: HookedTransformer, tokens: readonly (readonly number[
   }
   // One hook per hook name; it hands each copy its own [B, ...] slice.
   const byHook = new Map<string, [number, PatchEdit][]>();
-  // A pass after the attention starts past every edit of its patches' start layer.
-  if (!pass.afterAttention) patches.forEach((patch, k) => {
+  // A pass after the attention starts past the edits of its start layer's attention (they do not
+  // fire: attnOutDelta stands for them); later ones, such as that layer's hook_mlp_in, do.
+  patches.forEach((patch, k) => {
     for (const edit of patch.edits) {
       const list = byHook.get(edit.hook) ?? [];
       list.push([k, edit]);

@@ -36,7 +36,8 @@ export interface Patch {
    * the change it makes to that layer's `hook_attn_out` at positions [positionStart, pos) of each
    * row, [batch, pos - positionStart, dModel], called after `prepare`. A planned sweep then starts
    * from the corrupted `hook_resid_mid` plus this change and skips that layer's attention, unless a
-   * hook of the model watches it; the edits are not applied then.
+   * hook of the model watches it; edits at the skipped hook points do not fire then, later ones do
+   * (a patch of an MLP's input alone has `heads: 0` and a zero change).
    */
   attnOutDelta?: { heads: number; compute: (positionStart: number) => Float32Array };
   /**

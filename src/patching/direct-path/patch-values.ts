@@ -25,6 +25,15 @@ export type PatchValues = (srcLayer: number, srcHead: number, dstLayer: number) 
  * own W_c, without ln1's weight (the case setup.ts warns about).
  */
 export function patchValues(setup: DirectPathSetup, caches: DirectPathCaches, writes: SourceWrites): PatchValues {
+  const valuesOf = deltaPatchValues(setup, caches);
+  return (sl, sh, dl) => valuesOf(writes.take(sl, sh), dl);
+}
+
+/**
+ * The same for any residual write `delta` [batch * pos, dModel] into layer `dstLayer` (a head's,
+ * an MLP's or the embeddings': edge patching's writers).
+ */
+export function deltaPatchValues(setup: DirectPathSetup, caches: DirectPathCaches): (delta: Float32Array, dstLayer: number) => Float32Array {
   const { model, component, mode, destHeads: Hc, batch: B, pos: P } = setup;
   const cfg = model.cfg;
   const { dHead: d, dModel: D } = cfg;
@@ -39,8 +48,7 @@ export function patchValues(setup: DirectPathSetup, caches: DirectPathCaches, wr
 
   if (mode === "exact") {
     const rms = cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre";
-    return (sl, sh, dl) => {
-      const delta = writes.take(sl, sh);
+    return (delta, dl) => {
       const resid = caches.corruptedRun.residPre(dl).data;
       const x = new Float32Array(R * D);
       for (let i = 0; i < R * D; i++) x[i] = resid[i]! + delta[i]!;
@@ -51,8 +59,7 @@ export function patchValues(setup: DirectPathSetup, caches: DirectPathCaches, wr
   }
 
   const unfoldedLayerNorm = cfg.normalizationType === "LN" ? unfoldedWeights(setup) : undefined;
-  return (sl, sh, dl) => {
-    const delta = writes.take(sl, sh);
+  return (delta, dl) => {
     const s = caches.corrupted(`blocks.${dl}.ln1.hook_scale`).data; // [B, P, 1]
     const x = new Float32Array(R * D);
     for (let r = 0; r < R; r++) for (let i = 0; i < D; i++) x[r * D + i] = delta[r * D + i]! / s[r]!;

@@ -19,8 +19,8 @@ export type ScoreIndex = (source: DirectPathSource, dstLayer: number, dstHead: n
  */
 export function directPathPatches(setup: DirectPathSetup, caches: DirectPathCaches, sources: readonly DirectPathSource[],
   indexOf: ScoreIndex): Patch[] {
-  const { component, mode, destHeads: Hc, batch: B, pos: P } = setup;
-  const { nLayers: L, dHead: d } = setup.model.cfg;
+  const { component, destHeads: Hc } = setup;
+  const L = setup.model.cfg.nLayers;
   const writes = sourceWrites(setup, caches, sources);
   const valuesOf = patchValues(setup, caches, writes);
   const shared = sharedValues<Float32Array>();
@@ -31,40 +31,60 @@ export function directPathPatches(setup: DirectPathSetup, caches: DirectPathCach
     const [sl, sh, only] = source;
     for (let dl = sl + 1; dl < L; dl++) {
       if (only !== undefined && dl !== only) continue;
-      const inputs = caches.attentionInputs(dl);
       for (let dh = 0; dh < Hc; dh++) {
-        let values: Float32Array | undefined; // [B * P, Hc * d], between prepare and the edit (or the shortcut)
-        patches.push({
+        patches.push(headPatch(setup, caches, {
           index: indexOf(source, dl, dh),
           label: `src (${sl}, ${sh}) -> dst (${dl}, ${dh}) ${component}`,
-          startLayer: dl,
           // Before the first position where the source head's output differs, delta is zero.
           startPos: writes.firstDifference(sl, sh),
-          prepare: () => { values = acquire(sl, sh, dl); },
-          attnOutDelta: inputs === undefined ? undefined : {
-            heads: changedHeads(setup),
-            compute: (s) => {
-              const delta = attnOutDelta(setup, inputs, dl, dh, values!, s);
-              values = undefined;
-              return delta;
-            },
-          },
-          edits: [{
-            hook: `blocks.${dl}.attn.hook_${component}`,
-            apply: (act, point) => {
-              const a = act.data; // [B, n, Hc, d]: positions [positionStart, positionStart + n)
-              const n = act.shape[1]!;
-              for (let b = 0; b < B; b++) {
-                for (let i = 0; i < n; i++) {
-                  applyHeadPatch(mode, a, ((b * n + i) * Hc + dh) * d, values!, ((b * P + point.positionStart + i) * Hc + dh) * d, d);
-                }
-              }
-              values = undefined;
-            },
-          }],
-        });
+          dstLayer: dl, dstHead: dh,
+          values: () => acquire(sl, sh, dl),
+        }));
       }
     }
   }
   return patches;
+}
+
+/**
+ * The patch that puts `values()` ([batch * pos, destHeads * dHead], taken in the patch's
+ * `prepare`) into destination head `dstHead` of `dstLayer`'s q, k or v (`setup.component`), with
+ * the destination-layer shortcut where the corrupted run's attention of that layer is cached.
+ */
+export function headPatch(setup: DirectPathSetup, caches: DirectPathCaches, p: {
+  index: number; label: string; startPos: number; dstLayer: number; dstHead: number; values: () => Float32Array;
+}): Patch {
+  const { component, mode, destHeads: Hc, batch: B, pos: P } = setup;
+  const d = setup.model.cfg.dHead;
+  const { dstLayer: dl, dstHead: dh } = p;
+  const inputs = caches.attentionInputs(dl);
+  let values: Float32Array | undefined; // between prepare and the edit (or the shortcut)
+  return {
+    index: p.index,
+    label: p.label,
+    startLayer: dl,
+    startPos: p.startPos,
+    prepare: () => { values = p.values(); },
+    attnOutDelta: inputs === undefined ? undefined : {
+      heads: changedHeads(setup),
+      compute: (s) => {
+        const delta = attnOutDelta(setup, inputs, dl, dh, values!, s);
+        values = undefined;
+        return delta;
+      },
+    },
+    edits: [{
+      hook: `blocks.${dl}.attn.hook_${component}`,
+      apply: (act, point) => {
+        const a = act.data; // [B, n, Hc, d]: positions [positionStart, positionStart + n)
+        const n = act.shape[1]!;
+        for (let b = 0; b < B; b++) {
+          for (let i = 0; i < n; i++) {
+            applyHeadPatch(mode, a, ((b * n + i) * Hc + dh) * d, values!, ((b * P + point.positionStart + i) * Hc + dh) * d, d);
+          }
+        }
+        values = undefined;
+      },
+    }],
+  };
 }
