@@ -7,7 +7,7 @@
 // Last, the peer: the same gradient with tfjs (tf.grads, wasm backend, one thread) on the same
 // model written in tfjs ops, checked against ours at the embeddings.
 //
-//   node --experimental-wasm-relaxed-simd bench/run.js backward [--quick]
+//   node --experimental-wasm-relaxed-simd bench/run.js backward [--quick] [--no-peer]
 import { pathToFileURL } from "node:url";
 import { Bench } from "tinybench";
 import { Engine, getActPatchAttnHeadOutAllPos, getAttrPatchAttnHeadOutAllPos, logitDiff, spearman } from "../dist/index.js";
@@ -44,7 +44,7 @@ export async function run(options = {}) {
       rows.push(memoryRow(model, 8, 16));
       rows.push(await attributionRow(model, options.quick ? 4 : 8, 16));
     }
-    if (threads === 1) rows.push(...await peerRows(model, options.shapes ?? SHAPES, time));
+    if (threads === 1 && !(options.args ?? []).includes("--no-peer")) rows.push(...await peerRows(model, options.shapes ?? SHAPES, time));
     model.dispose();
     engine.dispose();
   }

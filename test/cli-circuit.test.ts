@@ -110,6 +110,23 @@ describe("hooklens circuit eval and discover on the demo model", () => {
     expect(readJson<{ faithfulness: number }>(evalOut).faithfulness).toBeCloseTo(found.faithfulness, 6);
   });
 
+  it("acdc keeps the planted path, draws it, and refuses a bad threshold", async () => {
+    const out = join(tmp, "acdc.json");
+    const svg = join(tmp, "acdc.svg");
+    const r = await cli(["circuit", "acdc", "--threshold", "0.5", "--model", DEMO, "--prompts", DEMO_PROMPTS, "--out", out, "--svg", svg, "--quiet"]);
+    expect(r.code, r.stderr).toBe(0);
+    const found = readJson<{ edges: [string, string][]; faithfulness: number; steps: unknown[] }>(out);
+    const kept = found.edges.map(([w, rd]) => `${w} -> ${rd}`);
+    for (const edge of ["input -> a0.h2<v>", "a0.h2 -> a1.h1<k>", "a1.h1 -> logits"]) expect(kept).toContain(edge);
+    expect(found.faithfulness).toBeGreaterThan(0.8);
+    expect(r.stdout).toMatch(new RegExp(`circuit \\(acdc, threshold 0.5\\): ${found.edges.length} of ${found.steps.length} edges kept`));
+    expect(r.stdout).toMatch(/a0\.h2 → a1\.h1<k> +effect [-+]\d+\.\d{4}/);
+    expect(readFileSync(svg, "utf8")).toMatch(/<svg[\s\S]*a0\.h2 → a1\.h1&lt;k&gt;: effect/);
+    const bad = await cli(["circuit", "acdc", "--threshold", "-1", "--model", DEMO, "--prompts", DEMO_PROMPTS]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--threshold must be a number ≥ 0, got "-1"/);
+  });
+
   it("names bad edges files, unknown kinds and a bad target", async () => {
     const bad = join(tmp, "bad-edges.json");
     writeFileSync(bad, JSON.stringify([["m1", "a0.h0<q>"]]));

@@ -1,8 +1,10 @@
-import type { Tensor } from "../engine/tensor.js";
+import { Tensor } from "../engine/tensor.js";
 import type { ActivationCache } from "../model/activation-cache.js";
+import { activationBytes } from "../model/activation-sizes.js";
 import type { HookFn } from "../model/hook-points.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
+import { metricFromCache } from "../patching/final-metric.js";
 import type { Metric } from "../patching/metrics.js";
 import { EdgeGraph, type EdgeRef } from "./edge-graph.js";
 
@@ -14,6 +16,16 @@ export interface CircuitEvaluation {
   /** The circuit's edges, as [writer, reader] names. */
   edges: [string, string][];
 }
+
+export interface CircuitRunOptions {
+  /**
+   * Memory one stacked pass may take (default 1 GiB): circuits evaluated together run as copies of
+   * the prompts stacked along the batch axis, as many to a pass as fit.
+   */
+  memoryBudgetBytes?: number;
+}
+
+const DEFAULT_BUDGET = 1024 * 1024 * 1024;
 
 /**
  * Runs a circuit (ATTRIBUTION.md, section 5) on the corrupted tokens: every reader reads, from each
@@ -31,74 +43,161 @@ export interface CircuitEvaluation {
  */
 export function evaluateCircuit(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
   corruptedCache: ActivationCache, metric: Metric, edges: Iterable<EdgeRef>): CircuitEvaluation {
+  return evaluateCircuits(model, corruptedTokens, cleanCache, corruptedCache, metric, [edges])[0]!;
+}
+
+/**
+ * {@link evaluateCircuit} for several circuits at once: their runs are stacked along the batch axis
+ * (as many copies of the prompts per forward pass as `memoryBudgetBytes` allows), each copy
+ * reading through its own circuit's edges. The same numbers as evaluating each alone.
+ *
+ * @example
+ * ```ts
+ * const [small, large] = evaluateCircuits(model, corruptedTokens, cleanCache, corruptedCache, metric,
+ *   [[["a1.h1", "logits"]], [["a0.h2", "a1.h1<k>"], ["a1.h1", "logits"]]]);
+ * ```
+ */
+export function evaluateCircuits(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, circuits: readonly Iterable<EdgeRef>[], options: CircuitRunOptions = {}): CircuitEvaluation[] {
+  const runner = circuitRunner(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
+  const sets = circuits.map((edges) => runner.graph.edgeSet(edges));
+  const { baseline, clean } = runner.baselines();
+  return runner.metrics(sets).map((value, k) => ({
+    metric: value, faithfulness: (value - baseline) / (clean - baseline), edges: runner.graph.edgesToJSON(sets[k]!),
+  }));
+}
+
+/** Evaluates circuits (sets of flat edge indices) on fixed prompts and caches, stacked within a memory budget. */
+export interface CircuitRunner {
+  graph: EdgeGraph;
+  /** M(corrupted) and M(clean); throws when they are equal (faithfulness is undefined). */
+  baselines(): { baseline: number; clean: number };
+  /** The metric of each circuit's run. */
+  metrics(circuits: readonly ReadonlySet<number>[]): number[];
+  /** How many circuits one pass stacks. */
+  perPass: number;
+}
+
+/** Checks the caches and budget once, for many circuit runs (discovery, ACDC). */
+export function circuitRunner(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
+  corruptedCache: ActivationCache, metric: Metric, options: CircuitRunOptions = {}): CircuitRunner {
   const cfg = model.cfg;
   const graph = new EdgeGraph(cfg);
-  const inCircuit = graph.edgeSet(edges);
   const batch = toTokenBatch(corruptedTokens, cfg.dVocab, cfg.nCtx);
-  const tokens = Array.from({ length: batch.batch }, (_, b) => Array.from(batch.ids.subarray(b * batch.pos, (b + 1) * batch.pos)));
-  const rows = batch.batch * batch.pos;
-  const { nLayers: L, dModel: D, nHeads: H, dHead: d } = cfg;
+  const { batch: B, pos: P } = batch;
+  const tokens = Array.from({ length: B }, (_, b) => Array.from(batch.ids.subarray(b * P, (b + 1) * P)));
   const need = (cache: ActivationCache, name: string): Tensor => {
     if (!cache.has(name)) throw new Error(`evaluateCircuit: the cache has no ${name}; run runWithCache without a namesFilter (or include it)`);
     return cache.get(name);
   };
-  const baseline = checked(metric(model.forward(tokens).logits!), "the corrupted run");
-  const clean = checked(metric(model.forward(tokens, { startAtLayer: L, residual: need(cleanCache, `blocks.${L - 1}.hook_resid_post`) }).logits!), "the clean run");
+  const { nLayers: L, dModel: D, nHeads: H, dHead: d } = cfg;
+  // Check what the runs read now, before any work.
+  const embedClean = need(cleanCache, "hook_embed").data;
+  const embedCorrupted = need(corruptedCache, "hook_embed").data;
+  const zCorrupted = Array.from({ length: L }, (_, l) => need(corruptedCache, `blocks.${l}.attn.hook_z`).data);
+  const mlpCorrupted = Array.from({ length: L }, (_, l) => need(corruptedCache, `blocks.${l}.hook_mlp_out`).data);
+  need(cleanCache, `blocks.${L - 1}.hook_resid_post`);
+  need(corruptedCache, `blocks.${L - 1}.hook_resid_post`);
 
-  // Each writer's output in this run minus its corrupted output, [rows * D], filled as the run reaches it.
-  const shift = new Map<number, Float32Array>();
-  const nR = graph.nReaders;
-  // x~_v = x_v(run) − Σ over writers u → v outside the circuit of shift_u.
-  const correct = (x: Float32Array, offset: number, stride: number, reader: number) => {
-    for (let u = 0; u < graph.nWriters; u++) {
-      const flat = u * nR + reader;
-      if (!graph.edgeMask[flat] || inCircuit.has(flat)) continue;
-      const s = shift.get(u);
-      if (s === undefined) continue; // not written yet: it cannot reach this reader
-      for (let r = 0; r < rows; r++) {
-        const o = offset + r * stride;
-        for (let i = 0; i < D; i++) x[o + i]! -= s[r * D + i]!;
-      }
-    }
-  };
-  const hooks: [string, HookFn][] = [];
-  const embedClean = need(cleanCache, "hook_embed");
-  const embedCorrupted = need(corruptedCache, "hook_embed");
-  hooks.push(["hook_embed", (a) => {
-    a.data.set(embedClean.data);
-    shift.set(graph.writerIndex("input"), embedClean.data.map((x, i) => x - embedCorrupted.data[i]!));
-  }]);
-  for (let l = 0; l < L; l++) {
-    for (const kind of ["q", "k", "v"] as const) {
-      hooks.push([`blocks.${l}.hook_${kind}_input`, (a) => {
-        const heads = a.shape[2]!;
-        for (let h = 0; h < heads; h++) correct(a.data, h * D, heads * D, graph.readerIndex(`a${l}.h${h}<${kind}>`));
-      }]);
-    }
-    const zCorrupted = need(corruptedCache, `blocks.${l}.attn.hook_z`).data;
-    const wO = model.weights.get(`blocks.${l}.attn.W_O`)!.data;
-    hooks.push([`blocks.${l}.attn.hook_z`, (z) => {
-      for (let h = 0; h < H; h++) {
-        // (z_run − z_corrupted)[:, :, h] @ W_O[h]
-        const out = new Float32Array(rows * D);
-        for (let r = 0; r < rows; r++) {
-          for (let e = 0; e < d; e++) {
-            const dz = z.data[(r * H + h) * d + e]! - zCorrupted[(r * H + h) * d + e]!;
-            if (dz === 0) continue;
-            for (let i = 0; i < D; i++) out[r * D + i]! += dz * wO[(h * d + e) * D + i]!;
+  const budget = options.memoryBudgetBytes ?? DEFAULT_BUDGET;
+  if (!(budget > 0)) throw new Error(`memoryBudgetBytes must be positive, got ${budget}`);
+  const rows = B * P;
+  // One copy: the forward's arena with every reader's own input, and (in JS) every writer's shift.
+  const lastOnly = metric.positions === "last";
+  const copyBytes = (k: number) => activationBytes(cfg, {
+    batch: k * B, pos: P, posStart: 0, embeds: true, scores: false, pruneLastLayer: false, attentionMask: false,
+    logitRows: lastOnly ? k * B : k * rows, splitInputs: true, mlpIn: true,
+  }) + 4 * k * graph.nWriters * rows * D;
+  if (copyBytes(1) > budget) {
+    throw new Error(`a circuit run of ${B} × ${P} tokens needs about ${copyBytes(1)} bytes, more than memoryBudgetBytes (${budget}); ` +
+      "raise the budget or evaluate fewer prompts at once");
+  }
+  let perPass = 1;
+  while (perPass < 1024 && copyBytes(perPass + 1) <= budget) perPass++;
+  const wO = Array.from({ length: L }, (_, l) => model.weights.get(`blocks.${l}.attn.W_O`)!.data);
+
+  /** One stacked run: copy k reads through circuits[k]'s edges. */
+  const pass = (circuits: readonly ReadonlySet<number>[]): number[] => {
+    const K = circuits.length;
+    const nR = graph.nReaders;
+    // shift[k][u]: writer u's output in copy k's run minus its corrupted output, [rows * D], set as the run reaches it.
+    const shift = circuits.map(() => new Map<number, Float32Array>());
+    // x~_v = x_v(run) − Σ over writers u → v outside the circuit of shift_u, copy by copy.
+    const correct = (x: Float32Array, slot: number, slots: number, reader: number) => {
+      circuits.forEach((inCircuit, k) => {
+        for (let u = 0; u < graph.nWriters; u++) {
+          const flat = u * nR + reader;
+          if (!graph.edgeMask[flat] || inCircuit.has(flat)) continue;
+          const s = shift[k]!.get(u);
+          if (s === undefined) continue; // not written yet: it cannot reach this reader
+          for (let r = 0; r < rows; r++) {
+            const o = ((k * rows + r) * slots + slot) * D;
+            for (let i = 0; i < D; i++) x[o + i]! -= s[r * D + i]!;
           }
         }
-        shift.set(graph.writerIndex(`a${l}.h${h}`), out);
+      });
+    };
+    const inputShift = embedClean.map((x, i) => x - embedCorrupted[i]!);
+    const hooks: [string, HookFn][] = [["hook_embed", (a) => {
+      for (let k = 0; k < K; k++) {
+        a.data.set(embedClean, k * rows * D);
+        shift[k]!.set(graph.writerIndex("input"), inputShift);
       }
-    }]);
-    hooks.push([`blocks.${l}.hook_mlp_in`, (a) => correct(a.data, 0, D, graph.readerIndex(`m${l}`))]);
-    const mlpCorrupted = need(corruptedCache, `blocks.${l}.hook_mlp_out`).data;
-    hooks.push([`blocks.${l}.hook_mlp_out`, (a) => { shift.set(graph.writerIndex(`m${l}`), a.data.map((x, i) => x - mlpCorrupted[i]!)); }]);
-  }
-  hooks.push([`blocks.${L - 1}.hook_resid_post`, (a) => correct(a.data, 0, D, graph.readerIndex("logits"))]);
-  const value = checked(metric(model.runWithHooks(tokens, { fwdHooks: hooks }).logits!), "the circuit's run");
-  if (clean === baseline) throw new Error(`the clean and corrupted runs give the same metric (${clean}): faithfulness is undefined`);
-  return { metric: value, faithfulness: (value - baseline) / (clean - baseline), edges: graph.edgesToJSON(inCircuit) };
+    }]];
+    for (let l = 0; l < L; l++) {
+      for (const kind of ["q", "k", "v"] as const) {
+        hooks.push([`blocks.${l}.hook_${kind}_input`, (a) => {
+          const heads = a.shape[2]!;
+          for (let h = 0; h < heads; h++) correct(a.data, h, heads, graph.readerIndex(`a${l}.h${h}<${kind}>`));
+        }]);
+      }
+      hooks.push([`blocks.${l}.attn.hook_z`, (z) => {
+        for (let k = 0; k < K; k++) {
+          for (let h = 0; h < H; h++) {
+            // (z_run − z_corrupted)[:, :, h] @ W_O[h]
+            const out = new Float32Array(rows * D);
+            for (let r = 0; r < rows; r++) {
+              for (let e = 0; e < d; e++) {
+                const dz = z.data[((k * rows + r) * H + h) * d + e]! - zCorrupted[l]![(r * H + h) * d + e]!;
+                if (dz === 0) continue;
+                for (let i = 0; i < D; i++) out[r * D + i]! += dz * wO[l]![(h * d + e) * D + i]!;
+              }
+            }
+            shift[k]!.set(graph.writerIndex(`a${l}.h${h}`), out);
+          }
+        }
+      }]);
+      hooks.push([`blocks.${l}.hook_mlp_in`, (a) => correct(a.data, 0, 1, graph.readerIndex(`m${l}`))]);
+      hooks.push([`blocks.${l}.hook_mlp_out`, (a) => {
+        for (let k = 0; k < K; k++) {
+          const o = k * rows * D;
+          shift[k]!.set(graph.writerIndex(`m${l}`), Float32Array.from({ length: rows * D }, (_, i) => a.data[o + i]! - mlpCorrupted[l]![i]!));
+        }
+      }]);
+    }
+    hooks.push([`blocks.${L - 1}.hook_resid_post`, (a) => correct(a.data, 0, 1, graph.readerIndex("logits"))]);
+    const stacked = Array.from({ length: K }, () => tokens).flat();
+    const logits = model.runWithHooks(stacked, { fwdHooks: hooks, lastPositionOnly: lastOnly }).logits!;
+    const size = logits.size / K;
+    return circuits.map((_, k) => checked(metric(new Tensor(logits.data.subarray(k * size, (k + 1) * size), [B, ...logits.shape.slice(1)])),
+      "a circuit's run"));
+  };
+
+  return {
+    graph,
+    perPass,
+    baselines: () => {
+      const baseline = metricFromCache(model, tokens, corruptedCache, metric, "the corrupted run");
+      const clean = metricFromCache(model, tokens, cleanCache, metric, "the clean run");
+      if (clean === baseline) throw new Error(`the clean and corrupted runs give the same metric (${clean}): faithfulness is undefined`);
+      return { baseline, clean };
+    },
+    metrics: (circuits) => {
+      const out: number[] = [];
+      for (let i = 0; i < circuits.length; i += perPass) out.push(...pass(circuits.slice(i, i + perPass)));
+      return out;
+    },
+  };
 }
 
 function checked(value: number, run: string): number {

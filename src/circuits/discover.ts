@@ -3,7 +3,7 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import type { TokenIds } from "../model/tokens.js";
 import type { Metric } from "../patching/metrics.js";
 import { spearman } from "../patching/verify-attribution.js";
-import { evaluateCircuit } from "./circuit-run.js";
+import { evaluateCircuits, type CircuitRunOptions } from "./circuit-run.js";
 import { getEdgeAttrEap, getEdgeAttrEapIg } from "./edge-attribution.js";
 import { EdgeGraph } from "./edge-graph.js";
 import { getEdgePatchExact } from "./edge-patching.js";
@@ -20,12 +20,12 @@ export interface CurvePoint {
  * `ranking` is a list of [writer, reader] index pairs, best first.
  */
 export function faithfulnessCurve(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache,
-  corruptedCache: ActivationCache, metric: Metric, ranking: readonly (readonly [number, number])[], ns: readonly number[]): CurvePoint[] {
-  return ns.map((n) => {
-    if (!Number.isInteger(n) || n < 0 || n > ranking.length) throw new Error(`faithfulnessCurve: n = ${n} is outside [0, ${ranking.length}]`);
-    const { metric: m, faithfulness } = evaluateCircuit(model, corruptedTokens, cleanCache, corruptedCache, metric, ranking.slice(0, n));
-    return { n, metric: m, faithfulness };
-  });
+  corruptedCache: ActivationCache, metric: Metric, ranking: readonly (readonly [number, number])[], ns: readonly number[],
+  options: CircuitRunOptions = {}): CurvePoint[] {
+  for (const n of ns) if (!Number.isInteger(n) || n < 0 || n > ranking.length) throw new Error(`faithfulnessCurve: n = ${n} is outside [0, ${ranking.length}]`);
+  // Every point's circuit in stacked runs (see evaluateCircuits).
+  return evaluateCircuits(model, corruptedTokens, cleanCache, corruptedCache, metric, ns.map((n) => ranking.slice(0, n)), options)
+    .map(({ metric: m, faithfulness }, i) => ({ n: ns[i]!, metric: m, faithfulness }));
 }
 
 export interface DiscoverOptions {
@@ -116,7 +116,8 @@ export async function discoverCircuit(model: HookedTransformer, corruptedTokens:
   }
   const ranking = [...checked, ...edges.slice(checked.length)].map((flat) => [Math.floor(flat / graph.nReaders), flat % graph.nReaders] as const);
 
-  // The smallest n reaching the target: doubling, then bisection between the last miss and the first hit.
+  // The smallest n reaching the target: doubling, then bisection between the last miss and the
+  // first hit (one point at a time: a stacked run costs as much per copy, and most points are never needed).
   const curve = new Map<number, CurvePoint>();
   const at = (n: number) => {
     let p = curve.get(n);

@@ -3,14 +3,12 @@
 // reader, its width by |effect| and its colour by sign; query, key and value edges told apart by
 // their dash and a letter at the reader's end.
 
-import type { DiscoveredEdge } from "../circuits/discover.js";
-
 export interface CircuitDrawing {
   title: string;
   nLayers: number;
   nHeads: number;
-  /** The circuit's edges with their effect: exact where verified, else the estimate, minus the corrupted metric. */
-  edges: readonly (DiscoveredEdge & { effect: number })[];
+  /** The circuit's edges with their effect (width by |effect|, colour by sign) and a detail for the hover text. */
+  edges: readonly { writer: string; reader: string; effect: number; detail?: string }[];
 }
 
 const COLUMN = 90;
@@ -53,7 +51,7 @@ export function renderCircuitSvg(d: CircuitDrawing): string {
     const label = kind ? `<text x="${x2 - 10}" y="${y2 + 24}" font-size="11" fill="${colour}">${kind}</text>` : "";
     return `<path d="M ${x1} ${y1} C ${x1 + bend} ${(y1 + y2) / 2}, ${x2 + bend} ${(y1 + y2) / 2}, ${x2} ${y2}" fill="none" stroke="${colour}" ` +
       `stroke-width="${w.toFixed(2)}" stroke-opacity="0.75"${dash}><title>${escape(`${e.writer} → ${e.reader}: effect ${sign(e.effect)}` +
-      `${e.exact !== undefined ? ` (exact ${e.exact.toFixed(4)}, estimate ${e.estimate.toFixed(4)})` : ` (estimate ${e.estimate.toFixed(4)})`}`)}</title></path>${label}`;
+      `${e.detail !== undefined ? ` (${e.detail})` : ""}`)}</title></path>${label}`;
   });
   const nodes: string[] = [];
   const node = (name: string, faint: boolean) => {

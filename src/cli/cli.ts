@@ -4,7 +4,7 @@
 import { parseArgs, suggest } from "./args.js";
 import { attrCommand } from "./cmd-attr.js";
 import { cacheCommand } from "./cmd-cache.js";
-import { circuitDiscoverCommand, circuitEdgesCommand, circuitEvalCommand } from "./cmd-circuit.js";
+import { circuitAcdcCommand, circuitDiscoverCommand, circuitEdgesCommand, circuitEvalCommand } from "./cmd-circuit.js";
 import { demoCommand } from "./cmd-demo.js";
 import { mergeCommand } from "./cmd-merge.js";
 import { actCommand, directPathCommand } from "./cmd-patch.js";
@@ -18,10 +18,10 @@ export type { CliIo, CliStream } from "./context.js";
 
 const COMMANDS: readonly Command[] = [
   runCommand, cacheCommand, directPathCommand, actCommand, attrCommand, circuitEdgesCommand, circuitEvalCommand, circuitDiscoverCommand,
-  mergeCommand, demoCommand,
+  circuitAcdcCommand, mergeCommand, demoCommand,
 ];
 const TOP_LEVEL = ["run", "cache", "patch", "circuit", "merge", "demo", "help"];
-const CIRCUIT_KINDS = ["edges", "eval", "discover"];
+const CIRCUIT_KINDS = ["edges", "eval", "discover", "acdc"];
 const PATCH_KINDS = ["direct-path", "act", "attr"];
 
 /**
@@ -122,6 +122,7 @@ function circuitOverview(): string {
     `  hooklens ${circuitEdgesCommand.usage}`,
     `  hooklens ${circuitEvalCommand.usage}`,
     `  hooklens ${circuitDiscoverCommand.usage}`,
+    `  hooklens ${circuitAcdcCommand.usage}`,
     "",
     "Run `hooklens circuit <kind> --help` for their flags.",
   ].join("\n") + "\n";

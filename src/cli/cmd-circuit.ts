@@ -2,6 +2,7 @@
 // circuit evaluation, and rank-then-verify discovery with a drawing of the circuit.
 
 import { readFileSync } from "node:fs";
+import { acdc, type AcdcResult } from "../circuits/acdc.js";
 import { evaluateCircuit } from "../circuits/circuit-run.js";
 import { discoverCircuit, type DiscoveredCircuit } from "../circuits/discover.js";
 import { getEdgeAttrEap, getEdgeAttrEapIg } from "../circuits/edge-attribution.js";
@@ -216,11 +217,82 @@ export const circuitDiscoverCommand: Command = {
   },
 };
 
+export const circuitAcdcCommand: Command = {
+  name: "circuit acdc",
+  summary: "ACDC: from every edge, drop those whose removal moves the metric by less than a threshold",
+  usage: "circuit acdc --threshold T --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg]",
+  flags: [
+    { name: "threshold", kind: "string", value: "T", help: "drop an edge when removing it changes the logit difference by less than T (≥ 0)" },
+    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG,
+    { name: "svg", kind: "string", value: "FILE", help: "write a drawing of the circuit" },
+    QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+  ],
+  notes: [
+    "Walks the readers from the logits back to the input (each reader's writers latest first), greedily:",
+    "every decision sees the earlier removals. Writes {edges: [[writer, reader], ...], metric, faithfulness,",
+    "baseline, clean, steps: [{writer, reader, metricWithout, change, removed}], passes}.",
+  ].join("\n"),
+  async run(ctx, args) {
+    const text = args.required("threshold");
+    const threshold = Number(text);
+    if (text.trim() === "" || !Number.isFinite(threshold) || threshold < 0) {
+      throw new UsageError(`circuit acdc: --threshold must be a number ≥ 0, got ${JSON.stringify(text)}`);
+    }
+    const quiet = args.switch("quiet");
+    const { model, prompts, metric, clean, corrupted } = await setUp(ctx, args);
+    const progress = createProgress(ctx.io.stderr, `acdc (threshold ${threshold})`, { quiet, width: ctx.width(ctx.io.stderr) });
+    const started = Date.now();
+    let found: AcdcResult;
+    try {
+      found = await acdc(model, prompts.corrupted!, clean, corrupted, metric, {
+        threshold, signal: ctx.signal,
+        onProgress: (p) => {
+          const elapsedMs = Date.now() - started;
+          progress.update({ done: p.done, total: p.total, elapsedMs, etaMs: p.done > 0 ? (elapsedMs / p.done) * (p.total - p.done) : undefined });
+        },
+      });
+    } catch (e) {
+      if (isAbortError(e) || ctx.signal?.aborted) throw new InterruptedError();
+      throw e;
+    } finally {
+      progress.finish();
+    }
+    const out = args.string("out");
+    const svg = args.string("svg");
+    if (out !== undefined) ctx.write(out, JSON.stringify(found) + "\n");
+    // Each kept edge with what removing it did at its trial: the circuit's metric with it minus without it.
+    const trial = new Map(found.steps.map((s) => [`${s.writer}|${s.reader}`, s]));
+    const effect = (w: string, r: string) => trial.get(`${w}|${r}`)!.metricWith - trial.get(`${w}|${r}`)!.metricWithout;
+    if (svg !== undefined) {
+      ctx.write(svg, renderCircuitSvg({
+        title: `circuit (acdc, threshold ${threshold}): ${found.edges.length} edges, faithfulness ${found.faithfulness.toFixed(2)}`,
+        nLayers: model.cfg.nLayers, nHeads: model.cfg.nHeads,
+        edges: found.edges.map(([writer, reader]) => ({
+          writer, reader, effect: effect(writer, reader), detail: `metric without it ${trial.get(`${writer}|${reader}`)!.metricWithout.toFixed(4)}`,
+        })),
+      }));
+    }
+    const summary = [
+      `circuit (acdc, threshold ${threshold}): ${found.edges.length} of ${found.steps.length} edges kept, metric ${found.metric.toFixed(4)} ` +
+        `(corrupted ${found.baseline.toFixed(4)}, clean ${found.clean.toFixed(4)}), faithfulness ${found.faithfulness.toFixed(3)}, ${found.passes} passes`,
+      "",
+      ...found.edges.map(([w, r]) => `  ${`${w} → ${r}`.padEnd(24)} effect ${sign(effect(w, r))}`),
+      "",
+    ].join("\n");
+    if (out === "-") { if (!quiet) ctx.err(summary); } else ctx.out(summary);
+    return 0;
+  },
+};
+
 function drawing(model: HookedTransformer, found: DiscoveredCircuit, method: string) {
   return {
     title: `circuit (${method}): ${found.edges.length} edges, faithfulness ${found.faithfulness.toFixed(2)}`,
     nLayers: model.cfg.nLayers, nHeads: model.cfg.nHeads,
-    edges: found.edges.map((e) => ({ ...e, effect: (e.exact ?? e.estimate) - found.baseline })),
+    // Effect: exact where verified, else the estimate, minus the corrupted metric.
+    edges: found.edges.map((e) => ({
+      writer: e.writer, reader: e.reader, effect: (e.exact ?? e.estimate) - found.baseline,
+      detail: e.exact !== undefined ? `exact ${e.exact.toFixed(4)}, estimate ${e.estimate.toFixed(4)}` : `estimate ${e.estimate.toFixed(4)}`,
+    })),
   };
 }
 

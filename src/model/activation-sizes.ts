@@ -130,6 +130,9 @@ export function backwardSizes(cfg: HookedTransformerConfig, shape: BackwardShape
     gIn: shape.mlpIn || shape.splitInputs ? rows * D : 0,
     /** Every head's split-input gradient of one of q, k, v: [rows, H or Hk, D]. */
     gSplit: shape.splitInputs ? rows * H * D : 0,
+    /** One head's own ln1 output and scale, recomputed from its kept (possibly changed) split input. */
+    sHeadNorm: shape.splitInputs ? rows * D : 0,
+    sHeadScale: shape.splitInputs ? rows : 0,
     mask: shape.attentionMask ? B * P : 0,
   };
 }

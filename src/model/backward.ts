@@ -69,7 +69,7 @@ export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: Dev
   const shape = {
     batch: plan.batch, pos: plan.pos, logitRows: plan.gradNormLast !== undefined ? 0 : plan.gradLogits.shape[0]! * plan.gradLogits.shape[1]!,
     attentionMask: plan.attentionMask !== undefined,
-    splitInputs: anyLayerHooked(cfg, plan, ["qInput", "kInput", "vInput"]),
+    splitInputs: anyLayerHooked(cfg, plan, ["qInput", "kInput", "vInput"]) || [...plan.stored.keys()].some((n) => /\.hook_[qkv]_input$/.test(n)),
     mlpIn: anyLayerHooked(cfg, plan, ["mlpIn"]),
   };
   const sizes = backwardSizes(cfg, shape);
@@ -303,7 +303,9 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
   fireBlock(run, l, "v", buf.gv, [B, P, Hk, d]);
   fireBlock(run, l, "k", buf.gk, [B, P, Hk, d]);
   fireBlock(run, l, "q", buf.gq, [B, P, H, d]);
-  const split = (["qInput", "kInput", "vInput"] as const).some((key) => run.plan.hooks.has(blockHookName(l, key)));
+  // The split path where a backward hook watches a head's input, or a forward hook did (and may have changed it).
+  const split = (["qInput", "kInput", "vInput"] as const).some((key) => run.plan.hooks.has(blockHookName(l, key)) ||
+    run.plan.stored.has(blockHookName(l, key)));
   // With split inputs the fused gradient of ln1's output only feeds ln1's own hooks (to look at).
   const lookedAt = (["ln1Normalized", "ln1Scale"] as const).some((key) => run.plan.hooks.has(blockHookName(l, key)));
   if (!split || lookedAt) {
@@ -355,12 +357,25 @@ function splitInputsBackward(run: Run, l: number, w: DevicePointers, lookedAt: b
   ] as const;
   for (const input of inputs) {
     const width = input.heads * d;
+    // The copies as the heads read them, where a forward hook watched them (and may have changed them).
+    const copies = run.plan.stored.get(blockHookName(l, input.key));
     for (let h = 0; h < input.heads; h++) {
-      // gNorm of head h's copy = g[:, h] · W[:, h*d:(h+1)*d]ᵀ; its ln1 backward, with the shared ln1's statistics.
+      // gNorm of head h's copy = g[:, h] · W[:, h*d:(h+1)*d]ᵀ; its ln1 backward, with the shared ln1's statistics
+      // or, where the copy was kept, with its own (recomputed as the forward computed them).
       run.kernels.gemm(input.g + h * d * 4, width, input.w + h * d * 4, width, buf.gNorm, D, 0, rows, D, d, 1, 0);
-      run.kernels.normScaleGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, rows, D);
+      let [norm, scale] = [buf.sNorm, buf.sScale];
+      if (copies !== undefined) {
+        for (let r = 0; r < rows; r++) {
+          const src = (copies.ptr >>> 2) + (r * input.heads + h) * D;
+          heap().copyWithin((buf.sHeadNorm >>> 2) + r * D, src, src + D);
+        }
+        if (run.centred) run.kernels.layerNorm(buf.sHeadNorm, buf.sHeadNorm, buf.sHeadScale, 0, 0, rows, D, cfg.eps);
+        else run.kernels.rmsNorm(buf.sHeadNorm, buf.sHeadNorm, buf.sHeadScale, 0, rows, D, cfg.eps);
+        [norm, scale] = [buf.sHeadNorm, buf.sHeadScale];
+      }
+      run.kernels.normScaleGrad(buf.gNorm, norm, scale, buf.gScale, rows, D);
       heap().fill(0, buf.gIn >>> 2, (buf.gIn >>> 2) + rows * D);
-      run.kernels.normInputGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, buf.gIn, rows, D, run.centred ? 1 : 0);
+      run.kernels.normInputGrad(buf.gNorm, norm, scale, buf.gScale, buf.gIn, rows, D, run.centred ? 1 : 0);
       for (let r = 0; r < rows; r++) {
         heap().copyWithin((buf.gSplit >>> 2) + (r * input.heads + h) * D, (buf.gIn >>> 2) + r * D, (buf.gIn >>> 2) + (r + 1) * D);
       }

@@ -3,7 +3,7 @@ import { Tensor } from "../engine/tensor.js";
 import { runBackward, storedHookNames, type StoredActivation } from "./backward.js";
 import type { HookedTransformerConfig } from "./config.js";
 import type { DevicePointers, TransposedPointers } from "./device-weights.js";
-import { blockHookName, type HookFn } from "./hook-points.js";
+import type { HookFn } from "./hook-points.js";
 
 /**
  * A metric the backward can differentiate: logits [batch, pos, dVocab] (or [batch, 1, dVocab]
@@ -62,7 +62,7 @@ export function forwardBackward(model: GradientModel, options: {
   bwdHooks: ReadonlyMap<string, readonly HookFn[]>;
   metric: DifferentiableMetric;
   signal?: AbortSignal;
-  /** The split-input hook points some forward hook watches (only those need checking). */
+  /** The split-input hook points some forward hook watches (their copies are kept for the backward). */
   watchedSplitInputs?: ReadonlySet<string>;
 }): ForwardBackwardResult {
   const { metric } = options;
@@ -70,7 +70,7 @@ export function forwardBackward(model: GradientModel, options: {
   const { engine } = model;
   // What the backward reads, copied within the engine's memory (never through JS arrays).
   const stored = new Map<string, StoredActivation>();
-  const keep: [string, HookFn][] = storedHookNames(model.cfg).map((name) => [name, (act: Tensor) => {
+  const keepAs = (name: string): HookFn => (act: Tensor) => {
     // A hook sees a view of the engine's memory; the allocation may grow (and detach) it, so copy by offset.
     const from = act.data.buffer === engine.heap().buffer ? act.data.byteOffset >>> 2 : -1;
     const copy = { ptr: engine.alloc(act.size), floats: act.size };
@@ -78,7 +78,11 @@ export function forwardBackward(model: GradientModel, options: {
     const heap = engine.heap();
     if (from >= 0) heap.copyWithin(copy.ptr >>> 2, from, from + act.size);
     else heap.set(act.data, copy.ptr >>> 2);
-  }]);
+  };
+  const keep: [string, HookFn][] = [
+    ...storedHookNames(model.cfg).map((name): [string, HookFn] => [name, keepAs(name)]),
+    ...splitInputKeeps(options.watchedSplitInputs ?? new Set(), keepAs),
+  ];
   try {
     return differentiate(model, options, stored, keep);
   } finally {
@@ -90,7 +94,7 @@ function differentiate(model: GradientModel, options: Parameters<typeof forwardB
   stored: ReadonlyMap<string, StoredActivation>, keep: readonly [string, HookFn][]): ForwardBackwardResult {
   const { metric } = options;
   const lastOnly = metric.positions === "last";
-  const logits = model.forward([...options.fwdHooks, ...keep, ...splitInputGuards(model.cfg, options.watchedSplitInputs ?? new Set())], lastOnly);
+  const logits = model.forward([...options.fwdHooks, ...keep], lastOnly);
   const value = metric(logits);
   if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`the metric returned ${value}; gradients need a finite number`);
   const grad = metric.grad!(logits);
@@ -109,32 +113,13 @@ function differentiate(model: GradientModel, options: Parameters<typeof forwardB
 }
 
 /**
- * The backward of split q/k/v inputs reads the shared ln1's statistics, so it needs every head's
- * copy to be resid_pre as the forward left it: where a forward hook watches a copy, these forward
- * hooks (run after the user's) check it. Unwatched copies cannot change (and the forward then
- * runs its fused path).
+ * Where a forward hook watches a head's split input (and may change it), the backward needs each
+ * copy as that layer's heads read it: these forward hooks (run after the user's) keep the copies in
+ * the engine's memory under their hook names, and the backward then recomputes each head's own
+ * ln1 from its copy (see backward.ts, splitInputsBackward).
  */
-function splitInputGuards(cfg: Readonly<HookedTransformerConfig>, watched: ReadonlySet<string>): [string, HookFn][] {
-  const guards: [string, HookFn][] = [];
-  for (let l = 0; l < cfg.nLayers; l++) {
-    const keys = (["qInput", "kInput", "vInput"] as const).filter((key) => watched.has(blockHookName(l, key)));
-    if (keys.length === 0) continue;
-    let resid: Float32Array | undefined;
-    guards.push([blockHookName(l, "residPre"), (act) => { resid = act.data.slice(); }]);
-    for (const key of keys) {
-      guards.push([blockHookName(l, key), (act) => {
-        const D = cfg.dModel;
-        for (let i = 0; i < act.size; i++) {
-          const row = Math.floor(i / (act.shape[2]! * D));
-          if (!Object.is(act.data[i], resid![row * D + (i % D)])) {
-            throw new Error(`${blockHookName(l, key)}: gradients through a changed split input are not supported yet ` +
-              "(the backward reads ln1's shared statistics); patch resid_pre or q/k/v instead");
-          }
-        }
-      }]);
-    }
-  }
-  return guards;
+function splitInputKeeps(watched: ReadonlySet<string>, keep: (name: string) => HookFn): [string, HookFn][] {
+  return [...watched].map((name) => [name, keep(name)]);
 }
 
 /**
