@@ -52,6 +52,7 @@ export { EdgeGraph, type EdgeRef, type Reader, type Writer } from "./circuits/ed
 export { getEdgeAttrEap, getEdgeAttrEapIg, type EdgeAttrOptions, type EdgeScoreRecord } from "./circuits/edge-attribution.js";
 export { evaluateCircuit, evaluateCircuits, type CircuitEvaluation, type CircuitRunOptions } from "./circuits/circuit-run.js";
 export { acdc, type AcdcOptions, type AcdcResult, type AcdcStep } from "./circuits/acdc.js";
+export { discoveredCircuitDrawing, renderCircuitSvg, type CircuitDrawing } from "./circuits/circuit-svg.js";
 export { getEdgePatchExact, type EdgePatchOptions, type EdgePatchRecord } from "./circuits/edge-patching.js";
 export {
   discoverCircuit, faithfulnessCurve, type CurvePoint, type DiscoverOptions, type DiscoveredCircuit, type DiscoveredEdge,

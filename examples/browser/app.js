@@ -7,7 +7,7 @@ const ctx2d = canvas.getContext("2d");
 const LABEL_W = 64;
 const LABEL_H = 44;
 
-const page = { state: "loading", cfg: undefined, lastResult: undefined, grid: undefined };
+const page = { state: "loading", cfg: undefined, lastResult: undefined, grid: undefined, lastCircuit: undefined };
 window.hooklensPage = page; // read by the browser test
 
 function setState(state, status) {
@@ -15,6 +15,7 @@ function setState(state, status) {
   document.body.dataset.state = state;
   if (status !== undefined) $("status").textContent = status;
   $("run").disabled = state === "running" || state === "loading" || page.cfg === undefined;
+  $("circuit-run").disabled = $("run").disabled;
   $("cancel").disabled = state !== "running";
 }
 
@@ -107,6 +108,46 @@ $("run").addEventListener("click", () => {
   worker.postMessage({ type: "run", ...request });
 });
 $("cancel").addEventListener("click", () => worker.postMessage({ type: "cancel" }));
+$("circuit-run").addEventListener("click", () => {
+  let request;
+  try {
+    request = readForm();
+  } catch (e) {
+    setState("ready", e.message);
+    return;
+  }
+  $("progress").value = 0;
+  setState("running", "finding the circuit in the worker…");
+  const { clean, corrupted, correct, incorrect } = request;
+  worker.postMessage({ type: "circuit", clean, corrupted, correct, incorrect, options: { method: "eap-ig", steps: 5, verify: 20, target: 0.8 } });
+});
+
+// ---- circuit ------------------------------------------------------------------------------
+
+const STAGES = { rank: "ranking every edge (EAP-IG passes)", verify: "patching the top edges exactly", circuit: "circuit runs" };
+
+function showCircuit(found, svg, elapsedMs) {
+  page.lastCircuit = found;
+  $("circuit").innerHTML = svg; // the library's own drawing: input at the bottom, logits at the top
+  const fmt = (x) => (x === undefined ? "" : `${x >= 0 ? "+" : ""}${x.toFixed(4)}`);
+  $("circuit-edges").innerHTML = "<tr><th>edge</th><th>estimate</th><th>exact</th></tr>" +
+    found.edges.map((e) => `<tr><td>${e.writer} → ${e.reader}</td><td>${fmt(e.estimate)}</td><td>${fmt(e.exact)}</td></tr>`).join("");
+  $("circuit-summary").textContent = `${found.edges.length} edges, faithfulness ${found.faithfulness.toFixed(3)} ` +
+    `(corrupted ${found.baseline.toFixed(4)}, clean ${found.clean.toFixed(4)}); Spearman ρ of estimate and exact ` +
+    `${Number.isNaN(found.spearman) ? "n/a" : found.spearman.toFixed(3)}; ${elapsedMs.toFixed(0)} ms`;
+  // Hover an edge: its scores (the drawing's own <title> of it) in the page's tooltip.
+  const tip = $("circuit-tooltip");
+  for (const path of $("circuit").querySelectorAll("svg path")) {
+    path.addEventListener("mousemove", (event) => {
+      const box = $("circuit-wrap").getBoundingClientRect();
+      tip.textContent = path.querySelector("title")?.textContent ?? "";
+      tip.style.left = `${event.clientX - box.left + 14}px`;
+      tip.style.top = `${event.clientY - box.top + 10}px`;
+      tip.hidden = false;
+    });
+    path.addEventListener("mouseleave", () => { tip.hidden = true; });
+  }
+}
 
 // ---- heatmap ------------------------------------------------------------------------------
 
@@ -226,7 +267,11 @@ worker.onmessage = ({ data: m }) => {
   } else if (m.type === "progress") {
     $("progress").max = m.total;
     $("progress").value = m.done;
-    $("status").textContent = `patched runs ${m.done} / ${m.total}`;
+    $("status").textContent = m.stage === undefined ? `patched runs ${m.done} / ${m.total}` : `${STAGES[m.stage] ?? m.stage}: ${m.done} / ${m.total}`;
+  } else if (m.type === "circuit") {
+    showCircuit(m.found, m.svg, m.elapsedMs);
+    $("progress").value = $("progress").max;
+    setState("done", "done");
   } else if (m.type === "result") {
     page.lastResult = m.result;
     $("progress").value = $("progress").max;

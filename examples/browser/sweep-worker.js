@@ -1,6 +1,6 @@
-// The page's Web Worker: owns the engine and the model and runs sweeps, so the page stays
-// responsive. Messages in: init, load, run, cancel. Messages out: ready, model, progress,
-// result, error.
+// The page's Web Worker: owns the engine and the model and runs sweeps and circuit discovery, so
+// the page stays responsive. Messages in: init, load, run, circuit, cancel. Messages out: ready,
+// model, progress, result, circuit, error.
 import * as hl from "./hooklens/dist/index.js";
 
 let enginePromise;
@@ -41,6 +41,23 @@ async function runSweep(message) {
   return { result: result.toJSON(), elapsedMs: performance.now() - started };
 }
 
+/** Rank every edge by EAP-IG, verify the top exactly, keep the smallest faithful circuit, and draw it. */
+async function findCircuit(message) {
+  if (model === undefined) throw new Error("no model loaded");
+  const { clean, corrupted, correct, incorrect, options } = message;
+  const metric = hl.logitDiff({ correct, incorrect });
+  const started = performance.now();
+  const { cache: cleanCache } = model.runWithCache(clean);
+  const { cache: corruptedCache } = model.runWithCache(corrupted);
+  running = new AbortController();
+  const found = await hl.discoverCircuit(model, corrupted, cleanCache, corruptedCache, metric, {
+    ...options, signal: running.signal,
+    onProgress: (p) => post({ type: "progress", done: p.done, total: p.total, stage: p.stage }),
+  });
+  const svg = hl.renderCircuitSvg(hl.discoveredCircuitDrawing(found, model.cfg, options.method));
+  return { found, svg, elapsedMs: performance.now() - started };
+}
+
 self.onmessage = async ({ data: message }) => {
   try {
     if (message.type === "init") {
@@ -51,12 +68,14 @@ self.onmessage = async ({ data: message }) => {
       post({ type: "model", name, cfg: { nLayers, nHeads, dVocab, nCtx } });
     } else if (message.type === "run") {
       post({ type: "result", ...(await runSweep(message)) });
+    } else if (message.type === "circuit") {
+      post({ type: "circuit", ...(await findCircuit(message)) });
     } else if (message.type === "cancel") {
       running?.abort();
     }
   } catch (e) {
     post({ type: "error", message: e?.name === "AbortError" ? "sweep cancelled" : String(e?.message ?? e) });
   } finally {
-    if (message.type === "run") running = undefined;
+    if (message.type === "run" || message.type === "circuit") running = undefined;
   }
 };

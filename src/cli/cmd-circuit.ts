@@ -8,10 +8,9 @@ import { discoverCircuit, type DiscoveredCircuit } from "../circuits/discover.js
 import { getEdgeAttrEap, getEdgeAttrEapIg } from "../circuits/edge-attribution.js";
 import { EdgeGraph } from "../circuits/edge-graph.js";
 import { getEdgePatchExact } from "../circuits/edge-patching.js";
-import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { logitDiff } from "../patching/metrics.js";
 import { planSweep } from "../patching/plan-sweep.js";
-import { renderCircuitSvg } from "./circuit-svg.js";
+import { discoveredCircuitDrawing, renderCircuitSvg } from "../circuits/circuit-svg.js";
 import { BACKEND_FLAG, backendOf, MODEL_FLAG, PLAN_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, THREADS_FLAG, threadsOf, type Command } from "./command.js";
 import type { Context } from "./context.js";
 import { describePlan } from "./cmd-patch.js";
@@ -210,7 +209,7 @@ export const circuitDiscoverCommand: Command = {
     const out = args.string("out");
     const svg = args.string("svg");
     if (out !== undefined) ctx.write(out, JSON.stringify(found) + "\n");
-    if (svg !== undefined) ctx.write(svg, renderCircuitSvg(drawing(model, found, method)));
+    if (svg !== undefined) ctx.write(svg, renderCircuitSvg(discoveredCircuitDrawing(found, model.cfg, method)));
     const summary = describe(found, method);
     if (out === "-") { if (!quiet) ctx.err(summary); } else ctx.out(summary);
     return 0;
@@ -283,18 +282,6 @@ export const circuitAcdcCommand: Command = {
     return 0;
   },
 };
-
-function drawing(model: HookedTransformer, found: DiscoveredCircuit, method: string) {
-  return {
-    title: `circuit (${method}): ${found.edges.length} edges, faithfulness ${found.faithfulness.toFixed(2)}`,
-    nLayers: model.cfg.nLayers, nHeads: model.cfg.nHeads,
-    // Effect: exact where verified, else the estimate, minus the corrupted metric.
-    edges: found.edges.map((e) => ({
-      writer: e.writer, reader: e.reader, effect: (e.exact ?? e.estimate) - found.baseline,
-      detail: e.exact !== undefined ? `exact ${e.exact.toFixed(4)}, estimate ${e.estimate.toFixed(4)}` : `estimate ${e.estimate.toFixed(4)}`,
-    })),
-  };
-}
 
 const SPARK = "▁▂▃▄▅▆▇█";
 

@@ -1,6 +1,7 @@
 // The Chromium test: Debian's chromium driven by playwright-core. Runs the smoke suite inside
 // the page's origin, then uses the page as a person would (Run, wait, hover, click) and
-// returns the numbers it read, plus whether the heatmap was drawn.
+// returns the numbers it read, plus whether the heatmap was drawn; then finds the circuit in the
+// circuit view and hovers its edge into the logits.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -64,10 +65,19 @@ export async function runBrowser({ chromium, executablePath, url, smokeSource, s
     await page.mouse.click(cx, cy);
     const topPath = await page.locator("#details tr.picked td").first().textContent();
     const firstTop = await page.locator("#details tr td").first().textContent();
+    // The circuit view: find the circuit, read what the page shows, hover the edge into the logits.
+    await page.click("#circuit-run");
+    await page.waitForFunction(() => window.hooklensPage.lastCircuit !== undefined || document.body.dataset.state === "error", null, { timeout: 180_000 });
+    const found = await page.evaluate(() => window.hooklensPage.lastCircuit);
+    if (found === undefined) throw new Error(`the circuit view ended in ${await page.evaluate(() => document.getElementById("status").textContent)}`);
+    const circuit = { edges: found.edges, metric: found.metric, faithfulness: found.faithfulness };
+    const circuitEdges = await page.locator("#circuit-edges tr td:first-child").allTextContents();
+    await page.locator("#circuit svg path", { has: page.locator("title", { hasText: "a1.h1 → logits" }) }).hover();
+    const circuitTooltip = await page.locator("#circuit-tooltip").textContent();
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
     const engineText = await page.locator("#engine").textContent();
     const isolated = await page.evaluate(() => globalThis.crossOriginIsolated === true);
-    return { smoke, pageResult, prompts, drawn, tooltip, topPath, firstTop, errors, engineText, isolated };
+    return { smoke, pageResult, prompts, drawn, tooltip, topPath, firstTop, errors, engineText, isolated, circuit, circuitEdges, circuitTooltip };
   } finally {
     await context.close();
     rmSync(userDataDir, { recursive: true, force: true });

@@ -109,7 +109,7 @@ try {
 }
 
 function withoutPatch(x) {
-  const { patch: _p, page: _g, ...rest } = x;
+  const { patch: _p, page: _g, circuit: _c, ...rest } = x;
   return rest;
 }
 
@@ -181,7 +181,7 @@ await (async () => {
 // ---- Chromium: the page ---------------------------------------------------------------------
 
 await (async () => {
-  const names = [...SMOKE_SECTIONS, "page sweep", "heatmap drawn", "hover", "threads", "click: top paths"];
+  const names = [...SMOKE_SECTIONS, "page sweep", "heatmap drawn", "hover", "threads", "click: top paths", "circuit view"];
   if (!existsSync(CHROMIUM)) return skipAll("chromium", names, `${CHROMIUM} is not installed`);
   if (!existsSync(join(project, "node_modules", "playwright-core"))) return skipAll("chromium", names, "playwright-core is not installed");
   if (expected === undefined) return skipAll("chromium", names, "no Node reference");
@@ -210,6 +210,10 @@ await (async () => {
     record("chromium", "threads", r.isolated && /2 threads/.test(r.engineText),
       `page ${r.isolated ? "is" : "is NOT"} cross-origin isolated; the page says ${JSON.stringify(r.engineText)}`);
     record("chromium", "click: top paths", r.topPath === "0.2 → 1.1" && r.firstTop === "0.2 → 1.1", `picked ${r.topPath}, strongest ${r.firstTop}`);
+    const [circuit] = compareSmoke({ answer: r.circuit }, { answer: expected.circuit });
+    const planted = ["input → a0.h2<v>", "a0.h2 → a1.h1<k>", "a1.h1 → logits"].every((e) => r.circuitEdges.includes(e));
+    record("chromium", "circuit view", circuit.ok && planted && /^a1\.h1 → logits: effect \+\d/.test(r.circuitTooltip),
+      `${circuit.detail}; drawn edges ${r.circuitEdges.join(", ")}; hover ${JSON.stringify(r.circuitTooltip)}`);
     if (screenshot) console.log(`     screenshot: ${screenshot}`);
   } catch (e) {
     record("chromium", "run", false, `${e.message}; server said: ${server.log().trim().split("\n").slice(-3).join(" | ")}`);

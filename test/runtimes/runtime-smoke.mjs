@@ -1,9 +1,10 @@
 // Runs the smoke suite on the installed package in whichever runtime runs this file
 // (node, deno run, bun), and prints the numbers as one JSON line. With --threads, only the
 // two-thread check (threadCheck in smoke.mjs). With --patch, also the
-// answers to the workerd test's POST /patch requests (Node's reference for them).
+// answers to the workerd test's POST /patch requests and the browser page's sweep and circuit
+// (Node's reference for them).
 import * as hl from "hooklens";
-import { PAGE_REQUEST, PATCH_REQUESTS, patchSweep, smoke, threadCheck } from "./smoke.mjs";
+import { circuitFind, PAGE_REQUEST, PATCH_REQUESTS, patchSweep, smoke, threadCheck } from "./smoke.mjs";
 
 const argv = globalThis.Deno?.args ?? globalThis.process?.argv.slice(2) ?? [];
 if (argv.includes("--threads")) {
@@ -19,5 +20,6 @@ if (argv.includes("--patch")) {
   out.patch = [];
   for (const request of PATCH_REQUESTS) out.patch.push(await patchSweep(hl, model, request));
   out.page = await patchSweep(hl, model, PAGE_REQUEST);
+  out.circuit = await circuitFind(hl, model);
 }
 console.log(JSON.stringify(out));

@@ -71,6 +71,21 @@ export async function patchSweep(hl, model, request) {
   return result.toJSON();
 }
 
+/**
+ * The circuit the browser page's circuit view finds on the demo model with the demo prompts:
+ * EAP-IG (5 steps) ranking, the top 20 verified exactly, the smallest circuit of faithfulness 0.8.
+ */
+export async function circuitFind(hl, model) {
+  const p = hl.demoPrompts();
+  const metric = hl.logitDiff({ correct: p.correct, incorrect: p.incorrect });
+  const { cache: clean } = model.runWithCache(p.clean);
+  const { cache: corrupted } = model.runWithCache(p.corrupted);
+  const found = await hl.discoverCircuit(model, p.corrupted, clean, corrupted, metric, CIRCUIT_OPTIONS);
+  return { edges: found.edges, metric: found.metric, faithfulness: found.faithfulness };
+}
+
+export const CIRCUIT_OPTIONS = { method: "eap-ig", steps: 5, verify: 20, target: 0.8 };
+
 /** The sweep the browser page runs by default: demo prompts, every source head, keys, linear. */
 export const PAGE_REQUEST = { component: "k", mode: "linear", prompts: {} };
 

@@ -3,6 +3,8 @@
 // reader, its width by |effect| and its colour by sign; query, key and value edges told apart by
 // their dash and a letter at the reader's end.
 
+import type { DiscoveredCircuit } from "./discover.js";
+
 export interface CircuitDrawing {
   title: string;
   nLayers: number;
@@ -80,4 +82,25 @@ function sign(x: number): string {
 
 function escape(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/**
+ * The drawing of a discovered circuit: each edge's effect is its exact metric where verified, else
+ * its estimate, minus the corrupted metric; the hover text gives both.
+ *
+ * @example
+ * ```ts
+ * const found = await discoverCircuit(model, corrupted, cleanCache, corruptedCache, metric, { method: "eap-ig" });
+ * const svg = renderCircuitSvg(discoveredCircuitDrawing(found, model.cfg, "eap-ig"));
+ * ```
+ */
+export function discoveredCircuitDrawing(found: DiscoveredCircuit, cfg: { nLayers: number; nHeads: number }, method: string): CircuitDrawing {
+  return {
+    title: `circuit (${method}): ${found.edges.length} edges, faithfulness ${found.faithfulness.toFixed(2)}`,
+    nLayers: cfg.nLayers, nHeads: cfg.nHeads,
+    edges: found.edges.map((e) => ({
+      writer: e.writer, reader: e.reader, effect: (e.exact ?? e.estimate) - found.baseline,
+      detail: e.exact !== undefined ? `exact ${e.exact.toFixed(4)}, estimate ${e.estimate.toFixed(4)}` : `estimate ${e.estimate.toFixed(4)}`,
+    })),
+  };
 }
