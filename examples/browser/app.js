@@ -130,8 +130,12 @@ function showCircuit(found, svg, elapsedMs) {
   page.lastCircuit = found;
   $("circuit").innerHTML = svg; // the library's own drawing: input at the bottom, logits at the top
   const fmt = (x) => (x === undefined ? "" : `${x >= 0 ? "+" : ""}${x.toFixed(4)}`);
-  $("circuit-edges").innerHTML = "<tr><th>edge</th><th>estimate</th><th>exact</th></tr>" +
-    found.edges.map((e) => `<tr><td>${e.writer} → ${e.reader}</td><td>${fmt(e.estimate)}</td><td>${fmt(e.exact)}</td></tr>`).join("");
+  const table = $("circuit-edges");
+  table.replaceChildren();
+  for (const cells of [["edge", "estimate", "exact"], ...found.edges.map((e) => [`${e.writer} → ${e.reader}`, fmt(e.estimate), fmt(e.exact)])]) {
+    const row = table.insertRow();
+    for (const text of cells) row.insertCell().textContent = text; // reader names hold "<k>": text, not markup
+  }
   $("circuit-summary").textContent = `${found.edges.length} edges, faithfulness ${found.faithfulness.toFixed(3)} ` +
     `(corrupted ${found.baseline.toFixed(4)}, clean ${found.clean.toFixed(4)}); Spearman ρ of estimate and exact ` +
     `${Number.isNaN(found.spearman) ? "n/a" : found.spearman.toFixed(3)}; ${elapsedMs.toFixed(0)} ms`;

@@ -71,8 +71,19 @@ export async function runBrowser({ chromium, executablePath, url, smokeSource, s
     const found = await page.evaluate(() => window.hooklensPage.lastCircuit);
     if (found === undefined) throw new Error(`the circuit view ended in ${await page.evaluate(() => document.getElementById("status").textContent)}`);
     const circuit = { edges: found.edges, metric: found.metric, faithfulness: found.faithfulness };
-    const circuitEdges = await page.locator("#circuit-edges tr td:first-child").allTextContents();
-    await page.locator("#circuit svg path", { has: page.locator("title", { hasText: "a1.h1 → logits" }) }).hover();
+    const circuitEdges = (await page.locator("#circuit-edges tr td:first-child").allTextContents()).slice(1); // after the header
+    // A point of the curve that the curve itself is on top at (its bounding box's centre may lie under a node).
+    const mid = await page.evaluate(() => {
+      const path = [...document.querySelectorAll("#circuit svg path")].find((p) => p.querySelector("title")?.textContent.startsWith("a1.h1 → logits"));
+      path.scrollIntoView({ block: "center" });
+      for (const f of [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8]) {
+        const point = path.getPointAtLength(path.getTotalLength() * f).matrixTransform(path.getScreenCTM());
+        if (document.elementFromPoint(point.x, point.y) === path) return { x: point.x, y: point.y };
+      }
+      return undefined;
+    });
+    if (mid === undefined) throw new Error("no point of the edge a1.h1 → logits is on top in the circuit drawing");
+    await page.mouse.move(mid.x, mid.y);
     const circuitTooltip = await page.locator("#circuit-tooltip").textContent();
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
     const engineText = await page.locator("#engine").textContent();
