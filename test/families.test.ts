@@ -43,11 +43,9 @@ beforeAll(async () => { engine = await Engine.create(); });
 
 describe("the registry dispatches model_type once, and refuses what no family reads", () => {
   const refusals: [string, RegExp][] = [
-    ["tiny-gpt_neox-random", /config\.json: model_type: "gpt_neox" is not supported \(supported: gpt2, llama, mistral\)/],
-    ["tiny-qwen2-random", /model_type: "qwen2" is not supported \(supported: gpt2, llama, mistral\)/],
-    ["tiny-gemma2-random", /model_type: "gemma2" is not supported \(supported: gpt2, llama, mistral\)/],
-    ["tiny-olmo-random", /model_type: "olmo" is not supported \(supported: gpt2, llama, mistral\)/],
-    ["tiny-llama3-random", /config\.json: rope_scaling: rope scaling is not supported yet/],
+    ["tiny-gpt_neox-random", /config\.json: model_type: "gpt_neox" is not supported \(supported: gpt2, llama, mistral, qwen2\)/],
+    ["tiny-gemma2-random", /model_type: "gemma2" is not supported \(supported: gpt2, llama, mistral, qwen2\)/],
+    ["tiny-olmo-random", /model_type: "olmo" is not supported \(supported: gpt2, llama, mistral, qwen2\)/],
     ["tiny-mistral-random", /config\.json: sliding_window: sliding-window attention is not supported yet/],
   ];
 
@@ -56,10 +54,12 @@ describe("the registry dispatches model_type once, and refuses what no family re
     expect(familyOf(checkpoint("tiny-gpt2-random-f16").json)).toBe(gpt2);
     expect(familyOf(checkpoint("tiny-llama-random").json)).toBe(llama);
     expect(familyOf({ ...checkpoint("tiny-mistral-random").json })).toBe(llama);
+    expect(familyOf(checkpoint("tiny-qwen2-random").json)).toBe(llama);
+    expect(familyOf(checkpoint("tiny-llama3-random").json)).toBe(llama);
     // Early GPT-2 config.json files have no model_type.
     const { model_type: _, ...legacy } = checkpoint("tiny-gpt2-random").json;
     expect(familyOf(legacy)).toBe(gpt2);
-    expect(FAMILIES.flatMap((f) => Object.keys(f.modelTypes))).toEqual(["gpt2", "llama", "mistral"]);
+    expect(FAMILIES.flatMap((f) => Object.keys(f.modelTypes))).toEqual(["gpt2", "llama", "mistral", "qwen2"]);
   });
 
   for (const [name, why] of refusals) {
@@ -72,9 +72,9 @@ describe("the registry dispatches model_type once, and refuses what no family re
   }
 
   it("refuses a model_type that is not a string, and a config of the other family in each reader", () => {
-    expect(() => familyOf({ model_type: 7 })).toThrow(/model_type: 7 is not supported \(supported: gpt2, llama, mistral\)/);
+    expect(() => familyOf({ model_type: 7 })).toThrow(/model_type: 7 is not supported \(supported: gpt2, llama, mistral, qwen2\)/);
     expect(() => familyOf({ model_type: "toString" })).toThrow(/"toString" is not supported/);
-    expect(() => configFromHfLlama(checkpoint("tiny-gpt2-random").json)).toThrow(/model_type: expected "llama" or "mistral" for the llama family, got "gpt2"/);
+    expect(() => configFromHfLlama(checkpoint("tiny-gpt2-random").json)).toThrow(/model_type: expected "llama" or "mistral" or "qwen2" for the llama family, got "gpt2"/);
     expect(() => configFromHfGpt2(checkpoint("tiny-llama-random").json)).toThrow(/model_type: expected "gpt2" for the gpt2 family, got "llama"/);
     expect(() => configFromHfLlama(checkpoint("tiny-gpt_neox-random").json)).toThrow(/model_type: .* got "gpt_neox"/);
   });
@@ -226,9 +226,23 @@ describe("exporters refuse what their checkpoints cannot hold", () => {
     const g = load("tiny-gpt2-random");
     expect(() => hfFiles(g.cfg, withChanged(g.weights, "unembed.b_U"))).toThrow(/gpt2 export: unembed\.b_U must be all zeros/);
     const l = load("tiny-llama-random");
-    for (const bias of ["blocks.0.attn.b_Q", "blocks.1.attn._b_V", "blocks.2.mlp.b_out", "unembed.b_U"]) {
+    for (const bias of ["blocks.2.mlp.b_out", "unembed.b_U"]) {
       expect(() => hfFiles(l.cfg, withChanged(l.weights, bias))).toThrow(new RegExp(`llama export: ${bias.replace(/\./g, "\\.")} must be all zeros`));
     }
+  });
+
+  it("attention biases: LLaMA writes all four (attention_bias), Qwen2 its q/k/v and no o_proj, Mistral none", async () => {
+    const l = load("tiny-llama-random");
+    const biased = withChanged(l.weights, "blocks.1.attn._b_V");
+    const files = hfFiles(l.cfg, biased);
+    expect(JSON.parse(new TextDecoder().decode(files["config.json"])).attention_bias).toBe(true);
+    const again = await HookedTransformer.fromPretrained(files, { engine, processWeights: false });
+    expect(again.weights.get("blocks.1.attn._b_V")!.data).toEqual(biased.get("blocks.1.attn._b_V")!.data);
+    again.dispose();
+    const q = load("tiny-qwen2-random");
+    expect(() => hfFiles(q.cfg, withChanged(q.weights, "blocks.0.attn.b_O"))).toThrow(/blocks\.0\.attn\.b_O: a Qwen2ForCausalLM checkpoint has no o_proj bias/);
+    const mistral = { ...l.cfg, originalArchitecture: "MistralForCausalLM" };
+    expect(() => hfFiles(mistral, withChanged(l.weights, "blocks.0.attn.b_Q"))).toThrow(/MistralForCausalLM checkpoint has no attention biases/);
   });
 
   it("weights that do not match the config, and a config of another family", () => {

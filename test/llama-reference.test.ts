@@ -141,19 +141,35 @@ describe("GQA direct path patching on tiny-llama-random against PyTorch", () => 
 describe("LLaMA config checks", () => {
   const base = { hidden_size: 64, intermediate_size: 128, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, vocab_size: 100 };
   it("refuses what it would compute differently, by name", () => {
-    expect(() => configFromHfLlama({ ...base, attention_bias: true })).toThrow(/attention_bias: attention with biases is not supported yet/);
     expect(() => configFromHfLlama({ ...base, mlp_bias: true })).toThrow(/mlp_bias/);
-    expect(() => configFromHfLlama({ ...base, rope_scaling: { type: "linear", factor: 2 } })).toThrow(/rope_scaling: rope scaling is not supported yet/);
+    expect(() => configFromHfLlama({ ...base, rope_scaling: { type: "linear", factor: 2 } }))
+      .toThrow(/rope_scaling: rope scaling of rope_type "linear" \(llama3 is supported\) is not supported yet/);
+    const llama3 = { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 48 };
+    expect(() => configFromHfLlama({ ...base, rope_scaling: { ...llama3, factor: -1 } })).toThrow(/rope_scaling: factor must be a number > 0, got -1/);
+    expect(() => configFromHfLlama({ ...base, rope_scaling: { ...llama3, high_freq_factor: 1 } })).toThrow(/high_freq_factor \(1\) must exceed low_freq_factor \(1\)/);
     expect(() => configFromHfLlama({ ...base, sliding_window: 4096 })).toThrow(/sliding_window/);
     expect(() => configFromHfLlama({ ...base, hidden_act: "gelu" })).toThrow(/hidden_act/);
     expect(() => configFromHfLlama({ ...base, num_key_value_heads: 3 })).toThrow(/does not divide num_attention_heads/);
     expect(configFromHfLlama(base)).toMatchObject({ dHead: 16, eps: 1e-6, rotaryBase: 10000 });
   });
 
-  it("refuses projection biases in the checkpoint with a typed error naming the tensor", () => {
+  it("refuses MLP biases in the checkpoint with a typed error naming the tensor", () => {
     const cfg = configFromHfLlama(base);
-    const raw = { "model.layers.0.self_attn.q_proj.bias": { shape: [64], data: new Float32Array(64) } };
+    const raw = { "model.layers.0.mlp.gate_proj.bias": { shape: [128], data: new Float32Array(128) } };
     expect(() => convertLlamaWeights(raw, cfg)).toThrow(ModelFormatError);
-    expect(() => convertLlamaWeights(raw, cfg)).toThrow(/q_proj\.bias: biases are not supported yet/);
+    expect(() => convertLlamaWeights(raw, cfg)).toThrow(/gate_proj\.bias: MLP biases are not supported yet/);
+  });
+
+  it("Llama 3's rope scaling: the reference's frequencies for d = 16, θ = 500000, factor 8, N = 48", async () => {
+    const { rotaryDivisors } = await import("../src/model/rotary-tables.js");
+    const cfg = configFromHfLlama({ ...base, rope_theta: 500000,
+      rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 48 } });
+    const plain = rotaryDivisors({ ...cfg, rotaryScaling: undefined });
+    const scaled = rotaryDivisors(cfg);
+    expect(scaled[0]).toBe(plain[0]); // wavelength 6.3 < 12: kept
+    const s = (48 / (2 * Math.PI * plain[1]!) - 1) / 3; // wavelength 32.4: interpolated
+    expect(s).toBeCloseTo(0.16, 2);
+    expect(1 / scaled[1]!).toBeCloseTo((1 - s) / (8 * plain[1]!) + s / plain[1]!, 15);
+    for (let i = 2; i < 8; i++) expect(scaled[i]).toBe(plain[i]! * 8); // wavelength > 48: divided by the factor
   });
 });

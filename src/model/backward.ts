@@ -7,7 +7,7 @@ import type { HookedTransformerConfig } from "./config.js";
 import type { DevicePointers, TransposedPointers } from "./device-weights.js";
 import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
 import { positionIds } from "./forward-heap.js";
-import { rotaryTables } from "./rotary-tables.js";
+import { rotaryDivisors, rotaryTables } from "./rotary-tables.js";
 
 /**
  * The forward activations the backward reads, per block (all [batch, pos, ...] as the hooks give
@@ -394,7 +394,7 @@ function buildInverseRotaryTables(run: Run): void {
   const { buf, cfg, batch: B, pos: P } = run;
   const ids = positionIds({ batch: B, pos: P, attentionMask: run.plan.attentionMask });
   const heap = run.engine.heap();
-  rotaryTables(heap, ids, B, P, 0, P, cfg.dHead, cfg.rotaryBase, buf.cos, buf.sinNeg);
+  rotaryTables(heap, ids, B, P, 0, P, rotaryDivisors(cfg), buf.cos, buf.sinNeg);
   const n = run.rows * (cfg.dHead / 2);
   for (let i = 0; i < n; i++) heap[(buf.sinNeg >>> 2) + i] = -heap[(buf.sinNeg >>> 2) + i]!;
 }

@@ -16,6 +16,15 @@ export type ActFn = typeof ACT_FNS[number];
 export const NORMALIZATION_TYPES = ["LN", "LNPre", "RMS", "RMSPre"] as const;
 export type NormalizationType = typeof NORMALIZATION_TYPES[number];
 
+/** Llama 3's rotary scaling (Hugging Face `rope_scaling` of `rope_type` "llama3"). */
+export interface RotaryScaling {
+  type: "llama3";
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
 export interface HookedTransformerConfig {
   nLayers: number;
   dModel: number;
@@ -36,6 +45,12 @@ export interface HookedTransformerConfig {
   positionalEmbeddingType: "standard" | "rotary";
   /** Rotary base (rope_theta). */
   rotaryBase: number;
+  /**
+   * Llama 3's rotary frequency scaling (Hugging Face `rope_scaling` with `rope_type: "llama3"`):
+   * long wavelengths divided by `factor`, short ones kept, the band between interpolated (see
+   * rotaryFrequencies). Absent: plain rotary.
+   */
+  rotaryScaling?: RotaryScaling;
   /** SwiGLU MLP: post = act(x @ W_gate) * (x @ W_in). */
   gatedMlp: boolean;
   /** When true, the forward also computes `attn.hook_result` [batch, pos, n_heads, d_model]. */
@@ -96,6 +111,7 @@ export function makeConfig(partial: Partial<HookedTransformerConfig> &
     nKeyValueHeads: partial.nKeyValueHeads ?? nHeads,
     positionalEmbeddingType: partial.positionalEmbeddingType ?? "standard",
     rotaryBase: partial.rotaryBase ?? 10000,
+    ...(partial.rotaryScaling === undefined ? {} : { rotaryScaling: partial.rotaryScaling }),
     gatedMlp: partial.gatedMlp ?? false,
     dMlp: partial.dMlp ?? 4 * dModel,
     actFn: partial.actFn ?? "gelu_new",
@@ -146,6 +162,14 @@ export function checkConfig(cfg: HookedTransformerConfig, file = "config"): Hook
   if (cfg.positionalEmbeddingType === "rotary") {
     if (cfg.dHead % 2 !== 0) fail("dHead", `rotary embeddings rotate pairs of dimensions, so dHead must be even, got ${cfg.dHead}`);
     if (!(cfg.rotaryBase > 1 && Number.isFinite(cfg.rotaryBase))) fail("rotaryBase", `expected a finite number > 1, got ${cfg.rotaryBase}`);
+  }
+  if (cfg.rotaryScaling !== undefined) {
+    const r = cfg.rotaryScaling;
+    if (r.type !== "llama3") fail("rotaryScaling", `only type "llama3" is built, got ${JSON.stringify(r.type)}`);
+    for (const k of ["factor", "lowFreqFactor", "highFreqFactor", "originalMaxPositionEmbeddings"] as const) {
+      if (!(typeof r[k] === "number" && r[k] > 0 && Number.isFinite(r[k]))) fail("rotaryScaling", `${k} must be a finite number > 0, got ${JSON.stringify(r[k])}`);
+    }
+    if (!(r.highFreqFactor > r.lowFreqFactor)) fail("rotaryScaling", `highFreqFactor (${r.highFreqFactor}) must exceed lowFreqFactor (${r.lowFreqFactor})`);
   }
   if (!(cfg.eps > 0 && Number.isFinite(cfg.eps))) fail("eps", `expected a finite number > 0, got ${cfg.eps}`);
   if (!(cfg.attnScale > 0 && Number.isFinite(cfg.attnScale))) fail("attnScale", `expected a finite number > 0, got ${cfg.attnScale}`);

@@ -6,7 +6,7 @@ import type { ActFn, HookedTransformerConfig } from "./config.js";
 import type { BlockPointers, DevicePointers } from "./device-weights.js";
 import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
 import { assemble, embed, gatherLastRows, positionIds, renormalize, sumHeads } from "./forward-heap.js";
-import { rotaryTables } from "./rotary-tables.js";
+import { rotaryDivisors, rotaryTables } from "./rotary-tables.js";
 
 /** Each MLP activation's own kernel, and its code for gemmPacked's fused activation. */
 const ACTIVATIONS = {
@@ -288,8 +288,9 @@ function embedTokens(run: Run, w: DevicePointers): void {
 function buildRotaryTables(run: Run): void {
   const { buf, cfg, batch: B, pos: P } = run;
   const ids = positionIds(run.plan);
-  rotaryTables(run.engine.heap(), ids, B, P, run.start, run.n, cfg.dHead, cfg.rotaryBase, buf.cos, buf.sin);
-  if (buf.cosLast !== 0) rotaryTables(run.engine.heap(), ids, B, P, P - 1, 1, cfg.dHead, cfg.rotaryBase, buf.cosLast, buf.sinLast);
+  const divisors = rotaryDivisors(cfg);
+  rotaryTables(run.engine.heap(), ids, B, P, run.start, run.n, divisors, buf.cos, buf.sin);
+  if (buf.cosLast !== 0) rotaryTables(run.engine.heap(), ids, B, P, P - 1, 1, divisors, buf.cosLast, buf.sinLast);
 }
 
 /**

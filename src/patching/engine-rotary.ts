@@ -8,7 +8,7 @@ import { withEngineBuffers } from "./engine-buffers.js";
  * recomputes a few heads' attention by itself.
  */
 export function engineRotary(engine: Engine, x: Float32Array, batch: number, count: number, heads: number, d: number,
-  first: number, base: number): Float32Array {
+  first: number, divisors: Float64Array): Float32Array {
   const pos = first + count;
   const ids = new Int32Array(batch * pos);
   for (let b = 0; b < batch; b++) for (let p = 0; p < pos; p++) ids[b * pos + p] = p;
@@ -16,7 +16,7 @@ export function engineRotary(engine: Engine, x: Float32Array, batch: number, cou
     const px = buffers.upload(x);
     const cos = buffers.alloc(batch * count * (d / 2));
     const sin = buffers.alloc(batch * count * (d / 2));
-    rotaryTables(engine.heap(), ids, batch, pos, first, count, d, base, cos, sin);
+    rotaryTables(engine.heap(), ids, batch, pos, first, count, divisors, cos, sin);
     engine.kernels.rotary(px, px, cos, sin, batch * count, heads, d);
     return engine.download(px, x.length);
   });

@@ -1,20 +1,23 @@
-// LLaMA (LlamaForCausalLM, and Mistral without its sliding window): rotary q/k, RMSNorm, a SwiGLU
-// MLP, grouped-query attention, no biases; nn.Linear weights stored [out, in] and applied as x @ Wᵀ.
+// LLaMA (LlamaForCausalLM), Qwen2 (Qwen2ForCausalLM: q/k/v biases) and Mistral without its sliding
+// window: rotary q/k, RMSNorm, a SwiGLU MLP, grouped-query attention, attention biases where the
+// checkpoint has them; nn.Linear weights stored [out, in] and applied as x @ Wᵀ.
 
 import { Tensor } from "../../engine/tensor.js";
 import { ModelFormatError } from "../../io/errors.js";
 import type { JsonObject } from "../../io/json.js";
-import { makeConfig, type HookedTransformerConfig } from "../config.js";
+import { makeConfig, type HookedTransformerConfig, type RotaryScaling } from "../config.js";
 import { kvName, type Weights } from "../weights.js";
 import type { HfCheckpoint, HfTensors, ModelFamily } from "./family.js";
 import { checkExportable, hfConfigFields, hfTensors, isTiedUnembedding, scalesBySqrtDHead, transpose } from "./hf-layout.js";
 
-const ARCHITECTURES = { llama: "LlamaForCausalLM", mistral: "MistralForCausalLM" } as const;
+const ARCHITECTURES = { llama: "LlamaForCausalLM", mistral: "MistralForCausalLM", qwen2: "Qwen2ForCausalLM" } as const;
 
 /**
- * Reads a Hugging Face LLaMA-family config.json (`model_type` llama or mistral: RMSNorm, rotary,
- * SwiGLU, grouped-query attention). Variants computed differently (biases, rope scaling, sliding
- * windows, other activations) are refused by name rather than approximated.
+ * Reads a Hugging Face LLaMA-family config.json (`model_type` llama, qwen2 or mistral: RMSNorm,
+ * rotary, SwiGLU, grouped-query attention; attention biases as the checkpoint stores them).
+ * Llama 3's `rope_scaling` (`rope_type: "llama3"`) is read; variants computed differently (MLP
+ * biases, other rope scalings, sliding windows, other activations) are refused by name rather
+ * than approximated.
  *
  * @throws ConfigError naming the field
  * @example
@@ -22,16 +25,15 @@ const ARCHITECTURES = { llama: "LlamaForCausalLM", mistral: "MistralForCausalLM"
  * const cfg = configFromHfLlama({ hidden_size: 64, intermediate_size: 128, num_hidden_layers: 3,
  *   num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, vocab_size: 100 });
  * cfg.nKeyValueHeads; // 2
- * configFromHfLlama({ ...json, rope_scaling: { rope_type: "llama3", factor: 8 } });
- * // ConfigError: config.json: rope_scaling: rope scaling is not supported yet
+ * configFromHfLlama({ ...json, rope_scaling: { rope_type: "yarn", factor: 4 } });
+ * // ConfigError: config.json: rope_scaling: rope scaling of rope_type "yarn" is not supported yet (llama3 is)
  * ```
  */
 export function configFromHfLlama(json: JsonObject, file = "config.json"): HookedTransformerConfig {
   const field = hfConfigFields(json, file);
   field.expectModelType(llama);
-  if (json["attention_bias"] === true) field.refuse("attention_bias", "attention with biases");
   if (json["mlp_bias"] === true) field.refuse("mlp_bias", "an MLP with biases");
-  if (json["rope_scaling"] !== undefined && json["rope_scaling"] !== null) field.refuse("rope_scaling", "rope scaling");
+  const rotaryScaling = ropeScaling(json["rope_scaling"], field);
   if (json["use_sliding_window"] === true || (typeof json["sliding_window"] === "number" && json["use_sliding_window"] !== false)) {
     field.refuse("sliding_window", "sliding-window attention");
   }
@@ -57,20 +59,42 @@ export function configFromHfLlama(json: JsonObject, file = "config.json"): Hooke
     normalizationType: "RMS",
     positionalEmbeddingType: "rotary",
     rotaryBase: theta as number,
+    ...(rotaryScaling === undefined ? {} : { rotaryScaling }),
     gatedMlp: true,
     originalArchitecture: field.architecture(ARCHITECTURES.llama),
     attnScale: Math.sqrt(dHead),
   });
 }
 
+/** A config.json's `rope_scaling`: null/absent, or Llama 3's (its four numbers checked); others refused by name. */
+function ropeScaling(value: unknown, field: ReturnType<typeof hfConfigFields>): RotaryScaling | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "object" || Array.isArray(value)) field.fail("rope_scaling", `expected an object or null, got ${JSON.stringify(value)}`);
+  const r = value as JsonObject;
+  const type = r["rope_type"] ?? r["type"];
+  if (type !== "llama3") field.refuse("rope_scaling", `rope scaling of rope_type ${JSON.stringify(type)} (llama3 is supported)`);
+  const number = (key: string) => {
+    const x = r[key];
+    if (typeof x !== "number" || !(x > 0) || !Number.isFinite(x)) field.fail("rope_scaling", `${key} must be a number > 0, got ${JSON.stringify(x)}`);
+    return x as number;
+  };
+  const scaling: RotaryScaling = {
+    type: "llama3", factor: number("factor"), lowFreqFactor: number("low_freq_factor"), highFreqFactor: number("high_freq_factor"),
+    originalMaxPositionEmbeddings: number("original_max_position_embeddings"),
+  };
+  if (!(scaling.highFreqFactor > scaling.lowFreqFactor)) field.fail("rope_scaling", `high_freq_factor (${scaling.highFreqFactor}) must exceed low_freq_factor (${scaling.lowFreqFactor})`);
+  return scaling;
+}
+
 /**
  * Maps Hugging Face LLaMA tensors (`model.embed_tokens.weight`, `model.layers.0.self_attn.q_proj.weight`,
  * ...) to TransformerLens names and layouts: per-head [heads, dModel, dHead] attention matrices
- * (`_W_K`, `_W_V` with grouped-query attention), [in, out] MLP matrices, zero biases. An
+ * (`_W_K`, `_W_V` with grouped-query attention), [in, out] MLP matrices; q/k/v/o biases where the
+ * checkpoint has them (Qwen2's q/k/v, LLaMA's with `attention_bias`), else zero. An
  * `lm_head.weight` is the unembedding when present; otherwise it is tied to `embed_tokens`.
  *
  * @throws ModelFormatError `missing_tensor` or `shape_mismatch` naming the tensor, and `unsupported`
- * for projection biases (which the config reader would have refused as attention_bias/mlp_bias)
+ * for MLP biases (which the config reader would have refused as mlp_bias)
  * @example
  * ```ts
  * const weights = convertLlamaWeights(readSafetensors(bytes, "model.safetensors").tensors, cfg);
@@ -80,8 +104,8 @@ export function configFromHfLlama(json: JsonObject, file = "config.json"): Hooke
 export function convertLlamaWeights(raw: HfTensors, cfg: HookedTransformerConfig, file = "model.safetensors"): Weights {
   const hf = hfTensors(raw, file);
   for (const name of hf.names()) {
-    if (/\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.bias$/.test(name)) {
-      throw new ModelFormatError(file, "unsupported", `${name}: biases are not supported yet for LLaMA-family models`);
+    if (/\.(gate_proj|up_proj|down_proj)\.bias$/.test(name)) {
+      throw new ModelFormatError(file, "unsupported", `${name}: MLP biases are not supported yet for LLaMA-family models`);
     }
   }
   const { nLayers, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
@@ -103,12 +127,14 @@ export function convertLlamaWeights(raw: HfTensors, cfg: HookedTransformerConfig
     put(`${b}attn.W_Q`, [H, D, d], perHead(hf.take(`${h}self_attn.q_proj.weight`, [H * d, D]), H));
     put(`${b}attn.${kvName(cfg, "W_K")}`, [Hk, D, d], perHead(hf.take(`${h}self_attn.k_proj.weight`, [Hk * d, D]), Hk));
     put(`${b}attn.${kvName(cfg, "W_V")}`, [Hk, D, d], perHead(hf.take(`${h}self_attn.v_proj.weight`, [Hk * d, D]), Hk));
-    put(`${b}attn.b_Q`, [H, d], new Float32Array(H * d));
-    put(`${b}attn.${kvName(cfg, "b_K")}`, [Hk, d], new Float32Array(Hk * d));
-    put(`${b}attn.${kvName(cfg, "b_V")}`, [Hk, d], new Float32Array(Hk * d));
+    // Biases [heads * d] are head-major: [heads, d] as they are.
+    const bias = (name: string, n: number) => hf.optional(name, [n])?.slice() ?? new Float32Array(n);
+    put(`${b}attn.b_Q`, [H, d], bias(`${h}self_attn.q_proj.bias`, H * d));
+    put(`${b}attn.${kvName(cfg, "b_K")}`, [Hk, d], bias(`${h}self_attn.k_proj.bias`, Hk * d));
+    put(`${b}attn.${kvName(cfg, "b_V")}`, [Hk, d], bias(`${h}self_attn.v_proj.bias`, Hk * d));
     // o_proj [D, H*d]: W_O[h, e, i] = o_proj[i, h*d + e], i.e. its transpose viewed [H, d, D].
     put(`${b}attn.W_O`, [H, d, D], transpose(hf.take(`${h}self_attn.o_proj.weight`, [D, H * d]), D, H * d));
-    put(`${b}attn.b_O`, [D], new Float32Array(D));
+    put(`${b}attn.b_O`, [D], bias(`${h}self_attn.o_proj.bias`, D));
     put(`${b}ln2.w`, [D], hf.take(`${h}post_attention_layernorm.weight`, [D]).slice());
     put(`${b}mlp.W_gate`, [D, M], transpose(hf.take(`${h}mlp.gate_proj.weight`, [M, D]), M, D));
     put(`${b}mlp.W_in`, [D, M], transpose(hf.take(`${h}mlp.up_proj.weight`, [M, D]), M, D));
@@ -122,24 +148,30 @@ export function convertLlamaWeights(raw: HfTensors, cfg: HookedTransformerConfig
   return w;
 }
 
-/** Every bias a LLaMA checkpoint has no tensor for (all of them). */
+/** Every bias a LLaMA-family checkpoint has no tensor for (the MLP's and the unembedding's). */
 function biasNames(cfg: HookedTransformerConfig): string[] {
   const names = ["unembed.b_U"];
-  for (let l = 0; l < cfg.nLayers; l++) {
-    const a = `blocks.${l}.attn.`;
-    names.push(`${a}b_Q`, `${a}${kvName(cfg, "b_K")}`, `${a}${kvName(cfg, "b_V")}`, `${a}b_O`, `blocks.${l}.mlp.b_in`, `blocks.${l}.mlp.b_out`);
-  }
+  for (let l = 0; l < cfg.nLayers; l++) names.push(`blocks.${l}.mlp.b_in`, `blocks.${l}.mlp.b_out`);
   return names;
+}
+
+/** The attention biases' names of block l (q, k, v, o). */
+function attentionBiasNames(cfg: HookedTransformerConfig, l: number): string[] {
+  const a = `blocks.${l}.attn.`;
+  return [`${a}b_Q`, `${a}${kvName(cfg, "b_K")}`, `${a}${kvName(cfg, "b_V")}`, `${a}b_O`];
 }
 
 /**
  * Unprocessed TransformerLens LLaMA-family weights as a Hugging Face checkpoint: the inverse of
- * {@link configFromHfLlama} and {@link convertLlamaWeights}. The model_type is `mistral` when the
- * config came from a MistralForCausalLM, `llama` otherwise. The unembedding is tied (no
- * `lm_head.weight`, `tie_word_embeddings: true`) exactly when W_U is W_E transposed bit for bit.
+ * {@link configFromHfLlama} and {@link convertLlamaWeights}. The model_type is `mistral` or `qwen2`
+ * when the config came from a MistralForCausalLM or Qwen2ForCausalLM, `llama` otherwise. Qwen2 keeps
+ * its q/k/v biases; LLaMA writes q/k/v/o biases (`attention_bias: true`) when any is not zero. The
+ * unembedding is tied (no `lm_head.weight`, `tie_word_embeddings: true`) exactly when W_U is W_E
+ * transposed bit for bit.
  *
  * @throws Error when the config is not LLaMA-shaped, the weights are processed (normalizationType not
- * "RMS") or do not match the config, or a bias is not zero (LLaMA checkpoints have none)
+ * "RMS") or do not match the config, or a bias is not zero that the checkpoint cannot store (MLP
+ * biases; Qwen2's o_proj; any attention bias of Mistral)
  * @example
  * ```ts
  * const raw = await HookedTransformer.fromPretrained("./tiny-llama", { processWeights: false });
@@ -180,6 +212,21 @@ export function llamaToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<str
 
   const [modelType, architecture] = Object.entries(ARCHITECTURES).find(([, a]) => a === cfg.originalArchitecture) ??
     ["llama", ARCHITECTURES.llama];
+  // Attention biases: Qwen2 always stores q/k/v (and has no o_proj bias); LLaMA stores all four when any is set.
+  const nonZero = (name: string) => get(name).some((x) => x !== 0);
+  const anyAttentionBias = Array.from({ length: nLayers }, (_, l) => attentionBiasNames(cfg, l)).flat().some(nonZero);
+  for (let l = 0; l < nLayers; l++) {
+    const [bq, bk, bv, bo] = attentionBiasNames(cfg, l);
+    const h = `model.layers.${l}.self_attn.`;
+    if (modelType === "qwen2" || (modelType === "llama" && anyAttentionBias)) {
+      put(`${h}q_proj.bias`, [H * d], get(bq!));
+      put(`${h}k_proj.bias`, [Hk * d], get(bk!));
+      put(`${h}v_proj.bias`, [Hk * d], get(bv!));
+    }
+    if (modelType === "llama" && anyAttentionBias) put(`${h}o_proj.bias`, [D], get(bo!));
+    else if (nonZero(bo!)) throw new Error(`${bo}: a ${architecture} checkpoint has no o_proj bias; this one is not zero`);
+    if (modelType === "mistral" && [bq!, bk!, bv!].some(nonZero)) throw new Error(`blocks.${l}.attn: a MistralForCausalLM checkpoint has no attention biases`);
+  }
   const config: JsonObject = {
     architectures: [architecture],
     model_type: modelType,
@@ -193,18 +240,22 @@ export function llamaToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<str
     max_position_embeddings: nCtx,
     rms_norm_eps: cfg.eps,
     rope_theta: cfg.rotaryBase,
-    rope_scaling: null,
-    attention_bias: false,
+    rope_scaling: cfg.rotaryScaling === undefined ? null : {
+      rope_type: "llama3", factor: cfg.rotaryScaling.factor, low_freq_factor: cfg.rotaryScaling.lowFreqFactor,
+      high_freq_factor: cfg.rotaryScaling.highFreqFactor, original_max_position_embeddings: cfg.rotaryScaling.originalMaxPositionEmbeddings,
+    },
     mlp_bias: false,
     tie_word_embeddings: tied,
     vocab_size: V,
   };
+  if (modelType === "llama") config["attention_bias"] = anyAttentionBias;
   // Transformers' MistralConfig defaults sliding_window to 4096 when the field is absent.
-  if (modelType === "mistral") config["sliding_window"] = null;
+  if (modelType === "mistral" || modelType === "qwen2") config["sliding_window"] = null;
+  if (modelType === "qwen2") config["use_sliding_window"] = false;
   return { config, tensors };
 }
 
-/** The LLaMA adapter (model_type `llama`, and `mistral` without a sliding window). */
+/** The LLaMA adapter (model_type `llama`, `qwen2`, and `mistral` without a sliding window). */
 export const llama: ModelFamily = {
   name: "llama",
   modelTypes: ARCHITECTURES,
