@@ -66,6 +66,12 @@ describe("gradients through changed split inputs against finite differences", ()
 });
 
 describe("gradients against finite differences at every hook point", () => {
+  it.each(["tiny-qwen2-random", "tiny-llama3-random"])("%s (q/k/v biases; Llama 3's rope scaling), unprocessed", async (name) => {
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, processWeights: false });
+    checkEveryHook(model, [[1, 7, 3, 9, 2, 5, 11, 4], [4, 4, 8, 1, 0, 6, 30, 2]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }));
+    model.dispose();
+  });
+
   it("GPT-2 with its LayerNorm weights, per-head results, logit difference and log-probability", async () => {
     const files = randomGpt2Files({ nLayer: 2, nHead: 3, nEmbd: 24, nPositions: 12, vocab: 40, seed: 5 });
     const model = await HookedTransformer.fromPretrained(files, { engine, processWeights: false, useAttnResult: true });
