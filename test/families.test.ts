@@ -43,9 +43,8 @@ beforeAll(async () => { engine = await Engine.create(); });
 
 describe("the registry dispatches model_type once, and refuses what no family reads", () => {
   const refusals: [string, RegExp][] = [
-    ["tiny-gpt_neox-random", /config\.json: model_type: "gpt_neox" is not supported \(supported: gpt2, llama, mistral, qwen2\)/],
-    ["tiny-gemma2-random", /model_type: "gemma2" is not supported \(supported: gpt2, llama, mistral, qwen2\)/],
-    ["tiny-olmo-random", /model_type: "olmo" is not supported \(supported: gpt2, llama, mistral, qwen2\)/],
+    ["tiny-gpt_neox-random", /config\.json: model_type: "gpt_neox" is not supported \(supported: gpt2, llama, mistral, qwen2, olmo\)/],
+    ["tiny-gemma2-random", /model_type: "gemma2" is not supported \(supported: gpt2, llama, mistral, qwen2, olmo\)/],
     ["tiny-mistral-random", /config\.json: sliding_window: sliding-window attention is not supported yet/],
   ];
 
@@ -56,10 +55,11 @@ describe("the registry dispatches model_type once, and refuses what no family re
     expect(familyOf({ ...checkpoint("tiny-mistral-random").json })).toBe(llama);
     expect(familyOf(checkpoint("tiny-qwen2-random").json)).toBe(llama);
     expect(familyOf(checkpoint("tiny-llama3-random").json)).toBe(llama);
+    expect(familyOf(checkpoint("tiny-olmo-random").json)).toBe(llama);
     // Early GPT-2 config.json files have no model_type.
     const { model_type: _, ...legacy } = checkpoint("tiny-gpt2-random").json;
     expect(familyOf(legacy)).toBe(gpt2);
-    expect(FAMILIES.flatMap((f) => Object.keys(f.modelTypes))).toEqual(["gpt2", "llama", "mistral", "qwen2"]);
+    expect(FAMILIES.flatMap((f) => Object.keys(f.modelTypes))).toEqual(["gpt2", "llama", "mistral", "qwen2", "olmo"]);
   });
 
   for (const [name, why] of refusals) {
@@ -72,9 +72,9 @@ describe("the registry dispatches model_type once, and refuses what no family re
   }
 
   it("refuses a model_type that is not a string, and a config of the other family in each reader", () => {
-    expect(() => familyOf({ model_type: 7 })).toThrow(/model_type: 7 is not supported \(supported: gpt2, llama, mistral, qwen2\)/);
+    expect(() => familyOf({ model_type: 7 })).toThrow(/model_type: 7 is not supported \(supported: gpt2, llama, mistral, qwen2, olmo\)/);
     expect(() => familyOf({ model_type: "toString" })).toThrow(/"toString" is not supported/);
-    expect(() => configFromHfLlama(checkpoint("tiny-gpt2-random").json)).toThrow(/model_type: expected "llama" or "mistral" or "qwen2" for the llama family, got "gpt2"/);
+    expect(() => configFromHfLlama(checkpoint("tiny-gpt2-random").json)).toThrow(/model_type: expected "llama" or "mistral" or "qwen2" or "olmo" for the llama family, got "gpt2"/);
     expect(() => configFromHfGpt2(checkpoint("tiny-llama-random").json)).toThrow(/model_type: expected "gpt2" for the gpt2 family, got "llama"/);
     expect(() => configFromHfLlama(checkpoint("tiny-gpt_neox-random").json)).toThrow(/model_type: .* got "gpt_neox"/);
   });

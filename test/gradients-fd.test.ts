@@ -66,7 +66,7 @@ describe("gradients through changed split inputs against finite differences", ()
 });
 
 describe("gradients against finite differences at every hook point", () => {
-  it.each(["tiny-qwen2-random", "tiny-llama3-random"])("%s (q/k/v biases; Llama 3's rope scaling), unprocessed", async (name) => {
+  it.each(["tiny-qwen2-random", "tiny-llama3-random", "tiny-olmo-random"])("%s (q/k/v biases; Llama 3's rope scaling; a parameter-free LayerNorm), unprocessed", async (name) => {
     const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, processWeights: false });
     checkEveryHook(model, [[1, 7, 3, 9, 2, 5, 11, 4], [4, 4, 8, 1, 0, 6, 30, 2]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }));
     model.dispose();

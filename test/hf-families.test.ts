@@ -25,6 +25,7 @@ const within = (got: ArrayLike<number>, want: readonly number[], label: string) 
 describe.each([
   ["tiny-qwen2-random", "Qwen2ForCausalLM"],
   ["tiny-llama3-random", "LlamaForCausalLM"],
+  ["tiny-olmo-random", "OlmoForCausalLM"],
 ])("%s against Hugging Face", (name, architecture) => {
   const inputs = golden<GoldenInputs>(name, "inputs.json");
   const metric = logitDiff(inputs);

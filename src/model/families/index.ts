@@ -26,7 +26,7 @@ const DEFAULT_MODEL_TYPE = "gpt2";
  * @example
  * ```ts
  * familyOf({ model_type: "mistral", ... }).name;   // "llama"
- * familyOf({ model_type: "gpt_neox" });            // ConfigError: config.json: model_type: "gpt_neox" is not supported (supported: gpt2, llama, mistral, qwen2)
+ * familyOf({ model_type: "gpt_neox" });            // ConfigError: config.json: model_type: "gpt_neox" is not supported (supported: gpt2, llama, mistral, qwen2, olmo)
  * ```
  */
 export function familyOf(json: JsonObject, file = "config.json"): ModelFamily {

@@ -10,7 +10,10 @@ import { kvName, type Weights } from "../weights.js";
 import type { HfCheckpoint, HfTensors, ModelFamily } from "./family.js";
 import { checkExportable, hfConfigFields, hfTensors, isTiedUnembedding, scalesBySqrtDHead, transpose } from "./hf-layout.js";
 
-const ARCHITECTURES = { llama: "LlamaForCausalLM", mistral: "MistralForCausalLM", qwen2: "Qwen2ForCausalLM" } as const;
+const ARCHITECTURES = { llama: "LlamaForCausalLM", mistral: "MistralForCausalLM", qwen2: "Qwen2ForCausalLM", olmo: "OlmoForCausalLM" } as const;
+
+/** OLMo (v1): the LLaMA layout with LayerNorms that have no weight or bias (eps 1e-5). */
+const isOlmo = (cfg: Pick<HookedTransformerConfig, "originalArchitecture">) => cfg.originalArchitecture === ARCHITECTURES.olmo;
 
 /**
  * Reads a Hugging Face LLaMA-family config.json (`model_type` llama, qwen2 or mistral: RMSNorm,
@@ -34,6 +37,8 @@ export function configFromHfLlama(json: JsonObject, file = "config.json"): Hooke
   field.expectModelType(llama);
   if (json["mlp_bias"] === true) field.refuse("mlp_bias", "an MLP with biases");
   const rotaryScaling = ropeScaling(json["rope_scaling"], field);
+  const olmo = json["model_type"] === "olmo";
+  if (olmo && json["clip_qkv"] !== undefined && json["clip_qkv"] !== null) field.refuse("clip_qkv", "clipping q, k and v");
   if (json["use_sliding_window"] === true || (typeof json["sliding_window"] === "number" && json["use_sliding_window"] !== false)) {
     field.refuse("sliding_window", "sliding-window attention");
   }
@@ -54,14 +59,15 @@ export function configFromHfLlama(json: JsonObject, file = "config.json"): Hooke
     dMlp: field.size("intermediate_size"),
     dVocab: field.size("vocab_size"),
     nCtx: field.size("max_position_embeddings"),
-    eps: field.epsilon("rms_norm_eps", 1e-6),
+    // OLMo's parameter-free LayerNorm has its eps fixed at 1e-5 (config.json has no field for it).
+    eps: olmo ? 1e-5 : field.epsilon("rms_norm_eps", 1e-6),
     actFn: "silu",
-    normalizationType: "RMS",
+    normalizationType: olmo ? "LN" : "RMS",
     positionalEmbeddingType: "rotary",
     rotaryBase: theta as number,
     ...(rotaryScaling === undefined ? {} : { rotaryScaling }),
     gatedMlp: true,
-    originalArchitecture: field.architecture(ARCHITECTURES.llama),
+    originalArchitecture: olmo ? ARCHITECTURES.olmo : field.architecture(ARCHITECTURES.llama),
     attnScale: Math.sqrt(dHead),
   });
 }
@@ -120,10 +126,19 @@ export function convertLlamaWeights(raw: HfTensors, cfg: HookedTransformerConfig
 
   const embed = hf.take("model.embed_tokens.weight", [V, D]);
   put("embed.W_E", [V, D], embed.slice());
+  // A norm's weight (RMSNorm), or OLMo's parameter-free LayerNorm as an identity weight and a zero bias.
+  const norm = (name: string, hfName: string) => {
+    if (cfg.normalizationType === "LN") {
+      put(`${name}.w`, [D], new Float32Array(D).fill(1));
+      put(`${name}.b`, [D], new Float32Array(D));
+    } else {
+      put(`${name}.w`, [D], hf.take(hfName, [D]).slice());
+    }
+  };
   for (let l = 0; l < nLayers; l++) {
     const h = `model.layers.${l}.`;
     const b = `blocks.${l}.`;
-    put(`${b}ln1.w`, [D], hf.take(`${h}input_layernorm.weight`, [D]).slice());
+    norm(`${b}ln1`, `${h}input_layernorm.weight`);
     put(`${b}attn.W_Q`, [H, D, d], perHead(hf.take(`${h}self_attn.q_proj.weight`, [H * d, D]), H));
     put(`${b}attn.${kvName(cfg, "W_K")}`, [Hk, D, d], perHead(hf.take(`${h}self_attn.k_proj.weight`, [Hk * d, D]), Hk));
     put(`${b}attn.${kvName(cfg, "W_V")}`, [Hk, D, d], perHead(hf.take(`${h}self_attn.v_proj.weight`, [Hk * d, D]), Hk));
@@ -135,14 +150,14 @@ export function convertLlamaWeights(raw: HfTensors, cfg: HookedTransformerConfig
     // o_proj [D, H*d]: W_O[h, e, i] = o_proj[i, h*d + e], i.e. its transpose viewed [H, d, D].
     put(`${b}attn.W_O`, [H, d, D], transpose(hf.take(`${h}self_attn.o_proj.weight`, [D, H * d]), D, H * d));
     put(`${b}attn.b_O`, [D], bias(`${h}self_attn.o_proj.bias`, D));
-    put(`${b}ln2.w`, [D], hf.take(`${h}post_attention_layernorm.weight`, [D]).slice());
+    norm(`${b}ln2`, `${h}post_attention_layernorm.weight`);
     put(`${b}mlp.W_gate`, [D, M], transpose(hf.take(`${h}mlp.gate_proj.weight`, [M, D]), M, D));
     put(`${b}mlp.W_in`, [D, M], transpose(hf.take(`${h}mlp.up_proj.weight`, [M, D]), M, D));
     put(`${b}mlp.b_in`, [M], new Float32Array(M));
     put(`${b}mlp.W_out`, [M, D], transpose(hf.take(`${h}mlp.down_proj.weight`, [D, M]), D, M));
     put(`${b}mlp.b_out`, [D], new Float32Array(D));
   }
-  put("ln_final.w", [D], hf.take("model.norm.weight", [D]).slice());
+  norm("ln_final", "model.norm.weight");
   put("unembed.W_U", [D, V], transpose(hf.optional("lm_head.weight", [V, D]) ?? embed, V, D));
   put("unembed.b_U", [V], new Float32Array(V));
   return w;
@@ -180,7 +195,14 @@ function attentionBiasNames(cfg: HookedTransformerConfig, l: number): string[] {
  * ```
  */
 export function llamaToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>): HfCheckpoint {
-  checkExportable(llama, cfg, weights, "RMS", biasNames(cfg));
+  const olmo = isOlmo(cfg);
+  const norms = ["ln_final", ...Array.from({ length: cfg.nLayers }, (_, l) => [`blocks.${l}.ln1`, `blocks.${l}.ln2`]).flat()];
+  checkExportable(llama, cfg, weights, olmo ? "LN" : "RMS", [...biasNames(cfg), ...(olmo ? norms.map((n) => `${n}.b`) : [])]);
+  if (olmo) {
+    for (const n of norms) {
+      if (weights.get(`${n}.w`)!.data.some((x) => x !== 1)) throw new Error(`llama export: ${n}.w must be all ones (an OLMo checkpoint's norms have no weight)`);
+    }
+  }
   const { nLayers, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V, nCtx } = cfg;
   const get = (name: string): Float32Array => weights.get(name)!.data; // present: checkExportable checked every name
   const tensors: HfCheckpoint["tensors"] = {};
@@ -196,17 +218,17 @@ export function llamaToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<str
   for (let l = 0; l < nLayers; l++) {
     const b = `blocks.${l}.`;
     const h = `model.layers.${l}.`;
-    put(`${h}input_layernorm.weight`, [D], get(`${b}ln1.w`));
+    if (!olmo) put(`${h}input_layernorm.weight`, [D], get(`${b}ln1.w`));
     put(`${h}self_attn.q_proj.weight`, [H * d, D], fused(get(`${b}attn.W_Q`), H));
     put(`${h}self_attn.k_proj.weight`, [Hk * d, D], fused(get(`${b}attn.${kvName(cfg, "W_K")}`), Hk));
     put(`${h}self_attn.v_proj.weight`, [Hk * d, D], fused(get(`${b}attn.${kvName(cfg, "W_V")}`), Hk));
     put(`${h}self_attn.o_proj.weight`, [D, H * d], transpose(get(`${b}attn.W_O`), H * d, D)); // W_O [H, d, D] read as [H*d, D]
-    put(`${h}post_attention_layernorm.weight`, [D], get(`${b}ln2.w`));
+    if (!olmo) put(`${h}post_attention_layernorm.weight`, [D], get(`${b}ln2.w`));
     put(`${h}mlp.gate_proj.weight`, [M, D], transpose(get(`${b}mlp.W_gate`), D, M));
     put(`${h}mlp.up_proj.weight`, [M, D], transpose(get(`${b}mlp.W_in`), D, M));
     put(`${h}mlp.down_proj.weight`, [D, M], transpose(get(`${b}mlp.W_out`), M, D));
   }
-  put("model.norm.weight", [D], get("ln_final.w"));
+  if (!olmo) put("model.norm.weight", [D], get("ln_final.w"));
   const tied = isTiedUnembedding(get("embed.W_E"), get("unembed.W_U"), V, D);
   if (!tied) put("lm_head.weight", [V, D], transpose(get("unembed.W_U"), D, V));
 
@@ -238,7 +260,7 @@ export function llamaToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<str
     head_dim: d,
     hidden_act: "silu",
     max_position_embeddings: nCtx,
-    rms_norm_eps: cfg.eps,
+    ...(olmo ? { clip_qkv: null } : { rms_norm_eps: cfg.eps }),
     rope_theta: cfg.rotaryBase,
     rope_scaling: cfg.rotaryScaling === undefined ? null : {
       rope_type: "llama3", factor: cfg.rotaryScaling.factor, low_freq_factor: cfg.rotaryScaling.lowFreqFactor,
@@ -255,7 +277,7 @@ export function llamaToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<str
   return { config, tensors };
 }
 
-/** The LLaMA adapter (model_type `llama`, `qwen2`, and `mistral` without a sliding window). */
+/** The LLaMA adapter (model_type `llama`, `qwen2`, `olmo`, and `mistral` without a sliding window). */
 export const llama: ModelFamily = {
   name: "llama",
   modelTypes: ARCHITECTURES,
@@ -264,7 +286,10 @@ export const llama: ModelFamily = {
   toHf: llamaToHf,
   mismatch(cfg) {
     if (cfg.positionalEmbeddingType !== "rotary") return `positionalEmbeddingType is ${JSON.stringify(cfg.positionalEmbeddingType)}; LLaMA uses rotary embeddings ("rotary")`;
-    if (cfg.normalizationType !== "RMS" && cfg.normalizationType !== "RMSPre") return `normalizationType is ${JSON.stringify(cfg.normalizationType)}; LLaMA uses RMSNorm ("RMS")`;
+    const norms = isOlmo(cfg) ? ["LN", "LNPre"] : ["RMS", "RMSPre"];
+    if (!norms.includes(cfg.normalizationType)) {
+      return `normalizationType is ${JSON.stringify(cfg.normalizationType)}; ${isOlmo(cfg) ? "OLMo uses a parameter-free LayerNorm (\"LN\")" : "LLaMA uses RMSNorm (\"RMS\")"}`;
+    }
     if (!cfg.gatedMlp || cfg.actFn !== "silu") return `LLaMA's MLP is gated with silu, got gatedMlp ${cfg.gatedMlp} with actFn ${JSON.stringify(cfg.actFn)}`;
     if (!scalesBySqrtDHead(cfg)) return `attnScale must be sqrt(dHead) (${Math.sqrt(cfg.dHead)}) for LLaMA, got ${cfg.attnScale}`;
     return undefined;
