@@ -91,6 +91,15 @@ describe("the gradient run's memory", () => {
       expect(measured).toBeLessThanOrEqual(need.peak + 64 * (copies + 1));
       expect(need.stored).toBeGreaterThan(4 * model.cfg.nLayers * 2 * model.cfg.nHeads * 36); // every block's 2 × H × 6 × 6 pattern at least
       expect(() => model.runWithHooks(tokens, { metric, memoryBudgetBytes: need.peak - 1 })).toThrow(/more than memoryBudgetBytes/);
+      // A forward hook on a head's split input: its copies are kept for the backward, and counted.
+      const watch: [string, () => void][] = [["blocks.1.hook_q_input", () => {}]];
+      model.runWithHooks(tokens, { metric, fwdHooks: watch }); // uploads the unpacked W_Q/W_K/W_V
+      const withCopies = gradientMemory(model.cfg, { batch: 2, pos: 6, lastPositionOnly: true, readerInputs: true, keptSplitHeads: model.cfg.nHeads });
+      expect(withCopies.stored - need.stored).toBe(4 * 2 * 6 * model.cfg.dModel * model.cfg.nHeads);
+      const measuredWithCopies = peakDuring(() => model.runWithHooks(tokens, { metric, fwdHooks: watch }));
+      expect(measuredWithCopies).toBeGreaterThan(measured);
+      expect(measuredWithCopies).toBeLessThanOrEqual(withCopies.peak + 64 * (copies + 2));
+      expect(() => model.runWithHooks(tokens, { metric, fwdHooks: watch, memoryBudgetBytes: withCopies.peak - 1 })).toThrow(/more than memoryBudgetBytes/);
       expect(model.runWithHooks(tokens, { metric, memoryBudgetBytes: need.peak }).metric).toBe(model.runWithHooks(tokens, { metric }).metric);
     }
   });

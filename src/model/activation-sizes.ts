@@ -171,12 +171,18 @@ export function activationBytes(cfg: HookedTransformerConfig, shape: ForwardShap
  * are allocated once per model, at its first backward.
  */
 export function gradientMemory(cfg: HookedTransformerConfig,
-  shape: { batch: number; pos: number; lastPositionOnly: boolean; /** Split q/k/v inputs and hook_mlp_in are hooked. */ readerInputs?: boolean }) {
+  shape: {
+    batch: number; pos: number; lastPositionOnly: boolean;
+    /** Split q/k/v inputs and hook_mlp_in are hooked. */
+    readerInputs?: boolean;
+    /** Heads' split-input copies a forward hook watches (each kept for the backward): their total number of heads. */
+    keptSplitHeads?: number;
+  }) {
   const { nLayers: L, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
   const { batch: B, pos: P } = shape;
   const rows = B * P;
   const perBlock = 2 * (rows + rows * D) + rows * (H + 2 * Hk) * d + B * H * P * P + rows * M * (cfg.gatedMlp ? 2 : 1);
-  const stored = 4 * (L * perBlock + rows + rows * D);
+  const stored = 4 * (L * perBlock + rows + rows * D + rows * D * (shape.keptSplitHeads ?? 0));
   const logitRows = shape.lastPositionOnly ? B : rows;
   const forwardArena = activationBytes(cfg, {
     batch: B, pos: P, posStart: 0, embeds: true, scores: true, pruneLastLayer: false, attentionMask: true, logitRows,

@@ -508,7 +508,11 @@ export class HookedTransformer {
     if (opts.memoryBudgetBytes !== undefined) {
       if (!(opts.memoryBudgetBytes > 0)) throw new Error(`memoryBudgetBytes must be positive, got ${opts.memoryBudgetBytes}`);
       const readerInputs = [...bwd.keys(), ...fwdWatched].some((name) => /\.hook_([qkv]_input|mlp_in)$/.test(name));
-      const need = gradientMemory(this.cfg, { batch: batch.batch, pos: batch.pos, lastPositionOnly: opts.metric!.positions === "last", readerInputs });
+      const keptSplitHeads = [...fwdWatched].filter((name) => /\.hook_[qkv]_input$/.test(name))
+        .reduce((n, name) => n + (name.endsWith("hook_q_input") ? this.cfg.nHeads : this.cfg.nKeyValueHeads), 0);
+      const need = gradientMemory(this.cfg, {
+        batch: batch.batch, pos: batch.pos, lastPositionOnly: opts.metric!.positions === "last", readerInputs, keptSplitHeads,
+      });
       const metric = opts.metric as DifferentiableMetric & { tokens?: readonly number[] };
       const dense = !(metric.positions === "last" && metric.tokens !== undefined);
       const weightsToPack = (this.deviceT === undefined ? need.transposedWeights : 0) +
