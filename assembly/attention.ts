@@ -3,6 +3,7 @@
 //   scores, pattern: [batch, nHeads, qLen, kLen]; keyMask: [batch, kLen] (1 attend, 0 padding) or 0.
 // The queries are the last qLen of the kLen positions (qLen < kLen when a prefix's keys and
 // values were kept from an earlier run): query i sits at position kLen - qLen + i.
+// With window > 0 (a sliding window), query position p reads only keys p - window + 1 .. p.
 // Query head h reads kv head h / (nHeads / nKvHeads). Each kernel computes the query heads
 // [h0, h1) only (0, nHeads for all), so threads can share one sequence by heads. SIMD runs
 // over dHead; keys are taken four at a time so each q (or z) vector load serves four keys, and
@@ -188,6 +189,19 @@ function zeroRow(x: usize, n: i32): void {
   memory.fill(x, 0, <usize>n << 2);
 }
 
+// The first key a query reading n keys (0..n-1) sees through a sliding window (0: none).
+@inline function windowStart(n: i32, window: i32): i32 {
+  return window > 0 && n > window ? n - window : 0;
+}
+
+// scores: [n] -> -Infinity before key lo (outside the window); returns the max of scores[lo..n).
+function windowMax(scores: usize, lo: i32, n: i32): f32 {
+  fillRow(scores, lo, -Infinity);
+  let m: f32 = -Infinity;
+  for (let j = lo; j < n; j++) m = max(m, load<f32>(scores + (<usize>j << 2)));
+  return m;
+}
+
 // scores: [n] -> -Infinity where keyMask[j] == 0; returns the max of what is left
 function maskAndMax(scores: usize, keyMask: usize, n: i32): f32 {
   let m: f32 = -Infinity;
@@ -199,9 +213,9 @@ function maskAndMax(scores: usize, keyMask: usize, n: i32): f32 {
   return m;
 }
 
-/** Scores = q·kᵀ * scale, -Infinity where key j is after the query or keyMask[b, j] == 0. */
+/** Scores = q·kᵀ * scale, -Infinity where key j is after the query, outside its window, or keyMask[b, j] == 0. */
 export function attnScores(q: usize, k: usize, scores: usize, keyMask: usize,
-  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32, h0: i32, h1: i32): void {
+  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32, h0: i32, h1: i32, window: i32): void {
   const group = nHeads / nKvHeads;
   const offset = kLen - qLen;
   const qStride = <usize>nHeads * <usize>dHead << 2;
@@ -220,6 +234,7 @@ export function attnScores(q: usize, k: usize, scores: usize, keyMask: usize,
         const n = offset + i + 1; // keys up to and including the query's own position
         scoreKeys(qb + <usize>i * qStride + <usize>h * headBytes, kh, kStride, n, dHead, scale, row);
         if (mb != 0) maskAndMax(row, mb, n);
+        fillRow(row, windowStart(n, window), -Infinity);
         fillRow(row + (<usize>n << 2), kLen - n, -Infinity);
       }
     }
@@ -262,9 +277,11 @@ function softmaxInPlace(s: usize, n: i32, m: f32): i32 {
 // One query q: [dHead] over keys and values 0..n-1 (n <= CHUNK) -> z: [dHead], through one
 // score row of scratch: the bits of attnScores, softmax and attnApplyPattern.
 function attendRow(q: usize, k: usize, v: usize, kvStride: usize, mask: usize, n: i32, dHead: i32, scale: f32,
-  z: usize): void {
+  z: usize, window: i32): void {
   let m = scoreKeys(q, k, kvStride, n, dHead, scale, scoreRow);
   if (mask != 0) m = maskAndMax(scoreRow, mask, n);
+  const lo = windowStart(n, window);
+  if (lo > 0) m = windowMax(scoreRow, lo, n);
   zeroRow(z, dHead);
   accumulateValues(scoreRow, v, kvStride, softmaxInPlace(scoreRow, n, m), dHead, z);
 }
@@ -272,7 +289,7 @@ function attendRow(q: usize, k: usize, v: usize, kvStride: usize, mask: usize, n
 // Two consecutive queries q0 (keys 0..n0-1) and q1 (keys 0..n0, n0 < CHUNK) -> z0, z1: what
 // attendRow gives each, with each key and value vector loaded once for both.
 function attendPair(q0: usize, q1: usize, k: usize, v: usize, kvStride: usize, mask: usize, n0: i32, dHead: i32,
-  scale: f32, z0: usize, z1: usize): void {
+  scale: f32, z0: usize, z1: usize, window: i32): void {
   const n1 = n0 + 1;
   const s0 = scoreRow;
   const s1 = scoreRow + (<usize>CHUNK << 2);
@@ -288,6 +305,10 @@ function attendPair(q0: usize, q1: usize, k: usize, v: usize, kvStride: usize, m
     m0 = maskAndMax(s0, mask, n0);
     m1 = maskAndMax(s1, mask, n1);
   }
+  const lo0 = windowStart(n0, window);
+  const lo1 = windowStart(n1, window);
+  if (lo0 > 0) m0 = windowMax(s0, lo0, n0);
+  if (lo1 > 0) m1 = windowMax(s1, lo1, n1);
   zeroRow(z0, dHead);
   zeroRow(z1, dHead);
   accumulateValuePair(s0, s1, v, kvStride, softmaxInPlace(s0, n0, m0), softmaxInPlace(s1, n1, m1), dHead, z0, z1);
@@ -296,15 +317,18 @@ function attendPair(q0: usize, q1: usize, k: usize, v: usize, kvStride: usize, m
 // One query over keys and values 0..n-1 with n > CHUNK -> z, chunk by chunk with an
 // online-softmax rescale between chunks (close to, not the same bits as, the pattern path).
 function attendLongRow(q: usize, k: usize, v: usize, kvStride: usize, mask: usize, n: i32, dHead: i32, scale: f32,
-  z: usize): void {
+  z: usize, window: i32): void {
   zeroRow(z, dHead);
+  const lo = windowStart(n, window);
   let m: f32 = -Infinity; // running max of the scores seen so far
   let l: f32 = 0; // running sum of exp(score - m)
   for (let c0 = 0; c0 < n; c0 += CHUNK) {
     const nc = min(CHUNK, n - c0);
+    if (c0 + nc <= lo) continue; // the whole chunk is before the window
     const kc = k + <usize>c0 * kvStride;
     let cm = scoreKeys(q, kc, kvStride, nc, dHead, scale, scoreRow);
     if (mask != 0) cm = maskAndMax(scoreRow, mask + (<usize>c0 << 2), nc);
+    if (lo > c0) cm = windowMax(scoreRow, lo - c0, nc);
     if (cm == -Infinity) continue; // every key of this chunk is masked
     if (cm > m) {
       if (m != -Infinity) {
@@ -321,14 +345,14 @@ function attendLongRow(q: usize, k: usize, v: usize, kvStride: usize, mask: usiz
 }
 
 /**
- * Fused causal attention: z = softmax(q·kᵀ * scale, masked) · v, without scores or pattern in
- * memory. A query whose keys are all masked gets z = 0. z must not alias q, k or v.
+ * Fused causal attention: z = softmax(q·kᵀ * scale, masked, windowed) · v, without scores or
+ * pattern in memory. A query whose keys are all masked gets z = 0. z must not alias q, k or v.
  * Up to CHUNK keys, each row is computed as attnScores, softmax and attnApplyPattern compute it
  * (the same bits, so hooking the pattern, only to look, changes nothing), two queries at a
  * time; longer rows go through chunks with an online-softmax rescale between them.
  */
 export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize,
-  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32, h0: i32, h1: i32): void {
+  batch: i32, qLen: i32, kLen: i32, nHeads: i32, nKvHeads: i32, dHead: i32, scale: f32, h0: i32, h1: i32, window: i32): void {
   const group = nHeads / nKvHeads;
   const offset = kLen - qLen;
   const qStride = <usize>nHeads * <usize>dHead << 2; // also z's
@@ -347,12 +371,12 @@ export function attention(q: usize, k: usize, v: usize, z: usize, keyMask: usize
         const zi = z + (qi - q);
         const n = offset + i + 1; // keys up to and including the query's own position
         if (n < CHUNK && i + 1 < qLen) {
-          attendPair(qi, qi + qStride, kh, vh, kvStride, mb, n, dHead, scale, zi, zi + qStride);
+          attendPair(qi, qi + qStride, kh, vh, kvStride, mb, n, dHead, scale, zi, zi + qStride, window);
           i++;
         } else if (n <= CHUNK) {
-          attendRow(qi, kh, vh, kvStride, mb, n, dHead, scale, zi);
+          attendRow(qi, kh, vh, kvStride, mb, n, dHead, scale, zi, window);
         } else {
-          attendLongRow(qi, kh, vh, kvStride, mb, n, dHead, scale, zi);
+          attendLongRow(qi, kh, vh, kvStride, mb, n, dHead, scale, zi, window);
         }
       }
     }

@@ -5,7 +5,7 @@ import { randn, relError, rng, wasmEngines } from "./helpers.js";
 const engines = await wasmEngines();
 const js = Engine.createJs();
 
-interface Case { batch: number; pos: number; nHeads: number; nKvHeads: number; dHead: number; mask: boolean }
+interface Case { batch: number; pos: number; nHeads: number; nKvHeads: number; dHead: number; mask: boolean; window?: number }
 
 interface Inputs { q: Float32Array; k: Float32Array; v: Float32Array; keyMask: Float32Array | undefined }
 
@@ -40,7 +40,7 @@ function runAttention(engine: Engine, c: Case, inp: Inputs, fusedOnly = false): 
   const pm = inp.keyMask ? engine.upload(inp.keyMask) : 0;
   const zn = batch * pos * nHeads * dHead;
   const pf = engine.alloc(zn);
-  engine.kernels.attention(pq, pk, pv, pf, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale, 0, nHeads);
+  engine.kernels.attention(pq, pk, pv, pf, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale, 0, nHeads, c.window ?? 0);
   const out: Outputs = { scores: new Float32Array(), pattern: new Float32Array(), z: new Float32Array(), fused: engine.download(pf, zn) };
   const ptrs = [pq, pk, pv, pm, pf];
   if (!fusedOnly) {
@@ -48,7 +48,7 @@ function runAttention(engine: Engine, c: Case, inp: Inputs, fusedOnly = false): 
     const ps = engine.alloc(sn);
     const pp = engine.alloc(sn);
     const pz = engine.alloc(zn);
-    engine.kernels.attnScores(pq, pk, ps, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale, 0, nHeads);
+    engine.kernels.attnScores(pq, pk, ps, pm, batch, pos, pos, nHeads, nKvHeads, dHead, scale, 0, nHeads, c.window ?? 0);
     engine.kernels.softmax(ps, pp, batch * nHeads * pos, pos);
     engine.kernels.attnApplyPattern(pp, pv, pz, batch, pos, pos, nHeads, nKvHeads, dHead, 0, nHeads);
     out.scores = engine.download(ps, sn);
@@ -138,9 +138,14 @@ const CASES: Case[] = [
   { batch: 2, pos: 131, nHeads: 8, nKvHeads: 2, dHead: 64, mask: true }, // grouped-query
   { batch: 1, pos: 70, nHeads: 4, nKvHeads: 1, dHead: 128, mask: true },
   { batch: 3, pos: 33, nHeads: 6, nKvHeads: 3, dHead: 65, mask: true },
+  // Sliding windows (Mistral): each query reads its last `window` keys only; odd and even query pairs, masks too.
+  { batch: 2, pos: 23, nHeads: 4, nKvHeads: 2, dHead: 16, mask: false, window: 6 },
+  { batch: 3, pos: 33, nHeads: 6, nKvHeads: 3, dHead: 65, mask: true, window: 7 },
+  { batch: 1, pos: 70, nHeads: 4, nKvHeads: 1, dHead: 128, mask: false, window: 1 },
+  { batch: 2, pos: 9, nHeads: 2, nKvHeads: 2, dHead: 5, mask: true, window: 40 }, // wider than the sequence: no effect
 ];
 const name = (c: Case) =>
-  `b${c.batch} pos${c.pos} heads ${c.nHeads}/${c.nKvHeads} dHead ${c.dHead}${c.mask ? " masked" : ""}`;
+  `b${c.batch} pos${c.pos} heads ${c.nHeads}/${c.nKvHeads} dHead ${c.dHead}${c.mask ? " masked" : ""}${c.window ? ` window ${c.window}` : ""}`;
 
 describe("attention twin: fused equals scores -> softmax -> apply", () => {
   it.each(CASES.map((c) => [name(c), c] as const))("%s", (_, c) => {
@@ -162,6 +167,19 @@ for (const engine of engines) {
       expect(relError(ours.fused, ref.fused)).toBeLessThanOrEqual(1e-5);
       // Rows up to the fused kernel's chunk (4096 keys) are the pattern path's bits, taken one query or two at a time.
       expect(bits(ours.fused)).toEqual(bits(ours.z));
+      if (c.window) {
+        // Keys before a query's window get -Infinity scores and zero weight; the rest sum to one.
+        for (let r = 0; r < c.batch * c.nHeads * c.pos; r++) {
+          const i = r % c.pos;
+          for (let j = 0; j <= i - c.window; j++) {
+            expect(ours.scores[r * c.pos + j], `row ${r} key ${j}`).toBe(-Infinity);
+            expect(ours.pattern[r * c.pos + j]).toBe(0);
+          }
+        }
+        // And the window changes the result (when it is narrower than the sequence).
+        if (c.window < c.pos) expect(relError(ours.fused, runAttention(engine, { ...c, window: 0 }, inp, true).fused)).toBeGreaterThan(1e-3);
+        else expect(bits(ours.fused)).toEqual(bits(runAttention(engine, { ...c, window: 0 }, inp, true).fused));
+      }
       if (c.mask) {
         // Batch 0's first row sees only padding: zero pattern row and z = 0, not NaN.
         const rowLen = c.pos;
@@ -202,6 +220,9 @@ for (const engine of engines) {
       const ref = runAttention(js, c, inp, true).fused;
       expect(relError(ours, ref)).toBeLessThanOrEqual(1e-5);
       expect([...ours.subarray(0, 4096 * 4)].every((x) => x === 0)).toBe(true);
+      // A window of 3 keys: for the last queries the whole first chunk lies before the window (skipped); for others it is cut.
+      const windowed = { ...c, window: 3 };
+      expect(relError(runAttention(engine, windowed, inp, true).fused, runAttention(js, windowed, inp, true).fused)).toBeLessThanOrEqual(1e-5);
     });
   });
 }

@@ -66,9 +66,10 @@ describe("gradients through changed split inputs against finite differences", ()
 });
 
 describe("gradients against finite differences at every hook point", () => {
-  it.each(["tiny-qwen2-random", "tiny-llama3-random", "tiny-olmo-random"])("%s (q/k/v biases; Llama 3's rope scaling; a parameter-free LayerNorm), unprocessed", async (name) => {
+  it.each(["tiny-qwen2-random", "tiny-llama3-random", "tiny-olmo-random", "tiny-mistral-random"])("%s (q/k/v biases; Llama 3's rope scaling; a parameter-free LayerNorm; a sliding window), unprocessed", async (name) => {
     const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, processWeights: false });
-    checkEveryHook(model, [[1, 7, 3, 9, 2, 5, 11, 4], [4, 4, 8, 1, 0, 6, 30, 2]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }));
+    // Twelve positions: Mistral's window (6) cuts the later queries' keys.
+    checkEveryHook(model, [[1, 7, 3, 9, 2, 5, 11, 4, 8, 13, 6, 2], [4, 4, 8, 1, 0, 6, 30, 2, 9, 9, 1, 3]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }));
     model.dispose();
   });
 

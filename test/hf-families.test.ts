@@ -26,6 +26,7 @@ describe.each([
   ["tiny-qwen2-random", "Qwen2ForCausalLM"],
   ["tiny-llama3-random", "LlamaForCausalLM"],
   ["tiny-olmo-random", "OlmoForCausalLM"],
+  ["tiny-mistral-random", "MistralForCausalLM"],
 ])("%s against Hugging Face", (name, architecture) => {
   const inputs = golden<GoldenInputs>(name, "inputs.json");
   const metric = logitDiff(inputs);
@@ -77,6 +78,20 @@ describe.each([
       }
     }
     model.dispose();
+  });
+
+  it("two kernel threads give the same bits as one", async () => {
+    const { Engine } = await import("../src/engine/engine.js");
+    const [one, two] = [await Engine.create({ variant: "simd" }), await Engine.create({ variant: "simd", threads: 2 })];
+    const logits = await Promise.all([one, two].map(async (engine) => {
+      const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine });
+      const out = model.forward(inputs.clean).logits!.data;
+      model.dispose();
+      return out;
+    }));
+    expect(logits[1]).toEqual(logits[0]);
+    one.dispose();
+    two.dispose();
   });
 
   it("exports to a Hugging Face checkpoint of its own architecture that loads to the same logits", async () => {

@@ -133,6 +133,16 @@ describe("threaded engine", () => {
       e.kernels.softmax(scores!, pattern!, H1 * qLen1, qLen1);
       e.kernels.attnApplyPattern(pattern!, v!, z!, 1, qLen1, qLen1, H1, Hk1, d, 0, H1);
     });
+    // Sliding windows reach every thread's share (split by batch, and by heads).
+    expectSameOnAll("attention, window 7", [q, q, kv, kv], 1, (e, [z, qp, k, v]) => {
+      e.kernels.attention(qp!, k!, v!, z!, 0, batch, qLen, kLen, H, Hk, d, 0.125, 0, H, 7);
+    });
+    expectSameOnAll("scores, window 7", [sc, q, kv], 1, (e, [scores, qp, k]) => {
+      e.kernels.attnScores(qp!, k!, scores!, 0, batch, qLen, kLen, H, Hk, d, 0.125, 0, H, 7);
+    });
+    expectSameOnAll("attention, one sequence, window 11", [q1, q1, kv1, kv1], 1, (e, [z, qp, k, v]) => {
+      e.kernels.attention(qp!, k!, v!, z!, 0, 1, qLen1, qLen1, H1, Hk1, d, 0.125, 0, H1, 11);
+    });
   }));
 
   it("norms, activations and rotary: the same bits split by rows and elements", () => expectHelpersRan("norms", () => {

@@ -59,17 +59,20 @@ export interface Kernels {
   // The queries are the last qLen of the kLen positions: query i sits at position kLen - qLen + i
   // (qLen = kLen for a whole sequence; fewer when earlier positions' keys and values were kept).
   // Each computes the query heads [h0, h1) only (0 and nHeads for all; threads split by heads).
-  /** scores = q·kᵀ * scale, -Infinity where key j is after the query's position or the key is masked. */
+  /**
+   * scores = q·kᵀ * scale, -Infinity where key j is after the query's position, outside its
+   * sliding window (window > 0: keys position - window + 1 .. position only; 0: none) or masked.
+   */
   attnScores(q: number, k: number, scores: number, keyMask: number,
     batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number,
-    h0: number, h1: number): void;
+    h0: number, h1: number, window: number): void;
   /** z = pattern · v. */
   attnApplyPattern(pattern: number, v: number, z: number,
     batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, h0: number, h1: number): void;
-  /** Fused causal attention: z = softmax(q·kᵀ * scale, masked) · v without materialising scores or pattern. */
+  /** Fused causal attention: z = softmax(q·kᵀ * scale, masked, windowed as attnScores) · v without materialising scores or pattern. */
   attention(q: number, k: number, v: number, z: number, keyMask: number,
     batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number,
-    h0: number, h1: number): void;
+    h0: number, h1: number, window: number): void;
 
   // ---- activations (assembly/activations.ts) ----
   /** out = gelu_new(x) (GPT-2 tanh form), n elements; out may alias x. */

@@ -91,29 +91,29 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
   const attentionWorthIt = (batch: number, qLen: number, kLen: number, nHeads: number, dHead: number) =>
     batch * nHeads * qLen * kLen * dHead >= MIN_GEMM_MACS;
   const byBatch = (batch: number) => batch >= 2 * threads;
-  kernels.attention = (q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1) => {
+  kernels.attention = (q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1, window) => {
     const worthIt = attentionWorthIt(batch, qLen, kLen, h1 - h0, dHead);
-    const run = () => base.attention(q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1);
+    const run = () => base.attention(q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1, window);
     if (byBatch(batch)) {
       const qStride = qLen * nHeads * dHead * 4;
       const kvStride = kLen * nKvHeads * dHead * 4;
       split("attention", batch, 1, worthIt, run, (s, e) => [q + s * qStride, k + s * kvStride, v + s * kvStride, z + s * qStride,
-        keyMask === 0 ? 0 : keyMask + s * kLen * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1]);
+        keyMask === 0 ? 0 : keyMask + s * kLen * 4, e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1, window]);
     } else {
       split("attention", h1 - h0, 1, worthIt, run,
-        (s, e) => [q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0 + s, h0 + e]);
+        (s, e) => [q, k, v, z, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0 + s, h0 + e, window]);
     }
   };
-  kernels.attnScores = (q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1) => {
+  kernels.attnScores = (q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1, window) => {
     const worthIt = attentionWorthIt(batch, qLen, kLen, h1 - h0, dHead);
-    const run = () => base.attnScores(q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1);
+    const run = () => base.attnScores(q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1, window);
     if (byBatch(batch)) {
       split("attnScores", batch, 1, worthIt, run, (s, e) => [q + s * qLen * nHeads * dHead * 4, k + s * kLen * nKvHeads * dHead * 4,
         scores + s * nHeads * qLen * kLen * 4, keyMask === 0 ? 0 : keyMask + s * kLen * 4,
-        e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1]);
+        e - s, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0, h1, window]);
     } else {
       split("attnScores", h1 - h0, 1, worthIt, run,
-        (s, e) => [q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0 + s, h0 + e]);
+        (s, e) => [q, k, scores, keyMask, batch, qLen, kLen, nHeads, nKvHeads, dHead, scale, h0 + s, h0 + e, window]);
     }
   };
   kernels.attnApplyPattern = (pattern, v, z, batch, qLen, kLen, nHeads, nKvHeads, dHead, h0, h1) => {

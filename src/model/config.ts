@@ -51,6 +51,11 @@ export interface HookedTransformerConfig {
    * rotaryFrequencies). Absent: plain rotary.
    */
   rotaryScaling?: RotaryScaling;
+  /**
+   * Sliding-window attention on every layer (Mistral's `sliding_window`): the query at position p
+   * reads keys p − slidingWindow + 1 .. p only. Absent: full causal attention.
+   */
+  slidingWindow?: number;
   /** SwiGLU MLP: post = act(x @ W_gate) * (x @ W_in). */
   gatedMlp: boolean;
   /** When true, the forward also computes `attn.hook_result` [batch, pos, n_heads, d_model]. */
@@ -112,6 +117,7 @@ export function makeConfig(partial: Partial<HookedTransformerConfig> &
     positionalEmbeddingType: partial.positionalEmbeddingType ?? "standard",
     rotaryBase: partial.rotaryBase ?? 10000,
     ...(partial.rotaryScaling === undefined ? {} : { rotaryScaling: partial.rotaryScaling }),
+    ...(partial.slidingWindow === undefined ? {} : { slidingWindow: partial.slidingWindow }),
     gatedMlp: partial.gatedMlp ?? false,
     dMlp: partial.dMlp ?? 4 * dModel,
     actFn: partial.actFn ?? "gelu_new",
@@ -170,6 +176,9 @@ export function checkConfig(cfg: HookedTransformerConfig, file = "config"): Hook
       if (!(typeof r[k] === "number" && r[k] > 0 && Number.isFinite(r[k]))) fail("rotaryScaling", `${k} must be a finite number > 0, got ${JSON.stringify(r[k])}`);
     }
     if (!(r.highFreqFactor > r.lowFreqFactor)) fail("rotaryScaling", `highFreqFactor (${r.highFreqFactor}) must exceed lowFreqFactor (${r.lowFreqFactor})`);
+  }
+  if (cfg.slidingWindow !== undefined && !(Number.isInteger(cfg.slidingWindow) && cfg.slidingWindow > 0)) {
+    fail("slidingWindow", `expected a positive integer (keys each query reads), got ${JSON.stringify(cfg.slidingWindow)}`);
   }
   if (!(cfg.eps > 0 && Number.isFinite(cfg.eps))) fail("eps", `expected a finite number > 0, got ${cfg.eps}`);
   if (!(cfg.attnScale > 0 && Number.isFinite(cfg.attnScale))) fail("attnScale", `expected a finite number > 0, got ${cfg.attnScale}`);

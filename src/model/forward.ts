@@ -343,13 +343,13 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   // z [B, qn, H, d] = softmax(q·kᵀ / attnScale, causal and padding masked) · v; scores and
   // pattern [B, H, qn, P] are materialised only when a hook reads them.
   if (hooked(run, l, "attnScores") || hooked(run, l, "pattern")) {
-    kernels.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
+    kernels.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H, cfg.slidingWindow ?? 0);
     fire(run, l, "attnScores", buf.scores, [B, H, qn, P], qStart);
     kernels.softmax(buf.scores, buf.pattern, B * H * qn, P);
     fire(run, l, "pattern", buf.pattern, [B, H, qn, P], qStart);
     kernels.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d, 0, H);
   } else {
-    kernels.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H);
+    kernels.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H, cfg.slidingWindow ?? 0);
   }
   if (pruneHere) {
     // From here on only the last position of each row is computed.

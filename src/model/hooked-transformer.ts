@@ -198,8 +198,8 @@ export class HookedTransformer {
   }
 
   /**
-   * Loads a Hugging Face checkpoint of a supported family (see model/families: GPT-2, LLaMA (with Llama 3 rope scaling), Qwen2, and Mistral without
-   * a sliding window; config.json + model.safetensors or a sharded index)
+   * Loads a Hugging Face checkpoint of a supported family (see model/families: GPT-2, LLaMA (with
+   * Llama 3 rope scaling), Qwen2, OLMo and Mistral; config.json + model.safetensors or a sharded index)
    * from a folder path, a URL, a hub repository (`{ repo, revision }`) or in-memory file bytes,
    * and applies TransformerLens's weight processing (foldLn, centerWritingWeights,
    * centerUnembed, foldValueBiases; all on by default, as `from_pretrained`).

@@ -1,13 +1,14 @@
 // Plain TypeScript twins of assembly/attention.ts, in f64 with one rounding to f32 on store.
 //   q: [batch, qLen, nHeads, dHead], k, v: [batch, kLen, nKvHeads, dHead], z: [batch, qLen, nHeads, dHead]
 //   scores, pattern: [batch, nHeads, qLen, kLen]; keyMask: [batch, kLen] (1 attend, 0 padding) or 0.
-// Query head h reads kv head floor(h / (nHeads / nKvHeads)); query i sits at position kLen - qLen + i.
+// Query head h reads kv head floor(h / (nHeads / nKvHeads)); query i sits at position kLen - qLen + i,
+// and with window > 0 reads only keys position - window + 1 .. position.
 // Each kernel computes the query heads [h0, h1) only.
 
-/** scores = q·kᵀ * scale, -Infinity where key j is after the query or keyMask[b, j] == 0. */
+/** scores = q·kᵀ * scale, -Infinity where key j is after the query, outside its window, or keyMask[b, j] == 0. */
 export function attnScores(heap: Float32Array, q: number, k: number, scores: number, keyMask: number,
   batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number,
-  h0: number, h1: number): void {
+  h0: number, h1: number, window = 0): void {
   const group = Math.floor(nHeads / nKvHeads);
   const s = Math.fround(scale);
   const offset = kLen - qLen;
@@ -18,7 +19,7 @@ export function attnScores(heap: Float32Array, q: number, k: number, scores: num
         const row = (scores >>> 2) + ((b * nHeads + h) * qLen + i) * kLen;
         const qi = (q >>> 2) + ((b * qLen + i) * nHeads + h) * dHead;
         for (let j = 0; j < kLen; j++) {
-          if (j > offset + i || masked(heap, keyMask, b, kLen, j)) {
+          if (j > offset + i || outsideWindow(j, offset + i, window) || masked(heap, keyMask, b, kLen, j)) {
             heap[row + j] = -Infinity;
             continue;
           }
@@ -58,7 +59,7 @@ export function attnApplyPattern(heap: Float32Array, pattern: number, v: number,
 /** z = softmax(causal, masked q·kᵀ * scale) · v; a query with every key masked gets z = 0. */
 export function attention(heap: Float32Array, q: number, k: number, v: number, z: number, keyMask: number,
   batch: number, qLen: number, kLen: number, nHeads: number, nKvHeads: number, dHead: number, scale: number,
-  h0: number, h1: number): void {
+  h0: number, h1: number, window = 0): void {
   const group = Math.floor(nHeads / nKvHeads);
   const s = Math.fround(scale);
   const offset = kLen - qLen;
@@ -72,7 +73,7 @@ export function attention(heap: Float32Array, q: number, k: number, v: number, z
         const qi = (q >>> 2) + ((b * qLen + i) * nHeads + h) * dHead;
         let max = -Infinity;
         for (let j = 0; j <= last; j++) {
-          if (masked(heap, keyMask, b, kLen, j)) {
+          if (outsideWindow(j, last, window) || masked(heap, keyMask, b, kLen, j)) {
             weights[j] = -Infinity;
             continue;
           }
@@ -99,6 +100,11 @@ export function attention(heap: Float32Array, q: number, k: number, v: number, z
       }
     }
   }
+}
+
+// Whether key j is before the sliding window of the query at position `at` (window 0 = none).
+function outsideWindow(j: number, at: number, window: number): boolean {
+  return window > 0 && j <= at - window;
 }
 
 // Whether key j of batch b is padding (keyMask 0 = no mask).

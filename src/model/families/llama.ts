@@ -1,5 +1,5 @@
-// LLaMA (LlamaForCausalLM), Qwen2 (Qwen2ForCausalLM: q/k/v biases) and Mistral without its sliding
-// window: rotary q/k, RMSNorm, a SwiGLU MLP, grouped-query attention, attention biases where the
+// LLaMA (LlamaForCausalLM), Qwen2 (Qwen2ForCausalLM: q/k/v biases), OLMo and Mistral (with its
+// sliding window): rotary q/k, RMSNorm, a SwiGLU MLP, grouped-query attention, attention biases where the
 // checkpoint has them; nn.Linear weights stored [out, in] and applied as x @ Wᵀ.
 
 import { Tensor } from "../../engine/tensor.js";
@@ -19,7 +19,7 @@ const isOlmo = (cfg: Pick<HookedTransformerConfig, "originalArchitecture">) => c
  * Reads a Hugging Face LLaMA-family config.json (`model_type` llama, qwen2 or mistral: RMSNorm,
  * rotary, SwiGLU, grouped-query attention; attention biases as the checkpoint stores them).
  * Llama 3's `rope_scaling` (`rope_type: "llama3"`) is read; variants computed differently (MLP
- * biases, other rope scalings, sliding windows, other activations) are refused by name rather
+ * biases, other rope scalings, Qwen2's layer-dependent sliding windows, other activations) are refused by name rather
  * than approximated.
  *
  * @throws ConfigError naming the field
@@ -39,8 +39,13 @@ export function configFromHfLlama(json: JsonObject, file = "config.json"): Hooke
   const rotaryScaling = ropeScaling(json["rope_scaling"], field);
   const olmo = json["model_type"] === "olmo";
   if (olmo && json["clip_qkv"] !== undefined && json["clip_qkv"] !== null) field.refuse("clip_qkv", "clipping q, k and v");
-  if (json["use_sliding_window"] === true || (typeof json["sliding_window"] === "number" && json["use_sliding_window"] !== false)) {
-    field.refuse("sliding_window", "sliding-window attention");
+  // Mistral's window covers every layer; Qwen2's (use_sliding_window) starts at max_window_layers: not built.
+  const mistral = json["model_type"] === "mistral";
+  let slidingWindow: number | undefined;
+  if (mistral && json["sliding_window"] !== undefined && json["sliding_window"] !== null) {
+    slidingWindow = field.size("sliding_window");
+  } else if (json["use_sliding_window"] === true || (typeof json["sliding_window"] === "number" && json["use_sliding_window"] !== false)) {
+    field.refuse("sliding_window", `sliding-window attention for model_type ${JSON.stringify(json["model_type"])}`);
   }
   const act = json["hidden_act"] ?? "silu";
   if (act !== "silu") field.refuse("hidden_act", `activation ${JSON.stringify(act)}`);
@@ -66,6 +71,7 @@ export function configFromHfLlama(json: JsonObject, file = "config.json"): Hooke
     positionalEmbeddingType: "rotary",
     rotaryBase: theta as number,
     ...(rotaryScaling === undefined ? {} : { rotaryScaling }),
+    ...(slidingWindow === undefined ? {} : { slidingWindow }),
     gatedMlp: true,
     originalArchitecture: olmo ? ARCHITECTURES.olmo : field.architecture(ARCHITECTURES.llama),
     attnScale: Math.sqrt(dHead),
@@ -272,12 +278,13 @@ export function llamaToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<str
   };
   if (modelType === "llama") config["attention_bias"] = anyAttentionBias;
   // Transformers' MistralConfig defaults sliding_window to 4096 when the field is absent.
-  if (modelType === "mistral" || modelType === "qwen2") config["sliding_window"] = null;
+  if (modelType === "mistral" || modelType === "qwen2") config["sliding_window"] = cfg.slidingWindow ?? null;
+  else if (cfg.slidingWindow !== undefined) throw new Error(`llama export: a ${architecture} checkpoint has no sliding window (slidingWindow ${cfg.slidingWindow})`);
   if (modelType === "qwen2") config["use_sliding_window"] = false;
   return { config, tensors };
 }
 
-/** The LLaMA adapter (model_type `llama`, `qwen2`, `olmo`, and `mistral` without a sliding window). */
+/** The LLaMA adapter (model_type `llama`, `qwen2`, `olmo` and `mistral`). */
 export const llama: ModelFamily = {
   name: "llama",
   modelTypes: ARCHITECTURES,

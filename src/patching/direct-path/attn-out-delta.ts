@@ -56,7 +56,7 @@ export function attnOutDelta(setup: DirectPathSetup, inputs: AttentionInputs, dl
   }
   if (rotary && component === "q") q = engineRotary(model.engine, q, B, n, heads, d, s, rotaryDivisors(cfg));
   if (rotary && component === "k") k = engineRotary(model.engine, k, B, P, 1, d, 0, rotaryDivisors(cfg));
-  const z = engineAttention(model.engine, q, k, v, B, n, P, heads, 1, d, 1 / cfg.attnScale);
+  const z = engineAttention(model.engine, q, k, v, B, n, P, heads, 1, d, 1 / cfg.attnScale, cfg.slidingWindow ?? 0);
   // (z - corrupted z) of those heads @ their rows of W_O: every other head's output is unchanged.
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < n; i++) {
