@@ -13,7 +13,7 @@ import { memoize, sharedValues } from "../patching/memo.js";
 import { planSweepPatches, summarize } from "../patching/planner.js";
 import { runSweep } from "../patching/sweep-run.js";
 import type { CorruptedRun, Patch, PatchEdit, SweepOptions, SweepPlanSummary } from "../patching/sweep-types.js";
-import { metricFromCache } from "../patching/final-metric.js";
+import { metricsFromResidual, perPromptBuffer } from "../patching/final-metric.js";
 import { PatchResult } from "../patching/result.js";
 import { writerDeltas } from "./edge-attribution.js";
 import { EdgeGraph, type EdgeRef, type Reader } from "./edge-graph.js";
@@ -55,13 +55,17 @@ export async function getEdgePatchExact(model: HookedTransformer, corruptedToken
   corruptedCache: ActivationCache, metric: Metric, options: EdgePatchOptions = {}): Promise<PatchResult<EdgePatchRecord>> {
   const sweep = prepareEdgeSweep(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
   const { graph, tokens } = sweep;
-  const baseline = metricFromCache(model, tokens, corruptedCache, metric, "the corrupted run");
-  const clean = metricFromCache(model, tokens, cleanCache, metric, "the clean run");
+  const L = model.cfg.nLayers;
+  const baseline = metricsFromResidual(model, tokens, corruptedCache.get(`blocks.${L - 1}.hook_resid_post`), metric, "the corrupted run");
+  const clean = metricsFromResidual(model, tokens, cleanCache.get(`blocks.${L - 1}.hook_resid_post`), metric, "the clean run");
   const scores = new Float32Array(graph.nWriters * graph.nReaders);
-  await runSweep(model, tokens, sweep.patches, metric, sweep.corruptedRun, scores, options);
+  const rows = perPromptBuffer(metric, tokens.length, scores.length);
+  await runSweep(model, tokens, sweep.patches, metric, sweep.corruptedRun, scores, options, rows?.scores);
   const strategy = options.strategy ?? "planned";
-  return new PatchResult("edge_patch", new Tensor(scores, [graph.nWriters, graph.nReaders]), baseline, clean,
-    { mode: sweep.mode, strategy, writers: graph.writers, readers: graph.readers }, graph.edgeMask.map((x) => 1 - x));
+  const shape = [graph.nWriters, graph.nReaders];
+  return new PatchResult("edge_patch", new Tensor(scores, shape), baseline.value, clean.value,
+    { mode: sweep.mode, strategy, writers: graph.writers, readers: graph.readers }, graph.edgeMask.map((x) => 1 - x),
+    rows?.rows(shape, baseline.perPrompt, clean.perPrompt));
 }
 
 /**

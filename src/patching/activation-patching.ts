@@ -10,6 +10,7 @@ import { runSweep } from "./sweep-run.js";
 import type { CorruptedRun, Patch, SweepOptions, SweepPlanSummary } from "./sweep-types.js";
 import { PatchResult } from "./result.js";
 import { unravelIndex } from "../engine/tensor-shape.js";
+import { metricsFromResidual, metricsOf, perPromptBuffer } from "./final-metric.js";
 
 /** Axes a patch index can range over, as TransformerLens's `index_axis_names`. */
 export type IndexAxis = "layer" | "pos" | "head" | "dest_pos" | "src_pos";
@@ -168,11 +169,14 @@ export const getActPatchBlockEvery = family("act_patch_block_every",
 async function sweepParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCache: ActivationCache, metric: Metric,
   op: string, parts: readonly SweepPart[], options: ActPatchOptions): Promise<PatchResult> {
   const sweep = buildParts(model, corruptedTokens, cleanCache, metric, op, parts, options.entries);
-  const baseline = checkedMetric(metric, sweep.corruptedRun().logits!, "the corrupted run");
-  const clean = checkedMetric(metric, model.forward(sweep.tokens, { startAtLayer: model.cfg.nLayers, residual: sweep.lastCleanResid }).logits!, "the clean run");
+  const baseline = metricsOf(metric, sweep.corruptedRun().logits!, "the corrupted run");
+  const clean = metricsFromResidual(model, sweep.tokens, sweep.lastCleanResid, metric, "the clean run");
   const scores = new Float32Array(parts.length * sweep.partSize).fill(options.entries === undefined ? 0 : NaN);
-  await runSweep(model, sweep.tokens, sweep.patches, metric, sweep.corrupted, scores, options);
-  return new PatchResult(op, new Tensor(scores, sweep.shape), baseline, clean, { strategy: options.strategy ?? "planned" });
+  const rows = perPromptBuffer(metric, sweep.tokens.length, scores.length);
+  rows?.scores.fill(options.entries === undefined ? 0 : NaN);
+  await runSweep(model, sweep.tokens, sweep.patches, metric, sweep.corrupted, scores, options, rows?.scores);
+  return new PatchResult(op, new Tensor(scores, sweep.shape), baseline.value, clean.value, { strategy: options.strategy ?? "planned" }, undefined,
+    rows?.rows(sweep.shape, baseline.perPrompt, clean.perPrompt));
 }
 
 /** The plan of {@link sweepParts}: no patched run, and not the corrupted run either. */
@@ -275,12 +279,6 @@ function buildParts(model: HookedTransformer, corruptedTokens: TokenIds, cleanCa
   };
   const shape = parts.length === 1 ? shapes[0]! : [parts.length, ...shapes[0]!];
   return { tokens, patches, corrupted, corruptedRun, lastCleanResid, partSize, shape };
-}
-
-function checkedMetric(metric: Metric, logits: Tensor, run: string): number {
-  const v = metric(logits);
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`the metric returned ${v} for ${run}; it must give finite numbers`);
-  return v;
 }
 
 /** The first position where two [batch, pos, ...] activations differ anywhere in the batch (pos if nowhere). */

@@ -17,6 +17,7 @@ import { planSweepPatches, summarize } from "./planner.js";
 import { PatchResult } from "./result.js";
 import { runSweep } from "./sweep-run.js";
 import type { Patch, SweepPlanSummary } from "./sweep-types.js";
+import { perPromptBuffer } from "./final-metric.js";
 
 export type {
   DirectPathAllSourcesOptions, DirectPathComponent, DirectPathMode, DirectPathOptions, DirectPathRecord, DirectPathSingleOptions,
@@ -135,9 +136,11 @@ function prepare(...[model, corruptedTokens, cleanCache, corruptedCache, metric,
 /** Runs a prepared sweep into its result. */
 async function runPrepared(sweep: PreparedSweep): Promise<PatchResult<DirectPathRecord>> {
   const scores = new Float32Array(sweep.noPath.length);
-  const { baseline, clean } = sweep.caches.baselines();
-  await runSweep(sweep.model, sweep.tokens, sweep.patches, sweep.metric, sweep.caches.corruptedRun, scores, sweep.options);
-  return new PatchResult(sweep.op, new Tensor(scores, sweep.shape), baseline, clean, sweep.record, sweep.noPath);
+  const { baseline, clean, perPrompt } = sweep.caches.baselines();
+  const rows = perPromptBuffer(sweep.metric, sweep.tokens.length, scores.length);
+  await runSweep(sweep.model, sweep.tokens, sweep.patches, sweep.metric, sweep.caches.corruptedRun, scores, sweep.options, rows?.scores);
+  return new PatchResult(sweep.op, new Tensor(scores, sweep.shape), baseline, clean, sweep.record, sweep.noPath,
+    rows?.rows(sweep.shape, perPrompt?.baseline, perPrompt?.clean));
 }
 
 /** The plan of a prepared sweep, nothing run. */

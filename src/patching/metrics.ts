@@ -14,6 +14,11 @@ export type Metric = ((logits: Tensor) => number) & {
   positions?: "last" | "all";
   tokens?: readonly number[];
   grad?: (logits: Tensor) => Tensor;
+  /**
+   * The metric of each batch row ([batch] values; the metric is their mean): what a sweep keeps
+   * per prompt (`PatchResult.perPrompt`). The built-in metrics have it.
+   */
+  perPrompt?: (logits: Tensor) => Float64Array;
 };
 
 /**
@@ -31,15 +36,16 @@ export function logitDiff(answers: { correct: readonly number[]; incorrect: read
   if (correct.length !== incorrect.length) {
     throw new Error(`logitDiff: ${correct.length} correct but ${incorrect.length} incorrect answers; give one of each per row`);
   }
-  const fn = (logits: Tensor) => {
+  const perPrompt = (logits: Tensor) => {
     const [B, P, V] = checkLogits("logitDiff", logits, correct.length);
-    let sum = 0;
+    const out = new Float64Array(B);
     for (let b = 0; b < B; b++) {
       const row = (b * P + P - 1) * V;
-      sum += logits.data[row + checkId("logitDiff", correct[b]!, V)]! - logits.data[row + checkId("logitDiff", incorrect[b]!, V)]!;
+      out[b] = logits.data[row + checkId("logitDiff", correct[b]!, V)]! - logits.data[row + checkId("logitDiff", incorrect[b]!, V)]!;
     }
-    return sum / B;
+    return out;
   };
+  const fn = (logits: Tensor) => mean(perPrompt(logits));
   // d/dlogits: +1/B at each row's correct answer, -1/B at its incorrect one (last position).
   const grad = (logits: Tensor) => {
     const [B, P, V] = checkLogits("logitDiff", logits, correct.length);
@@ -51,25 +57,26 @@ export function logitDiff(answers: { correct: readonly number[]; incorrect: read
     }
     return new Tensor(g, [B, P, V]);
   };
-  return Object.assign(fn, { positions: "last" as const, tokens: [...new Set([...correct, ...incorrect])], grad });
+  return Object.assign(fn, { positions: "last" as const, tokens: [...new Set([...correct, ...incorrect])], grad, perPrompt });
 }
 
 /** Mean over the batch of the log-probability of `correct[b]` at the last position. */
 export function logProb(answers: { correct: readonly number[] }): Metric {
   const { correct } = answers;
-  const fn = (logits: Tensor) => {
+  const perPrompt = (logits: Tensor) => {
     const [B, P, V] = checkLogits("logProb", logits, correct.length);
-    let sum = 0;
+    const out = new Float64Array(B);
     for (let b = 0; b < B; b++) {
       const row = logits.data.subarray((b * P + P - 1) * V, (b * P + P) * V);
       let max = -Infinity;
       for (let i = 0; i < V; i++) max = Math.max(max, row[i]!);
       let z = 0;
       for (let i = 0; i < V; i++) z += Math.exp(row[i]! - max);
-      sum += row[checkId("logProb", correct[b]!, V)]! - max - Math.log(z);
+      out[b] = row[checkId("logProb", correct[b]!, V)]! - max - Math.log(z);
     }
-    return sum / B;
+    return out;
   };
+  const fn = (logits: Tensor) => mean(perPrompt(logits));
   // d/dlogits of log softmax(x)[c] is onehot(c) - softmax(x), over B rows: at each row's last position.
   const grad = (logits: Tensor) => {
     const [B, P, V] = checkLogits("logProb", logits, correct.length);
@@ -86,7 +93,7 @@ export function logProb(answers: { correct: readonly number[] }): Metric {
     }
     return new Tensor(g, [B, P, V]);
   };
-  return Object.assign(fn, { positions: "last" as const, grad });
+  return Object.assign(fn, { positions: "last" as const, grad, perPrompt });
 }
 
 /**
@@ -108,7 +115,16 @@ export function normalize(metric: Metric, baselines: { clean: number; corrupted:
     for (let i = 0; i < g.data.length; i++) g.data[i] = g.data[i]! / (clean - corrupted);
     return g;
   };
-  return Object.assign(fn, { positions: metric.positions, tokens: metric.tokens, grad });
+  const inner2 = metric.perPrompt;
+  const perPrompt = inner2 === undefined ? undefined : (logits: Tensor) => inner2(logits).map((x) => (x - corrupted) / (clean - corrupted));
+  return Object.assign(fn, { positions: metric.positions, tokens: metric.tokens, grad, perPrompt });
+}
+
+/** The mean of xs, summed in order. */
+function mean(xs: Float64Array): number {
+  let sum = 0;
+  for (const x of xs) sum += x;
+  return sum / xs.length;
 }
 
 function checkLogits(name: string, logits: Tensor, batch: number): [number, number, number] {

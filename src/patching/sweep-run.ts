@@ -10,7 +10,8 @@ import { unembedColumns } from "./unembed-columns.js";
 
 /**
  * Runs every patch on the corrupted tokens and writes metric(patched logits) to
- * `scores[patch.index]`.
+ * `scores[patch.index]`, and, given `perPrompt` ([batch, scores.length]) and a metric with
+ * `perPrompt`, each prompt's value to `perPrompt[b * scores.length + patch.index]`.
  */
 export async function runSweep(
   model: HookedTransformer,
@@ -20,6 +21,7 @@ export async function runSweep(
   corrupted: CorruptedRun,
   scores: Float32Array,
   options: SweepOptions = {},
+  perPrompt?: Float32Array,
 ): Promise<void> {
   const plan = planSweepPatches(model, tokens, patches, metric, corrupted, options);
   const started = Date.now();
@@ -45,6 +47,10 @@ export async function runSweep(
     }
     scores[patch.index] = value;
     finished[patch.index] = 1;
+    if (perPrompt !== undefined) {
+      const values = promptValues(metric, logits, tokens.length, `patch ${patch.label}`);
+      values.forEach((v, b) => { perPrompt[b * scores.length + patch.index] = v; });
+    }
   };
 
   if (plan.strategy === "naive") {
@@ -134,6 +140,20 @@ function runStacked(model: HookedTransformer, tokens: readonly (readonly number[
     lastPositionOnly: true, keptPrefix, pruneLastLayer: pass.pruneLastLayer,
   });
   return unembedColumns(model, last, K * B, columns);
+}
+
+/** metric.perPrompt(logits), checked: one finite number per prompt. */
+export function promptValues(metric: Metric, logits: Tensor, batch: number, run: string): Float64Array {
+  if (typeof metric.perPrompt !== "function") throw new Error("the metric has no perPrompt(logits): per-prompt results need one value per batch row");
+  const values: unknown = metric.perPrompt(logits);
+  if (!(values instanceof Float64Array || values instanceof Float32Array || Array.isArray(values)) || values.length !== batch) {
+    const got = values === null || typeof values !== "object" ? String(values) : `${(values as { length?: number }).length} values`;
+    throw new Error(`metric.perPrompt returned ${got} for ${run}; it must give one number per prompt (${batch})`);
+  }
+  const list = Array.from(values as ArrayLike<unknown>);
+  const bad = list.findIndex((x) => typeof x !== "number" || !Number.isFinite(x));
+  if (bad >= 0) throw new Error(`metric.perPrompt returned ${String(list[bad])} for prompt ${bad} of ${run}; it must give finite numbers`);
+  return Float64Array.from(list as number[]);
 }
 
 function yieldToEventLoop(): Promise<void> {

@@ -5,6 +5,7 @@ import type { Tensor } from "../../engine/tensor.js";
 import type { ActivationCache } from "../../model/activation-cache.js";
 import { checkBatch, needCached } from "../cache-access.js";
 import { memoize } from "../memo.js";
+import { metricsFromResidual } from "../final-metric.js";
 import type { Metric } from "../metrics.js";
 import type { CorruptedRun } from "../sweep-types.js";
 import type { DirectPathSetup } from "./setup.js";
@@ -36,8 +37,11 @@ export interface DirectPathCaches {
    * destination-layer shortcut (attn-out-delta.ts) needs them, and is not offered otherwise.
    */
   attentionInputs(layer: number): AttentionInputs | undefined;
-  /** The metric of the unpatched corrupted run (`baseline`) and of the clean run, from their final residual streams. */
-  baselines(): { baseline: number; clean: number };
+  /**
+   * The metric of the unpatched corrupted run (`baseline`) and of the clean run, from their final
+   * residual streams, and each prompt's where the metric gives them.
+   */
+  baselines(): { baseline: number; clean: number; perPrompt?: { baseline: Float64Array; clean: Float64Array } };
 }
 
 /**
@@ -73,8 +77,7 @@ export function directPathCaches(setup: DirectPathSetup, cleanCache: ActivationC
   };
 
   const last = `blocks.${L - 1}.hook_resid_post`;
-  const finalMetric = (residual: Tensor) =>
-    metric(model.forward(tokens, { startAtLayer: L, residual, lastPositionOnly: metric.positions === "last" }).logits!);
+  const finalMetrics = (residual: Tensor, run: string) => metricsFromResidual(model, tokens, residual, metric, run);
   // Checked now, so a missing activation is an error before any work; a run evaluates the baselines, a plan does not.
   corrupted(last);
   clean(last);
@@ -89,7 +92,14 @@ export function directPathCaches(setup: DirectPathSetup, cleanCache: ActivationC
       residMid: (l) => fitting(`blocks.${l}.hook_resid_mid`, [B, P, D]),
     },
     attentionInputs,
-    baselines: () => ({ baseline: finalMetric(corrupted(last)), clean: finalMetric(clean(last)) }),
+    baselines: () => {
+      const b = finalMetrics(corrupted(last), "the corrupted run");
+      const c = finalMetrics(clean(last), "the clean run");
+      return {
+        baseline: b.value, clean: c.value,
+        ...(b.perPrompt && c.perPrompt ? { perPrompt: { baseline: b.perPrompt, clean: c.perPrompt } } : {}),
+      };
+    },
   };
 }
 
