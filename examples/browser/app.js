@@ -95,7 +95,8 @@ function fillSources(cfg) {
   for (let l = 0; l < cfg.nLayers - 1; l++) for (let h = 0; h < cfg.nHeads; h++) select.add(new Option(`${l}.${h}`, `${l}.${h}`));
 }
 
-$("run").addEventListener("click", () => {
+/** Reads the form and hands a job to the worker (the form's error on the page instead, if it has one). */
+function startJob(status, message) {
   let request;
   try {
     request = readForm();
@@ -104,23 +105,15 @@ $("run").addEventListener("click", () => {
     return;
   }
   $("progress").value = 0;
-  setState("running", "running the sweep in the worker…");
-  worker.postMessage({ type: "run", ...request });
-});
+  setState("running", status);
+  worker.postMessage(message(request));
+}
+
+$("run").addEventListener("click", () => startJob("running the sweep in the worker…", (request) => ({ type: "run", ...request })));
 $("cancel").addEventListener("click", () => worker.postMessage({ type: "cancel" }));
-$("circuit-run").addEventListener("click", () => {
-  let request;
-  try {
-    request = readForm();
-  } catch (e) {
-    setState("ready", e.message);
-    return;
-  }
-  $("progress").value = 0;
-  setState("running", "finding the circuit in the worker…");
-  const { clean, corrupted, correct, incorrect } = request;
-  worker.postMessage({ type: "circuit", clean, corrupted, correct, incorrect, options: { method: "eap-ig", steps: 5, verify: 20, target: 0.8 } });
-});
+$("circuit-run").addEventListener("click", () => startJob("finding the circuit in the worker…", ({ clean, corrupted, correct, incorrect }) => ({
+  type: "circuit", clean, corrupted, correct, incorrect, options: { method: "eap-ig", steps: 5, verify: 20, target: 0.8 },
+})));
 
 // ---- circuit ------------------------------------------------------------------------------
 
