@@ -15,7 +15,7 @@ import type { Context } from "./context.js";
 import { InterruptedError, isAbortError, UsageError } from "./errors.js";
 import type { HeatmapData } from "./grid.js";
 import { loadModel } from "./load-model.js";
-import { actHeatmap, checkTargets, describeBaselines, directPathHeatmap, reportPatchResult } from "./patch-report.js";
+import { actHeatmap, checkTargets, describeBaselines, directPathHeatmap, reportPatchResult, type IntervalOptions } from "./patch-report.js";
 import { createProgress } from "./progress.js";
 import { readPromptsFile, type Prompts } from "./prompts.js";
 import { planUnits, runUnits, runUnitsOnWorkers, type ShardJob } from "./shard-run.js";
@@ -25,6 +25,13 @@ const OUTPUT_FLAGS: readonly FlagSpec[] = [
   { name: "out", kind: "string", value: "FILE", help: "write the result JSON {op, shape, scores, noPath, baseline, clean, normalized, options} (- for stdout)" },
   { name: "svg", kind: "string", value: "FILE", help: "write an SVG heatmap of the normalized scores" },
   { name: "csv", kind: "string", value: "FILE", help: "write one CSV line per entry: indices, score, normalized, no_path" },
+];
+
+/** --ci 95 [--bootstrap 1000] [--seed 0]: bootstrap intervals and permutation p-values over the prompts. */
+const CI_FLAGS: readonly FlagSpec[] = [
+  { name: "ci", kind: "string", value: "LEVEL", help: "add bootstrap intervals over the prompts at this level in percent (e.g. 95) and permutation p-values to the JSON, CSV and top list" },
+  { name: "bootstrap", kind: "int", value: "N", help: "with --ci: resamplings (and sign-flip draws), default 1000" },
+  { name: "seed", kind: "int", value: "S", help: "with --ci: the seed of the resampling, default 0 (the same numbers in every runtime)" },
 ];
 
 const PATCH_NOTES = [
@@ -45,7 +52,7 @@ export const directPathCommand: Command = {
     { name: "src", kind: "string", value: "L.H|all", help: "source head as layer.head (e.g. 0.1), or all for every source" },
     { name: "component", kind: "string", value: "q|k|v", choices: ["q", "k", "v"], help: "which input of the destination heads receives the source's output" },
     { name: "mode", kind: "string", value: "linear|exact", choices: ["linear", "exact"], help: "linear (TransformerLens, default) or exact (recompute the destination's layer norm)" },
-    ...OUTPUT_FLAGS, TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    ...OUTPUT_FLAGS, TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG, ...CI_FLAGS,
     { name: "shard", kind: "string", value: "i/N", help: "with --src all: compute only shard i of N (1-based) and write it as a part to --out; join parts with hooklens merge" },
     { name: "workers", kind: "int", value: "N", help: "with --src all: run the sweep (or the shard) on N worker threads; the result is identical" },
   ],
@@ -72,6 +79,7 @@ export const directPathCommand: Command = {
     const workers = args.int("workers", 1, 1, 1024);
     if (shardText !== undefined || workers > 1) {
       if (src !== "all") throw new UsageError("patch direct-path: --shard and --workers split an all-sources sweep; use them with --src all");
+      if (common.intervals) throw new UsageError("patch direct-path: --ci does not combine with --shard or --workers yet (parts do not carry per-prompt rows)");
       return shardedDirectPath(ctx, model, prompts, { shardText, workers, component: component as "q" | "k" | "v", mode: mode as "linear" | "exact", backend: backendOf(args), common });
     }
     const { clean, corrupted } = caches(model, prompts);
@@ -102,7 +110,7 @@ export const actCommand: Command = {
   usage: "patch act --kind KIND --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg] [--quiet]",
   flags: [
     { name: "kind", kind: "string", value: "KIND", help: "the TransformerLens function name without get_act_patch_ (see below)" },
-    MODEL_FLAG, PROMPTS_FLAG, ...OUTPUT_FLAGS, TOP_FLAG("patches with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    MODEL_FLAG, PROMPTS_FLAG, ...OUTPUT_FLAGS, TOP_FLAG("patches with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG, ...CI_FLAGS,
   ],
   notes: `KIND: ${ACT_KIND_NAMES.join(", ")}.\nResults have TransformerLens's shapes.\n\n${PATCH_NOTES}`,
   async run(ctx, args) {
@@ -138,6 +146,19 @@ interface CommonFlags {
   top: number;
   strategy: "planned" | "naive";
   plan: boolean;
+  /** --ci LEVEL (with --bootstrap N, --seed S): intervals and p-values over prompts. */
+  intervals?: IntervalOptions;
+}
+
+function intervalFlags(args: ParsedArgs): IntervalOptions | undefined {
+  const text = args.string("ci");
+  if (text === undefined) {
+    for (const flag of ["bootstrap", "seed"]) if (args.has(flag)) throw new UsageError(`--${flag} goes with --ci LEVEL`);
+    return undefined;
+  }
+  const percent = Number(text);
+  if (text.trim() === "" || !(percent > 0 && percent < 100)) throw new UsageError(`--ci must be a level in percent between 0 and 100 (e.g. 95), got ${JSON.stringify(text)}`);
+  return { level: percent / 100, samples: args.int("bootstrap", 1000, 1, 1_000_000), seed: args.int("seed", 0, 0, 2 ** 31 - 1) };
 }
 
 function commonFlags(args: ParsedArgs): CommonFlags {
@@ -151,6 +172,7 @@ function commonFlags(args: ParsedArgs): CommonFlags {
     top: args.int("top", 10, 0, 10_000),
     strategy: args.string("strategy") === "naive" ? "naive" : "planned",
     plan: args.switch("plan"),
+    intervals: intervalFlags(args),
   };
   checkTargets(flags);
   return flags;
@@ -251,7 +273,10 @@ function report(ctx: Context, result: PatchResult<object>, data: HeatmapData, fl
   extra: { header: string[]; topHeading: string; provenance: Record<string, unknown> }): void {
   reportPatchResult(ctx, result, data, {
     out: flags.out, svg: flags.svg, csv: flags.csv, quiet: flags.quiet, top: flags.top, topHeading: extra.topHeading,
-    header: [...extra.header, describeBaselines(result)],
+    header: [...extra.header, describeBaselines(result),
+      ...(flags.intervals ? [`intervals: ${flags.intervals.level * 100}% bootstrap over ${result.perPrompt?.baseline.length ?? "?"} prompts ` +
+        `(${flags.intervals.samples} resamplings, seed ${flags.intervals.seed}); p-values from as many sign flips`] : [])],
+    intervals: flags.intervals,
     provenance: { ...extra.provenance, model: flags.model, prompts: flags.prompts },
   });
 }

@@ -27,6 +27,8 @@ export interface HeatmapData {
   marked?: (index: readonly number[]) => boolean;
   /** Names a cell in the list of top entries. */
   describe: (index: readonly number[]) => string;
+  /** Bootstrap intervals over prompts of the plotted values (same units), flat row-major. */
+  intervals?: { low: Float32Array; high: Float32Array };
 }
 
 export interface Panel {
@@ -79,6 +81,8 @@ export function tick(axis: Axis, i: number): string {
 
 export interface TopEntry {
   index: number[];
+  /** Its flat index. */
+  flat: number;
   value: number;
   score: number;
   label: string;
@@ -91,7 +95,7 @@ export function topEntries(data: HeatmapData, n: number): TopEntry[] {
   order.sort((a, b) => Math.abs(data.values[b]!) - Math.abs(data.values[a]!) || a - b);
   return order.slice(0, n).map((flat) => {
     const index = unravelIndex(flat, data.shape);
-    return { index, value: data.values[flat]!, score: data.scores[flat]!, label: data.describe(index) };
+    return { index, flat, value: data.values[flat]!, score: data.scores[flat]!, label: data.describe(index) };
   });
 }
 

@@ -33,8 +33,12 @@ export function renderTerminalHeatmap(data: HeatmapData, options: TerminalHeatma
     lines.push("", `${options.topHeading ?? "top entries"} (by |value|):`);
     const top = topEntries(data, options.top);
     const labelWidth = Math.max(0, ...top.map((t) => t.label.length));
+    const ci = data.intervals;
     top.forEach((t, i) => {
-      lines.push(`  ${String(i + 1).padStart(2)}. ${t.label.padEnd(labelWidth)}  ${signed(t.value, 3).padStart(7)}  (metric ${t.score.toFixed(4)})`);
+      // With intervals: "+0.840 [+0.710, +0.930]", and a note where the interval contains 0.
+      const interval = ci === undefined ? "" : ` [${signed(ci.low[t.flat]!, 3)}, ${signed(ci.high[t.flat]!, 3)}]` +
+        (ci.low[t.flat]! <= 0 && ci.high[t.flat]! >= 0 ? " (contains 0)" : "");
+      lines.push(`  ${String(i + 1).padStart(2)}. ${t.label.padEnd(labelWidth)}  ${signed(t.value, 3).padStart(7)}${interval}  (metric ${t.score.toFixed(4)})`);
     });
     if (top.length === 0) lines.push("  (no entries with a causal path)");
   }

@@ -75,6 +75,27 @@ export interface ReportTargets {
   /** Lines printed before the heatmap (what was run). */
   header: readonly string[];
   topHeading: string;
+  /** Bootstrap intervals and permutation p-values over prompts (--ci, --bootstrap, --seed). */
+  intervals?: IntervalOptions;
+}
+
+export interface IntervalOptions {
+  /** Confidence level in (0, 1), e.g. 0.95. */
+  level: number;
+  samples: number;
+  seed: number;
+}
+
+/**
+ * A result's uncertainty over prompts, for the JSON, CSV and summary: bootstrap interval ends,
+ * sign-flip p-values and standard errors of the scores, and the interval in normalised units.
+ */
+function uncertainty(result: PatchResult<object>, o: IntervalOptions) {
+  const { low, high } = result.bootstrapCi({ level: o.level, samples: o.samples, seed: o.seed });
+  const pValue = result.permutationPValue({ samples: o.samples, seed: o.seed });
+  const range = result.clean - result.baseline;
+  const norm = (t: Float32Array) => t.map((x, i) => (result.noPath?.[i] ? 0 : range === 0 ? NaN : (x - result.baseline) / range));
+  return { low: low.data, high: high.data, pValue: pValue.data, stderr: result.stderr().data, normalized: { low: norm(low.data), high: norm(high.data) } };
 }
 
 /** Rejects two outputs on stdout before any work is done. */
@@ -86,9 +107,17 @@ export function checkTargets(t: { out?: string; svg?: string; csv?: string }): v
 export function reportPatchResult(ctx: Context, result: PatchResult<object>, data: HeatmapData, t: ReportTargets): void {
   const json = result.toJSON();
   json["options"] = { ...(json["options"] as object), ...t.provenance };
+  const u = t.intervals === undefined ? undefined : uncertainty(result, t.intervals);
+  if (u !== undefined) {
+    Object.assign(json, {
+      ci: { level: t.intervals!.level, samples: t.intervals!.samples, seed: t.intervals!.seed, prompts: result.perPrompt!.baseline.length },
+      ciLow: Array.from(u.low), ciHigh: Array.from(u.high), pValue: Array.from(u.pValue), stderr: Array.from(u.stderr),
+    });
+    data = { ...data, intervals: data.values === result.scores.data ? { low: u.low, high: u.high } : u.normalized };
+  }
   const files: [string | undefined, string, () => string][] = [
     [t.out, "result", () => JSON.stringify(json) + "\n"],
-    [t.csv, "CSV", () => toCsv(result, data)],
+    [t.csv, "CSV", () => toCsv(result, data, u)],
     [t.svg, "SVG heatmap", () => renderSvgHeatmap(data)],
   ];
   const anyStdout = files.some(([target]) => target === "-");
@@ -106,14 +135,19 @@ export function reportPatchResult(ctx: Context, result: PatchResult<object>, dat
   }
 }
 
-/** One line per cell: its index along each axis, the metric, the normalized value and the no-path flag. */
-export function toCsv(result: PatchResult<object>, data: HeatmapData): string {
+/**
+ * One line per cell: its index along each axis, the metric, the normalized value and the no-path
+ * flag; with intervals also the score's ci_low, ci_high, p_value and stderr.
+ */
+export function toCsv(result: PatchResult<object>, data: HeatmapData,
+  u?: { low: Float32Array; high: Float32Array; pValue: Float32Array; stderr: Float32Array }): string {
   const names = data.axes.map((a) => a.name.replace(/ /g, "_"));
-  const lines = [[...names, "score", "normalized", "no_path"].join(",")];
+  const lines = [[...names, "score", "normalized", "no_path", ...(u ? ["ci_low", "ci_high", "p_value", "stderr"] : [])].join(",")];
   for (let i = 0; i < result.scores.size; i++) {
     const index = unravelIndex(i, data.shape).map((v, k) => data.axes[k]!.labels?.[v] ?? String(v));
     const normalized = result.clean === result.baseline ? "" : data.values[i]!;
-    lines.push([...index, result.scores.data[i]!, normalized, result.noPath?.[i] ? 1 : 0].join(","));
+    const extra = u ? [u.low[i]!, u.high[i]!, u.pValue[i]!, u.stderr[i]!] : [];
+    lines.push([...index, result.scores.data[i]!, normalized, result.noPath?.[i] ? 1 : 0, ...extra].join(","));
   }
   return lines.join("\n") + "\n";
 }

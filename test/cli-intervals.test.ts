@@ -1,0 +1,68 @@
+// `--ci LEVEL [--bootstrap N] [--seed S]` on the patch commands: the JSON's intervals, p-values and
+// standard errors are the library's on the same run; the CSV and the top list carry them.
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../src/cli/cli.js";
+import { demoModelFiles, demoPrompts, getActPatchDirectPath, HookedTransformer, logitDiff } from "../src/index.js";
+
+const tmp = mkdtempSync(join(tmpdir(), "hooklens-cli-ci-"));
+const DEMO = join(tmp, "demo-model");
+const PROMPTS = join(tmp, "prompts.json");
+
+beforeAll(() => {
+  mkdirSync(DEMO);
+  for (const [name, bytes] of Object.entries(demoModelFiles())) writeFileSync(join(DEMO, name), bytes);
+  writeFileSync(PROMPTS, JSON.stringify(demoPrompts({ batch: 6 })));
+});
+
+async function cli(args: string[]) {
+  let stdout = "";
+  let stderr = "";
+  const code = await runCli(args, {
+    stdout: { write: (s: string) => { stdout += s; }, isTTY: false },
+    stderr: { write: (s: string) => { stderr += s; }, isTTY: false, columns: 120 },
+    env: {},
+  });
+  return { code, stdout, stderr };
+}
+
+describe("patch --ci", () => {
+  it("direct path: the library's intervals, p-values and standard errors in the JSON, the CSV and the top list", async () => {
+    const out = join(tmp, "dp.json");
+    const csv = join(tmp, "dp.csv");
+    const r = await cli(["patch", "direct-path", "--model", DEMO, "--prompts", PROMPTS, "--src", "0.2", "--component", "k",
+      "--ci", "90", "--bootstrap", "300", "--seed", "5", "--out", out, "--csv", csv]);
+    expect(r.code, r.stderr).toBe(0);
+    const json = JSON.parse(readFileSync(out, "utf8"));
+    expect(json.ci).toEqual({ level: 0.9, samples: 300, seed: 5, prompts: 6 });
+    const model = await HookedTransformer.fromPretrained(DEMO);
+    const p = demoPrompts({ batch: 6 });
+    const lib = await getActPatchDirectPath(model, p.corrupted, model.runWithCache(p.clean).cache, model.runWithCache(p.corrupted).cache,
+      logitDiff(p), { srcLayer: 0, srcHead: 2, component: "k" });
+    const { low, high } = lib.bootstrapCi({ level: 0.9, samples: 300, seed: 5 });
+    const close = (got: number[], want: Float32Array) => got.forEach((x, i) => expect(x).toBeCloseTo(want[i]!, 4));
+    close(json.ciLow, low.data);
+    close(json.ciHigh, high.data);
+    close(json.pValue, lib.permutationPValue({ samples: 300, seed: 5 }).data);
+    close(json.stderr, lib.stderr().data);
+    expect(readFileSync(csv, "utf8").split("\n")[0]).toMatch(/,score,normalized,no_path,ci_low,ci_high,p_value,stderr$/);
+    // The planted path leads the top list with its interval (normalised), which excludes 0.
+    expect(r.stdout).toMatch(/1\. 0\.2 → 1\.1 k +\+\d\.\d{3} \[\+\d\.\d{3}, \+\d\.\d{3}\]  \(metric/);
+    expect(r.stdout).toMatch(/0\.2 → 1\.0 k +[-+]0\.000 \[-\d\.\d{3}, \+\d\.\d{3}\] \(contains 0\)/);
+    expect(r.stdout).toMatch(/intervals: 90% bootstrap over 6 prompts \(300 resamplings, seed 5\)/);
+  });
+
+  it("activation patching marks entries whose interval contains 0; bad flags are usage errors", async () => {
+    const r = await cli(["patch", "act", "--kind", "resid_pre", "--model", DEMO, "--prompts", PROMPTS, "--ci", "95", "--top", "40"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\[[-+]\d\.\d{3}, [-+]\d\.\d{3}\] \(contains 0\)/);
+    const bad = await cli(["patch", "act", "--kind", "resid_pre", "--model", DEMO, "--prompts", PROMPTS, "--ci", "150"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--ci must be a level in percent between 0 and 100 \(e\.g\. 95\), got "150"/);
+    const lone = await cli(["patch", "act", "--kind", "resid_pre", "--model", DEMO, "--prompts", PROMPTS, "--seed", "3"]);
+    expect(lone.code).toBe(2);
+    expect(lone.stderr).toMatch(/--seed goes with --ci LEVEL/);
+  });
+});
