@@ -50,7 +50,7 @@ export { PatchResult } from "./patching/result.js";
 // circuits
 export { EdgeGraph, type EdgeRef, type Reader, type Writer } from "./circuits/edge-graph.js";
 export { getEdgeAttrEap, getEdgeAttrEapIg, type EdgeAttrOptions, type EdgeScoreRecord } from "./circuits/edge-attribution.js";
-export { evaluateCircuit, evaluateCircuits, type CircuitEvaluation, type CircuitRunOptions } from "./circuits/circuit-run.js";
+export { evaluateCircuit, evaluateCircuits, faithfulnessCi, type CircuitEvaluation, type CircuitRunOptions } from "./circuits/circuit-run.js";
 export { acdc, type AcdcOptions, type AcdcResult, type AcdcStep } from "./circuits/acdc.js";
 export { discoveredCircuitDrawing, renderCircuitSvg, type CircuitDrawing } from "./circuits/circuit-svg.js";
 export { getEdgePatchExact, type EdgePatchOptions, type EdgePatchRecord } from "./circuits/edge-patching.js";

@@ -5,7 +5,7 @@ import type { ActivationCache } from "../model/activation-cache.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import type { TokenIds } from "../model/tokens.js";
 import type { Metric } from "../patching/metrics.js";
-import { circuitRunner, type CircuitRunOptions } from "./circuit-run.js";
+import { circuitRunner, type CircuitEvaluation, type CircuitRunOptions } from "./circuit-run.js";
 
 export interface AcdcOptions extends CircuitRunOptions {
   /** An edge is dropped when removing it moves the circuit's metric by less than this (in the metric's units, ≥ 0). */
@@ -39,6 +39,8 @@ export interface AcdcResult {
   clean: number;
   /** Every decision, in walk order. */
   steps: AcdcStep[];
+  /** The kept circuit's per-prompt metrics, where the metric gives them (see `faithfulnessCi`). */
+  perPrompt?: CircuitEvaluation["perPrompt"];
   /** Stacked forward passes run (circuit runs, the full circuit's included). */
   passes: number;
 }
@@ -69,7 +71,7 @@ export async function acdc(model: HookedTransformer, corruptedTokens: TokenIds, 
   }
   const runner = circuitRunner(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
   const { graph } = runner;
-  const { baseline, clean } = runner.baselines();
+  const { baseline, clean, perPrompt: baselineRows } = runner.baselines();
   const nR = graph.nReaders;
   const order: number[] = [];
   for (let v = nR - 1; v >= 0; v--) {
@@ -77,7 +79,8 @@ export async function acdc(model: HookedTransformer, corruptedTokens: TokenIds, 
   }
   const circuit = new Set(order);
   throwIfAborted(options.signal);
-  let current = runner.metrics([circuit])[0]!;
+  let kept = runner.runs([circuit])[0]!;
+  let current = kept.value;
   let passes = 1;
   const steps: AcdcStep[] = [];
   // How many trials a pass stacks: one after a removal (the rest would be wasted), doubling while
@@ -86,11 +89,12 @@ export async function acdc(model: HookedTransformer, corruptedTokens: TokenIds, 
   for (let i = 0; i < order.length;) {
     throwIfAborted(options.signal);
     const trials = order.slice(i, i + stack);
-    const values = runner.metrics(trials.map((edge) => {
+    const runs = runner.runs(trials.map((edge) => {
       const without = new Set(circuit);
       without.delete(edge);
       return without;
     }));
+    const values = runs.map((r) => r.value);
     passes++;
     for (let j = 0; j < trials.length; j++) {
       const edge = trials[j]!;
@@ -103,6 +107,7 @@ export async function acdc(model: HookedTransformer, corruptedTokens: TokenIds, 
       if (removed) {
         circuit.delete(edge);
         current = values[j]!;
+        kept = runs[j]!;
         break; // the remaining trials ran on the circuit before this removal
       }
     }
@@ -113,6 +118,7 @@ export async function acdc(model: HookedTransformer, corruptedTokens: TokenIds, 
   return {
     edges: graph.edgesToJSON(circuit), metric: current, faithfulness: (current - baseline) / (clean - baseline),
     baseline, clean, steps, passes,
+    ...(kept.perPrompt === undefined || baselineRows === undefined ? {} : { perPrompt: { metric: kept.perPrompt, ...baselineRows } }),
   };
 }
 

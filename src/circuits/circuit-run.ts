@@ -4,8 +4,9 @@ import { activationBytes } from "../model/activation-sizes.js";
 import type { HookFn } from "../model/hook-points.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
-import { metricFromCache } from "../patching/final-metric.js";
+import { metricsFromResidual, metricsOf } from "../patching/final-metric.js";
 import type { Metric } from "../patching/metrics.js";
+import { bootstrapFaithfulness } from "../patching/prompt-stats.js";
 import { EdgeGraph, type EdgeRef } from "./edge-graph.js";
 
 export interface CircuitEvaluation {
@@ -15,6 +16,35 @@ export interface CircuitEvaluation {
   faithfulness: number;
   /** The circuit's edges, as [writer, reader] names. */
   edges: [string, string][];
+  /**
+   * With a metric that has `perPrompt` (the built-in ones): each prompt's metric in the circuit's
+   * run, the corrupted run and the clean run, from the same passes (see {@link faithfulnessCi}).
+   */
+  perPrompt?: { metric: Float64Array; baseline: Float64Array; clean: Float64Array };
+}
+
+/**
+ * The percentile bootstrap interval of a circuit's faithfulness over prompts (of an evaluation, a
+ * discovered circuit or a curve point) (defaults: level
+ * 0.95, 1000 samples, seed 0): each resampling of the prompts recomputes the ratio of means
+ * (mean circuit − mean corrupted) / (mean clean − mean corrupted). Deterministic for a seed.
+ *
+ * @example
+ * ```ts
+ * const evaluation = evaluateCircuit(model, corruptedTokens, clean, corrupted, logitDiff(answers), edges);
+ * const { low, high } = faithfulnessCi(evaluation, { level: 0.95 });
+ * ```
+ */
+export function faithfulnessCi(evaluation: Pick<CircuitEvaluation, "perPrompt">, options: { level?: number; samples?: number; seed?: number } = {}): { low: number; high: number } {
+  const rows = evaluation.perPrompt;
+  if (rows === undefined) throw new Error("faithfulnessCi: this evaluation has no per-prompt rows (its metric has no perPrompt(logits); logitDiff, logProb and normalize have one)");
+  const level = options.level ?? 0.95;
+  const samples = options.samples ?? 1000;
+  const seed = options.seed ?? 0;
+  if (!(level > 0 && level < 1)) throw new Error(`faithfulnessCi: level must be in (0, 1), got ${level}`);
+  if (!Number.isInteger(samples) || samples < 1) throw new Error(`faithfulnessCi: samples must be a positive integer, got ${samples}`);
+  if (!Number.isInteger(seed)) throw new Error(`faithfulnessCi: seed must be an integer, got ${seed}`);
+  return bootstrapFaithfulness(rows.metric, rows.baseline, rows.clean, { level, samples, seed });
 }
 
 export interface CircuitRunOptions {
@@ -61,19 +91,31 @@ export function evaluateCircuits(model: HookedTransformer, corruptedTokens: Toke
   corruptedCache: ActivationCache, metric: Metric, circuits: readonly Iterable<EdgeRef>[], options: CircuitRunOptions = {}): CircuitEvaluation[] {
   const runner = circuitRunner(model, corruptedTokens, cleanCache, corruptedCache, metric, options);
   const sets = circuits.map((edges) => runner.graph.edgeSet(edges));
-  const { baseline, clean } = runner.baselines();
-  return runner.metrics(sets).map((value, k) => ({
-    metric: value, faithfulness: (value - baseline) / (clean - baseline), edges: runner.graph.edgesToJSON(sets[k]!),
-  }));
+  const { baseline, clean, perPrompt } = runner.baselines();
+  return runner.runs(sets).map((run, k) => {
+    const evaluation: CircuitEvaluation = {
+      metric: run.value, faithfulness: (run.value - baseline) / (clean - baseline), edges: runner.graph.edgesToJSON(sets[k]!),
+    };
+    if (run.perPrompt !== undefined && perPrompt !== undefined) evaluation.perPrompt = { metric: run.perPrompt, ...perPrompt };
+    return evaluation;
+  });
+}
+
+/** A run's metric and, where the metric has `perPrompt`, each prompt's. */
+export interface RunMetrics {
+  value: number;
+  perPrompt: Float64Array | undefined;
 }
 
 /** Evaluates circuits (sets of flat edge indices) on fixed prompts and caches, stacked within a memory budget. */
 export interface CircuitRunner {
   graph: EdgeGraph;
-  /** M(corrupted) and M(clean); throws when they are equal (faithfulness is undefined). */
-  baselines(): { baseline: number; clean: number };
+  /** M(corrupted) and M(clean) (and each prompt's, where the metric gives them); throws when they are equal (faithfulness is undefined). */
+  baselines(): { baseline: number; clean: number; perPrompt?: { baseline: Float64Array; clean: Float64Array } };
   /** The metric of each circuit's run. */
   metrics(circuits: readonly ReadonlySet<number>[]): number[];
+  /** The metric of each circuit's run and, where the metric gives them, each prompt's. */
+  runs(circuits: readonly ReadonlySet<number>[]): RunMetrics[];
   /** How many circuits one pass stacks. */
   perPass: number;
 }
@@ -117,7 +159,7 @@ export function circuitRunner(model: HookedTransformer, corruptedTokens: TokenId
   const wO = Array.from({ length: L }, (_, l) => model.weights.get(`blocks.${l}.attn.W_O`)!.data);
 
   /** One stacked run: copy k reads through circuits[k]'s edges. */
-  const pass = (circuits: readonly ReadonlySet<number>[]): number[] => {
+  const pass = (circuits: readonly ReadonlySet<number>[]): RunMetrics[] => {
     const K = circuits.length;
     const nR = graph.nReaders;
     // shift[k][u]: writer u's output in copy k's run minus its corrupted output, [rows * D], set as the run reaches it.
@@ -179,28 +221,29 @@ export function circuitRunner(model: HookedTransformer, corruptedTokens: TokenId
     const stacked = Array.from({ length: K }, () => tokens).flat();
     const logits = model.runWithHooks(stacked, { fwdHooks: hooks, lastPositionOnly: lastOnly }).logits!;
     const size = logits.size / K;
-    return circuits.map((_, k) => checked(metric(new Tensor(logits.data.subarray(k * size, (k + 1) * size), [B, ...logits.shape.slice(1)])),
+    return circuits.map((_, k) => metricsOf(metric, new Tensor(logits.data.subarray(k * size, (k + 1) * size), [B, ...logits.shape.slice(1)]),
       "a circuit's run"));
   };
+  const runs = (circuits: readonly ReadonlySet<number>[]): RunMetrics[] => {
+    const out: RunMetrics[] = [];
+    for (let i = 0; i < circuits.length; i += perPass) out.push(...pass(circuits.slice(i, i + perPass)));
+    return out;
+  };
+  const final = (cache: ActivationCache, run: string) => metricsFromResidual(model, tokens, cache.get(`blocks.${L - 1}.hook_resid_post`), metric, run);
 
   return {
     graph,
     perPass,
     baselines: () => {
-      const baseline = metricFromCache(model, tokens, corruptedCache, metric, "the corrupted run");
-      const clean = metricFromCache(model, tokens, cleanCache, metric, "the clean run");
-      if (clean === baseline) throw new Error(`the clean and corrupted runs give the same metric (${clean}): faithfulness is undefined`);
-      return { baseline, clean };
+      const baseline = final(corruptedCache, "the corrupted run");
+      const clean = final(cleanCache, "the clean run");
+      if (clean.value === baseline.value) throw new Error(`the clean and corrupted runs give the same metric (${clean.value}): faithfulness is undefined`);
+      return {
+        baseline: baseline.value, clean: clean.value,
+        ...(baseline.perPrompt !== undefined && clean.perPrompt !== undefined ? { perPrompt: { baseline: baseline.perPrompt, clean: clean.perPrompt } } : {}),
+      };
     },
-    metrics: (circuits) => {
-      const out: number[] = [];
-      for (let i = 0; i < circuits.length; i += perPass) out.push(...pass(circuits.slice(i, i + perPass)));
-      return out;
-    },
+    metrics: (circuits) => runs(circuits).map((r) => r.value),
+    runs,
   };
-}
-
-function checked(value: number, run: string): number {
-  if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`the metric returned ${value} for ${run}; it must give finite numbers`);
-  return value;
 }

@@ -3,7 +3,7 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import type { TokenIds } from "../model/tokens.js";
 import type { Metric } from "../patching/metrics.js";
 import { spearman } from "../patching/verify-attribution.js";
-import { evaluateCircuits, type CircuitRunOptions } from "./circuit-run.js";
+import { evaluateCircuits, type CircuitEvaluation, type CircuitRunOptions } from "./circuit-run.js";
 import { getEdgeAttrEap, getEdgeAttrEapIg } from "./edge-attribution.js";
 import { EdgeGraph } from "./edge-graph.js";
 import { getEdgePatchExact } from "./edge-patching.js";
@@ -13,6 +13,8 @@ export interface CurvePoint {
   n: number;
   metric: number;
   faithfulness: number;
+  /** Each prompt's metrics, where the metric gives them (see `faithfulnessCi`). */
+  perPrompt?: CircuitEvaluation["perPrompt"];
 }
 
 /**
@@ -25,7 +27,8 @@ export function faithfulnessCurve(model: HookedTransformer, corruptedTokens: Tok
   for (const n of ns) if (!Number.isInteger(n) || n < 0 || n > ranking.length) throw new Error(`faithfulnessCurve: n = ${n} is outside [0, ${ranking.length}]`);
   // Every point's circuit in stacked runs (see evaluateCircuits).
   return evaluateCircuits(model, corruptedTokens, cleanCache, corruptedCache, metric, ns.map((n) => ranking.slice(0, n)), options)
-    .map(({ metric: m, faithfulness }, i) => ({ n: ns[i]!, metric: m, faithfulness }));
+    .map(({ metric: m, faithfulness, perPrompt }, i) => (perPrompt === undefined ? { n: ns[i]!, metric: m, faithfulness }
+      : { n: ns[i]!, metric: m, faithfulness, perPrompt }));
 }
 
 export interface DiscoverOptions {
@@ -64,6 +67,8 @@ export interface DiscoveredCircuit {
   spearman: number;
   baseline: number;
   clean: number;
+  /** The chosen circuit's per-prompt metrics, where the metric gives them (see `faithfulnessCi`). */
+  perPrompt?: CircuitEvaluation["perPrompt"];
 }
 
 /**
@@ -155,5 +160,6 @@ export async function discoverCircuit(model: HookedTransformer, corruptedTokens:
     curve: [...curve.values()].sort((a, b) => a.n - b.n),
     spearman: spearman(verified.map((f) => estimate[f]!), verified.map((f) => exact.get(f)!)),
     baseline: attr.baseline, clean: attr.clean,
+    ...(chosen.perPrompt === undefined ? {} : { perPrompt: chosen.perPrompt }),
   };
 }

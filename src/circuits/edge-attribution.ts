@@ -4,8 +4,8 @@ import type { ActivationCache } from "../model/activation-cache.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import type { Metric } from "../patching/metrics.js";
-import { metricFromCache } from "../patching/final-metric.js";
-import { PatchResult } from "../patching/result.js";
+import { metricsFromResidual } from "../patching/final-metric.js";
+import { PatchResult, type PerPromptRows } from "../patching/result.js";
 import type { HookFn } from "../model/hook-points.js";
 import { EdgeGraph } from "./edge-graph.js";
 import { copiesWithinBudget, stackedMetric } from "./stacked-gradients.js";
@@ -39,6 +39,11 @@ export interface EdgeAttrOptions {
  * input, from one forward and one backward pass of the corrupted run. `[n_writers, n_readers]`
  * scores; pairs that are not edges are 0 and flagged in `noPath`. Each reader's own input is an
  * on-demand hook point (`hook_q_input`, ..., `hook_mlp_in`), so any model can run it.
+ *
+ * With a metric that has `perPrompt` (the built-in ones) the result keeps each prompt's own scores
+ * (`perPrompt`, [batch, n_writers, n_readers]) from the same passes: batch rows never mix, so row
+ * b's gradient of the mean metric is 1/B of prompt b's own, and prompt b's score of an edge is
+ * `M_b(corrupted) + B · Σ over row b of (a_u(clean) - a_u(corrupted)) · dM/dx_v`.
  *
  * @example
  * ```ts
@@ -76,7 +81,7 @@ async function edgeAttribution(model: HookedTransformer, corruptedTokens: TokenI
   const rows = batch.batch * batch.pos;
   const D = cfg.dModel;
   const deltas = writerDeltas(model, graph, cleanCache, corruptedCache, rows);
-  const clean = metricFromCache(model, tokens, cleanCache, metric, "the clean run");
+  const clean = finalMetrics(model, tokens, cleanCache, metric, "the clean run");
 
   // Reader gradients: one corrupted run (EAP), or the mean over the interpolated runs (EAP-IG),
   // stacked `copies` to a pass along the batch axis, summed in the engine's memory as
@@ -113,19 +118,41 @@ async function edgeAttribution(model: HookedTransformer, corruptedTokens: TokenI
       options.onProgress?.({ done: first + copies - 1, total: runs });
       await new Promise((resolve) => setTimeout(resolve, 0));
     }
-    sums = dotAll(engine, deltas, gradients, graph.nReaders, n);
+    // One product per prompt (its rows · D slice): the per-prompt scores, summed for the score.
+    sums = dotAllByPrompt(engine, deltas, gradients, graph.nReaders, n, batch.batch);
   } finally {
     engine.free(gradients);
   }
-  if (steps > 0) baseline = metricFromCache(model, tokens, corruptedCache, metric, "the corrupted run");
+  const corrupted = finalMetrics(model, tokens, corruptedCache, metric, "the corrupted run");
+  if (steps > 0) baseline = corrupted.value;
 
   const nR = graph.nReaders;
-  const scores = new Float32Array(graph.nWriters * nR);
-  for (let i = 0; i < scores.length; i++) scores[i] = graph.edgeMask[i] ? baseline + sums[i]! : 0;
+  const nE = graph.nWriters * nR;
+  const B = batch.batch;
+  const scores = new Float32Array(nE);
+  const promptRows = corrupted.perPrompt === undefined || clean.perPrompt === undefined ? undefined : new Float32Array(B * nE);
+  for (let i = 0; i < nE; i++) {
+    if (!graph.edgeMask[i]) continue;
+    let total = 0;
+    for (let b = 0; b < B; b++) {
+      total += sums[b * nE + i]!;
+      if (promptRows !== undefined) promptRows[b * nE + i] = corrupted.perPrompt![b]! + B * sums[b * nE + i]!;
+    }
+    scores[i] = baseline + total;
+  }
   const noPath = graph.edgeMask.map((x) => 1 - x);
   const record: EdgeScoreRecord = { method: steps === 0 ? "eap" : "eap-ig", writers: graph.writers, readers: graph.readers };
   if (steps > 0) record.steps = steps;
-  return new PatchResult(steps === 0 ? "edge_eap" : "edge_eap_ig", new Tensor(scores, [graph.nWriters, nR]), baseline, clean, record, noPath);
+  const perPrompt: PerPromptRows | undefined = promptRows === undefined ? undefined
+    : { scores: new Tensor(promptRows, [B, graph.nWriters, nR]), baseline: corrupted.perPrompt!, clean: clean.perPrompt! };
+  return new PatchResult(steps === 0 ? "edge_eap" : "edge_eap_ig", new Tensor(scores, [graph.nWriters, nR]), baseline, clean.value, record,
+    noPath, perPrompt);
+}
+
+/** A cached run's metric and (where the metric has `perPrompt`) each prompt's, from its final residual stream. */
+function finalMetrics(model: HookedTransformer, tokens: number[][], cache: ActivationCache, metric: Metric, run: string) {
+  const name = `blocks.${model.cfg.nLayers - 1}.hook_resid_post`;
+  return metricsFromResidual(model, tokens, need(cache, name), metric, run);
 }
 
 /** Each writer's clean − corrupted output [batch·pos·dModel]: embeddings, z_h · W_O[h] per head, mlp_out. */
@@ -208,21 +235,26 @@ function readerGradientHooks(engine: Engine, graph: EdgeGraph, gradients: number
 }
 
 /**
- * out[i, j] = a[i] · b[j] for every pair, vectors of length n, b's already in the engine's memory
- * as [nB, n]: one product a [nA, n] · bᵀ, in chunks of a's vectors (~64 MiB at a time).
+ * Per prompt p, out[p, i, j] = a[i] · b[j] over prompt p's slice (elements [p · n/prompts, (p+1) ·
+ * n/prompts)) of vectors of length n, b's already in the engine's memory as [nB, n]: one product
+ * a [nA, slice] · bᵀ per prompt, in chunks of a's vectors (~64 MiB at a time).
  */
-function dotAll(engine: Engine, a: readonly Float32Array[], b: number, nB: number, n: number): Float32Array {
+function dotAllByPrompt(engine: Engine, a: readonly Float32Array[], b: number, nB: number, n: number, prompts: number): Float32Array {
+  const slice = n / prompts;
   const chunk = Math.max(16, Math.floor((16 * 1024 * 1024) / a.length));
-  const pa = engine.alloc(a.length * Math.min(chunk, n));
-  const pc = engine.alloc(a.length * nB);
+  const pa = engine.alloc(a.length * Math.min(chunk, slice));
+  const pc = engine.alloc(prompts * a.length * nB);
   try {
-    for (let start = 0; start < n; start += chunk) {
-      const len = Math.min(chunk, n - start);
-      const heap = engine.heap();
-      a.forEach((x, i) => heap.set(x.subarray(start, start + len), (pa >>> 2) + i * len));
-      engine.kernels.gemm(pa, len, b + start * 4, n, pc, nB, 0, a.length, nB, len, 1, start === 0 ? 0 : 1);
+    for (let p = 0; p < prompts; p++) {
+      const out = pc + p * a.length * nB * 4;
+      for (let start = p * slice; start < (p + 1) * slice; start += chunk) {
+        const len = Math.min(chunk, (p + 1) * slice - start);
+        const heap = engine.heap();
+        a.forEach((x, i) => heap.set(x.subarray(start, start + len), (pa >>> 2) + i * len));
+        engine.kernels.gemm(pa, len, b + start * 4, n, out, nB, 0, a.length, nB, len, 1, start === p * slice ? 0 : 1);
+      }
     }
-    return engine.download(pc, a.length * nB);
+    return engine.download(pc, prompts * a.length * nB);
   } finally {
     engine.free(pa);
     engine.free(pc);

@@ -5,7 +5,8 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { toTokenBatch, type TokenIds } from "../model/tokens.js";
 import { checkBatch, needCached } from "./cache-access.js";
 import type { Metric } from "./metrics.js";
-import { PatchResult } from "./result.js";
+import { metricsOf } from "./final-metric.js";
+import { PatchResult, type PerPromptRows } from "./result.js";
 
 /**
  * What one attribution kind estimates: the activation-patching entries over `axes` of activation
@@ -54,6 +55,11 @@ export interface AttributionRecord {
  * One corrupted forward + backward serves every kind asked for. The results have the shapes of the
  * matching `getActPatch*` results; their `baseline` and `clean` are the two runs' metrics.
  *
+ * With a metric that has `perPrompt` (the built-in ones), each result also keeps each prompt's own
+ * estimate, from the same pass: batch rows never mix in a transformer, so row b's gradient of the
+ * mean metric is 1/B of the gradient of prompt b's metric, and prompt b's estimate is
+ * `M_b(corrupted) + B · Σ over row b's slice of (a_clean - a_corrupted) · dM/da`; their mean is the score.
+ *
  * @example
  * ```ts
  * const { cache: clean } = model.runWithCache(cleanTokens);
@@ -77,43 +83,64 @@ export function getAttrPatchAll<K extends AttributionKindName>(model: HookedTran
   for (const hook of hooks) checkBatch(needCached(cleanCache, "cleanCache", hook), hook, B, P);
   const lastName = `blocks.${cfg.nLayers - 1}.hook_resid_post`;
   const lastClean = checkBatch(needCached(cleanCache, "cleanCache", lastName), lastName, B, P);
-  const clean = finite(metric(model.forward(tokens, { startAtLayer: cfg.nLayers, residual: lastClean }).logits!), "the clean run");
+  const clean = metricsOf(metric, model.forward(tokens, { startAtLayer: cfg.nLayers, residual: lastClean }).logits!, "the clean run");
 
   const names = [...hooks].flatMap((h) => [h, `${h}_grad`]);
-  const { cache: corrupted, metric: baseline } = model.runWithCache(tokens, { inclBwd: true, metric, namesFilter: names });
+  const { cache: corrupted, metric: baselineValue, logits } = model.runWithCache(tokens, { inclBwd: true, metric, namesFilter: names });
+  const baseline = finite(baselineValue!, "the corrupted run");
+  const baselineRows = metric.perPrompt === undefined ? undefined : metricsOf(metric, logits!, "the corrupted run").perPrompt;
   const results = {} as Record<K, PatchResult<AttributionRecord>>;
   for (const kind of kinds) {
     const spec: AttributionKind = ATTRIBUTION_KINDS[kind];
-    const perLayer: Float32Array[] = [];
-    let shape: number[] = [];
+    const perLayer: Float64Array[] = [];
+    let keptShape: number[] = [];
     for (let l = 0; l < cfg.nLayers; l++) {
       const hook = getActName(spec.activation, l);
-      const { sums, keptShape } = sliceSums(cleanCache.get(hook), corrupted.get(hook), corrupted.get(`${hook}_grad`), spec.keep);
-      perLayer.push(sums.map((s) => s + baseline!));
-      shape = [cfg.nLayers, ...keptShape];
+      const slices = sliceSums(cleanCache.get(hook), corrupted.get(hook), corrupted.get(`${hook}_grad`), spec.keep);
+      perLayer.push(slices.sums);
+      keptShape = slices.keptShape;
     }
-    const scores = new Float32Array(perLayer.reduce((n, x) => n + x.length, 0));
-    perLayer.forEach((x, l) => scores.set(x, l * x.length));
-    results[kind] = new PatchResult(`attr_patch_${kind}`, new Tensor(scores, shape), baseline!, clean, { kind, method: "attribution" });
+    // perLayer[l]: [B, kept] row sums; the score sums the rows, prompt b's estimate scales its own by B.
+    const kept = keptShape.reduce((a, b) => a * b, 1);
+    const scores = new Float32Array(cfg.nLayers * kept);
+    const rows = baselineRows === undefined ? undefined : new Float32Array(B * scores.length);
+    perLayer.forEach((sums, l) => {
+      for (let i = 0; i < kept; i++) {
+        let total = 0;
+        for (let b = 0; b < B; b++) {
+          total += sums[b * kept + i]!;
+          if (rows !== undefined) rows[b * scores.length + l * kept + i] = baselineRows![b]! + B * sums[b * kept + i]!;
+        }
+        scores[l * kept + i] = baseline + total;
+      }
+    });
+    const shape = [cfg.nLayers, ...keptShape];
+    const perPrompt: PerPromptRows | undefined = rows === undefined || clean.perPrompt === undefined ? undefined
+      : { scores: new Tensor(rows, [B, ...shape]), baseline: baselineRows!, clean: clean.perPrompt };
+    results[kind] = new PatchResult(`attr_patch_${kind}`, new Tensor(scores, shape), baseline, clean.value, { kind, method: "attribution" }, undefined, perPrompt);
   }
   return results;
 }
 
-/** Σ over everything but the kept axes of (clean - corrupted) · grad, in float64, laid out [kept axes in order]. */
-function sliceSums(clean: Tensor, corrupted: Tensor, grad: Tensor, keep: AttributionKind["keep"]): { sums: Float32Array; keptShape: number[] } {
+/**
+ * Per batch row, Σ over everything but the batch and the kept axes of (clean - corrupted) · grad,
+ * in float64, laid out [batch, kept axes in order] (every activation's axis 0 is the batch).
+ */
+function sliceSums(clean: Tensor, corrupted: Tensor, grad: Tensor, keep: AttributionKind["keep"]): { sums: Float64Array; keptShape: number[] } {
   const shape = corrupted.shape;
   const keptShape = keep.map(([, axis]) => shape[axis]!);
   const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  const keptSize = keptShape.reduce((a, b) => a * b, 1);
   const keptStrides = keptShape.map((_, i) => keptShape.slice(i + 1).reduce((a, b) => a * b, 1));
-  const sums = new Float64Array(keptShape.reduce((a, b) => a * b, 1));
+  const sums = new Float64Array(shape[0]! * keptSize);
   for (let i = 0; i < corrupted.size; i++) {
-    let out = 0;
+    let out = Math.floor(i / strides[0]!) * keptSize;
     keep.forEach(([, axis], k) => { out += (Math.floor(i / strides[axis]!) % shape[axis]!) * keptStrides[k]!; });
     const delta = clean.data[i]! - corrupted.data[i]!;
     // Masked attention entries are 0 in both runs (and -∞ scores never reach here): nothing to add.
     if (delta !== 0) sums[out]! += delta * grad.data[i]!;
   }
-  return { sums: Float32Array.from(sums), keptShape };
+  return { sums, keptShape };
 }
 
 function finite(value: number, run: string): number {

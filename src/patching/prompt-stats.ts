@@ -29,9 +29,7 @@ export function standardErrors(rows: Float32Array, batch: number, n: number): Fl
  */
 export function bootstrapIntervals(rows: Float32Array, batch: number, n: number, options: { level: number; samples: number; seed: number }) {
   const { level, samples, seed } = options;
-  const random = new SeededRandom(seed);
-  const picks = new Int32Array(samples * batch);
-  for (let i = 0; i < picks.length; i++) picks[i] = Math.floor(random.uniform() * batch);
+  const picks = bootstrapPicks(batch, samples, seed);
   const low = new Float32Array(n);
   const high = new Float32Array(n);
   const means = new Float64Array(samples);
@@ -80,4 +78,43 @@ export function signFlipPValues(rows: Float32Array, reference: Float64Array, bat
     out[i] = (1 + extreme) / (1 + samples);
   }
   return out;
+}
+
+/** `samples` resamplings of `batch` prompts with replacement, [samples, batch], from a mulberry32 stream seeded with `seed`. */
+function bootstrapPicks(batch: number, samples: number, seed: number): Int32Array {
+  const random = new SeededRandom(seed);
+  const picks = new Int32Array(samples * batch);
+  for (let i = 0; i < picks.length; i++) picks[i] = Math.floor(random.uniform() * batch);
+  return picks;
+}
+
+/**
+ * The percentile bootstrap interval of a circuit's faithfulness, a ratio of means over prompts:
+ * F = (mean m − mean c) / (mean k − mean c), m the circuit's per-prompt metric, c the corrupted
+ * and k the clean run's. Each resampling (the same sets as {@link bootstrapIntervals} for the same
+ * seed) recomputes F from its prompts; resamplings whose clean and corrupted means are equal are
+ * left out, and the percentiles are taken over the rest as there.
+ */
+export function bootstrapFaithfulness(metric: Float64Array, corrupted: Float64Array, clean: Float64Array,
+  options: { level: number; samples: number; seed: number }): { low: number; high: number } {
+  const batch = metric.length;
+  const { level, samples, seed } = options;
+  const picks = bootstrapPicks(batch, samples, seed);
+  const values: number[] = [];
+  for (let s = 0; s < samples; s++) {
+    let m = 0;
+    let c = 0;
+    let k = 0;
+    for (let b = 0; b < batch; b++) {
+      const p = picks[s * batch + b]!;
+      m += metric[p]!;
+      c += corrupted[p]!;
+      k += clean[p]!;
+    }
+    if (k !== c) values.push((m - c) / (k - c));
+  }
+  if (values.length === 0) throw new Error("faithfulness interval: every resampling has equal clean and corrupted metrics");
+  const sorted = Float64Array.from(values).sort();
+  const alpha = 1 - level;
+  return { low: sorted[Math.floor((alpha / 2) * (sorted.length - 1))]!, high: sorted[Math.ceil((1 - alpha / 2) * (sorted.length - 1))]! };
 }
