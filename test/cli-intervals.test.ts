@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../src/cli/cli.js";
-import { demoModelFiles, demoPrompts, getActPatchDirectPath, HookedTransformer, logitDiff } from "../src/index.js";
+import {
+  demoModelFiles, demoPrompts, evaluateCircuit, faithfulnessCi, getActPatchDirectPath, getAttrPatchAll, HookedTransformer, logitDiff,
+} from "../src/index.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "hooklens-cli-ci-"));
 const DEMO = join(tmp, "demo-model");
@@ -64,5 +66,62 @@ describe("patch --ci", () => {
     const lone = await cli(["patch", "act", "--kind", "resid_pre", "--model", DEMO, "--prompts", PROMPTS, "--seed", "3"]);
     expect(lone.code).toBe(2);
     expect(lone.stderr).toMatch(/--seed goes with --ci LEVEL/);
+  });
+});
+
+describe("--ci on attribution and circuits", () => {
+  it("patch attr: the library's per-prompt estimates give the JSON's intervals", async () => {
+    const out = join(tmp, "attr.json");
+    const r = await cli(["patch", "attr", "--kind", "attn_head_out_all_pos", "--model", DEMO, "--prompts", PROMPTS, "--ci", "95", "--bootstrap", "200", "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    const json = JSON.parse(readFileSync(out, "utf8"));
+    const model = await HookedTransformer.fromPretrained(DEMO);
+    const p = demoPrompts({ batch: 6 });
+    const lib = getAttrPatchAll(model, p.corrupted, model.runWithCache(p.clean).cache, logitDiff(p), { kinds: ["attn_head_out_all_pos"] }).attn_head_out_all_pos;
+    const { low, high } = lib.bootstrapCi({ level: 0.95, samples: 200, seed: 0 });
+    json.ciLow.forEach((x: number, i: number) => expect(x).toBeCloseTo(low.data[i]!, 4));
+    json.ciHigh.forEach((x: number, i: number) => expect(x).toBeCloseTo(high.data[i]!, 4));
+    expect(json.pValue).toHaveLength(lib.scores.size);
+    expect(r.stdout).toMatch(/intervals: 95% bootstrap over 6 prompts \(200 resamplings, seed 0\)/);
+    expect(r.stdout).toMatch(/\d+\. .+ [-+]\d\.\d{3} \[[-+]\d\.\d{3}, [-+]\d\.\d{3}\]/);
+  });
+
+  it("circuit eval, discover and acdc: the faithfulness interval is faithfulnessCi's; circuit edges adds ciLow/ciHigh", async () => {
+    const edgesFile = join(tmp, "circuit.json");
+    const edges: [string, string][] = [["input", "a0.h2<v>"], ["a0.h2", "a1.h1<k>"], ["a1.h1", "logits"], ["input", "a1.h1<q>"], ["input", "a1.h1<v>"]];
+    writeFileSync(edgesFile, JSON.stringify(edges));
+    const out = join(tmp, "eval.json");
+    const r = await cli(["circuit", "eval", "--edges", edgesFile, "--model", DEMO, "--prompts", PROMPTS, "--ci", "90", "--bootstrap", "400", "--seed", "2", "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    const json = JSON.parse(readFileSync(out, "utf8"));
+    const model = await HookedTransformer.fromPretrained(DEMO);
+    const p = demoPrompts({ batch: 6 });
+    const ev = evaluateCircuit(model, p.corrupted, model.runWithCache(p.clean).cache, model.runWithCache(p.corrupted).cache, logitDiff(p), edges);
+    const ci = faithfulnessCi(ev, { level: 0.9, samples: 400, seed: 2 });
+    expect(json.faithfulnessCi.low).toBeCloseTo(ci.low, 4);
+    expect(json.faithfulnessCi.high).toBeCloseTo(ci.high, 4);
+    expect(json.faithfulnessCi).toMatchObject({ level: 0.9, samples: 400, seed: 2, prompts: 6 });
+    expect(json.perPrompt.metric).toHaveLength(6);
+    expect(r.stdout).toMatch(/faithfulness \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]/);
+
+    const found = await cli(["circuit", "discover", "--method", "eap", "--verify", "5", "--model", DEMO, "--prompts", PROMPTS, "--ci", "95", "--out", join(tmp, "disc.json")]);
+    expect(found.code, found.stderr).toBe(0);
+    const disc = JSON.parse(readFileSync(join(tmp, "disc.json"), "utf8"));
+    expect(disc.faithfulnessCi.low).toBeLessThanOrEqual(disc.faithfulness + 1e-9);
+    expect(disc.curve.every((pt: object) => !("perPrompt" in pt))).toBe(true);
+    expect(found.stdout).toMatch(/faithfulness \d\.\d{3} \[-?\d\.\d{3}, \d\.\d{3}\]/);
+
+    const acdcRun = await cli(["circuit", "acdc", "--threshold", "0.05", "--model", DEMO, "--prompts", PROMPTS, "--ci", "95", "--out", join(tmp, "acdc.json")]);
+    expect(acdcRun.code, acdcRun.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(tmp, "acdc.json"), "utf8")).faithfulnessCi.prompts).toBe(6);
+
+    const eap = await cli(["circuit", "edges", "--method", "eap", "--model", DEMO, "--prompts", PROMPTS, "--ci", "95", "--out", join(tmp, "eap.json")]);
+    expect(eap.code, eap.stderr).toBe(0);
+    const e = JSON.parse(readFileSync(join(tmp, "eap.json"), "utf8"));
+    expect(e.ciLow).toHaveLength(e.scores.length);
+    e.scores.forEach((s: number, i: number) => { if (!e.noPath[i]) { expect(e.ciLow[i]).toBeLessThanOrEqual(s + 1e-4); expect(e.ciHigh[i]).toBeGreaterThanOrEqual(s - 1e-4); } });
+    const sharded = await cli(["circuit", "edges", "--method", "exact", "--workers", "2", "--model", DEMO, "--prompts", PROMPTS, "--ci", "95", "--out", join(tmp, "x.json")]);
+    expect(sharded.code).toBe(2);
+    expect(sharded.stderr).toMatch(/--ci does not combine with --shard or --workers/);
   });
 });

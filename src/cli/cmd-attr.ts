@@ -12,6 +12,7 @@ import { UsageError } from "./errors.js";
 import { loadModel } from "./load-model.js";
 import { actHeatmap, checkTargets, describeBaselines, reportPatchResult } from "./patch-report.js";
 import { readPromptsFile } from "./prompts.js";
+import { CI_FLAGS, describeIntervals, intervalFlags } from "./intervals.js";
 import { sweepWithProgress } from "./cmd-patch.js";
 
 const KINDS = Object.keys(ATTRIBUTION_KINDS) as AttributionKindName[];
@@ -19,7 +20,7 @@ const KINDS = Object.keys(ATTRIBUTION_KINDS) as AttributionKindName[];
 export const attrCommand: Command = {
   name: "patch attr",
   summary: "attribution patching: every entry of a `patch act` sweep estimated from one forward and backward",
-  usage: "patch attr --kind KIND --model DIR --prompts FILE [--verify K] [--out FILE.json] [--svg FILE.svg] [--csv FILE.csv] [--quiet]",
+  usage: "patch attr --kind KIND --model DIR --prompts FILE [--verify K] [--ci LEVEL] [--out FILE.json] [--svg FILE.svg] [--csv FILE.csv] [--quiet]",
   flags: [
     { name: "kind", kind: "string", value: "KIND", help: "which activation patching sweep to estimate, named as for patch act (see below)" },
     MODEL_FLAG, PROMPTS_FLAG,
@@ -27,7 +28,7 @@ export const attrCommand: Command = {
     { name: "out", kind: "string", value: "FILE", help: "write the result JSON, as patch act's, with \"verify\" when --verify is given (- for stdout)" },
     { name: "svg", kind: "string", value: "FILE", help: "write an SVG heatmap of the normalized estimates" },
     { name: "csv", kind: "string", value: "FILE", help: "write one CSV line per entry: indices, estimate, normalized, no_path" },
-    TOP_FLAG("entries with the largest |normalized| estimate", 10), QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    ...CI_FLAGS, TOP_FLAG("entries with the largest |normalized| estimate", 10), QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
   ],
   notes: [
     `KIND: ${KINDS.join(", ")}.`,
@@ -35,6 +36,7 @@ export const attrCommand: Command = {
     "M(corrupted) + sum over the entry of (clean - corrupted activation) x dM/d(activation) in the corrupted run.",
     "The metric is the logit difference at the last position, as for patch act. Estimates are not exact:",
     "--verify K shows where they hold (Spearman rank correlation of estimate and exact over the K entries).",
+    "--ci gives each estimate's interval over the prompts (each prompt's own estimate comes from the same backward).",
   ].join("\n"),
   async run(ctx, args) {
     const kindName = args.required("kind");
@@ -46,6 +48,7 @@ export const attrCommand: Command = {
     checkTargets(flags);
     const quiet = args.switch("quiet");
     const verifyTop = args.int("verify", 0, 0, 1_000_000);
+    const intervals = intervalFlags(args);
     const model = await loadModel(ctx, flags.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args) });
     const prompts = readPromptsFile(ctx, flags.prompts, model, "patch");
     const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
@@ -66,8 +69,9 @@ export const attrCommand: Command = {
     reportPatchResult(ctx, result, data, {
       out: flags.out, svg: flags.svg, csv: flags.csv, quiet, top: args.int("top", 10, 0, 10_000), topHeading: "top estimates",
       header: [`model ${flags.model} (${model.cfg.nLayers} layers × ${model.cfg.nHeads} heads), ${prompts.clean.length} prompts × ${prompts.clean[0]!.length} tokens; ` +
-        `attribution estimate of get_act_patch_${kind} → [${result.scores.shape.join(", ")}]`, describeBaselines(result), ...lines],
-      provenance,
+        `attribution estimate of get_act_patch_${kind} → [${result.scores.shape.join(", ")}]`, describeBaselines(result),
+      ...(intervals ? [describeIntervals(intervals, result.perPrompt?.baseline.length)] : []), ...lines],
+      provenance, intervals,
     });
     return 0;
   },

@@ -3,7 +3,7 @@
 
 import { readFileSync } from "node:fs";
 import { acdc, type AcdcResult } from "../circuits/acdc.js";
-import { evaluateCircuit } from "../circuits/circuit-run.js";
+import { evaluateCircuit, faithfulnessCi, type CircuitEvaluation } from "../circuits/circuit-run.js";
 import { discoverCircuit, type DiscoveredCircuit } from "../circuits/discover.js";
 import { getEdgeAttrEap, getEdgeAttrEapIg } from "../circuits/edge-attribution.js";
 import { EdgeGraph } from "../circuits/edge-graph.js";
@@ -20,6 +20,8 @@ import { loadModel } from "./load-model.js";
 import { createProgress } from "./progress.js";
 import { readPromptsFile } from "./prompts.js";
 import { fingerprint, parseShard } from "./shards.js";
+import { CI_FLAGS, describeIntervals, intervalFlags, type IntervalOptions } from "./intervals.js";
+import type { PatchResult } from "../patching/result.js";
 
 const OUT_FLAG = { name: "out", kind: "string", value: "FILE", help: "where to write the JSON (- for stdout)" } as const;
 
@@ -39,7 +41,7 @@ export const circuitEdgesCommand: Command = {
   name: "circuit edges",
   summary: "score every edge of the writer/reader graph: EAP, EAP-IG or exact edge patching",
   usage: "circuit edges --method eap|eap-ig|exact [--steps N] [--mode exact|linear] --model DIR --prompts FILE --out FILE.json " +
-    "[--plan] [--strategy planned|naive] [--shard i/N] [--workers N]",
+    "[--plan] [--strategy planned|naive] [--shard i/N] [--workers N] [--ci LEVEL]",
   flags: [
     { name: "method", kind: "string", value: "eap|eap-ig|exact", choices: ["eap", "eap-ig", "exact"], help: "attribution (one backward), integrated gradients (--steps backwards) or one patched run per edge" },
     { name: "steps", kind: "int", value: "N", help: "EAP-IG's interpolation steps (default 5)" },
@@ -47,6 +49,7 @@ export const circuitEdgesCommand: Command = {
     MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG, STRATEGY_FLAG, PLAN_FLAG,
     { name: "shard", kind: "string", value: "i/N", help: "with --method exact: patch only shard i of N of the edges and write it as a part to --out; join parts with hooklens merge" },
     { name: "workers", kind: "int", value: "N", help: "with --method exact: patch the edges (or the shard) on N worker threads; the result is identical" },
+    ...CI_FLAGS,
   ],
   notes: [
     "Writes {op, shape: [n_writers, n_readers], writers, readers, scores, noPath, baseline, clean}: each score is the",
@@ -62,6 +65,10 @@ export const circuitEdgesCommand: Command = {
     const shardText = args.string("shard");
     const workers = args.int("workers", 1, 1, 1024);
     const strategy: "planned" | "naive" = args.string("strategy") === "naive" ? "naive" : "planned";
+    const intervals = intervalFlags(args);
+    if (intervals !== undefined && (args.has("shard") || args.has("workers"))) {
+      throw new UsageError("circuit edges: --ci does not combine with --shard or --workers yet (parts do not carry per-prompt rows)");
+    }
     if (method !== "exact") {
       for (const flag of ["shard", "workers", "plan", "strategy"]) {
         if (args.has(flag)) throw new UsageError(`circuit edges: --${flag} applies to --method exact (one patched run per edge)`);
@@ -123,7 +130,7 @@ export const circuitEdgesCommand: Command = {
       if (!quiet) ctx.err(`wrote shard ${shard.index}/${shard.count} (${edges.length} edges) to ${out}\n`);
       return 0;
     }
-    ctx.write(out, JSON.stringify(json) + "\n");
+    ctx.write(out, JSON.stringify(intervals === undefined ? json : { ...json, ...edgeIntervals(result, intervals) }) + "\n");
     if (out !== "-" && !quiet) ctx.err(`wrote the ${method} edge scores to ${out}\n`);
     return 0;
   },
@@ -132,14 +139,18 @@ export const circuitEdgesCommand: Command = {
 export const circuitEvalCommand: Command = {
   name: "circuit eval",
   summary: "run a circuit (a list of edges) and report its metric and faithfulness",
-  usage: "circuit eval --edges EDGES.json --model DIR --prompts FILE [--out FILE.json]",
+  usage: "circuit eval --edges EDGES.json --model DIR --prompts FILE [--out FILE.json] [--ci LEVEL]",
   flags: [
     { name: "edges", kind: "string", value: "FILE", help: "JSON list of [writer, reader] name pairs, e.g. [[\"a0.h2\", \"a1.h1<k>\"], [\"a1.h1\", \"logits\"]]" },
-    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, ...CI_FLAGS, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
   ],
-  notes: "Writes {metric, faithfulness, edges}; faithfulness = (metric - corrupted) / (clean - corrupted).",
+  notes: [
+    "Writes {metric, faithfulness, edges, perPrompt: {metric, baseline, clean}}; faithfulness = (metric - corrupted) / (clean - corrupted).",
+    "--ci adds faithfulnessCi {level, samples, seed, prompts, low, high}: resampling the prompts, the ratio of means each time.",
+  ].join("\n"),
   async run(ctx, args) {
     const file = args.required("edges");
+    const intervals = intervalFlags(args);
     let json: unknown;
     try {
       json = JSON.parse(readFileSync(ctx.path(file), "utf8"));
@@ -156,9 +167,10 @@ export const circuitEvalCommand: Command = {
     }
     const flat = [...edges].map((f) => [Math.floor(f / graph.nReaders), f % graph.nReaders] as const);
     const result = evaluateCircuit(model, prompts.corrupted!, clean, corrupted, metric, flat);
-    const text = `circuit of ${result.edges.length} edges: metric ${result.metric.toFixed(4)}, faithfulness ${result.faithfulness.toFixed(3)}\n`;
+    const text = `circuit of ${result.edges.length} edges: metric ${result.metric.toFixed(4)}, faithfulness ${result.faithfulness.toFixed(3)}` +
+      `${faithfulnessSuffix(result, intervals)}\n${intervals ? describeIntervals(intervals, prompts.clean.length, false) + "\n" : ""}`;
     const out = args.string("out");
-    if (out !== undefined) ctx.write(out, JSON.stringify(result) + "\n");
+    if (out !== undefined) ctx.write(out, circuitJson(result, intervals));
     if (out !== "-") ctx.out(text);
     else if (!args.switch("quiet")) ctx.err(text);
     return 0;
@@ -168,7 +180,7 @@ export const circuitEvalCommand: Command = {
 export const circuitDiscoverCommand: Command = {
   name: "circuit discover",
   summary: "rank every edge (EAP or EAP-IG), verify the top exactly, and find the smallest faithful circuit",
-  usage: "circuit discover --method eap|eap-ig [--steps N] [--verify K] [--target F] --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg]",
+  usage: "circuit discover --method eap|eap-ig [--steps N] [--verify K] [--target F] --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg] [--ci LEVEL]",
   flags: [
     { name: "method", kind: "string", value: "eap|eap-ig", choices: ["eap", "eap-ig"], help: "how edges are ranked (default eap-ig)" },
     { name: "steps", kind: "int", value: "N", help: "EAP-IG's interpolation steps (default 5)" },
@@ -176,14 +188,16 @@ export const circuitDiscoverCommand: Command = {
     { name: "target", kind: "string", value: "F", help: "the faithfulness the circuit must reach, in (0, 1] (default 0.8)" },
     MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG,
     { name: "svg", kind: "string", value: "FILE", help: "write a drawing of the circuit" },
-    QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    ...CI_FLAGS, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
   ],
-  notes: "Writes {edges: [{writer, reader, estimate, exact?}], metric, faithfulness, reachedTarget, curve, spearman, baseline, clean}.",
+  notes: "Writes {edges: [{writer, reader, estimate, exact?}], metric, faithfulness, reachedTarget, curve, spearman, baseline, clean, perPrompt}\n" +
+    "(and faithfulnessCi with --ci, as circuit eval's).",
   async run(ctx, args) {
     const method = (args.string("method") ?? "eap-ig") as "eap" | "eap-ig";
     const targetText = args.string("target") ?? "0.8";
     const target = Number(targetText);
     if (!(target > 0 && target <= 1)) throw new UsageError(`circuit discover: --target must be a number in (0, 1], got ${JSON.stringify(targetText)}`);
+    const intervals = intervalFlags(args);
     const quiet = args.switch("quiet");
     const { model, prompts, metric, clean, corrupted } = await setUp(ctx, args);
     // One progress line per stage: ranking (forward + backward passes), verifying (patched runs), circuit runs.
@@ -208,9 +222,9 @@ export const circuitDiscoverCommand: Command = {
     }
     const out = args.string("out");
     const svg = args.string("svg");
-    if (out !== undefined) ctx.write(out, JSON.stringify(found) + "\n");
+    if (out !== undefined) ctx.write(out, circuitJson(found, intervals));
     if (svg !== undefined) ctx.write(svg, renderCircuitSvg(discoveredCircuitDrawing(found, model.cfg, method)));
-    const summary = describe(found, method);
+    const summary = describe(found, method, intervals);
     if (out === "-") { if (!quiet) ctx.err(summary); } else ctx.out(summary);
     return 0;
   },
@@ -219,17 +233,17 @@ export const circuitDiscoverCommand: Command = {
 export const circuitAcdcCommand: Command = {
   name: "circuit acdc",
   summary: "ACDC: from every edge, drop those whose removal moves the metric by less than a threshold",
-  usage: "circuit acdc --threshold T --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg]",
+  usage: "circuit acdc --threshold T --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg] [--ci LEVEL]",
   flags: [
     { name: "threshold", kind: "string", value: "T", help: "drop an edge when removing it changes the logit difference by less than T (≥ 0)" },
     MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG,
     { name: "svg", kind: "string", value: "FILE", help: "write a drawing of the circuit" },
-    QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    ...CI_FLAGS, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
   ],
   notes: [
     "Walks the readers from the logits back to the input (each reader's writers latest first), greedily:",
     "every decision sees the earlier removals. Writes {edges: [[writer, reader], ...], metric, faithfulness,",
-    "baseline, clean, steps: [{writer, reader, metricWithout, change, removed}], passes}.",
+    "baseline, clean, steps: [{writer, reader, metricWithout, change, removed}], passes, perPrompt} (and faithfulnessCi with --ci).",
   ].join("\n"),
   async run(ctx, args) {
     const text = args.required("threshold");
@@ -237,6 +251,7 @@ export const circuitAcdcCommand: Command = {
     if (text.trim() === "" || !Number.isFinite(threshold) || threshold < 0) {
       throw new UsageError(`circuit acdc: --threshold must be a number ≥ 0, got ${JSON.stringify(text)}`);
     }
+    const intervals = intervalFlags(args);
     const quiet = args.switch("quiet");
     const { model, prompts, metric, clean, corrupted } = await setUp(ctx, args);
     const progress = createProgress(ctx.io.stderr, `acdc (threshold ${threshold})`, { quiet, width: ctx.width(ctx.io.stderr) });
@@ -258,7 +273,7 @@ export const circuitAcdcCommand: Command = {
     }
     const out = args.string("out");
     const svg = args.string("svg");
-    if (out !== undefined) ctx.write(out, JSON.stringify(found) + "\n");
+    if (out !== undefined) ctx.write(out, circuitJson(found, intervals));
     // Each kept edge with what removing it did at its trial: the circuit's metric with it minus without it.
     const trial = new Map(found.steps.map((s) => [`${s.writer}|${s.reader}`, s]));
     const effect = (w: string, r: string) => trial.get(`${w}|${r}`)!.metricWith - trial.get(`${w}|${r}`)!.metricWithout;
@@ -273,7 +288,9 @@ export const circuitAcdcCommand: Command = {
     }
     const summary = [
       `circuit (acdc, threshold ${threshold}): ${found.edges.length} of ${found.steps.length} edges kept, metric ${found.metric.toFixed(4)} ` +
-        `(corrupted ${found.baseline.toFixed(4)}, clean ${found.clean.toFixed(4)}), faithfulness ${found.faithfulness.toFixed(3)}, ${found.passes} passes`,
+        `(corrupted ${found.baseline.toFixed(4)}, clean ${found.clean.toFixed(4)}), faithfulness ${found.faithfulness.toFixed(3)}` +
+        `${faithfulnessSuffix(found, intervals)}, ${found.passes} passes`,
+      ...(intervals ? [describeIntervals(intervals, found.perPrompt?.metric.length, false)] : []),
       "",
       ...found.edges.map(([w, r]) => `  ${`${w} → ${r}`.padEnd(24)} effect ${sign(effect(w, r))}`),
       "",
@@ -285,11 +302,47 @@ export const circuitAcdcCommand: Command = {
 
 const SPARK = "▁▂▃▄▅▆▇█";
 
-function describe(found: DiscoveredCircuit, method: string): string {
+/**
+ * A circuit result as JSON: typed arrays as lists, the curve's points without their per-prompt
+ * rows (the chosen circuit keeps its own), and with --ci the faithfulness interval.
+ */
+function circuitJson(result: object & Pick<CircuitEvaluation, "perPrompt">, intervals: IntervalOptions | undefined): string {
+  const json: Record<string, unknown> = { ...result };
+  if (Array.isArray(json["curve"])) json["curve"] = (json["curve"] as object[]).map((p) => ({ ...p, perPrompt: undefined }));
+  const ci = intervals === undefined ? undefined : faithfulnessInterval(result, intervals);
+  if (ci !== undefined) json["faithfulnessCi"] = ci;
+  return JSON.stringify(json, (_, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as Float64Array) : v)) + "\n";
+}
+
+/** The bootstrap interval of a circuit's faithfulness with the options that made it. */
+function faithfulnessInterval(result: Pick<CircuitEvaluation, "perPrompt">, o: IntervalOptions) {
+  const { low, high } = faithfulnessCi(result, o);
+  return { level: o.level, samples: o.samples, seed: o.seed, prompts: result.perPrompt!.metric.length, low, high };
+}
+
+/** " [0.812, 0.967]" after a faithfulness in a summary, with --ci. */
+function faithfulnessSuffix(result: Pick<CircuitEvaluation, "perPrompt">, o: IntervalOptions | undefined): string {
+  if (o === undefined) return "";
+  const { low, high } = faithfulnessInterval(result, o);
+  return ` [${low.toFixed(3)}, ${high.toFixed(3)}]`;
+}
+
+/** The uncertainty of edge scores over prompts in the JSON (--ci): as patch's ciLow, ciHigh, pValue, stderr. */
+function edgeIntervals(result: PatchResult<object>, o: IntervalOptions): Record<string, unknown> {
+  const { low, high } = result.bootstrapCi(o);
+  return {
+    ci: { level: o.level, samples: o.samples, seed: o.seed, prompts: result.perPrompt!.baseline.length },
+    ciLow: Array.from(low.data), ciHigh: Array.from(high.data),
+    pValue: Array.from(result.permutationPValue({ samples: o.samples, seed: o.seed }).data), stderr: Array.from(result.stderr().data),
+  };
+}
+
+function describe(found: DiscoveredCircuit, method: string, intervals: IntervalOptions | undefined): string {
   const lines = [
     `circuit (${method}): ${found.edges.length} edges, metric ${found.metric.toFixed(4)} ` +
       `(corrupted ${found.baseline.toFixed(4)}, clean ${found.clean.toFixed(4)}), faithfulness ${found.faithfulness.toFixed(3)}` +
-      `${found.reachedTarget ? "" : " (target not reached: every edge)"}`,
+      `${faithfulnessSuffix(found, intervals)}${found.reachedTarget ? "" : " (target not reached: every edge)"}`,
+    ...(intervals ? [describeIntervals(intervals, found.perPrompt?.metric.length, false)] : []),
     `verified edges: Spearman ρ ${Number.isNaN(found.spearman) ? "n/a" : found.spearman.toFixed(3)} between estimate and exact`,
     "",
     ...found.edges.map((e) => `  ${`${e.writer} → ${e.reader}`.padEnd(24)} estimate ${sign(e.estimate)}` +

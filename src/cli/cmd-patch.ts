@@ -15,7 +15,8 @@ import type { Context } from "./context.js";
 import { InterruptedError, isAbortError, UsageError } from "./errors.js";
 import type { HeatmapData } from "./grid.js";
 import { loadModel } from "./load-model.js";
-import { actHeatmap, checkTargets, describeBaselines, directPathHeatmap, reportPatchResult, type IntervalOptions } from "./patch-report.js";
+import { actHeatmap, checkTargets, describeBaselines, directPathHeatmap, reportPatchResult } from "./patch-report.js";
+import { CI_FLAGS, describeIntervals, intervalFlags, type IntervalOptions } from "./intervals.js";
 import { createProgress } from "./progress.js";
 import { readPromptsFile, type Prompts } from "./prompts.js";
 import { planUnits, runUnits, runUnitsOnWorkers, type ShardJob } from "./shard-run.js";
@@ -27,12 +28,6 @@ const OUTPUT_FLAGS: readonly FlagSpec[] = [
   { name: "csv", kind: "string", value: "FILE", help: "write one CSV line per entry: indices, score, normalized, no_path" },
 ];
 
-/** --ci 95 [--bootstrap 1000] [--seed 0]: bootstrap intervals and permutation p-values over the prompts. */
-const CI_FLAGS: readonly FlagSpec[] = [
-  { name: "ci", kind: "string", value: "LEVEL", help: "add bootstrap intervals over the prompts at this level in percent (e.g. 95) and permutation p-values to the JSON, CSV and top list" },
-  { name: "bootstrap", kind: "int", value: "N", help: "with --ci: resamplings (and sign-flip draws), default 1000" },
-  { name: "seed", kind: "int", value: "S", help: "with --ci: the seed of the resampling, default 0 (the same numbers in every runtime)" },
-];
 
 const PATCH_NOTES = [
   "The metric is the logit difference: the mean over rows of logit[correct] - logit[incorrect] at the",
@@ -150,16 +145,6 @@ interface CommonFlags {
   intervals?: IntervalOptions;
 }
 
-function intervalFlags(args: ParsedArgs): IntervalOptions | undefined {
-  const text = args.string("ci");
-  if (text === undefined) {
-    for (const flag of ["bootstrap", "seed"]) if (args.has(flag)) throw new UsageError(`--${flag} goes with --ci LEVEL`);
-    return undefined;
-  }
-  const percent = Number(text);
-  if (text.trim() === "" || !(percent > 0 && percent < 100)) throw new UsageError(`--ci must be a level in percent between 0 and 100 (e.g. 95), got ${JSON.stringify(text)}`);
-  return { level: percent / 100, samples: args.int("bootstrap", 1000, 1, 1_000_000), seed: args.int("seed", 0, 0, 2 ** 31 - 1) };
-}
 
 function commonFlags(args: ParsedArgs): CommonFlags {
   const flags: CommonFlags = {
@@ -274,8 +259,7 @@ function report(ctx: Context, result: PatchResult<object>, data: HeatmapData, fl
   reportPatchResult(ctx, result, data, {
     out: flags.out, svg: flags.svg, csv: flags.csv, quiet: flags.quiet, top: flags.top, topHeading: extra.topHeading,
     header: [...extra.header, describeBaselines(result),
-      ...(flags.intervals ? [`intervals: ${flags.intervals.level * 100}% bootstrap over ${result.perPrompt?.baseline.length ?? "?"} prompts ` +
-        `(${flags.intervals.samples} resamplings, seed ${flags.intervals.seed}); p-values from as many sign flips`] : [])],
+      ...(flags.intervals ? [describeIntervals(flags.intervals, result.perPrompt?.baseline.length)] : [])],
     intervals: flags.intervals,
     provenance: { ...extra.provenance, model: flags.model, prompts: flags.prompts },
   });

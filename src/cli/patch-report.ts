@@ -5,6 +5,7 @@
 // otherwise the summary goes to stdout and files are announced on stderr. `--quiet`
 // silences stderr (progress and announcements), never the results.
 
+import type { IntervalOptions } from "./intervals.js";
 import type { PatchResult } from "../patching/result.js";
 import type { Context } from "./context.js";
 import { UsageError } from "./errors.js";
@@ -79,12 +80,6 @@ export interface ReportTargets {
   intervals?: IntervalOptions;
 }
 
-export interface IntervalOptions {
-  /** Confidence level in (0, 1), e.g. 0.95. */
-  level: number;
-  samples: number;
-  seed: number;
-}
 
 /**
  * A result's uncertainty over prompts, for the JSON, CSV and summary: bootstrap interval ends,
