@@ -125,3 +125,27 @@ describe("--ci on attribution and circuits", () => {
     expect(sharded.stderr).toMatch(/--ci does not combine with --shard or --workers/);
   });
 });
+
+describe("pictures with --ci", () => {
+  it("the SVG hatches exactly the entries whose interval contains 0, with a legend; the terminal heatmap marks them with ~", async () => {
+    const svg = join(tmp, "act.svg");
+    const out = join(tmp, "act.json");
+    const r = await cli(["patch", "act", "--kind", "resid_pre", "--model", DEMO, "--prompts", PROMPTS, "--ci", "95", "--svg", svg, "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    const json = JSON.parse(readFileSync(out, "utf8"));
+    // The heatmap plots normalised values, so its intervals are the JSON's scaled the same way.
+    const range = json.clean - json.baseline;
+    const unsure = json.ciLow.map((low: number, i: number) => (low - json.baseline) / range <= 0 && (json.ciHigh[i] - json.baseline) / range >= 0);
+    const text = readFileSync(svg, "utf8");
+    const hatched = (text.match(/<rect class="hatch"/g) ?? []).length;
+    expect(hatched).toBe(unsure.filter(Boolean).length);
+    expect(hatched).toBeGreaterThan(0);
+    expect(hatched).toBeLessThan(unsure.length);
+    expect((text.match(/class="cell contains-zero"/g) ?? []).length).toBe(hatched);
+    expect(text).toContain("95% interval</text>");
+    expect(r.stdout).toMatch(/~ = its 95% interval over prompts contains 0/);
+    const withoutCi = await cli(["patch", "act", "--kind", "resid_pre", "--model", DEMO, "--prompts", PROMPTS, "--svg", join(tmp, "plain.svg")]);
+    expect(readFileSync(join(tmp, "plain.svg"), "utf8")).not.toContain("hatch");
+    expect(withoutCi.stdout).not.toContain("~");
+  });
+});

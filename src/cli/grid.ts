@@ -27,8 +27,20 @@ export interface HeatmapData {
   marked?: (index: readonly number[]) => boolean;
   /** Names a cell in the list of top entries. */
   describe: (index: readonly number[]) => string;
-  /** Bootstrap intervals over prompts of the plotted values (same units), flat row-major. */
-  intervals?: { low: Float32Array; high: Float32Array };
+  /** Bootstrap intervals over prompts of the plotted values (same units), flat row-major, at `level` (e.g. 0.95). */
+  intervals?: { low: Float32Array; high: Float32Array; level?: number };
+}
+
+/** Whether a cell's interval over prompts contains 0 (no effect told apart from none): drawn dimmed or hatched. */
+export function containsZero(data: HeatmapData, flat: number): boolean {
+  const ci = data.intervals;
+  return ci !== undefined && data.noPath?.[flat] !== 1 && ci.low[flat]! <= 0 && ci.high[flat]! >= 0;
+}
+
+/** "95% interval" for legends. */
+export function intervalName(data: HeatmapData): string {
+  const level = data.intervals?.level;
+  return level === undefined ? "interval" : `${Math.round(level * 1000) / 10}% interval`;
 }
 
 export interface Panel {

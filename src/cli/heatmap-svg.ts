@@ -3,7 +3,7 @@
 // a title and a colour bar. Every cell is a <rect class="cell"> with a <title> tooltip.
 
 import { divergingColour, hex, NO_PATH } from "./colours.js";
-import { layoutPanels, tick, valueLimit, type HeatmapData, type Panel } from "./grid.js";
+import { containsZero, intervalName, layoutPanels, tick, valueLimit, type HeatmapData, type Panel } from "./grid.js";
 
 const FONT = "font-family=\"system-ui, -apple-system, 'Segoe UI', sans-serif\"";
 const TITLE_HEIGHT = 52;
@@ -23,7 +23,7 @@ export function renderSvgHeatmap(data: HeatmapData): string {
   const gridRows = Math.ceil(panels.length / columns);
   // Room for the title (about 9 px per character at 15 px) and for the colour bar with its legend.
   const width = Math.max(12 + panelW * columns + BAR_WIDTH, Math.ceil(data.title.length * 9) + 24, 420);
-  const height = Math.max(TITLE_HEIGHT + panelH * gridRows + 10, TITLE_HEIGHT + PANEL_TOP + 250);
+  const height = Math.max(TITLE_HEIGHT + panelH * gridRows + 10, TITLE_HEIGHT + PANEL_TOP + 290);
 
   const out: string[] = [
     `<?xml version="1.0" encoding="UTF-8"?>`,
@@ -33,13 +33,19 @@ export function renderSvgHeatmap(data: HeatmapData): string {
     `<text x="12" y="22" font-size="15" font-weight="600">${esc(data.title)}</text>`,
     `<text x="12" y="40" fill="#555555">${esc(data.valueLabel)}</text>`,
   ];
+  // Entries whose interval over prompts contains 0 are hatched.
+  if (data.intervals !== undefined) {
+    out.push(`<defs><pattern id="hooklens-hatch" patternUnits="userSpaceOnUse" width="5" height="5" patternTransform="rotate(45)">` +
+      `<line x1="0" y1="0" x2="0" y2="5" stroke="#333333" stroke-width="1" stroke-opacity="0.45"/></pattern></defs>`);
+  }
   panels.forEach((panel, i) => {
     const x0 = 12 + (i % columns) * panelW;
     const y0 = TITLE_HEIGHT + Math.floor(i / columns) * panelH;
     out.push(...renderPanel(data, panel, x0, y0, cell, limit));
   });
   const hasNoPath = data.noPath?.includes(1) === true;
-  out.push(...colourBar(width - BAR_WIDTH + 20, TITLE_HEIGHT + PANEL_TOP, limit, hasNoPath, data.marked !== undefined));
+  const unsure = data.intervals === undefined ? undefined : intervalName(data);
+  out.push(...colourBar(width - BAR_WIDTH + 20, TITLE_HEIGHT + PANEL_TOP, limit, hasNoPath, data.marked !== undefined, unsure));
   out.push("</svg>");
   return out.join("\n") + "\n";
 }
@@ -58,10 +64,14 @@ function renderPanel(data: HeatmapData, panel: Panel, x0: number, y0: number, ce
       const value = data.values[flat]!;
       const fill = hex(noPath ? NO_PATH : divergingColour(value, limit));
       const where = index.map((v, k) => `${data.axes[k]?.name ?? k} ${tick(data.axes[k] ?? { name: "" }, v)}`).join(", ");
-      const what = noPath ? "no causal path" : `${value.toFixed(4)} (metric ${data.scores[flat]!.toFixed(4)})`;
+      const ci = data.intervals;
+      const interval = ci === undefined || noPath ? "" : ` [${ci.low[flat]!.toFixed(4)}, ${ci.high[flat]!.toFixed(4)}]`;
+      const what = noPath ? "no causal path" : `${value.toFixed(4)}${interval} (metric ${data.scores[flat]!.toFixed(4)})`;
       const x = gx + c * cell;
       const y = gy + r * cell;
-      out.push(`<rect class="cell${noPath ? " no-path" : ""}" x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${fill}" stroke="#ffffff" stroke-width="${cell > 10 ? 1 : 0.5}"><title>${esc(`${where}: ${what}`)}</title></rect>`);
+      const unsure = containsZero(data, flat);
+      out.push(`<rect class="cell${noPath ? " no-path" : ""}${unsure ? " contains-zero" : ""}" x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${fill}" stroke="#ffffff" stroke-width="${cell > 10 ? 1 : 0.5}"><title>${esc(`${where}: ${what}`)}</title></rect>`);
+      if (unsure) marks.push(`<rect class="hatch" x="${x}" y="${y}" width="${cell}" height="${cell}" fill="url(#hooklens-hatch)" pointer-events="none"/>`);
       if (data.marked?.(index)) {
         marks.push(`<rect class="source" x="${x + 1}" y="${y + 1}" width="${cell - 2}" height="${cell - 2}" fill="none" stroke="#111111" stroke-width="2"/>`);
         if (cell >= 18) marks.push(`<text x="${x + cell / 2}" y="${y + cell / 2 + 3}" text-anchor="middle" font-size="${Math.min(10, cell / 3)}">src</text>`);
@@ -86,7 +96,7 @@ function renderPanel(data: HeatmapData, panel: Panel, x0: number, y0: number, ce
   return out;
 }
 
-function colourBar(x: number, y: number, limit: number, hasNoPath: boolean, hasSource: boolean): string[] {
+function colourBar(x: number, y: number, limit: number, hasNoPath: boolean, hasSource: boolean, unsure: string | undefined): string[] {
   const h = 180;
   const w = 16;
   const stops = [-1, -0.5, 0, 0.5, 1].map((t, i) =>
@@ -108,6 +118,13 @@ function colourBar(x: number, y: number, limit: number, hasNoPath: boolean, hasS
   if (hasSource) {
     out.push(`<rect x="${x + 1}" y="${legendY}" width="${w - 2}" height="${w - 2}" fill="none" stroke="#111111" stroke-width="2"/>`);
     out.push(`<text x="${x + w + 5}" y="${legendY + 11}">source head</text>`);
+    legendY += 23;
+  }
+  if (unsure !== undefined) {
+    out.push(`<rect x="${x}" y="${legendY}" width="${w}" height="${w}" fill="${hex(divergingColour(0.6 * (limit || 1), limit || 1))}"/>`);
+    out.push(`<rect x="${x}" y="${legendY}" width="${w}" height="${w}" fill="url(#hooklens-hatch)"/>`);
+    out.push(`<text x="${x + w + 5}" y="${legendY + 8}">${esc(unsure)}</text>`);
+    out.push(`<text x="${x + w + 5}" y="${legendY + 21}">contains 0</text>`);
   }
   out.push(`</g>`);
   return out;

@@ -3,7 +3,7 @@
 // panels too wide for the terminal fall back to two-character cells. The top entries follow.
 
 import { ansi256, divergingColour, NO_PATH, textOn } from "./colours.js";
-import { layoutPanels, tick, topEntries, valueLimit, type HeatmapData, type Panel } from "./grid.js";
+import { containsZero, intervalName, layoutPanels, tick, topEntries, valueLimit, type HeatmapData, type Panel } from "./grid.js";
 
 export interface TerminalHeatmapOptions {
   /** ANSI colours (a TTY); otherwise plain glyphs. */
@@ -27,6 +27,9 @@ export function renderTerminalHeatmap(data: HeatmapData, options: TerminalHeatma
   const { panels } = layoutPanels(data);
   const maxPanels = options.maxPanels ?? 24;
   const lines: string[] = [`${data.title}`, `  ${data.valueLabel}; ${legend(limit, options.colour)}`];
+  if (data.intervals !== undefined) {
+    lines.push(`  ~ = its ${intervalName(data)} over prompts contains 0 (an effect not told apart from none)${options.colour ? ", drawn faded" : ""}`);
+  }
   for (const panel of panels.slice(0, maxPanels)) lines.push("", ...renderPanel(data, panel, limit, options));
   if (panels.length > maxPanels) lines.push("", `  (${panels.length - maxPanels} more panels not drawn; write them with --svg or --out)`);
   if (options.top > 0) {
@@ -61,7 +64,7 @@ function renderPanel(data: HeatmapData, panel: Panel, limit: number, options: Te
     for (let c = 0; c < panel.cols; c++) {
       const flat = panel.offset + r * panel.cols + c;
       const index = [...panel.prefix, r, c];
-      line += cell(data.values[flat]!, data.noPath?.[flat] === 1, data.marked?.(index) === true, limit, compact, options.colour);
+      line += cell(data.values[flat]!, data.noPath?.[flat] === 1, data.marked?.(index) === true, containsZero(data, flat), limit, compact, options.colour);
     }
     lines.push(line);
   }
@@ -75,18 +78,24 @@ function sparseTicks(ticks: readonly string[]): string {
   return chars.join("");
 }
 
-function cell(value: number, noPath: boolean, marked: boolean, limit: number, compact: boolean, colour: boolean): string {
+function cell(value: number, noPath: boolean, marked: boolean, unsure: boolean, limit: number, compact: boolean, colour: boolean): string {
   const width = compact ? 2 : VALUE_WIDTH;
   let text: string;
   if (marked) text = compact ? "[]" : "  [src] ";
   else if (noPath) text = compact ? " ·" : "      · ";
-  else if (compact) text = colour ? "  " : `${value < 0 ? "-" : value > 0 ? "+" : " "}${shade(value, limit)}`;
-  else text = colour ? ` ${fixed(value)} ` : `${shade(value, limit)}${fixed(value)} `;
+  else if (compact) text = colour ? (unsure ? " ~" : "  ") : `${unsure ? "~" : value < 0 ? "-" : value > 0 ? "+" : " "}${shade(value, limit)}`;
+  else text = colour ? ` ${fixed(value)}${unsure ? "~" : " "}` : `${shade(value, limit)}${fixed(value)}${unsure ? "~" : " "}`;
   text = text.padEnd(width);
   if (!colour) return text;
-  const bg = noPath || marked ? NO_PATH : divergingColour(value, limit);
+  // An entry whose interval contains 0 is faded halfway to white.
+  const base = noPath || marked ? NO_PATH : divergingColour(value, limit);
+  const bg: typeof base = unsure && !noPath && !marked ? [fade(base[0]), fade(base[1]), fade(base[2])] : base;
   const fg = textOn(bg) === "black" ? 16 : 231;
   return `\x1b[48;5;${ansi256(bg)}m\x1b[38;5;${fg}m${text}${RESET}`;
+}
+
+function fade(channel: number): number {
+  return Math.round(channel + (255 - channel) * 0.6);
 }
 
 function shade(value: number, limit: number): string {

@@ -108,7 +108,8 @@ export function reportPatchResult(ctx: Context, result: PatchResult<object>, dat
       ci: { level: t.intervals!.level, samples: t.intervals!.samples, seed: t.intervals!.seed, prompts: result.perPrompt!.baseline.length },
       ciLow: Array.from(u.low), ciHigh: Array.from(u.high), pValue: Array.from(u.pValue), stderr: Array.from(u.stderr),
     });
-    data = { ...data, intervals: data.values === result.scores.data ? { low: u.low, high: u.high } : u.normalized };
+    const level = t.intervals!.level;
+    data = { ...data, intervals: data.values === result.scores.data ? { low: u.low, high: u.high, level } : { ...u.normalized, level } };
   }
   const files: [string | undefined, string, () => string][] = [
     [t.out, "result", () => JSON.stringify(json) + "\n"],
