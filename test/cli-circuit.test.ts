@@ -86,6 +86,20 @@ describe("hooklens circuit edges --method exact: plan, shards, merge and workers
     const wrong = await cli(["circuit", "edges", "--method", "eap", "--shard", "1/2", "--model", MODEL, "--prompts", PROMPTS, "--out", join(tmp, "x.json")]);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toMatch(/--shard applies to --method exact/);
+
+    // The parts carry per-prompt rows: merge --ci and --workers --ci give the unsharded run's intervals, byte for byte.
+    const wholeCi = join(tmp, "exact-whole-ci.json");
+    expect((await cli([...base, "--ci", "90", "--bootstrap", "150", "--out", wholeCi, "--quiet"])).code).toBe(0);
+    expect(readJson<{ ciLow: number[] }>(wholeCi).ciLow.length).toBeGreaterThan(0);
+    const mergedCi = join(tmp, "exact-merged-ci.json");
+    const mc = await cli(["merge", ...parts, "--ci", "90", "--bootstrap", "150", "--out", mergedCi]);
+    expect(mc.code, mc.stderr).toBe(0);
+    expect(readFileSync(mergedCi, "utf8")).toBe(readFileSync(wholeCi, "utf8"));
+    const workersCi = join(tmp, "exact-workers-ci.json");
+    const wc = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", main, ...base, "--workers", "2", "--ci", "90", "--bootstrap", "150", "--out", workersCi, "--quiet"],
+      { encoding: "utf8", timeout: 120_000 });
+    expect(wc.status, wc.stderr).toBe(0);
+    expect(readFileSync(workersCi, "utf8")).toBe(readFileSync(wholeCi, "utf8"));
   });
 });
 

@@ -60,6 +60,25 @@ describe("sharded direct path sweeps (built CLI)", () => {
     expect(readJson("part-2w.json")).toEqual(parts[1]);
   });
 
+  it("parts carry per-prompt rows: merge --ci and --workers --ci write exactly the unsharded run's intervals", () => {
+    expect(sweep("--ci", "90", "--bootstrap", "200", "--out", "whole-ci.json").code).toBe(0);
+    for (const i of [1, 2]) expect(sweep("--shard", `${i}/2`, "--out", `ci-part-${i}.json`).code).toBe(0);
+    const part = readJson("ci-part-1.json");
+    expect(part.result.perPrompt.baseline).toHaveLength(2);
+    expect(part.result.perPrompt.rows).toHaveLength(2 * part.shard.units.length * 3);
+    const m = hooklens("merge", "ci-part-2.json", "ci-part-1.json", "--ci", "90", "--bootstrap", "200", "--out", "merged-ci.json");
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.stdout).toMatch(/intervals: 90% bootstrap over 2 prompts/);
+    expect(readFileSync(join(dir, "merged-ci.json"), "utf8")).toBe(readFileSync(join(dir, "whole-ci.json"), "utf8"));
+    // Without --ci the merge is still the plain unsharded result.
+    expect(hooklens("merge", "ci-part-1.json", "ci-part-2.json", "--out", "merged-plain.json").code).toBe(0);
+    expect(readFileSync(join(dir, "merged-plain.json"), "utf8")).toBe(readFileSync(join(dir, "whole.json"), "utf8"));
+    const w = sweep("--workers", "2", "--ci", "90", "--bootstrap", "200", "--out", "workers-ci.json");
+    expect(w.code, w.stderr).toBe(0);
+    expect(readFileSync(join(dir, "workers-ci.json"), "utf8")).toBe(readFileSync(join(dir, "whole-ci.json"), "utf8"));
+    expect(sweep("--shard", "1/2", "--ci", "90", "--out", "p.json").stderr).toMatch(/a shard part carries per-prompt rows; give --ci to hooklens merge/);
+  });
+
   it("refuses parts of another model, other prompts or other options, and incomplete sets", () => {
     expect(sweep("--shard", "1/2", "--out", "a1.json").code).toBe(0);
     expect(sweep("--shard", "2/2", "--out", "a2.json").code).toBe(0);

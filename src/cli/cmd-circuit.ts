@@ -19,9 +19,8 @@ import { InputError, InterruptedError, isAbortError, UsageError } from "./errors
 import { loadModel } from "./load-model.js";
 import { createProgress } from "./progress.js";
 import { readPromptsFile } from "./prompts.js";
-import { fingerprint, parseShard } from "./shards.js";
-import { CI_FLAGS, describeIntervals, intervalFlags, type IntervalOptions } from "./intervals.js";
-import type { PatchResult } from "../patching/result.js";
+import { fingerprint, parseShard, partRows } from "./shards.js";
+import { CI_FLAGS, describeIntervals, edgeIntervals, intervalFlags, type IntervalOptions } from "./intervals.js";
 
 const OUT_FLAG = { name: "out", kind: "string", value: "FILE", help: "where to write the JSON (- for stdout)" } as const;
 
@@ -66,8 +65,8 @@ export const circuitEdgesCommand: Command = {
     const workers = args.int("workers", 1, 1, 1024);
     const strategy: "planned" | "naive" = args.string("strategy") === "naive" ? "naive" : "planned";
     const intervals = intervalFlags(args);
-    if (intervals !== undefined && (args.has("shard") || args.has("workers"))) {
-      throw new UsageError("circuit edges: --ci does not combine with --shard or --workers yet (parts do not carry per-prompt rows)");
+    if (intervals !== undefined && args.has("shard")) {
+      throw new UsageError("circuit edges: a shard part carries per-prompt rows; give --ci to hooklens merge");
     }
     if (method !== "exact") {
       for (const flag of ["shard", "workers", "plan", "strategy"]) {
@@ -124,7 +123,7 @@ export const circuitEdgesCommand: Command = {
         shard: { index: shard.index, count: shard.count, edges: edges.map((flat) => edgeLabel(graph, flat)) },
         fingerprint: fingerprint({ weights: model.weights, prompts: p, options }),
         describes: { model: modelPath, prompts: args.required("prompts"), options },
-        result: json,
+        result: { ...json, ...(result.perPrompt === undefined ? {} : { perPrompt: partRows(result.perPrompt, edges) }) },
       };
       ctx.write(out, JSON.stringify(part) + "\n");
       if (!quiet) ctx.err(`wrote shard ${shard.index}/${shard.count} (${edges.length} edges) to ${out}\n`);
@@ -327,15 +326,6 @@ function faithfulnessSuffix(result: Pick<CircuitEvaluation, "perPrompt">, o: Int
   return ` [${low.toFixed(3)}, ${high.toFixed(3)}]`;
 }
 
-/** The uncertainty of edge scores over prompts in the JSON (--ci): as patch's ciLow, ciHigh, pValue, stderr. */
-function edgeIntervals(result: PatchResult<object>, o: IntervalOptions): Record<string, unknown> {
-  const { low, high } = result.bootstrapCi(o);
-  return {
-    ci: { level: o.level, samples: o.samples, seed: o.seed, prompts: result.perPrompt!.baseline.length },
-    ciLow: Array.from(low.data), ciHigh: Array.from(high.data),
-    pValue: Array.from(result.permutationPValue({ samples: o.samples, seed: o.seed }).data), stderr: Array.from(result.stderr().data),
-  };
-}
 
 function describe(found: DiscoveredCircuit, method: string, intervals: IntervalOptions | undefined): string {
   const lines = [

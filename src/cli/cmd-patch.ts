@@ -20,7 +20,7 @@ import { CI_FLAGS, describeIntervals, intervalFlags, type IntervalOptions } from
 import { createProgress } from "./progress.js";
 import { readPromptsFile, type Prompts } from "./prompts.js";
 import { planUnits, runUnits, runUnitsOnWorkers, type ShardJob } from "./shard-run.js";
-import { allUnits, fingerprint, parseShard, PART_FORMAT, splitUnits, unitId, type ShardPart } from "./shards.js";
+import { allUnits, fingerprint, parseShard, PART_FORMAT, partRows, splitUnits, unitId, unitIndices, type ShardPart } from "./shards.js";
 
 const OUTPUT_FLAGS: readonly FlagSpec[] = [
   { name: "out", kind: "string", value: "FILE", help: "write the result JSON {op, shape, scores, noPath, baseline, clean, normalized, options} (- for stdout)" },
@@ -74,7 +74,7 @@ export const directPathCommand: Command = {
     const workers = args.int("workers", 1, 1, 1024);
     if (shardText !== undefined || workers > 1) {
       if (src !== "all") throw new UsageError("patch direct-path: --shard and --workers split an all-sources sweep; use them with --src all");
-      if (common.intervals) throw new UsageError("patch direct-path: --ci does not combine with --shard or --workers yet (parts do not carry per-prompt rows)");
+      if (common.intervals && shardText !== undefined) throw new UsageError("patch direct-path: a shard part carries per-prompt rows; give --ci to hooklens merge");
       return shardedDirectPath(ctx, model, prompts, { shardText, workers, component: component as "q" | "k" | "v", mode: mode as "linear" | "exact", backend: backendOf(args), common });
     }
     const { clean, corrupted } = caches(model, prompts);
@@ -205,6 +205,8 @@ async function shardedDirectPath(ctx: Context, model: HookedTransformer, prompts
   const options = { component: o.component, mode: o.mode, strategy: o.common.strategy, kernels: `${model.engine.backend}-${model.engine.variant}`, weights: describeWeights(result) };
   const json = result.toJSON();
   json["options"] = { ...(json["options"] as object), ...provenance };
+  const rows = partRows(result.perPrompt, units.flatMap((u) => unitIndices(u, result.scores.shape)));
+  if (rows !== undefined) json["perPrompt"] = rows;
   const part: ShardPart = {
     format: PART_FORMAT,
     shard: { index: shard.index, count: shard.count, units: units.map(unitId) },

@@ -13,7 +13,7 @@ try {
   const engine = await Engine.create({ backend: job.backend });
   const model = await HookedTransformer.fromPretrained(job.model, { processWeights: true, engine });
   const result = await runEdges(model, job, { onProgress: (p) => post({ type: "progress", done: p.done, total: p.total }) });
-  post({ type: "result", scores: result.scores.data, variant: engine.variant });
+  post({ type: "result", scores: result.scores.data, variant: engine.variant, perPrompt: result.perPrompt?.scores.data });
 } catch (e) {
   post({ type: "error", message: e instanceof Error ? e.message : String(e) });
 }

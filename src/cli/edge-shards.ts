@@ -8,7 +8,8 @@ import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { logitDiff } from "../patching/metrics.js";
 import type { PatchResult } from "../patching/result.js";
 import type { SweepOptions } from "../patching/sweep-types.js";
-import { checkPartSet, splitByCost, type PartHeader } from "./shards.js";
+import { checkPartSet, mergeRows, splitByCost, type PartHeader, type PartRows } from "./shards.js";
+import type { PerPromptRows } from "../patching/result.js";
 import { runOnWorkers } from "./worker-jobs.js";
 
 export const EDGE_PART_FORMAT = "hooklens-edge-shard/1";
@@ -26,6 +27,11 @@ export interface EdgeScoresJson {
   clean: number;
 }
 
+/** A part's edge scores: with its own edges' per-prompt rows (in its edges' order). */
+export interface EdgePartScores extends EdgeScoresJson {
+  perPrompt?: PartRows;
+}
+
 export function edgeScoresJson(result: PatchResult<object>, method: string): EdgeScoresJson {
   const o = result.options as { writers: readonly string[]; readers: readonly string[] };
   return {
@@ -38,7 +44,7 @@ export function edgeScoresJson(result: PatchResult<object>, method: string): Edg
 export interface EdgePart extends PartHeader {
   format: typeof EDGE_PART_FORMAT;
   shard: { index: number; count: number; edges: string[] };
-  result: EdgeScoresJson;
+  result: EdgePartScores;
 }
 
 /** Every edge's flat index, ordered by reader (so by the layer its patch starts at), then writer. */
@@ -67,7 +73,7 @@ export const edgeLabel = (graph: EdgeGraph, flat: number): string =>
  * that computed it. Refuses what {@link checkPartSet} refuses, an edge in two parts, and parts
  * that leave an edge out.
  */
-export function mergeEdgeParts(parts: readonly { name: string; part: EdgePart }[]): EdgeScoresJson {
+export function mergeEdgeParts(parts: readonly { name: string; part: EdgePart }[]): { json: EdgeScoresJson; perPrompt?: PerPromptRows } {
   checkPartSet(parts, EDGE_PART_FORMAT);
   const f = parts[0]!.part.result;
   const graph = { writers: f.writers, readers: f.readers };
@@ -75,18 +81,22 @@ export function mergeEdgeParts(parts: readonly { name: string; part: EdgePart }[
   f.writers.forEach((w, u) => f.readers.forEach((r, v) => index.set(`${w}->${r}`, u * graph.readers.length + v)));
   const scores = new Array<number>(f.scores.length).fill(0);
   const owner = new Map<string, string>();
-  for (const { name, part } of parts) {
+  const entries = parts.map(() => [] as number[]);
+  parts.forEach(({ name, part }, k) => {
     for (const id of part.shard.edges) {
       const flat = index.get(id);
       if (flat === undefined || f.noPath[flat]) throw new Error(`merge: ${name} lists ${JSON.stringify(id)}, which is not an edge of this graph`);
       if (owner.has(id)) throw new Error(`merge: edge ${id} is in both ${owner.get(id)} and ${name}`);
       owner.set(id, name);
       scores[flat] = part.result.scores[flat]!;
+      entries[k]!.push(flat);
     }
-  }
+  });
   const absent = [...index].filter(([id, flat]) => !f.noPath[flat] && !owner.has(id)).map(([id]) => id);
   if (absent.length > 0) throw new Error(`merge: the parts do not cover edges ${absent.slice(0, 5).join(", ")}${absent.length > 5 ? ", ..." : ""}`);
-  return { ...f, scores };
+  const { perPrompt: _rows, ...json } = f;
+  const perPrompt = mergeRows(parts.map(({ name, part }, k) => ({ name, rows: part.result.perPrompt, entries: entries[k]! })), f.shape);
+  return { json: { ...json, scores }, ...(perPrompt === undefined ? {} : { perPrompt }) };
 }
 
 /** What a worker of `circuit edges --method exact --workers N` runs: some edges of the sweep. */
@@ -119,8 +129,15 @@ export async function runEdgesOnWorkers(model: HookedTransformer, job: EdgeJob, 
   const parts = splitEdges(graph, job.edges, Math.min(workers, Math.max(1, job.edges.length))).filter((p) => p.length > 0);
   const results = await runOnWorkers(new URL("./edge-shard-worker.js", import.meta.url),
     parts.map((edges) => ({ ...job, edges } satisfies EdgeJob)), model.engine.variant, sweep);
+  const n = frame.scores.size;
+  const rows = frame.perPrompt?.scores.data;
+  const B = rows === undefined ? 0 : rows.length / n;
   parts.forEach((edges, k) => {
-    for (const flat of edges) frame.scores.data[flat] = results[k]![flat]!;
+    const { scores, perPrompt } = results[k]!;
+    for (const flat of edges) {
+      frame.scores.data[flat] = scores[flat]!;
+      if (rows !== undefined) for (let b = 0; b < B; b++) rows[b * n + flat] = perPrompt![b * n + flat]!;
+    }
   });
   return frame;
 }

@@ -1,6 +1,7 @@
 // The CLI's uncertainty flags: --ci LEVEL [--bootstrap N] [--seed S], shared by the patching and
 // circuit commands, and the line that says how the intervals were made.
 
+import type { PatchResult } from "../patching/result.js";
 import type { FlagSpec, ParsedArgs } from "./args.js";
 import { UsageError } from "./errors.js";
 
@@ -34,4 +35,14 @@ export function intervalFlags(args: ParsedArgs): IntervalOptions | undefined {
 export function describeIntervals(o: IntervalOptions, prompts: number | undefined, pValues = true): string {
   return `intervals: ${o.level * 100}% bootstrap over ${prompts ?? "?"} prompts (${o.samples} resamplings, seed ${o.seed})` +
     (pValues ? "; p-values from as many sign flips" : "");
+}
+
+/** A result's uncertainty over prompts as JSON fields (--ci): ci, ciLow, ciHigh, pValue, stderr (as patch writes them). */
+export function edgeIntervals(result: PatchResult<object>, o: IntervalOptions): Record<string, unknown> {
+  const { low, high } = result.bootstrapCi(o);
+  return {
+    ci: { level: o.level, samples: o.samples, seed: o.seed, prompts: result.perPrompt!.baseline.length },
+    ciLow: Array.from(low.data), ciHigh: Array.from(high.data),
+    pValue: Array.from(result.permutationPValue({ samples: o.samples, seed: o.seed }).data), stderr: Array.from(result.stderr().data),
+  };
 }

@@ -50,9 +50,19 @@ export async function runUnitsOnWorkers(model: HookedTransformer, job: ShardJob,
   const parts = splitUnits(job.units, model.cfg.nLayers, Math.min(workers, Math.max(1, job.units.length))).filter((p) => p.length > 0);
   const results = await runOnWorkers(new URL("./shard-worker.js", import.meta.url),
     parts.map((units) => ({ ...job, units } satisfies ShardJob)), model.engine.variant, sweep);
-  const scores = new Float32Array(frame.scores.size);
+  const n = frame.scores.size;
+  const scores = new Float32Array(n);
+  const rows = frame.perPrompt === undefined ? undefined : new Float32Array(frame.perPrompt.scores.size);
+  const B = rows === undefined ? 0 : rows.length / n;
   parts.forEach((units, k) => {
-    for (const u of units) for (const i of unitIndices(u, frame.scores.shape)) scores[i] = results[k]![i]!;
+    const { scores: s, perPrompt } = results[k]!;
+    for (const u of units) {
+      for (const i of unitIndices(u, frame.scores.shape)) {
+        scores[i] = s[i]!;
+        if (rows !== undefined) for (let b = 0; b < B; b++) rows[b * n + i] = perPrompt![b * n + i]!;
+      }
+    }
   });
-  return new PatchResult(frame.op, new Tensor(scores, frame.scores.shape), frame.baseline, frame.clean, frame.options, frame.noPath);
+  const perPrompt = rows === undefined ? undefined : { ...frame.perPrompt!, scores: new Tensor(rows, frame.perPrompt!.scores.shape) };
+  return new PatchResult(frame.op, new Tensor(scores, frame.scores.shape), frame.baseline, frame.clean, frame.options, frame.noPath, perPrompt);
 }

@@ -20,7 +20,7 @@ try {
       component: job.component, mode: job.mode, strategy: job.strategy, sources: job.units,
       onProgress: (p) => post({ type: "progress", done: p.done, total: p.total }),
     });
-  post({ type: "result", scores: result.scores.data, variant: engine.variant });
+  post({ type: "result", scores: result.scores.data, variant: engine.variant, perPrompt: result.perPrompt?.scores.data });
 } catch (e) {
   post({ type: "error", message: e instanceof Error ? e.message : String(e) });
 }

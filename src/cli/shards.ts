@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { Tensor } from "../engine/tensor.js";
-import { PatchResult } from "../patching/result.js";
+import { PatchResult, type PerPromptRows } from "../patching/result.js";
 
 /** One unit of a sweep: the paths from source head sl.sh into every head of layer dl. */
 export type ShardUnit = readonly [sl: number, sh: number, dl: number];
@@ -86,6 +86,46 @@ export interface ShardPart {
   result: ResultJson;
 }
 
+/**
+ * A part's per-prompt rows: its own entries' values for each prompt ([batch, entries] in the
+ * order the part lists its units or edges) and each prompt's corrupted and clean metric, so
+ * `merge` gives the merged result its rows (and `merge --ci` its intervals).
+ */
+export interface PartRows {
+  rows: number[];
+  baseline: number[];
+  clean: number[];
+}
+
+/** The part rows of `entries` (flat score indices) of a result's per-prompt rows, if it has them. */
+export function partRows(perPrompt: PerPromptRows | undefined, entries: readonly number[]): PartRows | undefined {
+  if (perPrompt === undefined) return undefined;
+  const B = perPrompt.baseline.length;
+  const n = perPrompt.scores.size / B;
+  const rows: number[] = [];
+  for (let b = 0; b < B; b++) for (const i of entries) rows.push(perPrompt.scores.data[b * n + i]!);
+  return { rows, baseline: Array.from(perPrompt.baseline), clean: Array.from(perPrompt.clean) };
+}
+
+/**
+ * The merged per-prompt rows [batch, ...shape] of parts that each hold some entries' rows, or
+ * undefined when a part has none (written before parts carried them).
+ */
+export function mergeRows(parts: readonly { name: string; rows?: PartRows; entries: readonly number[] }[], shape: readonly number[]): PerPromptRows | undefined {
+  if (parts.some((p) => p.rows === undefined)) return undefined;
+  const first = parts[0]!.rows!;
+  const B = first.baseline.length;
+  const n = shape.reduce((a, b) => a * b, 1);
+  const scores = new Float32Array(B * n);
+  for (const { name, rows, entries } of parts) {
+    if (rows!.baseline.length !== B || rows!.clean.length !== B || rows!.rows.length !== B * entries.length) {
+      throw new Error(`merge: ${name}'s per-prompt rows do not fit its ${entries.length} entries and ${B} prompts`);
+    }
+    for (let b = 0; b < B; b++) entries.forEach((i, k) => { scores[b * n + i] = rows!.rows[b * entries.length + k]!; });
+  }
+  return { scores: new Tensor(scores, [B, ...shape]), baseline: Float64Array.from(first.baseline), clean: Float64Array.from(first.clean) };
+}
+
 /** PatchResult.toJSON() with the CLI's provenance in options. */
 export interface ResultJson {
   op: string;
@@ -96,6 +136,8 @@ export interface ResultJson {
   clean: number;
   normalized: number[] | null;
   options: Record<string, unknown>;
+  /** The part's own entries' per-prompt rows (in its units' order). */
+  perPrompt?: PartRows;
 }
 
 /** What every kind of part file has: the split it belongs to and the fingerprint of its sweep. */
@@ -154,17 +196,22 @@ export function mergeParts(parts: readonly { name: string; part: ShardPart }[]):
   const [L, H] = shape as [number, number];
   const scores = new Float32Array(f.result.scores.length);
   const owner = new Map<string, string>();
-  for (const { name, part } of parts) {
+  const entries = parts.map(() => [] as number[]);
+  parts.forEach(({ name, part }, k) => {
     for (const id of part.shard.units) {
       const m = /^(\d+)\.(\d+)>(\d+)$/.exec(id);
       if (m === null) throw new Error(`merge: ${name} lists a malformed unit ${JSON.stringify(id)}`);
       if (owner.has(id)) throw new Error(`merge: unit ${id} is in both ${owner.get(id)} and ${name}`);
       owner.set(id, name);
-      for (const i of unitIndices([Number(m[1]), Number(m[2]), Number(m[3])], shape)) scores[i] = part.result.scores[i]!;
+      for (const i of unitIndices([Number(m[1]), Number(m[2]), Number(m[3])], shape)) {
+        scores[i] = part.result.scores[i]!;
+        entries[k]!.push(i);
+      }
     }
-  }
+  });
   const absent = allUnits(L, H).map(unitId).filter((id) => !owner.has(id));
   if (absent.length > 0) throw new Error(`merge: the parts do not cover units ${absent.slice(0, 5).join(", ")}${absent.length > 5 ? ", ..." : ""}`);
   const noPath = f.result.noPath ? Uint8Array.from(f.result.noPath, (b) => (b ? 1 : 0)) : undefined;
-  return new PatchResult(f.result.op, new Tensor(scores, shape), f.result.baseline, f.result.clean, f.result.options, noPath);
+  const perPrompt = mergeRows(parts.map(({ name, part }, k) => ({ name, rows: part.result.perPrompt, entries: entries[k]! })), shape);
+  return new PatchResult(f.result.op, new Tensor(scores, shape), f.result.baseline, f.result.clean, f.result.options, noPath, perPrompt);
 }
