@@ -1,11 +1,15 @@
 // Rotary position embeddings in the Hugging Face rotate_half convention (GPT-NeoX, LLaMA):
-// dimension i is paired with i + dHead/2, and each pair is rotated by its row's angle.
-//   x, out: [rows, nHeads, dHead] (out may alias x); cos, sin: [rows, dHead/2]
+// of each head's first `rotated` dimensions (all of them, or GPT-NeoX's partial rotary), dimension i
+// is paired with i + rotated/2 and each pair is rotated by its row's angle; the rest pass through.
+//   x, out: [rows, nHeads, dHead] (out may alias x); cos, sin: [rows, rotated/2]
 import { madd } from "./simd";
 
-/** out[i] = x[i] cos - x[i + h] sin, out[i + h] = x[i + h] cos + x[i] sin, with h = dHead / 2. */
-export function rotary(x: usize, out: usize, cos: usize, sin: usize, rows: i32, nHeads: i32, dHead: i32): void {
-  const half = dHead >> 1;
+/**
+ * out[i] = x[i] cos - x[i + h] sin, out[i + h] = x[i + h] cos + x[i] sin, with h = rotated / 2;
+ * out[j] = x[j] for j ≥ rotated.
+ */
+export function rotary(x: usize, out: usize, cos: usize, sin: usize, rows: i32, nHeads: i32, dHead: i32, rotated: i32): void {
+  const half = rotated >> 1;
   const halfBytes = <usize>half << 2;
   const vEnd = halfBytes & ~15;
   const headBytes = <usize>dHead << 2;
@@ -36,6 +40,7 @@ export function rotary(x: usize, out: usize, cos: usize, sin: usize, rows: i32, 
         store<f32>(oa + i, x1 * cv - x2 * sv);
         store<f32>(oa + halfBytes + i, x2 * cv + x1 * sv);
       }
+      if (out != x) memory.copy(oa + (halfBytes << 1), xa + (halfBytes << 1), headBytes - (halfBytes << 1));
     }
   }
 }

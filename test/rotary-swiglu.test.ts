@@ -5,12 +5,13 @@ import { randn, relError, wasmEngines } from "./helpers.js";
 const js = Engine.createJs();
 const engines = await wasmEngines();
 
-function runRotary(engine: Engine, x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, heads: number, d: number, inPlace = false) {
+function runRotary(engine: Engine, x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, heads: number, d: number, inPlace = false,
+  rotated = d) {
   const px = engine.upload(x);
   const pc = engine.upload(cos);
   const ps = engine.upload(sin);
   const po = inPlace ? px : engine.alloc(x.length);
-  engine.kernels.rotary(px, po, pc, ps, rows, heads, d);
+  engine.kernels.rotary(px, po, pc, ps, rows, heads, d, rotated);
   const out = engine.download(po, x.length);
   for (const p of new Set([px, pc, ps, po])) engine.free(p);
   return out;
@@ -28,6 +29,16 @@ describe("rotary", () => {
     expect(out[3]).toBeCloseTo(Math.cos(2 * t) + 2 * Math.sin(2 * t), 6);
   });
 
+  it("twin, partial (GPT-NeoX's rotary_pct): rotates (i, i + r/2) of the first r dimensions, copies the rest", () => {
+    const t = 0.3;
+    // one row, one head, d = 6, r = 2: the pair (0, 1) at angle t; 2..5 unchanged (also out of place).
+    const x = new Float32Array([1, 2, 3, 4, 5, 6]);
+    const out = runRotary(js, x, new Float32Array([Math.cos(t)]), new Float32Array([Math.sin(t)]), 1, 1, 6, false, 2);
+    expect(out[0]).toBeCloseTo(Math.cos(t) - 2 * Math.sin(t), 6);
+    expect(out[1]).toBeCloseTo(2 * Math.cos(t) + Math.sin(t), 6);
+    expect(Array.from(out.subarray(2))).toEqual([3, 4, 5, 6]);
+  });
+
   for (const engine of engines) {
     for (const [rows, heads, d] of [[1, 1, 2], [3, 2, 6], [17, 4, 16], [7, 3, 18], [65, 12, 64], [5, 2, 130]] as const) {
       it(`${engine.variant} equals the twin: rows ${rows}, heads ${heads}, dHead ${d} (also in place)`, () => {
@@ -38,6 +49,20 @@ describe("rotary", () => {
         const want = runRotary(js, x, cos, sin, rows, heads, d);
         expect(relError(runRotary(engine, x, cos, sin, rows, heads, d), want)).toBeLessThanOrEqual(1e-6);
         expect(relError(runRotary(engine, x, cos, sin, rows, heads, d, true), want)).toBeLessThanOrEqual(1e-6);
+      });
+    }
+    for (const [rows, heads, d, r] of [[3, 2, 6, 2], [17, 4, 16, 4], [7, 3, 18, 10], [9, 5, 64, 16], [4, 2, 130, 66]] as const) {
+      it(`${engine.variant} equals the twin, partial: rows ${rows}, heads ${heads}, dHead ${d}, rotated ${r} (also in place)`, () => {
+        const x = randn(rows * heads * d, rows + d + r);
+        const angles = randn(rows * (r / 2), 5 + r, 3);
+        const cos = angles.map(Math.cos);
+        const sin = angles.map(Math.sin);
+        const want = runRotary(js, x, cos, sin, rows, heads, d, false, r);
+        expect(relError(runRotary(engine, x, cos, sin, rows, heads, d, false, r), want)).toBeLessThanOrEqual(1e-6);
+        expect(relError(runRotary(engine, x, cos, sin, rows, heads, d, true, r), want)).toBeLessThanOrEqual(1e-6);
+        // The unrotated dimensions are the input's, bit for bit.
+        const out = runRotary(engine, x, cos, sin, rows, heads, d, false, r);
+        for (let i = 0; i < rows * heads; i++) expect(out.subarray(i * d + r, (i + 1) * d)).toEqual(x.subarray(i * d + r, (i + 1) * d));
       });
     }
   }

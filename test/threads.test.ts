@@ -166,7 +166,10 @@ describe("threaded engine", () => {
     }
     expectSameOnAll("swiglu", [n, n, n], 1, (e, [out, g, u]) => e.kernels.swiglu(g!, u!, out!, n));
     expectSameOnAll("rotary", [rows * 8 * 64, rows * 8 * 64, rows * 32, rows * 32], 1, (e, [out, x, cos, sin]) => {
-      e.kernels.rotary(x!, out!, cos!, sin!, rows, 8, 64);
+      e.kernels.rotary(x!, out!, cos!, sin!, rows, 8, 64, 64);
+    });
+    expectSameOnAll("rotary (partial)", [rows * 8 * 64, rows * 8 * 64, rows * 10, rows * 10], 1, (e, [out, x, cos, sin]) => {
+      e.kernels.rotary(x!, out!, cos!, sin!, rows, 8, 64, 20);
     });
   }));
 

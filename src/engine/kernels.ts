@@ -88,10 +88,11 @@ export interface Kernels {
 
   // ---- rotary (assembly/rotary.ts) ----
   /**
-   * Rotary embeddings, rotate_half convention: x, out: [rows, nHeads, dHead] (out may alias x),
-   * cos, sin: [rows, dHead / 2] (each row's angles); dimension i pairs with i + dHead/2.
+   * Rotary embeddings, rotate_half convention, of each head's first `rotated` dimensions (dHead, or
+   * fewer: partial rotary): x, out: [rows, nHeads, dHead] (out may alias x), cos, sin:
+   * [rows, rotated / 2] (each row's angles); dimension i pairs with i + rotated/2, the rest are copied.
    */
-  rotary(x: number, out: number, cos: number, sin: number, rows: number, nHeads: number, dHead: number): void;
+  rotary(x: number, out: number, cos: number, sin: number, rows: number, nHeads: number, dHead: number, rotated: number): void;
 
   // ---- elementwise (assembly/elementwise.ts) ----
   /** out = a + b, n elements. */

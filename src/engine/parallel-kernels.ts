@@ -145,10 +145,10 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
     (s, e) => [a + s * d * 4, r + s * d * 4, resid + s * d * 4, out + s * d * 4, scale === 0 ? 0 : scale + s * 4, w, e - s, d, eps]);
   kernels.softmax = (x, out, rows, n) => byRows("softmax", rows, n,
     () => base.softmax(x, out, rows, n), (s, e) => [x + s * n * 4, out + s * n * 4, e - s, n]);
-  kernels.rotary = (x, out, cos, sin, rows, nHeads, dHead) => byRows("rotary", rows, nHeads * dHead,
-    () => base.rotary(x, out, cos, sin, rows, nHeads, dHead),
-    (s, e) => [x + s * nHeads * dHead * 4, out + s * nHeads * dHead * 4, cos + s * (dHead / 2) * 4, sin + s * (dHead / 2) * 4,
-      e - s, nHeads, dHead]);
+  kernels.rotary = (x, out, cos, sin, rows, nHeads, dHead, rotated) => byRows("rotary", rows, nHeads * dHead,
+    () => base.rotary(x, out, cos, sin, rows, nHeads, dHead, rotated),
+    (s, e) => [x + s * nHeads * dHead * 4, out + s * nHeads * dHead * 4, cos + s * (rotated / 2) * 4, sin + s * (rotated / 2) * 4,
+      e - s, nHeads, dHead, rotated]);
 
   // Elementwise activations (transcendental, so worth a second thread): cut anywhere; cuts on
   // multiples of 16 keep each part's vectors 64-byte aligned when the whole is.

@@ -7,7 +7,7 @@ import type { HookedTransformerConfig } from "./config.js";
 import type { DevicePointers, TransposedPointers } from "./device-weights.js";
 import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
 import { positionIds } from "./forward-heap.js";
-import { rotaryDivisors, rotaryTables } from "./rotary-tables.js";
+import { rotaryDim, rotaryDivisors, rotaryTables } from "./rotary-tables.js";
 
 /**
  * The forward activations the backward reads, per block (all [batch, pos, ...] as the hooks give
@@ -296,9 +296,9 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
   if (rotary) {
     // The rotation's transpose is the rotation by minus the angle (sin negated).
     fireBlock(run, l, "rotQ", buf.gq, [B, P, H, d]);
-    run.kernels.rotary(buf.gq, buf.gq, buf.cos, buf.sinNeg, rows, H, d);
+    run.kernels.rotary(buf.gq, buf.gq, buf.cos, buf.sinNeg, rows, H, d, rotaryDim(cfg));
     fireBlock(run, l, "rotK", buf.gk, [B, P, Hk, d]);
-    run.kernels.rotary(buf.gk, buf.gk, buf.cos, buf.sinNeg, rows, Hk, d);
+    run.kernels.rotary(buf.gk, buf.gk, buf.cos, buf.sinNeg, rows, Hk, d, rotaryDim(cfg));
   }
   fireBlock(run, l, "v", buf.gv, [B, P, Hk, d]);
   fireBlock(run, l, "k", buf.gk, [B, P, Hk, d]);

@@ -52,6 +52,17 @@ export interface HookedTransformerConfig {
    */
   rotaryScaling?: RotaryScaling;
   /**
+   * Partial rotary (GPT-NeoX's `rotary_pct`): only each head's first `rotaryDim` dimensions of q and
+   * k are rotated, the rest pass through (TransformerLens `rotary_dim`). Absent: all dHead.
+   */
+  rotaryDim?: number;
+  /**
+   * Attention and MLP in parallel (GPT-NeoX's `use_parallel_residual`, TransformerLens
+   * `parallel_attn_mlp`): resid_post = resid_pre + attn(ln1(resid_pre)) + mlp(ln2(resid_pre)). The
+   * MLP reads resid_pre, so a layer's MLP never sees its own heads, and there is no hook_resid_mid.
+   */
+  parallelAttnMlp?: boolean;
+  /**
    * Sliding-window attention on every layer (Mistral's `sliding_window`): the query at position p
    * reads keys p − slidingWindow + 1 .. p only. Absent: full causal attention.
    */
@@ -118,6 +129,8 @@ export function makeConfig(partial: Partial<HookedTransformerConfig> &
     rotaryBase: partial.rotaryBase ?? 10000,
     ...(partial.rotaryScaling === undefined ? {} : { rotaryScaling: partial.rotaryScaling }),
     ...(partial.slidingWindow === undefined ? {} : { slidingWindow: partial.slidingWindow }),
+    ...(partial.rotaryDim === undefined ? {} : { rotaryDim: partial.rotaryDim }),
+    ...(partial.parallelAttnMlp ? { parallelAttnMlp: true } : {}),
     gatedMlp: partial.gatedMlp ?? false,
     dMlp: partial.dMlp ?? 4 * dModel,
     actFn: partial.actFn ?? "gelu_new",
@@ -169,6 +182,12 @@ export function checkConfig(cfg: HookedTransformerConfig, file = "config"): Hook
     if (cfg.dHead % 2 !== 0) fail("dHead", `rotary embeddings rotate pairs of dimensions, so dHead must be even, got ${cfg.dHead}`);
     if (!(cfg.rotaryBase > 1 && Number.isFinite(cfg.rotaryBase))) fail("rotaryBase", `expected a finite number > 1, got ${cfg.rotaryBase}`);
   }
+  if (cfg.rotaryDim !== undefined) {
+    const r = cfg.rotaryDim;
+    if (cfg.positionalEmbeddingType !== "rotary") fail("rotaryDim", "is for rotary embeddings (positionalEmbeddingType \"rotary\")");
+    if (!(Number.isInteger(r) && r >= 2 && r % 2 === 0 && r <= cfg.dHead)) fail("rotaryDim", `expected an even integer in [2, dHead = ${cfg.dHead}], got ${JSON.stringify(r)}`);
+  }
+  if (cfg.parallelAttnMlp !== undefined) oneOf("parallelAttnMlp", [true, false]);
   if (cfg.rotaryScaling !== undefined) {
     const r = cfg.rotaryScaling;
     if (r.type !== "llama3") fail("rotaryScaling", `only type "llama3" is built, got ${JSON.stringify(r.type)}`);

@@ -6,7 +6,7 @@ import type { ActFn, HookedTransformerConfig } from "./config.js";
 import type { BlockPointers, DevicePointers } from "./device-weights.js";
 import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
 import { assemble, embed, gatherLastRows, positionIds, renormalize, sumHeads } from "./forward-heap.js";
-import { rotaryDivisors, rotaryTables } from "./rotary-tables.js";
+import { rotaryDim, rotaryDivisors, rotaryTables } from "./rotary-tables.js";
 
 /** Each MLP activation's own kernel, and its code for gemmPacked's fused activation. */
 const ACTIVATIONS = {
@@ -323,9 +323,9 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   fire(run, l, "v", buf.v, [B, run.n, Hk, d], run.start);
   if (cfg.positionalEmbeddingType === "rotary") {
     // In place: q and k are not read again before attention.
-    kernels.rotary(buf.q, buf.q, pruneHere ? buf.cosLast : buf.cos, pruneHere ? buf.sinLast : buf.sin, B * qn, H, d);
+    kernels.rotary(buf.q, buf.q, pruneHere ? buf.cosLast : buf.cos, pruneHere ? buf.sinLast : buf.sin, B * qn, H, d, rotaryDim(cfg));
     fire(run, l, "rotQ", buf.q, [B, qn, H, d], qStart);
-    kernels.rotary(buf.k, buf.k, buf.cos, buf.sin, rows(run), Hk, d);
+    kernels.rotary(buf.k, buf.k, buf.cos, buf.sin, rows(run), Hk, d, rotaryDim(cfg));
     fire(run, l, "rotK", buf.k, [B, run.n, Hk, d], run.start);
   }
 

@@ -3,14 +3,21 @@
 import type { HookedTransformerConfig } from "./config.js";
 
 /**
- * The d/2 rotary angle divisors of a model (angle = position / divisor, the reciprocal of each
- * frequency): base^(2i/d), and with Llama 3's scaling (`rotaryScaling`), for frequency f = 1 / divisor
+ * How many of each head's dimensions rotary rotates: `rotaryDim`, or all `dHead`.
+ */
+export function rotaryDim(cfg: Pick<HookedTransformerConfig, "dHead" | "rotaryDim">): number {
+  return cfg.rotaryDim ?? cfg.dHead;
+}
+
+/**
+ * The r/2 rotary angle divisors of a model, r = {@link rotaryDim} (angle = position / divisor, the
+ * reciprocal of each frequency): base^(2i/r), and with Llama 3's scaling (`rotaryScaling`), for frequency f = 1 / divisor
  * of wavelength λ = 2π / f: kept below λ = N / highFreqFactor, divided by `factor` above
  * N / lowFreqFactor, and between them (1 − s) · f / factor + s · f with
  * s = (N / λ − lowFreqFactor) / (highFreqFactor − lowFreqFactor), N the original context length.
  */
-export function rotaryDivisors(cfg: Pick<HookedTransformerConfig, "dHead" | "rotaryBase" | "rotaryScaling">): Float64Array {
-  const half = cfg.dHead / 2;
+export function rotaryDivisors(cfg: Pick<HookedTransformerConfig, "dHead" | "rotaryBase" | "rotaryScaling" | "rotaryDim">): Float64Array {
+  const half = rotaryDim(cfg) / 2;
   const divisors = Float64Array.from({ length: half }, (_, j) => Math.pow(cfg.rotaryBase, j / half));
   const r = cfg.rotaryScaling;
   if (r === undefined) return divisors;
@@ -25,7 +32,7 @@ export function rotaryDivisors(cfg: Pick<HookedTransformerConfig, "dHead" | "rot
 }
 
 /**
- * cos/sin [B * count, d/2] of the angles id / divisors[i] for positions [first, first + count) of
+ * cos/sin [B * count, r/2] of the angles id / divisors[i] for positions [first, first + count) of
  * each row (divisors from {@link rotaryDivisors}), computed in double precision and rounded once
  * (as TransformerLens does).
  */

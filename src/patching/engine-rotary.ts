@@ -14,10 +14,12 @@ export function engineRotary(engine: Engine, x: Float32Array, batch: number, cou
   for (let b = 0; b < batch; b++) for (let p = 0; p < pos; p++) ids[b * pos + p] = p;
   return withEngineBuffers(engine, (buffers) => {
     const px = buffers.upload(x);
-    const cos = buffers.alloc(batch * count * (d / 2));
-    const sin = buffers.alloc(batch * count * (d / 2));
+    // The divisors' count is half the rotated dimensions (all d, or a partial rotary's first ones).
+    const half = divisors.length;
+    const cos = buffers.alloc(batch * count * half);
+    const sin = buffers.alloc(batch * count * half);
     rotaryTables(engine.heap(), ids, batch, pos, first, count, divisors, cos, sin);
-    engine.kernels.rotary(px, px, cos, sin, batch * count, heads, d);
+    engine.kernels.rotary(px, px, cos, sin, batch * count, heads, d, 2 * half);
     return engine.download(px, x.length);
   });
 }
