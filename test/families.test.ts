@@ -8,7 +8,7 @@ import { Tensor } from "../src/engine/tensor.js";
 import { readSafetensors, type LoadedTensor } from "../src/io/safetensors.js";
 import { checkConfig, ConfigError, makeConfig, type HookedTransformerConfig } from "../src/model/config.js";
 import {
-  configFromHf, configFromHfGpt2, configFromHfLlama, familyFor, familyOf, FAMILIES, gpt2, hfFiles, llama, type ModelFamily,
+  configFromHf, configFromHfGpt2, configFromHfLlama, familyFor, familyOf, FAMILIES, gpt2, gptNeox, hfFiles, llama, type ModelFamily,
 } from "../src/model/families/index.js";
 import { HookedTransformer } from "../src/model/hooked-transformer.js";
 import { processWeights } from "../src/model/process-weights.js";
@@ -41,10 +41,25 @@ function unprefixed<T>(tensors: Record<string, T>): Map<string, T> {
 let engine: Engine;
 beforeAll(async () => { engine = await Engine.create(); });
 
+describe("gpt_neox config.json", () => {
+  const json = () => ({ ...checkpoint("tiny-gpt_neox-random").json });
+  it("reads Pythia's fields: partial rotary, parallel residual, exact gelu, untied embed_out", () => {
+    const cfg = configFromHf(json());
+    expect(cfg).toMatchObject({ rotaryDim: 4, parallelAttnMlp: true, actFn: "gelu", normalizationType: "LN", dHead: 16, rotaryBase: 10000 });
+    expect(configFromHf({ ...json(), use_parallel_residual: false }).parallelAttnMlp).toBeUndefined();
+    expect(configFromHf({ ...json(), rotary_pct: 1 }).rotaryDim).toBeUndefined();
+  });
+  it("refuses what it would compute differently, by field", () => {
+    expect(() => configFromHf({ ...json(), rope_scaling: { type: "linear", factor: 2 } })).toThrow(/config\.json: rope_scaling: rope scaling for GPT-NeoX is not supported yet/);
+    expect(() => configFromHf({ ...json(), tie_word_embeddings: true })).toThrow(/tie_word_embeddings: a tied GPT-NeoX embedding/);
+    expect(() => configFromHf({ ...json(), rotary_pct: 0.1 })).toThrow(/rotary_pct: rotates int\(16 × 0\.1\) = 1 dimensions/);
+    expect(() => configFromHf({ ...json(), hidden_act: "relu" })).toThrow(/hidden_act: activation "relu" is not supported yet/);
+  });
+});
+
 describe("the registry dispatches model_type once, and refuses what no family reads", () => {
   const refusals: [string, RegExp][] = [
-    ["tiny-gpt_neox-random", /config\.json: model_type: "gpt_neox" is not supported \(supported: gpt2, llama, mistral, qwen2, olmo\)/],
-    ["tiny-gemma2-random", /model_type: "gemma2" is not supported \(supported: gpt2, llama, mistral, qwen2, olmo\)/],
+    ["tiny-gemma2-random", /config\.json: model_type: "gemma2" is not supported \(supported: gpt2, gpt_neox, llama, mistral, qwen2, olmo\)/],
   ];
 
   it("sends each supported reference config to its family", () => {
@@ -55,10 +70,11 @@ describe("the registry dispatches model_type once, and refuses what no family re
     expect(familyOf(checkpoint("tiny-qwen2-random").json)).toBe(llama);
     expect(familyOf(checkpoint("tiny-llama3-random").json)).toBe(llama);
     expect(familyOf(checkpoint("tiny-olmo-random").json)).toBe(llama);
+    expect(familyOf(checkpoint("tiny-gpt_neox-random").json)).toBe(gptNeox);
     // Early GPT-2 config.json files have no model_type.
     const { model_type: _, ...legacy } = checkpoint("tiny-gpt2-random").json;
     expect(familyOf(legacy)).toBe(gpt2);
-    expect(FAMILIES.flatMap((f) => Object.keys(f.modelTypes))).toEqual(["gpt2", "llama", "mistral", "qwen2", "olmo"]);
+    expect(FAMILIES.flatMap((f) => Object.keys(f.modelTypes))).toEqual(["gpt2", "gpt_neox", "llama", "mistral", "qwen2", "olmo"]);
   });
 
   for (const [name, why] of refusals) {
@@ -71,7 +87,7 @@ describe("the registry dispatches model_type once, and refuses what no family re
   }
 
   it("refuses a model_type that is not a string, and a config of the other family in each reader", () => {
-    expect(() => familyOf({ model_type: 7 })).toThrow(/model_type: 7 is not supported \(supported: gpt2, llama, mistral, qwen2, olmo\)/);
+    expect(() => familyOf({ model_type: 7 })).toThrow(/model_type: 7 is not supported \(supported: gpt2, gpt_neox, llama, mistral, qwen2, olmo\)/);
     expect(() => familyOf({ model_type: "toString" })).toThrow(/"toString" is not supported/);
     expect(() => configFromHfLlama(checkpoint("tiny-gpt2-random").json)).toThrow(/model_type: expected "llama" or "mistral" or "qwen2" or "olmo" for the llama family, got "gpt2"/);
     expect(() => configFromHfGpt2(checkpoint("tiny-llama-random").json)).toThrow(/model_type: expected "gpt2" for the gpt2 family, got "llama"/);

@@ -23,6 +23,7 @@ const within = (got: ArrayLike<number>, want: readonly number[], label: string) 
 };
 
 describe.each([
+  ["tiny-gpt_neox-random", "GPTNeoXForCausalLM"],
   ["tiny-qwen2-random", "Qwen2ForCausalLM"],
   ["tiny-llama3-random", "LlamaForCausalLM"],
   ["tiny-olmo-random", "OlmoForCausalLM"],

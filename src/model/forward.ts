@@ -115,7 +115,7 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
       const p = w.blocks[l]!;
       // Started at this block's resid_mid: its attention is the caller's (see ForwardPlan.startAfterAttention).
       if (!(l === plan.startAtLayer && plan.startAfterAttention)) attentionBlock(run, l, p);
-      fire(run, l, "residMid", run.resid, [run.batch, run.n, cfg.dModel], run.start);
+      if (!cfg.parallelAttnMlp) fire(run, l, "residMid", run.resid, [run.batch, run.n, cfg.dModel], run.start);
       mlpBlock(run, l, p);
     }
 
@@ -143,7 +143,8 @@ export function forwardShape(cfg: HookedTransformerConfig, plan: ForwardPlan): F
     embeds: plan.startAtLayer === 0 && !plan.startAfterAttention,
     scores: hookedAny("attnScores", "pattern"),
     splitInputs: hookedAny("qInput", "kInput", "vInput"),
-    mlpIn: hookedAny("mlpIn"),
+    // A parallel MLP reads its own copy of resid_pre (the stream goes on to take attn_out first).
+    mlpIn: hookedAny("mlpIn") || cfg.parallelAttnMlp === true,
     pruneLastLayer: finishing && plan.unembed !== "all" && (plan.pruneLastLayer ?? false) && plan.stopAtLayer === cfg.nLayers && n > 1,
     attentionMask: plan.attentionMask !== undefined,
     logitRows: !finishing || plan.unembed === "none" ? 0 : plan.unembed === "last" ? plan.batch : plan.batch * n,
@@ -304,6 +305,7 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   const Hd = H * d;
   const Hkd = Hk * d;
   fire(run, l, "residPre", run.resid, [B, run.n, D], run.start);
+  if (cfg.parallelAttnMlp) run.engine.heap().copyWithin(buf.mlpIn >>> 2, run.resid >>> 2, (run.resid >>> 2) + rows(run) * D);
   const pruneHere = buf.residLast !== 0 && l === cfg.nLayers - 1;
   const qn = pruneHere ? 1 : run.n;
   const qStart = pruneHere ? P - 1 : run.start;
@@ -354,6 +356,8 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   if (pruneHere) {
     // From here on only the last position of each row is computed.
     gatherLastRows(run.engine.heap(), run.resid, buf.residLast, B, run.n, D);
+    // The parallel MLP's copy of resid_pre too, in place (row b*n + n-1 moves down to row b).
+    if (cfg.parallelAttnMlp) gatherLastRows(run.engine.heap(), buf.mlpIn, buf.mlpIn, B, run.n, D);
     run.resid = buf.residLast;
     run.n = 1;
     run.start = P - 1;
@@ -372,7 +376,8 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
     linear(run, buf.z, Hd, p.wo, buf.attnOut, p.bo, rows(run), D, Hd);
   }
   fire(run, l, "attnOut", buf.attnOut, [B, run.n, D], run.start);
-  addToResidual(run, buf.attnOut, [siteAt(run, l, "residMid"), siteAt(run, l, "mlpIn")], true);
+  // Next, the MLP normalises the stream (a parallel MLP normalises its copy of resid_pre instead).
+  addToResidual(run, buf.attnOut, [siteAt(run, l, "residMid"), siteAt(run, l, "mlpIn")], !cfg.parallelAttnMlp);
 }
 
 /**
@@ -440,7 +445,11 @@ function mlpBlock(run: Run, l: number, p: BlockPointers): void {
   const { kernels, buf, cfg, batch: B } = run;
   const { dModel: D, dMlp: M } = cfg;
   const mlpIn = siteAt(run, l, "mlpIn");
-  if (mlpIn !== undefined && buf.mlpIn !== 0) {
+  if (cfg.parallelAttnMlp) {
+    // Its copy of resid_pre, taken before attention.
+    callHooks(run, mlpIn, buf.mlpIn, [B, run.n, D], run.start);
+    normalize(run, siteAt(run, l, "ln2Scale"), siteAt(run, l, "ln2Normalized"), buf.mlpIn);
+  } else if (mlpIn !== undefined && buf.mlpIn !== 0) {
     // The MLP reads its own copy of resid_mid, which the hook may change; the residual stream keeps resid_mid.
     run.engine.heap().copyWithin(buf.mlpIn >>> 2, run.resid >>> 2, (run.resid >>> 2) + rows(run) * D);
     callHooks(run, mlpIn, buf.mlpIn, [B, run.n, D], run.start);

@@ -65,7 +65,8 @@ export const BLOCK_HOOKS = {
   z: { name: "attn.hook_z", axes: ["batch", "pos", "head_index", "d_head"] },
   result: { name: "attn.hook_result", axes: ["batch", "pos", "head_index", "d_model"], when: (cfg) => cfg.useAttnResult },
   attnOut: { name: "hook_attn_out", axes: ["batch", "pos", "d_model"] },
-  residMid: { name: "hook_resid_mid", axes: ["batch", "pos", "d_model"] },
+  // Attention and MLP in parallel (GPT-NeoX) both read resid_pre: there is no resid_mid.
+  residMid: { name: "hook_resid_mid", axes: ["batch", "pos", "d_model"], when: (cfg) => cfg.parallelAttnMlp !== true },
   mlpIn: { name: "hook_mlp_in", axes: ["batch", "pos", "d_model"], when: (cfg) => cfg.useHookMlpIn === true },
   ln2Scale: { name: "ln2.hook_scale", axes: ["batch", "pos", "1"] },
   ln2Normalized: { name: "ln2.hook_normalized", axes: ["batch", "pos", "d_model"] },

@@ -307,6 +307,7 @@ export class HookedTransformer {
     if (afterAttention && startAtLayer >= this.cfg.nLayers) {
       throw new Error(`forward: startAfterAttention needs startAtLayer below nLayers (${this.cfg.nLayers}), got ${startAtLayer}`);
     }
+    if (afterAttention && this.cfg.parallelAttnMlp) throw new Error("forward: startAfterAttention: this model runs attention and MLP in parallel, so no block has a resid_mid to start from");
     const residual = startAtLayer > 0 || afterAttention ? this.residualInput(options.residual, batch, kept) : undefined;
     const hooks = this.collectHooks(this.persistent, options.fwdHooks ?? []);
     const wantLoss = returnType === "loss" || returnType === "both";

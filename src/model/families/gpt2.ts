@@ -196,6 +196,7 @@ export const gpt2: ModelFamily = {
     if (cfg.positionalEmbeddingType !== "standard") return `positionalEmbeddingType is ${JSON.stringify(cfg.positionalEmbeddingType)}; GPT-2 learns W_pos ("standard")`;
     if (cfg.normalizationType !== "LN" && cfg.normalizationType !== "LNPre") return `normalizationType is ${JSON.stringify(cfg.normalizationType)}; GPT-2 uses LayerNorm ("LN")`;
     if (cfg.gatedMlp) return "gatedMlp is true; GPT-2's MLP is not gated";
+    if (cfg.parallelAttnMlp) return "parallelAttnMlp is true; GPT-2 runs attention, then the MLP";
     if (cfg.nKeyValueHeads !== cfg.nHeads) return `nKeyValueHeads (${cfg.nKeyValueHeads}) differs from nHeads (${cfg.nHeads}); GPT-2 has no grouped-query attention`;
     if (cfg.nHeads * cfg.dHead !== cfg.dModel) return `nHeads * dHead (${cfg.nHeads} * ${cfg.dHead}) must equal dModel (${cfg.dModel}) for GPT-2`;
     if (cfg.attnScale !== 1 && !scalesBySqrtDHead(cfg)) return `attnScale must be sqrt(dHead) (${Math.sqrt(cfg.dHead)}) or 1 for GPT-2, got ${cfg.attnScale}`;

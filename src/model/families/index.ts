@@ -7,14 +7,16 @@ import { writeSafetensors } from "../../io/safetensors.js";
 import { ConfigError, type HookedTransformerConfig } from "../config.js";
 import type { HfCheckpoint, ModelFamily } from "./family.js";
 import { gpt2 } from "./gpt2.js";
+import { gptNeox } from "./gpt-neox.js";
 import { llama } from "./llama.js";
 
 export type { HfCheckpoint, HfTensors, ModelFamily, RawTensor } from "./family.js";
 export { configFromHfGpt2, convertGpt2Weights, gpt2, gpt2ToHf } from "./gpt2.js";
+export { configFromHfGptNeox, convertGptNeoxWeights, gptNeox, gptNeoxToHf } from "./gpt-neox.js";
 export { configFromHfLlama, convertLlamaWeights, llama, llamaToHf } from "./llama.js";
 
 /** Every supported family. */
-export const FAMILIES: readonly ModelFamily[] = [gpt2, llama];
+export const FAMILIES: readonly ModelFamily[] = [gpt2, gptNeox, llama];
 
 /** The model_type of a config.json that has none: early GPT-2 configs were written without one. */
 const DEFAULT_MODEL_TYPE = "gpt2";
@@ -26,7 +28,7 @@ const DEFAULT_MODEL_TYPE = "gpt2";
  * @example
  * ```ts
  * familyOf({ model_type: "mistral", ... }).name;   // "llama"
- * familyOf({ model_type: "gpt_neox" });            // ConfigError: config.json: model_type: "gpt_neox" is not supported (supported: gpt2, llama, mistral, qwen2, olmo)
+ * familyOf({ model_type: "gemma2" });              // ConfigError: config.json: model_type: "gemma2" is not supported (supported: gpt2, gpt_neox, llama, mistral, qwen2, olmo)
  * ```
  */
 export function familyOf(json: JsonObject, file = "config.json"): ModelFamily {
