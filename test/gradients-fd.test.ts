@@ -66,7 +66,7 @@ describe("gradients through changed split inputs against finite differences", ()
 });
 
 describe("gradients against finite differences at every hook point", () => {
-  it.each(["tiny-qwen2-random", "tiny-llama3-random", "tiny-olmo-random", "tiny-mistral-random"])("%s (q/k/v biases; Llama 3's rope scaling; a parameter-free LayerNorm; a sliding window), unprocessed", async (name) => {
+  it.each(["tiny-gpt_neox-random", "tiny-qwen2-random", "tiny-llama3-random", "tiny-olmo-random", "tiny-mistral-random"])("%s (parallel attention + MLP and partial rotary; q/k/v biases; Llama 3's rope scaling; a parameter-free LayerNorm; a sliding window), unprocessed", async (name) => {
     const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, processWeights: false });
     // Twelve positions: Mistral's window (6) cuts the later queries' keys.
     checkEveryHook(model, [[1, 7, 3, 9, 2, 5, 11, 4, 8, 13, 6, 2], [4, 4, 8, 1, 0, 6, 30, 2, 9, 9, 1, 3]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }));
@@ -96,6 +96,10 @@ describe("gradients against finite differences at every hook point", () => {
     checkEveryHook(gpt2, [[1, 7, 3, 9, 2, 5], [4, 4, 8, 1, 0, 6]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }));
     const llama = await HookedTransformer.fromPretrained(referenceDir("tiny-llama-random"), { engine, useSplitQkvInput: true, useHookMlpIn: true });
     checkEveryHook(llama, [[0, 12, 50, 84, 60, 23], [73, 59, 77, 44, 11, 78]], logitDiff({ correct: [42, 78], incorrect: [47, 2] }));
+    // A parallel MLP's hook_mlp_in is its copy of resid_pre.
+    const neox = await HookedTransformer.fromPretrained(referenceDir("tiny-gpt_neox-random"), { engine, useSplitQkvInput: true, useHookMlpIn: true });
+    expect(neox.hookNames()).not.toContain("blocks.0.hook_resid_mid");
+    checkEveryHook(neox, [[1, 7, 3, 9, 2, 5], [4, 4, 8, 1, 0, 6]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }));
   });
 
   it("LLaMA (RMSNorm weights, rotary, grouped-query attention, SwiGLU), padded", async () => {

@@ -106,6 +106,8 @@ export function backwardSizes(cfg: HookedTransformerConfig, shape: BackwardShape
     gNorm: rows * D,
     gScale: rows,
     gDelta: rows * D,
+    /** Attention and MLP in parallel: resid_post's gradient, kept for attn_out while the MLP's path joins gResid. */
+    gParallel: cfg.parallelAttnMlp ? rows * D : 0,
     gResult: cfg.useAttnResult ? rows * H * D : 0,
     gz: rows * H * d,
     gq: rows * H * d,

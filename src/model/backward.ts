@@ -89,9 +89,11 @@ export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: Dev
     for (let l = cfg.nLayers - 1; l >= 0; l--) {
       throwIfAborted(plan.signal, l);
       fire(run, blockHookName(l, "residPost"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
+      // In parallel, attn_out's gradient is resid_post's (the MLP's path reaches resid_pre directly).
+      if (cfg.parallelAttnMlp) engine.heap().copyWithin(buf.gParallel >>> 2, buf.gResid >>> 2, (buf.gResid >>> 2) + run.rows * cfg.dModel);
       mlpBlockBackward(run, l, wT);
-      fire(run, blockHookName(l, "residMid"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
-      attentionBlockBackward(run, l, w, wT);
+      if (!cfg.parallelAttnMlp) fire(run, blockHookName(l, "residMid"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
+      attentionBlockBackward(run, l, w, wT, cfg.parallelAttnMlp ? buf.gParallel : buf.gResid);
       fire(run, blockHookName(l, "residPre"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
     }
     // resid_pre[0] = hook_embed (+ hook_pos_embed): each gets the residual stream's gradient.
@@ -254,11 +256,12 @@ function mlpBlockBackward(run: Run, l: number, wT: TransposedPointers): void {
 }
 
 /**
- * Block l's attention backward: gResid (the gradient at resid_mid) flows past the attention and,
+ * Block l's attention backward: gResid (the gradient at resid_mid) flows past the attention and
+ * `attnOutGrad` (gResid itself, or resid_post's gradient when attention and MLP run in parallel),
  * as attn_out's gradient, through W_O (per head when hook_result exists), the pattern, the
  * softmax, the scores, rotary, W_Q/W_K/W_V and ln1 into resid_pre.
  */
-function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: TransposedPointers): void {
+function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: TransposedPointers, attnOutGrad: number): void {
   const { buf, cfg, batch: B, pos: P, rows } = run;
   const { dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d } = cfg;
   const Hd = H * d;
@@ -266,7 +269,7 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
   const t = wT.blocks[l]!;
   const heap = () => run.engine.heap();
   const rotary = cfg.positionalEmbeddingType === "rotary";
-  heap().copyWithin(buf.gDelta >>> 2, buf.gResid >>> 2, (buf.gResid >>> 2) + rows * D);
+  heap().copyWithin(buf.gDelta >>> 2, attnOutGrad >>> 2, (attnOutGrad >>> 2) + rows * D);
   fireBlock(run, l, "attnOut", buf.gDelta, [B, P, D]);
   if (cfg.useAttnResult) {
     // attn_out = Σ_h result[:, :, h] + b_O: each head's result gets attn_out's gradient.
