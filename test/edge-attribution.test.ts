@@ -159,7 +159,7 @@ describe.each(["tiny-gpt2-random", "tiny-llama-random"])("exact edge patching on
 });
 
 describe("direct path patching is the head → q/k/v block of exact edge patching", () => {
-  it.each([["tiny-gpt2-random", "k"], ["tiny-gpt2-random", "v"], ["tiny-llama-random", "q"]] as const)("%s, %s, both modes", async (name, component) => {
+  it.each([["tiny-gpt2-random", "k"], ["tiny-gpt2-random", "v"], ["tiny-llama-random", "q"], ["tiny-gpt_neox-random", "k"]] as const)("%s, %s, both modes", async (name, component) => {
     const { getActPatchDirectPath } = await import("../src/index.js");
     const inputs = golden<GoldenInputs>(name, "inputs.json");
     const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
@@ -211,6 +211,61 @@ describe("discoverCircuit on the embedded demo model", () => {
     // Clean prompts against themselves: both runs give the same metric, so faithfulness has no meaning.
     await expect(discoverCircuit(model, clean, c, c, metric, { method: "eap" })).rejects.toThrow(/same metric .*faithfulness is undefined/);
     expect(() => faithfulnessCurve(model, corrupted, c, r, metric, ranking, [4])).toThrow(/n = 4 is outside \[0, 3\]/);
+    model.dispose();
+  });
+});
+
+describe("edges of a parallel attention + MLP model (tiny-gpt_neox-random)", () => {
+  const name = "tiny-gpt_neox-random";
+  const inputs = golden<GoldenInputs>(name, "inputs.json");
+  const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+
+  it("an MLP reads only earlier layers' heads; all edges give the clean run, none the corrupted one", async () => {
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine });
+    const graph = new EdgeGraph(model.cfg);
+    expect(graph.isEdge(graph.writerIndex("a1.h0"), graph.readerIndex("m1"))).toBe(false);
+    expect(graph.isEdge(graph.writerIndex("a0.h3"), graph.readerIndex("m1"))).toBe(true);
+    expect(graph.isEdge(graph.writerIndex("m0"), graph.readerIndex("a1.h2<v>"))).toBe(true);
+    expect(() => graph.edgeSet([["a1.h0", "m1"]])).toThrow(/not an edge/);
+    const clean = model.runWithCache(inputs.clean).cache;
+    const corrupted = model.runWithCache(inputs.corrupted).cache;
+    const baselines = golden<{ clean: number; corrupted: number }>(name, "baselines.json");
+    expect(evaluateCircuit(model, inputs.corrupted, clean, corrupted, metric, []).metric).toBeCloseTo(baselines.corrupted, 4);
+    const all: [number, number][] = [];
+    for (let i = 0; i < graph.nWriters; i++) for (let j = 0; j < graph.nReaders; j++) if (graph.isEdge(i, j)) all.push([i, j]);
+    expect(evaluateCircuit(model, inputs.corrupted, clean, corrupted, metric, all).metric).toBeCloseTo(baselines.clean, 3);
+    model.dispose();
+  });
+
+  it("head → MLP edges: exact patching is the run with only hook_mlp_in shifted; EAP is the first-order term at hook_mlp_in", async () => {
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine });
+    const clean = model.runWithCache(inputs.clean).cache;
+    const corrupted = model.runWithCache(inputs.corrupted).cache;
+    const { dModel: D, dHead: d, nHeads: H } = model.cfg;
+    // a0.h1's write clean − corrupted [B·P, D]: dz[:, :, 1] @ W_O[0][1].
+    const zc = clean.get("blocks.0.attn.hook_z").data;
+    const zr = corrupted.get("blocks.0.attn.hook_z").data;
+    const wO = model.weights.get("blocks.0.attn.W_O")!.data;
+    const rows = zc.length / (H * d);
+    const delta = new Float32Array(rows * D);
+    for (let r = 0; r < rows; r++) {
+      for (let e = 0; e < d; e++) {
+        const dz = zc[(r * H + 1) * d + e]! - zr[(r * H + 1) * d + e]!;
+        for (let i = 0; i < D; i++) delta[r * D + i]! += dz * wO[(1 * d + e) * D + i]!;
+      }
+    }
+    const shifted = model.runWithHooks(inputs.corrupted, {
+      fwdHooks: [["blocks.1.hook_mlp_in", (x) => { for (let i = 0; i < x.data.length; i++) x.data[i]! += delta[i]!; }]],
+    }).logits!;
+    const exact = await getEdgePatchExact(model, inputs.corrupted, clean, corrupted, metric, { mode: "exact", edges: [["a0.h1", "m1"]] });
+    const graph = new EdgeGraph(model.cfg);
+    expect(exact.scores.get(graph.writerIndex("a0.h1"), graph.readerIndex("m1"))).toBeCloseTo(metric(shifted), 4);
+    const grad = model.runWithCache(inputs.corrupted, { inclBwd: true, metric, namesFilter: ["blocks.1.hook_mlp_in_grad"] });
+    const g = grad.cache.get("blocks.1.hook_mlp_in_grad").data;
+    let first = grad.metric!;
+    for (let i = 0; i < g.length; i++) first += delta[i]! * g[i]!;
+    const eap = await getEdgeAttrEap(model, inputs.corrupted, clean, corrupted, metric);
+    expect(eap.scores.get(graph.writerIndex("a0.h1"), graph.readerIndex("m1"))).toBeCloseTo(first, 4);
     model.dispose();
   });
 });

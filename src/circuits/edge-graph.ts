@@ -41,7 +41,7 @@ export class EdgeGraph {
   private readonly writerByName: Map<string, number>;
   private readonly readerByName: Map<string, number>;
 
-  constructor(readonly cfg: Readonly<Pick<HookedTransformerConfig, "nLayers" | "nHeads" | "nKeyValueHeads">>) {
+  constructor(readonly cfg: Readonly<Pick<HookedTransformerConfig, "nLayers" | "nHeads" | "nKeyValueHeads" | "parallelAttnMlp">>) {
     const { nLayers: L, nHeads: H, nKeyValueHeads: Hk } = cfg;
     const writers: Writer[] = [{ kind: "input" }];
     const readers: Reader[] = [];
@@ -60,7 +60,8 @@ export class EdgeGraph {
     this.writerByName = new Map(this.writers.map((n, i) => [n, i]));
     this.readerByName = new Map(this.readers.map((n, i) => [n, i]));
     this.edgeMask = new Uint8Array(writers.length * readers.length);
-    writers.forEach((u, i) => readers.forEach((v, j) => { this.edgeMask[i * readers.length + j] = before(u, v) ? 1 : 0; }));
+    const parallel = cfg.parallelAttnMlp === true;
+    writers.forEach((u, i) => readers.forEach((v, j) => { this.edgeMask[i * readers.length + j] = before(u, v, parallel) ? 1 : 0; }));
   }
 
   get nWriters(): number {
@@ -134,10 +135,11 @@ function readerName(r: Reader): string {
 }
 
 /** Writer u's output is in the residual stream that reader v reads. */
-function before(u: Writer, v: Reader): boolean {
+function before(u: Writer, v: Reader, parallel: boolean): boolean {
   if (u.kind === "input" || v.kind === "logits") return true;
-  // An MLP reads resid_mid: its own layer's heads write before it, its own output after.
-  if (v.kind === "mlp" && u.kind === "head") return u.layer <= v.layer;
+  // An MLP reads resid_mid: its own layer's heads write before it, its own output after. In
+  // parallel (GPT-NeoX) it reads resid_pre, as the heads do: only earlier layers reach it.
+  if (v.kind === "mlp" && u.kind === "head" && !parallel) return u.layer <= v.layer;
   return u.layer < v.layer;
 }
 
