@@ -24,6 +24,7 @@ const SUITES = {
   backward: () => import("./backward.js"),
   versions: () => import("./versions.js"),
   circuits: () => import("./circuits.js"),
+  families: () => import("./families.js"),
 };
 
 const args = process.argv.slice(2);

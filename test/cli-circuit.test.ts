@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../src/cli/cli.js";
+import { cli } from "./cli-helpers.js";
 import { demoModelFiles, demoPrompts } from "../src/index.js";
 import { expectGoldenScores, golden, referenceDir, type GoldenScores } from "./reference.js";
 
@@ -24,16 +24,6 @@ beforeAll(async () => {
   writeFileSync(DEMO_PROMPTS, JSON.stringify(demoPrompts({ batch: 4 })));
 });
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(args, {
-    stdout: { write: (s: string) => { stdout += s; }, isTTY: false },
-    stderr: { write: (s: string) => { stderr += s; }, isTTY: false, columns: 100 },
-    env: {},
-  });
-  return { code, stdout, stderr };
-}
 
 describe("hooklens circuit edges", () => {
   it.each([["eap", "edge_eap.json"], ["eap-ig", "edge_eap_ig5.json"], ["exact", "edge_exact_exact.json"]])("--method %s writes the goldens' scores with the graph's names", async (method, file) => {

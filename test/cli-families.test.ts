@@ -5,21 +5,11 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { runCli } from "../src/cli/cli.js";
+import { cli } from "./cli-helpers.js";
 import { expectGoldenScores, golden, referenceDir, type GoldenScores } from "./reference.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "hooklens-cli-families-"));
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(args, {
-    stdout: { write: (s: string) => { stdout += s; }, isTTY: false },
-    stderr: { write: (s: string) => { stderr += s; }, isTTY: false, columns: 100 },
-    env: {},
-  });
-  return { code, stdout, stderr };
-}
 
 describe.each(["tiny-gpt_neox-random", "tiny-qwen2-random", "tiny-llama3-random", "tiny-mistral-random", "tiny-olmo-random"])("hooklens on %s", (name) => {
   const model = referenceDir(name);

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { runCli } from "../src/cli/cli.js";
+import { cli } from "./cli-helpers.js";
 import { expectGoldenScores, golden, referenceDir, type GoldenScores, type GoldenTensor } from "./reference.js";
 
 const NAME = "tiny-gpt2-random";
@@ -13,16 +13,6 @@ const PROMPTS = join(MODEL, "golden", "inputs.json");
 const tmp = mkdtempSync(join(tmpdir(), "hooklens-cli-grads-"));
 const readJson = <T>(file: string): T => JSON.parse(readFileSync(file, "utf8")) as T;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(args, {
-    stdout: { write: (s: string) => { stdout += s; }, isTTY: false },
-    stderr: { write: (s: string) => { stderr += s; }, isTTY: false, columns: 100 },
-    env: {},
-  });
-  return { code, stdout, stderr };
-}
 
 describe("hooklens cache --grads", () => {
   it("writes the metric and each selected activation's gradient, equal to autograd's", async () => {

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../src/cli/cli.js";
+import { cli as runInProcess } from "./cli-helpers.js";
 import {
   demoModelFiles, demoPrompts, evaluateCircuit, faithfulnessCi, getActPatchDirectPath, getAttrPatchAll, HookedTransformer, logitDiff,
 } from "../src/index.js";
@@ -19,16 +19,7 @@ beforeAll(() => {
   writeFileSync(PROMPTS, JSON.stringify(demoPrompts({ batch: 6 })));
 });
 
-async function cli(args: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(args, {
-    stdout: { write: (s: string) => { stdout += s; }, isTTY: false },
-    stderr: { write: (s: string) => { stderr += s; }, isTTY: false, columns: 120 },
-    env: {},
-  });
-  return { code, stdout, stderr };
-}
+const cli = (args: string[]) => runInProcess(args, 120);
 
 describe("patch --ci", () => {
   it("direct path: the library's intervals, p-values and standard errors in the JSON, the CSV and the top list", async () => {
@@ -120,9 +111,9 @@ describe("--ci on attribution and circuits", () => {
     const e = JSON.parse(readFileSync(join(tmp, "eap.json"), "utf8"));
     expect(e.ciLow).toHaveLength(e.scores.length);
     e.scores.forEach((s: number, i: number) => { if (!e.noPath[i]) { expect(e.ciLow[i]).toBeLessThanOrEqual(s + 1e-4); expect(e.ciHigh[i]).toBeGreaterThanOrEqual(s - 1e-4); } });
-    const sharded = await cli(["circuit", "edges", "--method", "exact", "--workers", "2", "--model", DEMO, "--prompts", PROMPTS, "--ci", "95", "--out", join(tmp, "x.json")]);
+    const sharded = await cli(["circuit", "edges", "--method", "exact", "--shard", "1/2", "--model", DEMO, "--prompts", PROMPTS, "--ci", "95", "--out", join(tmp, "x.json")]);
     expect(sharded.code).toBe(2);
-    expect(sharded.stderr).toMatch(/--ci does not combine with --shard or --workers/);
+    expect(sharded.stderr).toMatch(/a shard part carries per-prompt rows; give --ci to hooklens merge/);
   });
 });
 

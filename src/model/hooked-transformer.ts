@@ -6,6 +6,7 @@ import { loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
 import { ActivationCache } from "./activation-cache.js";
 import type { HookedTransformerConfig } from "./config.js";
 import { familyOf } from "./families/index.js";
+import { checkWeightsFitMemory } from "./memory-fit.js";
 import { processWeights, type ProcessOptions } from "./process-weights.js";
 import {
   freeTransposedWeights, freeWeights, unembedColumns, uploadRawProjections, uploadTransposedUnembed, uploadTransposedWeights, uploadWeights, type DevicePointers,
@@ -215,6 +216,8 @@ export class HookedTransformer {
     const json = await readJsonConfig(files, "config.json");
     const family = familyOf(json);
     let cfg = family.configFromHf(json);
+    // Judged from config.json alone: nothing is read or allocated for a model that cannot fit.
+    checkWeightsFitMemory(cfg, typeof source === "string" ? source : "the model");
     if (options.useAttnResult) cfg = { ...cfg, useAttnResult: true };
     if (options.useSplitQkvInput) cfg = { ...cfg, useSplitQkvInput: true };
     if (options.useHookMlpIn) cfg = { ...cfg, useHookMlpIn: true };

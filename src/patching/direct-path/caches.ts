@@ -89,7 +89,8 @@ export function directPathCaches(setup: DirectPathSetup, cleanCache: ActivationC
       residPre: (l) => corrupted(`blocks.${l}.hook_resid_pre`),
       hasKeysValues: (l) => keysValues(l) !== undefined,
       keysValues,
-      residMid: (l) => fitting(`blocks.${l}.hook_resid_mid`, [B, P, D]),
+      // Attention and MLP in parallel: no block has a resid_mid to start after.
+      residMid: (l) => (model.cfg.parallelAttnMlp ? undefined : fitting(`blocks.${l}.hook_resid_mid`, [B, P, D])),
     },
     attentionInputs,
     baselines: () => {
