@@ -93,6 +93,40 @@ export function swiglu(gate: usize, up: usize, out: usize, n: i32): void {
   }
 }
 
+/** out = gelu_new(gate) * up (Gemma's gated MLP, GELU in its tanh form), n elements; out may alias either input. */
+export function geglu(gate: usize, up: usize, out: usize, n: i32): void {
+  const end = <usize>n << 2;
+  let i: usize = 0;
+  for (; i + 16 <= end; i += 16) v128.store(out + i, f32x4.mul(geluNew4(v128.load(gate + i)), v128.load(up + i)));
+  if (i < end) {
+    const count = (end - i) >> 2;
+    const g = geluNew4(loadTail(gate + i, count, 0));
+    storeTail(out + i, count, f32x4.mul(g, loadTail(up + i, count, 0)));
+  }
+}
+
+// ---- soft-capping ---------------------------------------------------------------
+
+// @ts-ignore: decorator
+@inline function softcap4(x: v128, cap: f32): v128 {
+  // cap · tanh(x / cap) = cap · (1 - e) / (1 + e) · sign(x), e = exp(-2|x| / cap) <= 1: nothing overflows.
+  const c = f32x4.splat(cap);
+  const e = expNeg(f32x4.div(f32x4.mul(negAbs(x), f32x4.splat(2)), c));
+  const one = f32x4.splat(1);
+  const mag = f32x4.mul(c, f32x4.div(f32x4.sub(one, e), f32x4.add(one, e)));
+  const capped = v128.bitselect(f32x4.neg(mag), mag, f32x4.lt(x, f32x4.splat(0)));
+  // -Infinity (a masked score) stays -Infinity: capping comes before the mask.
+  return v128.bitselect(x, capped, f32x4.eq(x, f32x4.splat(-Infinity)));
+}
+
+/** out = cap · tanh(x / cap) (Gemma-2's attention and final-logit soft-capping), -Infinity kept; out may alias x. */
+export function softcap(x: usize, out: usize, n: i32, cap: f32): void {
+  const end = <usize>n << 2;
+  let i: usize = 0;
+  for (; i + 16 <= end; i += 16) v128.store(out + i, softcap4(v128.load(x + i), cap));
+  if (i < end) storeTail(out + i, (end - i) >> 2, softcap4(loadTail(x + i, (end - i) >> 2, 0), cap));
+}
+
 // ---- softmax --------------------------------------------------------------------
 
 // Partial sums are folded into an f64 every SUM_BLOCK bytes, so a 50k-wide row keeps f32

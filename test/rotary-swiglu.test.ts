@@ -94,3 +94,65 @@ describe("swiglu", () => {
     }
   }
 });
+
+describe("geglu (Gemma's gated MLP)", () => {
+  const run = (engine: Engine, gate: Float32Array, up: Float32Array) => {
+    const pg = engine.upload(gate);
+    const pu = engine.upload(up);
+    engine.kernels.geglu(pg, pu, pg, gate.length);
+    const out = engine.download(pg, gate.length);
+    engine.free(pg);
+    engine.free(pu);
+    return out;
+  };
+  it("twin: gelu_new(gate) * up by hand", () => {
+    const out = run(js, new Float32Array([0, 1, -2]), new Float32Array([5, 2, 3]));
+    const gelu = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    expect(out[0]).toBe(0);
+    expect(out[1]).toBeCloseTo(2 * gelu(1), 6);
+    expect(out[2]).toBeCloseTo(3 * gelu(-2), 6);
+  });
+  for (const engine of engines) {
+    for (const n of [1, 3, 7, 17, 129, 769, 1536 * 3]) {
+      it(`${engine.variant} equals the twin on ${n} elements`, () => {
+        const gate = randn(n, n, 4);
+        const up = randn(n, n + 1);
+        expect(relError(run(engine, gate, up), run(js, gate, up))).toBeLessThanOrEqual(1e-5);
+      });
+    }
+  }
+});
+
+describe("softcap (Gemma-2's soft-capping)", () => {
+  const run = (engine: Engine, x: Float32Array, cap: number) => {
+    const px = engine.upload(x);
+    engine.kernels.softcap(px, px, x.length, cap);
+    const out = engine.download(px, x.length);
+    engine.free(px);
+    return out;
+  };
+  it("twin: cap · tanh(x / cap), -Infinity kept, large values saturate at ±cap", () => {
+    const out = run(js, new Float32Array([0, 2, -7, -Infinity, 1e30, -1e30]), 5);
+    expect(out[0]).toBe(0);
+    expect(out[1]).toBeCloseTo(5 * Math.tanh(0.4), 6);
+    expect(out[2]).toBeCloseTo(5 * Math.tanh(-1.4), 6);
+    expect(out[3]).toBe(-Infinity);
+    expect(out[4]).toBe(5);
+    expect(out[5]).toBe(-5);
+  });
+  for (const engine of engines) {
+    for (const n of [1, 3, 7, 17, 129, 769, 4096 + 5]) {
+      it(`${engine.variant} equals the twin on ${n} elements (with -Infinity and huge entries)`, () => {
+        const x = randn(n, n + 3, 20);
+        for (let i = 0; i < n; i += 5) x[i] = -Infinity;
+        if (n > 2) { x[1] = 1e30; x[2] = -1e30; }
+        const got = run(engine, x, 8);
+        const want = run(js, x, 8);
+        for (let i = 0; i < n; i++) {
+          if (want[i] === -Infinity) expect(got[i]).toBe(-Infinity);
+          else expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(2e-6 * 8);
+        }
+      });
+    }
+  }
+});

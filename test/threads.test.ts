@@ -165,6 +165,8 @@ describe("threaded engine", () => {
       expectSameOnAll(name, [n, n], 1, (e, [out, x]) => e.kernels[name](x!, out!, n));
     }
     expectSameOnAll("swiglu", [n, n, n], 1, (e, [out, g, u]) => e.kernels.swiglu(g!, u!, out!, n));
+    expectSameOnAll("geglu", [n, n, n], 1, (e, [out, g, u]) => e.kernels.geglu(g!, u!, out!, n));
+    expectSameOnAll("softcap", [n, n], 1, (e, [out, x]) => e.kernels.softcap(x!, out!, n, 5));
     expectSameOnAll("rotary", [rows * 8 * 64, rows * 8 * 64, rows * 32, rows * 32], 1, (e, [out, x, cos, sin]) => {
       e.kernels.rotary(x!, out!, cos!, sin!, rows, 8, 64, 64);
     });

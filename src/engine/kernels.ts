@@ -83,6 +83,10 @@ export interface Kernels {
   silu(x: number, out: number, n: number): void;
   /** out = silu(gate) * up (SwiGLU), n elements; out may alias either input. */
   swiglu(gate: number, up: number, out: number, n: number): void;
+  /** out = gelu_new(gate) * up (Gemma's gated MLP), n elements; out may alias either input. */
+  geglu(gate: number, up: number, out: number, n: number): void;
+  /** out = cap · tanh(x / cap) with -Infinity kept (soft-capped scores and logits), n elements; out may alias x. */
+  softcap(x: number, out: number, n: number, cap: number): void;
   /** Row-wise softmax over the last dim: x: [rows, n] -> out; -Infinity maps to 0; an all -Infinity row gives 0s. */
   softmax(x: number, out: number, rows: number, n: number): void;
 
@@ -152,7 +156,7 @@ export const KERNEL_NAMES = [
   "gemm", "prepackB", "gemmPacked",
   "layerNorm", "rmsNorm", "addLayerNorm", "addRmsNorm",
   "attnScores", "attnApplyPattern", "attention",
-  "geluNew", "geluExact", "silu", "swiglu", "softmax", "rotary",
+  "geluNew", "geluExact", "silu", "swiglu", "geglu", "softcap", "softmax", "rotary",
   "add", "addRow", "firstNonFinite",
   "normScaleGrad", "normInputGrad", "geluNewGrad", "geluExactGrad", "siluGrad", "swigluGrad", "softmaxGrad",
   "patternAndValueGrad", "queryKeyGrad",

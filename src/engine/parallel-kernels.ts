@@ -161,6 +161,10 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
   kernels.silu = unary("silu");
   kernels.swiglu = (gate, up, out, n) => elementwise("swiglu", n, () => base.swiglu(gate, up, out, n),
     (s, e) => [gate + s * 4, up + s * 4, out + s * 4, e - s]);
+  kernels.geglu = (gate, up, out, n) => elementwise("geglu", n, () => base.geglu(gate, up, out, n),
+    (s, e) => [gate + s * 4, up + s * 4, out + s * 4, e - s]);
+  kernels.softcap = (x, out, n, cap) => elementwise("softcap", n, () => base.softcap(x, out, n, cap),
+    (s, e) => [x + s * 4, out + s * 4, e - s, cap]);
 
   // The backward's norms (row-wise) and activations (elementwise), cut as the forward's are.
   kernels.normScaleGrad = (gNorm, norm, scale, gScale, rows, d) => byRows("normScaleGrad", rows, d,

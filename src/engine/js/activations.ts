@@ -32,6 +32,28 @@ export function silu(heap: Float32Array, x: number, out: number, n: number): voi
   }
 }
 
+/** out = gelu_new(gate) * up (Gemma's gated MLP), n elements; out may alias either input. */
+export function geglu(heap: Float32Array, gate: number, up: number, out: number, n: number): void {
+  const G = gate >>> 2;
+  const U = up >>> 2;
+  const O = out >>> 2;
+  const c = Math.sqrt(2 / Math.PI);
+  for (let i = 0; i < n; i++) {
+    const g = heap[G + i]!;
+    heap[O + i] = 0.5 * g * (1 + Math.tanh(c * (g + 0.044715 * g * g * g))) * heap[U + i]!;
+  }
+}
+
+/** out = cap · tanh(x / cap), -Infinity kept (a masked score stays masked); out may alias x. */
+export function softcap(heap: Float32Array, x: number, out: number, n: number, cap: number): void {
+  const X = x >>> 2;
+  const O = out >>> 2;
+  for (let i = 0; i < n; i++) {
+    const v = heap[X + i]!;
+    heap[O + i] = v === -Infinity ? v : cap * Math.tanh(v / cap);
+  }
+}
+
 /** out = silu(gate) * up, n elements; out may alias either input. */
 export function swiglu(heap: Float32Array, gate: number, up: number, out: number, n: number): void {
   const G = gate >>> 2;
