@@ -1,4 +1,4 @@
-// The hooklens commands on every Hugging Face-anchored family of ../shared/reference (GPT-NeoX,
+// The hooklens commands on every Hugging Face-anchored family of ../shared/reference (GPT-NeoX, Gemma-2,
 // Qwen2, Llama 3, Mistral, OLMo): the CLI loads each checkpoint folder and its activation patching
 // and exact direct path scores equal transformers' goldens.
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -11,7 +11,7 @@ import { expectGoldenScores, golden, referenceDir, type GoldenScores } from "./r
 const tmp = mkdtempSync(join(tmpdir(), "hooklens-cli-families-"));
 
 
-describe.each(["tiny-gpt_neox-random", "tiny-qwen2-random", "tiny-llama3-random", "tiny-mistral-random", "tiny-olmo-random"])("hooklens on %s", (name) => {
+describe.each(["tiny-gpt_neox-random", "tiny-gemma2-random", "tiny-qwen2-random", "tiny-llama3-random", "tiny-mistral-random", "tiny-olmo-random"])("hooklens on %s", (name) => {
   const model = referenceDir(name);
   const prompts = join(model, "golden", "inputs.json");
 

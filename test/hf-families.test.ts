@@ -24,6 +24,7 @@ const within = (got: ArrayLike<number>, want: readonly number[], label: string) 
 
 describe.each([
   ["tiny-gpt_neox-random", "GPTNeoXForCausalLM"],
+  ["tiny-gemma2-random", "Gemma2ForCausalLM"],
   ["tiny-qwen2-random", "Qwen2ForCausalLM"],
   ["tiny-llama3-random", "LlamaForCausalLM"],
   ["tiny-olmo-random", "OlmoForCausalLM"],
@@ -48,7 +49,8 @@ describe.each([
 
       const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine });
       const V = logits.shape[2]!;
-      const centred = logits.data.map((x, i) => {
+      // Soft-capped logits are not centred (processing skips center_unembed for them).
+      const centred = model.cfg.finalSoftcap !== undefined ? logits.data : logits.data.map((x, i) => {
         const row = Math.floor(i / V) * V;
         let mean = 0;
         for (let j = 0; j < V; j++) mean += logits.data[row + j]!;
@@ -105,5 +107,21 @@ describe.each([
     expect(again.forward(inputs.clean).logits!.data).toEqual(raw.forward(inputs.clean).logits!.data);
     raw.dispose();
     again.dispose();
+  });
+});
+
+describe("tiny-gemma2-random: what is not built yet is refused by name", () => {
+  it("gradients (post-norm and soft-cap backward) and the edge graph (a head's write through the shared post-norm)", async () => {
+    const { EdgeGraph } = await import("../src/circuits/edge-graph.js");
+    const inputs = golden<GoldenInputs>("tiny-gemma2-random", "inputs.json");
+    const model = await HookedTransformer.fromPretrained(referenceDir("tiny-gemma2-random"), { engine: engines.at(-1)! });
+    expect(() => model.runWithCache(inputs.clean, { inclBwd: true, metric: logitDiff(inputs) }))
+      .toThrow(/gradients: the backward through post-norms and soft-capping \(Gemma-2\) is not built yet/);
+    expect(() => new EdgeGraph(model.cfg)).toThrow(/edge graph: with post-norms \(Gemma-2\)/);
+    // Soft-capped logits are left uncentred by processing, and asking for centring is refused.
+    expect(model.cfg.processing.centerUnembed).toBe(false);
+    await expect(HookedTransformer.fromPretrained(referenceDir("tiny-gemma2-random"), { centerUnembed: true }))
+      .rejects.toThrow(/centerUnembed would change this model's soft-capped logits/);
+    model.dispose();
   });
 });

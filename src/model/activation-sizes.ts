@@ -56,8 +56,9 @@ export function activationSizes(cfg: HookedTransformerConfig, shape: ForwardShap
     cosLast: rotary && shape.pruneLastLayer ? B * (d / 2) : 0,
     sinLast: rotary && shape.pruneLastLayer ? B * (d / 2) : 0,
     residLast: shape.pruneLastLayer ? B * D : 0,
-    scores: shape.scores ? B * H * (P - posStart) * P : 0,
-    pattern: shape.scores ? B * H * (P - posStart) * P : 0,
+    // Soft-capped scores always take the unfused path (the fused kernel does not cap).
+    scores: shape.scores || cfg.attnSoftcap !== undefined ? B * H * (P - posStart) * P : 0,
+    pattern: shape.scores || cfg.attnSoftcap !== undefined ? B * H * (P - posStart) * P : 0,
     z: rows * H * d,
     result: cfg.useAttnResult ? rows * H * D : 0,
     attnOut: rows * D,

@@ -63,6 +63,23 @@ export interface HookedTransformerConfig {
    */
   parallelAttnMlp?: boolean;
   /**
+   * Which layers use the sliding window (TransformerLens `attn_types`): "local" ones do, "global"
+   * ones attend to every earlier position (Gemma-2 alternates, from layer 0). Absent: every layer
+   * uses `slidingWindow` when it is set.
+   */
+  attnTypes?: readonly ("global" | "local")[];
+  /**
+   * RMSNorms after attention and after the MLP as well as before (Gemma-2's sandwich norms,
+   * TransformerLens `use_normalization_before_and_after`): `hook_attn_out` is
+   * ln1_post(attention's output), `hook_mlp_out` ln2_post(the MLP's). Their weights
+   * (`blocks.l.ln1_post.w`, `ln2_post.w`) act on the sum of every head, so they are never folded.
+   */
+  postNorms?: boolean;
+  /** Attention scores soft-capped before the mask: c · tanh(scores / c) (Gemma-2's `attn_logit_softcapping`). */
+  attnSoftcap?: number;
+  /** Logits soft-capped: c · tanh(logits / c) (Gemma-2's `final_logit_softcapping`). */
+  finalSoftcap?: number;
+  /**
    * Sliding-window attention on every layer (Mistral's `sliding_window`): the query at position p
    * reads keys p − slidingWindow + 1 .. p only. Absent: full causal attention.
    */
@@ -131,6 +148,10 @@ export function makeConfig(partial: Partial<HookedTransformerConfig> &
     ...(partial.slidingWindow === undefined ? {} : { slidingWindow: partial.slidingWindow }),
     ...(partial.rotaryDim === undefined ? {} : { rotaryDim: partial.rotaryDim }),
     ...(partial.parallelAttnMlp ? { parallelAttnMlp: true } : {}),
+    ...(partial.attnTypes === undefined ? {} : { attnTypes: partial.attnTypes }),
+    ...(partial.postNorms ? { postNorms: true } : {}),
+    ...(partial.attnSoftcap === undefined ? {} : { attnSoftcap: partial.attnSoftcap }),
+    ...(partial.finalSoftcap === undefined ? {} : { finalSoftcap: partial.finalSoftcap }),
     gatedMlp: partial.gatedMlp ?? false,
     dMlp: partial.dMlp ?? 4 * dModel,
     actFn: partial.actFn ?? "gelu_new",
@@ -177,7 +198,22 @@ export function checkConfig(cfg: HookedTransformerConfig, file = "config"): Hook
   oneOf("positionalEmbeddingType", ["standard", "rotary"]);
   oneOf("gatedMlp", [true, false]);
   oneOf("useAttnResult", [true, false]);
-  if (cfg.gatedMlp && cfg.actFn !== "silu") fail("actFn", `a gated MLP needs "silu" (the SwiGLU kernel), got ${JSON.stringify(cfg.actFn)}`);
+  if (cfg.gatedMlp && cfg.actFn !== "silu" && cfg.actFn !== "gelu_new") {
+    fail("actFn", `a gated MLP needs "silu" (SwiGLU) or "gelu_new" (GeGLU), got ${JSON.stringify(cfg.actFn)}`);
+  }
+  for (const key of ["attnSoftcap", "finalSoftcap"] as const) {
+    const c = cfg[key];
+    if (c !== undefined && !(typeof c === "number" && c > 0 && Number.isFinite(c))) fail(key, `expected a finite number > 0, got ${JSON.stringify(c)}`);
+  }
+  if (cfg.attnTypes !== undefined) {
+    const t = cfg.attnTypes;
+    if (!Array.isArray(t) || t.length !== cfg.nLayers || t.some((x) => x !== "global" && x !== "local")) {
+      fail("attnTypes", `expected one "global" or "local" per layer (${cfg.nLayers}), got ${JSON.stringify(t)}`);
+    }
+    if (t.includes("local") && cfg.slidingWindow === undefined) fail("attnTypes", "\"local\" layers need slidingWindow");
+  }
+  if (cfg.postNorms !== undefined) oneOf("postNorms", [true, false]);
+  if (cfg.postNorms && cfg.normalizationType !== "RMS" && cfg.normalizationType !== "RMSPre") fail("postNorms", "post-norms are RMSNorms (normalizationType \"RMS\")");
   if (cfg.positionalEmbeddingType === "rotary") {
     if (cfg.dHead % 2 !== 0) fail("dHead", `rotary embeddings rotate pairs of dimensions, so dHead must be even, got ${cfg.dHead}`);
     if (!(cfg.rotaryBase > 1 && Number.isFinite(cfg.rotaryBase))) fail("rotaryBase", `expected a finite number > 1, got ${cfg.rotaryBase}`);
@@ -203,4 +239,10 @@ export function checkConfig(cfg: HookedTransformerConfig, file = "config"): Hook
   if (!(cfg.attnScale > 0 && Number.isFinite(cfg.attnScale))) fail("attnScale", `expected a finite number > 0, got ${cfg.attnScale}`);
   if (typeof cfg.originalArchitecture !== "string") fail("originalArchitecture", `expected a string, got ${JSON.stringify(cfg.originalArchitecture)}`);
   return cfg;
+}
+
+/** The sliding window of layer `l`'s attention (0: none), from `slidingWindow` and `attnTypes`. */
+export function layerWindow(cfg: Pick<HookedTransformerConfig, "slidingWindow" | "attnTypes">, l: number): number {
+  if (cfg.slidingWindow === undefined) return 0;
+  return cfg.attnTypes === undefined || cfg.attnTypes[l] === "local" ? cfg.slidingWindow : 0;
 }

@@ -19,6 +19,7 @@ export interface BlockPointers {
   wgate: number;                      // packed [D, M], or 0 without a gated MLP
   win: number; bin: number;           // packed [D, M], [M]
   wout: number; bout: number;         // packed [M, D], [D]
+  ln1Post: number; ln2Post: number;   // [D] post-norm weights (Gemma-2), or 0
 }
 
 export interface DevicePointers {
@@ -127,6 +128,8 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
       wgate: gate ? packed(gate) : 0,
       win: packed(mlpIn), bin: up(cfg.gatedMlp ? host.get(`blocks.${l}.mlp.b_in`) : mlpIn.bias),
       wout: packed(out), bout: up(out.bias),
+      ln1Post: cfg.postNorms ? up(host.get(`blocks.${l}.ln1_post.w`)) : 0,
+      ln2Post: cfg.postNorms ? up(host.get(`blocks.${l}.ln2_post.w`)) : 0,
     });
   }
   const unembed = host.unembed();

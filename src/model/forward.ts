@@ -7,6 +7,7 @@ import type { BlockPointers, DevicePointers } from "./device-weights.js";
 import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
 import { assemble, embed, gatherLastRows, positionIds, renormalize, sumHeads } from "./forward-heap.js";
 import { rotaryDim, rotaryDivisors, rotaryTables } from "./rotary-tables.js";
+import { layerWindow } from "./config.js";
 
 /** Each MLP activation's own kernel, and its code for gemmPacked's fused activation. */
 const ACTIVATIONS = {
@@ -344,14 +345,16 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   }
   // z [B, qn, H, d] = softmax(q·kᵀ / attnScale, causal and padding masked) · v; scores and
   // pattern [B, H, qn, P] are materialised only when a hook reads them.
-  if (hooked(run, l, "attnScores") || hooked(run, l, "pattern")) {
-    kernels.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H, cfg.slidingWindow ?? 0);
+  if (hooked(run, l, "attnScores") || hooked(run, l, "pattern") || cfg.attnSoftcap !== undefined) {
+    kernels.attnScores(buf.q, kAll, buf.scores, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H, layerWindow(cfg, l));
+    // Soft-capping comes before the mask; masked scores stay -Infinity.
+    if (cfg.attnSoftcap !== undefined) kernels.softcap(buf.scores, buf.scores, B * H * qn * P, cfg.attnSoftcap);
     fire(run, l, "attnScores", buf.scores, [B, H, qn, P], qStart);
     kernels.softmax(buf.scores, buf.pattern, B * H * qn, P);
     fire(run, l, "pattern", buf.pattern, [B, H, qn, P], qStart);
     kernels.attnApplyPattern(buf.pattern, vAll, buf.z, B, qn, P, H, Hk, d, 0, H);
   } else {
-    kernels.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H, cfg.slidingWindow ?? 0);
+    kernels.attention(buf.q, kAll, vAll, buf.z, buf.mask, B, qn, P, H, Hk, d, 1 / cfg.attnScale, 0, H, layerWindow(cfg, l));
   }
   if (pruneHere) {
     // From here on only the last position of each row is computed.
@@ -375,6 +378,8 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
   } else {
     linear(run, buf.z, Hd, p.wo, buf.attnOut, p.bo, rows(run), D, Hd);
   }
+  // Gemma-2's post-attention norm, on the sum of every head.
+  if (cfg.postNorms) kernels.rmsNorm(buf.attnOut, buf.attnOut, 0, p.ln1Post, rows(run), D, cfg.eps);
   fire(run, l, "attnOut", buf.attnOut, [B, run.n, D], run.start);
   // Next, the MLP normalises the stream (a parallel MLP normalises its copy of resid_pre instead).
   addToResidual(run, buf.attnOut, [siteAt(run, l, "residMid"), siteAt(run, l, "mlpIn")], !cfg.parallelAttnMlp);
@@ -464,7 +469,8 @@ function mlpBlock(run: Run, l: number, p: BlockPointers): void {
     fire(run, l, "mlpPre", buf.pre, [B, run.n, M], run.start);
     linear(run, buf.norm, D, p.win, buf.preLinear, 0, rows(run), M, D);
     fire(run, l, "mlpPreLinear", buf.preLinear, [B, run.n, M], run.start);
-    kernels.swiglu(buf.pre, buf.preLinear, buf.post, rows(run) * M);
+    if (cfg.actFn === "gelu_new") kernels.geglu(buf.pre, buf.preLinear, buf.post, rows(run) * M);
+    else kernels.swiglu(buf.pre, buf.preLinear, buf.post, rows(run) * M);
     kernels.addRow(buf.post, p.bin, buf.post, rows(run), M);
   } else {
     const act = ACTIVATIONS[cfg.actFn];
@@ -479,6 +485,7 @@ function mlpBlock(run: Run, l: number, p: BlockPointers): void {
   }
   fire(run, l, "mlpPost", buf.post, [B, run.n, M], run.start);
   linear(run, buf.post, M, p.wout, buf.mlpOut, p.bout, rows(run), D, M);
+  if (cfg.postNorms) kernels.rmsNorm(buf.mlpOut, buf.mlpOut, 0, p.ln2Post, rows(run), D, cfg.eps);
   fire(run, l, "mlpOut", buf.mlpOut, [B, run.n, D], run.start);
   // Next comes block l + 1's ln1 (after its hook_resid_pre) or, at the end, ln_final (unless the pass returns the residual).
   const lastBlock = l + 1 === run.plan.stopAtLayer;
@@ -495,8 +502,10 @@ function unembed(run: Run, w: DevicePointers): Tensor {
   if (run.plan.unembed === "last") {
     // Row b*n + n-1 of each sequence: a strided A operand, no gather.
     linear(run, buf.norm + (n - 1) * D * 4, n * D, w.wU, buf.logits, w.bU, B, V, D);
+    if (cfg.finalSoftcap !== undefined) run.kernels.softcap(buf.logits, buf.logits, B * V, cfg.finalSoftcap);
     return new Tensor(run.engine.download(buf.logits, B * V), [B, 1, V]);
   }
   linear(run, buf.norm, D, w.wU, buf.logits, w.bU, rows(run), V, D);
+  if (cfg.finalSoftcap !== undefined) run.kernels.softcap(buf.logits, buf.logits, rows(run) * V, cfg.finalSoftcap);
   return new Tensor(run.engine.download(buf.logits, rows(run) * V), [B, n, V]);
 }

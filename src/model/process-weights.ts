@@ -24,7 +24,12 @@ export function processWeights(cfg: HookedTransformerConfig, weights: Weights, o
   // (LayerNorm); TransformerLens skips it for RMSNorm models, and so do we unless asked.
   const centres = cfg.normalizationType === "LN" || cfg.normalizationType === "LNPre";
   if (options.centerWritingWeights ?? centres) state = centerWritingWeights(state.cfg, state.weights);
-  if (options.centerUnembed ?? true) state = centerUnembed(state.cfg, state.weights);
+  // Centring the unembedding shifts logits by a constant per position, which a soft-cap does not
+  // pass through unchanged: skipped for soft-capped logits (TransformerLens does the same).
+  if (options.centerUnembed && cfg.finalSoftcap !== undefined) {
+    throw new Error(`processWeights: centerUnembed would change this model's soft-capped logits (finalSoftcap ${cfg.finalSoftcap})`);
+  }
+  if (options.centerUnembed ?? cfg.finalSoftcap === undefined) state = centerUnembed(state.cfg, state.weights);
   if (options.foldValueBiases ?? true) state = foldValueBiases(state.cfg, state.weights);
   return state;
 }

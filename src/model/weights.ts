@@ -41,6 +41,11 @@ export function parameterShapes(cfg: HookedTransformerConfig): Map<string, numbe
     shapes.set(`${p}mlp.b_in`, [M]);
     shapes.set(`${p}mlp.W_out`, [M, D]);
     shapes.set(`${p}mlp.b_out`, [D]);
+    // Post-norms act on every head's sum: never folded, so always present.
+    if (cfg.postNorms) {
+      shapes.set(`${p}ln1_post.w`, [D]);
+      shapes.set(`${p}ln2_post.w`, [D]);
+    }
   }
   norm("ln_final");
   shapes.set("unembed.W_U", [D, V]);

@@ -17,7 +17,7 @@ export function metricColumns(tokens: readonly number[] | undefined, dVocab: num
 /**
  * Logits of some vocabulary entries only: `x` [rows, dModel] (the final norm's output,
  * `ln_final.hook_normalized`) times those columns of W_U, plus b_U, with an unfolded final norm's
- * weight and bias applied first. Returns [rows, 1, dVocab] whose other entries are NaN.
+ * weight and bias applied first, and a final soft-cap after. Returns [rows, 1, dVocab] whose other entries are NaN.
  */
 export function unembedColumns(model: HookedTransformer, x: Float32Array, rows: number, columns: Int32Array): Tensor {
   const { dModel: D, dVocab: V, normalizationType } = model.cfg;
@@ -35,7 +35,14 @@ export function unembedColumns(model: HookedTransformer, x: Float32Array, rows: 
     for (let r = 0; r < rows; r++) for (let i = 0; i < D; i++) input[r * D + i] = x[r * D + i]! * w[i]! + (b ? b[i]! : 0);
   }
   const picked = engineMatmul(model.engine, input, rows, D, W, c, bias); // [rows, c]
+  const cap = model.cfg.finalSoftcap;
   const logits = new Float32Array(rows * V).fill(NaN);
-  for (let r = 0; r < rows; r++) for (let j = 0; j < c; j++) logits[r * V + columns[j]!] = picked[r * c + j]!;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < c; j++) {
+      // Soft-capping is per logit, so the picked ones cap as the whole row would (the forward's formula).
+      const v = picked[r * c + j]!;
+      logits[r * V + columns[j]!] = cap === undefined ? v : cap * Math.tanh(v / cap);
+    }
+  }
   return new Tensor(logits, [rows, 1, V]);
 }

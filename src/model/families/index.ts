@@ -8,15 +8,17 @@ import { ConfigError, type HookedTransformerConfig } from "../config.js";
 import type { HfCheckpoint, ModelFamily } from "./family.js";
 import { gpt2 } from "./gpt2.js";
 import { gptNeox } from "./gpt-neox.js";
+import { gemma2 } from "./gemma2.js";
 import { llama } from "./llama.js";
 
 export type { HfCheckpoint, HfTensors, ModelFamily, RawTensor } from "./family.js";
 export { configFromHfGpt2, convertGpt2Weights, gpt2, gpt2ToHf } from "./gpt2.js";
 export { configFromHfGptNeox, convertGptNeoxWeights, gptNeox, gptNeoxToHf } from "./gpt-neox.js";
+export { configFromHfGemma2, convertGemma2Weights, gemma2, gemma2ToHf } from "./gemma2.js";
 export { configFromHfLlama, convertLlamaWeights, llama, llamaToHf } from "./llama.js";
 
 /** Every supported family. */
-export const FAMILIES: readonly ModelFamily[] = [gpt2, gptNeox, llama];
+export const FAMILIES: readonly ModelFamily[] = [gpt2, gptNeox, llama, gemma2];
 
 /** The model_type of a config.json that has none: early GPT-2 configs were written without one. */
 const DEFAULT_MODEL_TYPE = "gpt2";

@@ -300,6 +300,7 @@ export const llama: ModelFamily = {
     if (!cfg.gatedMlp || cfg.actFn !== "silu") return `LLaMA's MLP is gated with silu, got gatedMlp ${cfg.gatedMlp} with actFn ${JSON.stringify(cfg.actFn)}`;
     if (!scalesBySqrtDHead(cfg)) return `attnScale must be sqrt(dHead) (${Math.sqrt(cfg.dHead)}) for LLaMA, got ${cfg.attnScale}`;
     if (cfg.parallelAttnMlp) return "parallelAttnMlp is true; LLaMA runs attention, then the MLP";
+    if (cfg.postNorms || cfg.attnSoftcap !== undefined || cfg.finalSoftcap !== undefined) return "LLaMA has no post-norms or soft-capping";
     if (cfg.rotaryDim !== undefined && cfg.rotaryDim !== cfg.dHead) return `rotaryDim is ${cfg.rotaryDim}; LLaMA rotates all ${cfg.dHead} dimensions`;
     return undefined;
   },

@@ -7,7 +7,10 @@ import type { DirectPathSetup, DirectPathSource } from "./setup.js";
 
 export interface SourceWrites {
   /**
-   * delta [batch * pos, dModel] = (z_clean - z_corrupted)[:, :, srcHead] @ W_O[srcLayer][srcHead].
+   * delta [batch * pos, dModel] = (z_clean - z_corrupted)[:, :, srcHead] @ W_O[srcLayer][srcHead]. With
+   * post-norms (Gemma-2), where a head's write has no value of its own, the change of the layer's
+   * post-normed write when only that head is switched to clean:
+   * ln1_post(attn_pre(z_mix)) - ln1_post(attn_pre(z_corrupted)), attn_pre(z) = z @ W_O + b_O.
    * Each destination layer the sweep patches from this source takes it once; after the last it is dropped.
    */
   take(srcLayer: number, srcHead: number): Float32Array;
@@ -37,7 +40,28 @@ export function sourceWrites(setup: DirectPathSetup, caches: DirectPathCaches, s
       for (let e = 0; e < d; e++) dz[r * d + e] = z.clean[(r * H + sh) * d + e]! - z.corrupted[(r * H + sh) * d + e]!;
     }
     const WO = model.weights.get(`blocks.${sl}.attn.W_O`)!.data.subarray(sh * d * D, (sh + 1) * d * D); // [d, D]
-    return engineMatmul(model.engine, dz, R, d, WO, D);
+    const write = engineMatmul(model.engine, dz, R, d, WO, D);
+    return model.cfg.postNorms ? throughPostNorm(sl, z.corrupted, write) : write;
+  };
+  // ln1_post(pre + write) - ln1_post(pre), pre the corrupted run's attention output before the norm.
+  const throughPostNorm = (sl: number, zCorrupted: Float32Array, write: Float32Array): Float32Array => {
+    const pre = engineMatmul(model.engine, zCorrupted, R, H * d, model.weights.get(`blocks.${sl}.attn.W_O`)!.data, D);
+    const bO = model.weights.get(`blocks.${sl}.attn.b_O`)!.data;
+    const w = model.weights.get(`blocks.${sl}.ln1_post.w`)!.data;
+    const out = new Float32Array(R * D);
+    const rms = (x: (i: number) => number) => {
+      let sq = 0;
+      for (let i = 0; i < D; i++) sq += x(i) ** 2;
+      return Math.sqrt(sq / D + model.cfg.eps);
+    };
+    for (let r = 0; r < R; r++) {
+      const base = (i: number) => pre[r * D + i]! + bO[i]!;
+      const mixed = (i: number) => base(i) + write[r * D + i]!;
+      const s0 = rms(base);
+      const s1 = rms(mixed);
+      for (let i = 0; i < D; i++) out[r * D + i] = (mixed(i) / s1 - base(i) / s0) * w[i]!;
+    }
+    return out;
   };
   const deltas = sharedValues<Float32Array>();
   // Per source layer, each head's first differing position.
