@@ -129,6 +129,38 @@ export function swigluGrad(gate: usize, up: usize, gPost: usize, gGate: usize, g
   }
 }
 
+/**
+ * post = gelu_new(gate) · up (Gemma's GeGLU): gGate = gPost · up · gelu_new'(gate), gUp = gPost ·
+ * gelu_new(gate); n elements. gelu_new(x) = x σ(2u), its derivative as geluNewGrad's.
+ */
+export function gegluGrad(gate: usize, up: usize, gPost: usize, gGate: usize, gUp: usize, n: i32): void {
+  const end = <usize>n << 2;
+  let i: usize = 0;
+  for (; i < end; i += 16) {
+    const c = min<usize>(4, (end - i) >> 2);
+    const x = c == 4 ? v128.load(gate + i) : loadTail(gate + i, c);
+    const g = c == 4 ? v128.load(gPost + i) : loadTail(gPost + i, c);
+    const u4 = c == 4 ? v128.load(up + i) : loadTail(up + i, c);
+    const one = f32x4.splat(1);
+    const x2 = f32x4.mul(x, x);
+    const u = f32x4.mul(x, madd(x2, f32x4.splat(GELU_CUBIC), f32x4.splat(SQRT_2_OVER_PI)));
+    const du = madd(x2, f32x4.splat(3 * GELU_CUBIC), f32x4.splat(SQRT_2_OVER_PI));
+    const e = expNeg(f32x4.mul(negAbs(u), f32x4.splat(2)));
+    const inv = f32x4.div(one, f32x4.add(one, e));
+    const sig = v128.bitselect(f32x4.mul(e, inv), inv, f32x4.lt(u, f32x4.splat(0)));
+    const slope = madd(f32x4.mul(f32x4.add(x, x), du), f32x4.mul(e, f32x4.mul(inv, inv)), sig);
+    const gg = f32x4.mul(f32x4.mul(g, u4), slope);
+    const gu = f32x4.mul(g, f32x4.mul(x, sig));
+    if (c == 4) {
+      v128.store(gGate + i, gg);
+      v128.store(gUp + i, gu);
+    } else {
+      storeTail(gUp + i, c, gu);
+      storeTail(gGate + i, c, gg);
+    }
+  }
+}
+
 // ---- softmax ----------------------------------------------------------------------
 
 /** pattern, gPattern: [rows, n] -> gScores: [rows, n] = pattern · (gPattern - Σ_j pattern · gPattern). */

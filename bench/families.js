@@ -4,9 +4,9 @@
 // with fromPretrained: load time and WASM memory, the forward at 1 × 16, and a direct path sweep
 // from head (0, 0) into q at 1 × 16 (planned, and naive for the ratio).
 //
-//   node --experimental-wasm-relaxed-simd bench/run.js families [--quick]
+//   node --experimental-wasm-relaxed-simd bench/run.js families [--quick] [--only=gemma2,gpt2]
 //
-// --quick keeps 2 of the 12 layers.
+// --quick keeps 2 of the 12 layers; --only runs the named families.
 import { Bench } from "tinybench";
 import { Engine, HookedTransformer, getActPatchDirectPath, logitDiff, makeConfig, parameterShapes, Tensor } from "../dist/index.js";
 import { hfFiles } from "../dist/model/families/index.js";
@@ -26,6 +26,8 @@ export const FAMILY_SHAPES = {
   qwen2: { ...LLAMA, originalArchitecture: "Qwen2ForCausalLM", rotaryBase: 1e6, qkvBias: true },
   mistral: { ...LLAMA, originalArchitecture: "MistralForCausalLM", slidingWindow: 8 },
   olmo: { ...LLAMA, originalArchitecture: "OlmoForCausalLM", normalizationType: "LN" },
+  gemma2: { ...LLAMA, originalArchitecture: "Gemma2ForCausalLM", actFn: "gelu_new", dHead: 128, postNorms: true, attnSoftcap: 50, finalSoftcap: 30,
+    slidingWindow: 8, attnTypes: Array.from({ length: 12 }, (_, l) => (l % 2 === 0 ? "local" : "global")), attnScale: Math.sqrt(256) },
 };
 
 /** A seeded uniform fill with standard deviation `std` (mulberry32). */
@@ -54,6 +56,7 @@ function randomWeights(cfg, qkvBias) {
     else if (/\.b_[QKV]$|\._b_[KV]$/.test(name)) data = qkvBias ? fill(n, seed++, 0.02) : new Float32Array(n);
     else if (/\.b_|b_U$/.test(name)) data = new Float32Array(n);
     else data = fill(n, seed++, 0.02);
+    if (/ln\d_post\.w$/.test(name)) data = new Float32Array(n).fill(1);
     weights.set(name, new Tensor(data, shape));
   }
   return weights;
@@ -66,14 +69,17 @@ function ioiPrompts(vocab, pos) {
   return { clean, corrupted, metric: logitDiff({ correct: [clean[0][10]], incorrect: [corrupted[0][10]] }) };
 }
 
-export async function run({ quick }) {
+export async function run({ quick, args = [] }) {
+  const only = args.find((a) => a.startsWith("--only="))?.slice(7).split(",");
   const rows = [];
   const time = quick ? 200 : 2000;
   console.log("| family | parameters | load | WASM memory | forward 1 × 16 | direct path sweep (0.0 → q), planned | naive | naive / planned |");
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const [family, spec] of Object.entries(FAMILY_SHAPES)) {
+    if (only !== undefined && !only.includes(family)) continue;
     const { qkvBias, ...partial } = spec;
-    const cfg = makeConfig({ ...partial, nLayers: quick ? 2 : partial.nLayers });
+    const nLayers = quick ? 2 : partial.nLayers;
+    const cfg = makeConfig({ ...partial, nLayers, ...(partial.attnTypes ? { attnTypes: partial.attnTypes.slice(0, nLayers) } : {}) });
     let files = hfFiles(cfg, randomWeights(cfg, qkvBias === true));
     const engine = await Engine.create();
     const t0 = performance.now();

@@ -66,6 +66,7 @@ describe("backward kernels on threads", () => {
       expectSameOnAll(name, [n, n, n], 1, (e, [out, pre, g]) => e.kernels[name](pre!, g!, out!, n));
     }
     expectSameOnAll("swigluGrad", [n, n, n, n, n], 2, (e, [gGate, gUp, gate, up, g]) => e.kernels.swigluGrad(gate!, up!, g!, gGate!, gUp!, n));
+    expectSameOnAll("gegluGrad", [n, n, n, n, n], 2, (e, [gGate, gUp, gate, up, g]) => e.kernels.gegluGrad(gate!, up!, g!, gGate!, gUp!, n));
     const [rows, m] = [12 * 61, 61];
     expectSameOnAll("softmaxGrad", [rows * m, rows * m, rows * m], 1, (e, [out, p, g]) => e.kernels.softmaxGrad(p!, g!, out!, rows, m));
   });

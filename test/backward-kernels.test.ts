@@ -76,9 +76,10 @@ function unaryGrad(engine: Engine, name: UnaryGrad, x: Float32Array, g: Float32A
   return call(engine, [x, g], [x.length], (k, [px, pg, out]) => k[name](px!, pg!, out!, x.length))[0]!;
 }
 
-function swigluGrad(engine: Engine, gate: Float32Array, up: Float32Array, g: Float32Array): { gGate: Float32Array; gUp: Float32Array } {
+function swigluGrad(engine: Engine, gate: Float32Array, up: Float32Array, g: Float32Array, name: "swigluGrad" | "gegluGrad" = "swigluGrad"):
+  { gGate: Float32Array; gUp: Float32Array } {
   const n = gate.length;
-  const [gGate, gUp] = call(engine, [gate, up, g], [n, n], (k, [a, u, pg, gg, gu]) => k.swigluGrad(a!, u!, pg!, gg!, gu!, n));
+  const [gGate, gUp] = call(engine, [gate, up, g], [n, n], (k, [a, u, pg, gg, gu]) => k[name](a!, u!, pg!, gg!, gu!, n));
   return { gGate: gGate!, gUp: gUp! };
 }
 
@@ -195,10 +196,12 @@ for (const engine of engines) {
         expect(relError(ours, unaryGrad(js, name, x, g)), name).toBeLessThanOrEqual(2e-6);
       }
       const up = randn(n, n + 2);
-      const ours = swigluGrad(engine, x, up, g);
-      const ref = swigluGrad(js, x, up, g);
-      expect(relError(ours.gGate, ref.gGate)).toBeLessThanOrEqual(2e-6);
-      expect(relError(ours.gUp, ref.gUp)).toBeLessThanOrEqual(2e-6);
+      for (const name of ["swigluGrad", "gegluGrad"] as const) {
+        const ours = swigluGrad(engine, x, up, g, name);
+        const ref = swigluGrad(js, x, up, g, name);
+        expect(relError(ours.gGate, ref.gGate), name).toBeLessThanOrEqual(2e-6);
+        expect(relError(ours.gUp, ref.gUp), name).toBeLessThanOrEqual(2e-6);
+      }
     });
 
     it.each([[1, 1], [5, 3], [4, 7], [9, 17], [12, 64], [3, 129], [2, 1031]])("softmaxGrad on [%i, %i] causal rows", (rows, n) => {
@@ -265,6 +268,17 @@ for (const engine of engines) {
       for (let i = 0; i < n; i++) {
         const fd = ((sp[i]! - sm[i]!) / (xp[i]! - xm[i]!)) * gPost[i]!;
         expect(Math.abs(gGate[i]! - fd)).toBeLessThanOrEqual(5e-4 * (1 + Math.abs(up[i]! * gPost[i]!)));
+      }
+      // GeGLU the same way: gUp is gelu_new(gate) · gPost, gGate the central difference of geglu in gate.
+      const ge = swigluGrad(engine, x, up, gPost, "gegluGrad");
+      const gelu = forward("geluNew", x);
+      expect(relError(ge.gUp, gelu.map((s, i) => s * gPost[i]!))).toBeLessThanOrEqual(1e-6);
+      const geglu = (at: Float32Array) => call(engine, [at, up], [n], (k, [g, u, out]) => k.geglu(g!, u!, out!, n))[0]!;
+      const gp = geglu(xp);
+      const gm = geglu(xm);
+      for (let i = 0; i < n; i++) {
+        const fd = ((gp[i]! - gm[i]!) / (xp[i]! - xm[i]!)) * gPost[i]!;
+        expect(Math.abs(ge.gGate[i]! - fd)).toBeLessThanOrEqual(5e-4 * (1 + Math.abs(up[i]! * gPost[i]!)));
       }
     });
 

@@ -66,7 +66,7 @@ describe("gradients through changed split inputs against finite differences", ()
 });
 
 describe("gradients against finite differences at every hook point", () => {
-  it.each(["tiny-gpt_neox-random", "tiny-qwen2-random", "tiny-llama3-random", "tiny-olmo-random", "tiny-mistral-random"])("%s (parallel attention + MLP and partial rotary; q/k/v biases; Llama 3's rope scaling; a parameter-free LayerNorm; a sliding window), unprocessed", async (name) => {
+  it.each(["tiny-gpt_neox-random", "tiny-gemma2-random", "tiny-qwen2-random", "tiny-llama3-random", "tiny-olmo-random", "tiny-mistral-random"])("%s (parallel attention + MLP and partial rotary; post-norms, soft-caps and GeGLU; q/k/v biases; Llama 3's rope scaling; a parameter-free LayerNorm; a sliding window), unprocessed", async (name) => {
     const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, processWeights: false });
     // Twelve positions: Mistral's window (6) cuts the later queries' keys.
     checkEveryHook(model, [[1, 7, 3, 9, 2, 5, 11, 4, 8, 13, 6, 2], [4, 4, 8, 1, 0, 6, 30, 2, 9, 9, 1, 3]], logitDiff({ correct: [3, 8], incorrect: [5, 1] }));

@@ -43,3 +43,17 @@ describe("weights that cannot fit the WASM memory", () => {
     expect(() => checkWeightsFitMemory(huge, "big")).toThrow(/big: .*still too much/);
   });
 });
+
+describe("Gemma-2-2B's shape", () => {
+  it("is refused from its config.json, too large even in 16 bits", () => {
+    const json = {
+      architectures: ["Gemma2ForCausalLM"], model_type: "gemma2", hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26,
+      num_attention_heads: 8, num_key_value_heads: 4, head_dim: 256, max_position_embeddings: 8192, vocab_size: 256000,
+      rms_norm_eps: 1e-6, rope_theta: 10000, query_pre_attn_scalar: 256, attn_logit_softcapping: 50, final_logit_softcapping: 30,
+      sliding_window: 4096, hidden_activation: "gelu_pytorch_tanh", tie_word_embeddings: true,
+    };
+    const cfg = configFromHf(json);
+    expect(weightMemoryBytes(cfg) / GiB).toBeGreaterThan(11);
+    expect(() => checkWeightsFitMemory(cfg, "gemma-2-2b")).toThrow(/gemma-2-2b: its weights need about 1\d\.\d GiB .*bf16\) they would take about \d\.\d GiB, still too much/);
+  });
+});

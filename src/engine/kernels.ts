@@ -127,6 +127,8 @@ export interface Kernels {
   siluGrad(pre: number, gPost: number, gPre: number, n: number): void;
   /** post = silu(gate) · up: gGate = gPost · up · silu'(gate), gUp = gPost · silu(gate); n elements. */
   swigluGrad(gate: number, up: number, gPost: number, gGate: number, gUp: number, n: number): void;
+  /** post = gelu_new(gate) · up: gGate = gPost · up · gelu_new'(gate), gUp = gPost · gelu_new(gate). */
+  gegluGrad(gate: number, up: number, gPost: number, gGate: number, gUp: number, n: number): void;
   /** Softmax's backward row by row: gScores = pattern · (gPattern - Σ_j pattern · gPattern); all [rows, n]. */
   softmaxGrad(pattern: number, gPattern: number, gScores: number, rows: number, n: number): void;
 
@@ -158,7 +160,7 @@ export const KERNEL_NAMES = [
   "attnScores", "attnApplyPattern", "attention",
   "geluNew", "geluExact", "silu", "swiglu", "geglu", "softcap", "softmax", "rotary",
   "add", "addRow", "firstNonFinite",
-  "normScaleGrad", "normInputGrad", "geluNewGrad", "geluExactGrad", "siluGrad", "swigluGrad", "softmaxGrad",
+  "normScaleGrad", "normInputGrad", "geluNewGrad", "geluExactGrad", "siluGrad", "swigluGrad", "gegluGrad", "softmaxGrad",
   "patternAndValueGrad", "queryKeyGrad",
 ] as const satisfies readonly (keyof Kernels)[];
 

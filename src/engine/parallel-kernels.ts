@@ -181,6 +181,9 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
   kernels.geluNewGrad = unaryGrad("geluNewGrad");
   kernels.geluExactGrad = unaryGrad("geluExactGrad");
   kernels.siluGrad = unaryGrad("siluGrad");
+  kernels.gegluGrad = (gate, up, gPost, gGate, gUp, n) => elementwise("gegluGrad", n,
+    () => base.gegluGrad(gate, up, gPost, gGate, gUp, n),
+    (s, e) => [gate + s * 4, up + s * 4, gPost + s * 4, gGate + s * 4, gUp + s * 4, e - s]);
   kernels.swigluGrad = (gate, up, gPost, gGate, gUp, n) => elementwise("swigluGrad", n,
     () => base.swigluGrad(gate, up, gPost, gGate, gUp, n),
     (s, e) => [gate + s * 4, up + s * 4, gPost + s * 4, gGate + s * 4, gUp + s * 4, e - s]);

@@ -18,6 +18,9 @@ export function storedHookNames(cfg: HookedTransformerConfig): string[] {
   const keys: BlockHook[] = ["ln1Scale", "ln1Normalized", rotary ? "rotQ" : "q", rotary ? "rotK" : "k", "v", "pattern",
     "ln2Scale", "ln2Normalized", "mlpPre"];
   if (cfg.gatedMlp) keys.push("mlpPreLinear");
+  if (cfg.postNorms) keys.push("ln1PostScale", "ln1PostNormalized", "ln2PostScale", "ln2PostNormalized");
+  // Soft-capped scores: their derivative needs the capped values.
+  if (cfg.attnSoftcap !== undefined) keys.push("attnScores");
   const names: string[] = [];
   for (let l = 0; l < cfg.nLayers; l++) for (const key of keys) names.push(blockHookName(l, key));
   names.push(FINAL_HOOKS.lnFinalScale.name, FINAL_HOOKS.lnFinalNormalized.name);
@@ -91,7 +94,7 @@ export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: Dev
       fire(run, blockHookName(l, "residPost"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
       // In parallel, attn_out's gradient is resid_post's (the MLP's path reaches resid_pre directly).
       if (cfg.parallelAttnMlp) engine.heap().copyWithin(buf.gParallel >>> 2, buf.gResid >>> 2, (buf.gResid >>> 2) + run.rows * cfg.dModel);
-      mlpBlockBackward(run, l, wT);
+      mlpBlockBackward(run, l, w, wT);
       if (!cfg.parallelAttnMlp) fire(run, blockHookName(l, "residMid"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
       attentionBlockBackward(run, l, w, wT, cfg.parallelAttnMlp ? buf.gParallel : buf.gResid);
       fire(run, blockHookName(l, "residPre"), l, buf.gResid, [run.batch, run.pos, cfg.dModel]);
@@ -186,6 +189,25 @@ function normBackward(run: Run, scaleName: string, layer: number | undefined, in
   run.kernels.normInputGrad(buf.gNorm, buf.sNorm, buf.sScale, buf.gScale, into, rows, cfg.dModel, run.centred ? 1 : 0);
 }
 
+/**
+ * Through a post-norm (Gemma-2) y = x̂ · w, x̂ = x / s: gDelta holds y's gradient on entry and x's
+ * on return; the norm's hooks see x̂'s and s's gradients.
+ */
+function postNormBackward(run: Run, l: number, which: "ln1Post" | "ln2Post", w: number): void {
+  const { buf, cfg, rows } = run;
+  const D = cfg.dModel;
+  const heap = run.engine.heap();
+  const G = buf.gDelta >>> 2;
+  const N = buf.gNorm >>> 2;
+  const W = w >>> 2;
+  for (let r = 0; r < rows; r++) for (let i = 0; i < D; i++) heap[N + r * D + i] = heap[G + r * D + i]! * heap[W + i]!;
+  fireBlock(run, l, `${which}Normalized`, buf.gNorm, [run.batch, run.pos, D]);
+  load(run, blockHookName(l, `${which}Normalized`), buf.sNorm);
+  load(run, blockHookName(l, `${which}Scale`), buf.sScale);
+  run.engine.heap().fill(0, G, G + rows * D);
+  normBackward(run, blockHookName(l, `${which}Scale`), l, buf.gDelta);
+}
+
 // ---- the steps, in reverse forward order ----
 
 /** logits = ln_final(resid) · W_U + b_U: gResid = ln_final's backward of gLogits · W_Uᵀ. */
@@ -217,20 +239,21 @@ function unembedBackward(run: Run, wT: TransposedPointers): void {
  * Block l's MLP backward: gResid (the gradient at resid_post) flows both past the MLP and, as
  * the gradient of mlp_out, through W_out, the activation, W_in (and W_gate) and ln2 into resid_mid.
  */
-function mlpBlockBackward(run: Run, l: number, wT: TransposedPointers): void {
+function mlpBlockBackward(run: Run, l: number, w: DevicePointers, wT: TransposedPointers): void {
   const { buf, cfg, batch: B, pos: P, rows } = run;
   const { dModel: D, dMlp: M } = cfg;
   const t = wT.blocks[l]!;
   const heap = () => run.engine.heap();
   heap().copyWithin(buf.gDelta >>> 2, buf.gResid >>> 2, (buf.gResid >>> 2) + rows * D);
   fireBlock(run, l, "mlpOut", buf.gDelta, [B, P, D]);
+  if (cfg.postNorms) postNormBackward(run, l, "ln2Post", w.blocks[l]!.ln2Post);
   linearBackward(run, buf.gDelta, D, t.woutT, buf.gPost, rows, M, D, false);
   fireBlock(run, l, "mlpPost", buf.gPost, [B, P, M]);
   load(run, blockHookName(l, "mlpPre"), buf.sPre);
   if (cfg.gatedMlp) {
     // post = silu(pre) · pre_linear + b_in.
     load(run, blockHookName(l, "mlpPreLinear"), buf.sPreLinear);
-    run.kernels.swigluGrad(buf.sPre, buf.sPreLinear, buf.gPost, buf.gPre, buf.gPreLinear, rows * M);
+    run.kernels[cfg.actFn === "gelu_new" ? "gegluGrad" : "swigluGrad"](buf.sPre, buf.sPreLinear, buf.gPost, buf.gPre, buf.gPreLinear, rows * M);
     fireBlock(run, l, "mlpPreLinear", buf.gPreLinear, [B, P, M]);
     fireBlock(run, l, "mlpPre", buf.gPre, [B, P, M]);
     linearBackward(run, buf.gPre, M, t.wgateT, buf.gNorm, rows, D, M, false);
@@ -271,6 +294,7 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
   const rotary = cfg.positionalEmbeddingType === "rotary";
   heap().copyWithin(buf.gDelta >>> 2, attnOutGrad >>> 2, (attnOutGrad >>> 2) + rows * D);
   fireBlock(run, l, "attnOut", buf.gDelta, [B, P, D]);
+  if (cfg.postNorms) postNormBackward(run, l, "ln1Post", w.blocks[l]!.ln1Post);
   if (cfg.useAttnResult) {
     // attn_out = Σ_h result[:, :, h] + b_O: each head's result gets attn_out's gradient.
     for (let r = 0; r < rows; r++) {
@@ -293,6 +317,18 @@ function attentionBlockBackward(run: Run, l: number, w: DevicePointers, wT: Tran
   fireBlock(run, l, "pattern", buf.gPattern, [B, H, P, P]);
   run.kernels.softmaxGrad(buf.sPattern, buf.gPattern, buf.gScores, B * H * P, P);
   fireBlock(run, l, "attnScores", buf.gScores, [B, H, P, P]);
+  if (cfg.attnSoftcap !== undefined) {
+    // Through the soft-cap y = c · tanh(s / c): dy/ds = 1 - (y / c)², zero where the mask made y -Infinity.
+    load(run, blockHookName(l, "attnScores"), buf.gPattern);
+    const heap = run.engine.heap();
+    const c = cfg.attnSoftcap;
+    const G = buf.gScores >>> 2;
+    const Y = buf.gPattern >>> 2;
+    for (let i = 0; i < B * H * P * P; i++) {
+      const y = heap[Y + i]!;
+      heap[G + i] = y === -Infinity ? 0 : heap[G + i]! * (1 - (y / c) * (y / c));
+    }
+  }
   load(run, blockHookName(l, rotary ? "rotQ" : "q"), buf.sQ);
   load(run, blockHookName(l, rotary ? "rotK" : "k"), buf.sK);
   run.kernels.queryKeyGrad(buf.gScores, buf.sQ, buf.sK, buf.mask, buf.gq, buf.gk, B, P, H, Hk, d, 1 / cfg.attnScale, 0, H);

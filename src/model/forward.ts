@@ -379,10 +379,26 @@ function attentionBlock(run: Run, l: number, p: BlockPointers): void {
     linear(run, buf.z, Hd, p.wo, buf.attnOut, p.bo, rows(run), D, Hd);
   }
   // Gemma-2's post-attention norm, on the sum of every head.
-  if (cfg.postNorms) kernels.rmsNorm(buf.attnOut, buf.attnOut, 0, p.ln1Post, rows(run), D, cfg.eps);
+  if (cfg.postNorms) postNorm(run, l, "ln1Post", buf.attnOut, p.ln1Post);
   fire(run, l, "attnOut", buf.attnOut, [B, run.n, D], run.start);
   // Next, the MLP normalises the stream (a parallel MLP normalises its copy of resid_pre instead).
   addToResidual(run, buf.attnOut, [siteAt(run, l, "residMid"), siteAt(run, l, "mlpIn")], !cfg.parallelAttnMlp);
+}
+
+/**
+ * x [rows, D] = rmsNorm(x) · w in place, through `norm` (the norm's buffers are free here: the
+ * products that read ln1 or ln2 have run), firing the post-norm's scale and normalized hooks.
+ */
+function postNorm(run: Run, l: number, which: "ln1Post" | "ln2Post", x: number, w: number): void {
+  const { buf, cfg } = run;
+  const D = cfg.dModel;
+  run.residNormalized = false;
+  normalize(run, siteAt(run, l, `${which}Scale`), siteAt(run, l, `${which}Normalized`), x);
+  const heap = run.engine.heap();
+  const X = x >>> 2;
+  const N = buf.norm >>> 2;
+  const W = w >>> 2;
+  for (let r = 0; r < rows(run); r++) for (let i = 0; i < D; i++) heap[X + r * D + i] = heap[N + r * D + i]! * heap[W + i]!;
 }
 
 /**
@@ -485,7 +501,7 @@ function mlpBlock(run: Run, l: number, p: BlockPointers): void {
   }
   fire(run, l, "mlpPost", buf.post, [B, run.n, M], run.start);
   linear(run, buf.post, M, p.wout, buf.mlpOut, p.bout, rows(run), D, M);
-  if (cfg.postNorms) kernels.rmsNorm(buf.mlpOut, buf.mlpOut, 0, p.ln2Post, rows(run), D, cfg.eps);
+  if (cfg.postNorms) postNorm(run, l, "ln2Post", buf.mlpOut, p.ln2Post);
   fire(run, l, "mlpOut", buf.mlpOut, [B, run.n, D], run.start);
   // Next comes block l + 1's ln1 (after its hook_resid_pre) or, at the end, ln_final (unless the pass returns the residual).
   const lastBlock = l + 1 === run.plan.stopAtLayer;

@@ -97,13 +97,19 @@ function differentiate(model: GradientModel, options: Parameters<typeof forwardB
   const logits = model.forward([...options.fwdHooks, ...keep], lastOnly);
   const value = metric(logits);
   if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`the metric returned ${value}; gradients need a finite number`);
-  const grad = metric.grad!(logits);
+  let grad = metric.grad!(logits);
   if (!(grad instanceof Tensor) || grad.shape.length !== 3 || grad.shape.some((s, i) => s !== logits.shape[i])) {
     const got = grad instanceof Tensor ? `[${grad.shape.join(", ")}]` : typeof grad;
     throw new Error(`metric.grad returned ${got}; it must return a Tensor with the logits' shape [${logits.shape.join(", ")}]`);
   }
   const bad = grad.data.findIndex((x) => !Number.isFinite(x));
   if (bad >= 0) throw new Error(`metric.grad returned ${grad.data[bad]} at flat index ${bad} of dMetric/dlogits`);
+  const cap = model.cfg.finalSoftcap;
+  if (cap !== undefined) {
+    // Back through the final soft-cap y = c · tanh(x / c): dy/dx = 1 - (y / c)².
+    const capped = grad.data.map((g, i) => (g === 0 ? 0 : g * (1 - (logits.data[i]! / cap) ** 2)));
+    grad = new Tensor(capped, grad.shape);
+  }
   const gradNormLast = sparseUnembedGrad(model, metric, grad);
   runBackward(model.engine, model.cfg, model.device(), model.transposed(gradNormLast === undefined), {
     batch: options.batch, pos: options.pos, attentionMask: options.attentionMask, stored, gradLogits: grad, hooks: options.bwdHooks,

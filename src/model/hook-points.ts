@@ -64,6 +64,9 @@ export const BLOCK_HOOKS = {
   pattern: { name: "attn.hook_pattern", axes: ["batch", "head_index", "query_pos", "key_pos"] },
   z: { name: "attn.hook_z", axes: ["batch", "pos", "head_index", "d_head"] },
   result: { name: "attn.hook_result", axes: ["batch", "pos", "head_index", "d_model"], when: (cfg) => cfg.useAttnResult },
+  // Gemma-2's post-norms: the RMS scale and the normalised write before its weight.
+  ln1PostScale: { name: "ln1_post.hook_scale", axes: ["batch", "pos", "1"], when: (cfg) => cfg.postNorms === true },
+  ln1PostNormalized: { name: "ln1_post.hook_normalized", axes: ["batch", "pos", "d_model"], when: (cfg) => cfg.postNorms === true },
   attnOut: { name: "hook_attn_out", axes: ["batch", "pos", "d_model"] },
   // Attention and MLP in parallel (GPT-NeoX) both read resid_pre: there is no resid_mid.
   residMid: { name: "hook_resid_mid", axes: ["batch", "pos", "d_model"], when: (cfg) => cfg.parallelAttnMlp !== true },
@@ -73,6 +76,8 @@ export const BLOCK_HOOKS = {
   mlpPre: { name: "mlp.hook_pre", axes: ["batch", "pos", "d_mlp"] },
   mlpPreLinear: { name: "mlp.hook_pre_linear", axes: ["batch", "pos", "d_mlp"], when: (cfg) => cfg.gatedMlp },
   mlpPost: { name: "mlp.hook_post", axes: ["batch", "pos", "d_mlp"] },
+  ln2PostScale: { name: "ln2_post.hook_scale", axes: ["batch", "pos", "1"], when: (cfg) => cfg.postNorms === true },
+  ln2PostNormalized: { name: "ln2_post.hook_normalized", axes: ["batch", "pos", "d_model"], when: (cfg) => cfg.postNorms === true },
   mlpOut: { name: "hook_mlp_out", axes: ["batch", "pos", "d_model"] },
   residPost: { name: "hook_resid_post", axes: ["batch", "pos", "d_model"] },
 } as const satisfies Record<string, HookSpec>;

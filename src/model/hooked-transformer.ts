@@ -497,11 +497,6 @@ export class HookedTransformer {
 
   /** Forward + backward of options.metric with every backward hook (added, per call, then `extraBwd`). */
   private withGradients(input: ModelInput, options: RunWithHooksOptions, extraBwd: readonly [string, HookFn][]) {
-    const { postNorms, attnSoftcap, finalSoftcap } = this.cfg;
-    if (postNorms || attnSoftcap !== undefined || finalSoftcap !== undefined) {
-      throw new Error("gradients: the backward through post-norms and soft-capping (Gemma-2) is not built yet; " +
-        "forward runs, caches and activation patching work on this model");
-    }
     assertDifferentiable(options.metric);
     for (const key of ["startAtLayer", "stopAtLayer", "startAfterAttention", "keptPrefix", "pruneLastLayer", "lastPositionOnly"] as const) {
       if (options[key] !== undefined && options[key] !== false) throw new Error(`gradients run the whole model at every position; ${key} cannot be used with them`);

@@ -42,6 +42,22 @@ export function swigluGrad(heap: Float32Array, gate: number, up: number, gPost: 
   }
 }
 
+/** post = gelu_new(gate) · up: gGate = gPost · up · gelu_new'(gate), gUp = gPost · gelu_new(gate). */
+export function gegluGrad(heap: Float32Array, gate: number, up: number, gPost: number, gGate: number, gUp: number,
+  n: number): void {
+  const c = Math.sqrt(2 / Math.PI);
+  for (let i = 0; i < n; i++) {
+    const x = heap[(gate >>> 2) + i]!;
+    const g = heap[(gPost >>> 2) + i]!;
+    const u = heap[(up >>> 2) + i]!;
+    const t = Math.tanh(c * (x + 0.044715 * x * x * x));
+    const gelu = 0.5 * x * (1 + t);
+    const slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
+    heap[(gUp >>> 2) + i] = g * gelu;
+    heap[(gGate >>> 2) + i] = g * u * slope;
+  }
+}
+
 /** Softmax's backward, row by row: gScores = pattern · (gPattern - Σ_j pattern · gPattern). [rows, n]. */
 export function softmaxGrad(heap: Float32Array, pattern: number, gPattern: number, gScores: number, rows: number,
   n: number): void {
