@@ -159,7 +159,7 @@ describe.each(["tiny-gpt2-random", "tiny-llama-random"])("exact edge patching on
 });
 
 describe("direct path patching is the head → q/k/v block of exact edge patching", () => {
-  it.each([["tiny-gpt2-random", "k"], ["tiny-gpt2-random", "v"], ["tiny-llama-random", "q"], ["tiny-gpt_neox-random", "k"]] as const)("%s, %s, both modes", async (name, component) => {
+  it.each([["tiny-gpt2-random", "k"], ["tiny-gpt2-random", "v"], ["tiny-llama-random", "q"], ["tiny-gpt_neox-random", "k"], ["tiny-gemma2-random", "v"]] as const)("%s, %s, both modes", async (name, component) => {
     const { getActPatchDirectPath } = await import("../src/index.js");
     const inputs = golden<GoldenInputs>(name, "inputs.json");
     const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
@@ -266,6 +266,49 @@ describe("edges of a parallel attention + MLP model (tiny-gpt_neox-random)", () 
     for (let i = 0; i < g.length; i++) first += delta[i]! * g[i]!;
     const eap = await getEdgeAttrEap(model, inputs.corrupted, clean, corrupted, metric);
     expect(eap.scores.get(graph.writerIndex("a0.h1"), graph.readerIndex("m1"))).toBeCloseTo(first, 4);
+    model.dispose();
+  });
+});
+
+describe("edges of a model with post-norms (tiny-gemma2-random)", () => {
+  const name = "tiny-gemma2-random";
+  const inputs = golden<GoldenInputs>(name, "inputs.json");
+  const metric = logitDiff({ correct: inputs.correct, incorrect: inputs.incorrect });
+
+  it("a head's write is its layer's post-normed write with only that head switched: exact and EAP scores of a head → MLP edge; all edges = clean, none = corrupted", async () => {
+    const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine });
+    const clean = model.runWithCache(inputs.clean).cache;
+    const corrupted = model.runWithCache(inputs.corrupted).cache;
+    const { nHeads: H, dHead: d } = model.cfg;
+    // The definition, by brute force: the corrupted run with head 1 of layer 0 switched to clean, its hook_attn_out minus the corrupted one.
+    const zc = clean.get("blocks.0.attn.hook_z").data;
+    let mixed: Float32Array | undefined;
+    model.runWithHooks(inputs.corrupted, {
+      fwdHooks: [
+        ["blocks.0.attn.hook_z", (z) => { for (let r = 0; r < z.size / (H * d); r++) for (let e = 0; e < d; e++) z.data[(r * H + 1) * d + e] = zc[(r * H + 1) * d + e]!; }],
+        ["blocks.0.hook_attn_out", (a) => { mixed = a.data.slice(); }],
+      ],
+    });
+    const base = corrupted.get("blocks.0.hook_attn_out").data;
+    const delta = mixed!.map((x, i) => x - base[i]!);
+    const shifted = model.runWithHooks(inputs.corrupted, {
+      fwdHooks: [["blocks.1.hook_mlp_in", (x) => { for (let i = 0; i < x.data.length; i++) x.data[i]! += delta[i]!; }]],
+    }).logits!;
+    const graph = new EdgeGraph(model.cfg);
+    const exact = await getEdgePatchExact(model, inputs.corrupted, clean, corrupted, metric, { mode: "exact", edges: [["a0.h1", "m1"]] });
+    expect(exact.scores.get(graph.writerIndex("a0.h1"), graph.readerIndex("m1"))).toBeCloseTo(metric(shifted), 4);
+    const grad = model.runWithCache(inputs.corrupted, { inclBwd: true, metric, namesFilter: ["blocks.1.hook_mlp_in_grad"] });
+    const g = grad.cache.get("blocks.1.hook_mlp_in_grad").data;
+    let first = grad.metric!;
+    for (let i = 0; i < g.length; i++) first += delta[i]! * g[i]!;
+    const eap = await getEdgeAttrEap(model, inputs.corrupted, clean, corrupted, metric);
+    expect(eap.scores.get(graph.writerIndex("a0.h1"), graph.readerIndex("m1"))).toBeCloseTo(first, 4);
+
+    const baselines = golden<{ clean: number; corrupted: number }>(name, "baselines.json");
+    expect(evaluateCircuit(model, inputs.corrupted, clean, corrupted, metric, []).metric).toBeCloseTo(baselines.corrupted, 4);
+    const all: [number, number][] = [];
+    for (let i = 0; i < graph.nWriters; i++) for (let j = 0; j < graph.nReaders; j++) if (graph.isEdge(i, j)) all.push([i, j]);
+    expect(evaluateCircuit(model, inputs.corrupted, clean, corrupted, metric, all).metric).toBeCloseTo(baselines.clean, 3);
     model.dispose();
   });
 });

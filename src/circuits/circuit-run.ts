@@ -8,6 +8,7 @@ import { metricsFromResidual, metricsOf } from "../patching/final-metric.js";
 import type { Metric } from "../patching/metrics.js";
 import { bootstrapFaithfulness } from "../patching/prompt-stats.js";
 import { EdgeGraph, type EdgeRef } from "./edge-graph.js";
+import { attentionBeforePostNorm, throughPostNorm } from "../patching/post-norm.js";
 
 export interface CircuitEvaluation {
   /** The metric of the circuit's run. */
@@ -157,6 +158,13 @@ export function circuitRunner(model: HookedTransformer, corruptedTokens: TokenId
   let perPass = 1;
   while (perPass < 1024 && copyBytes(perPass + 1) <= budget) perPass++;
   const wO = Array.from({ length: L }, (_, l) => model.weights.get(`blocks.${l}.attn.W_O`)!.data);
+  // With post-norms, each layer's corrupted attention output before its norm (once per layer).
+  const preNorms = new Map<number, Float32Array>();
+  const preNorm = (l: number) => {
+    let pre = preNorms.get(l);
+    if (pre === undefined) preNorms.set(l, pre = attentionBeforePostNorm(model, l, zCorrupted[l]!, rows));
+    return pre;
+  };
 
   /** One stacked run: copy k reads through circuits[k]'s edges. */
   const pass = (circuits: readonly ReadonlySet<number>[]): RunMetrics[] => {
@@ -205,7 +213,8 @@ export function circuitRunner(model: HookedTransformer, corruptedTokens: TokenId
                 for (let i = 0; i < D; i++) out[r * D + i]! += dz * wO[l]![(h * d + e) * D + i]!;
               }
             }
-            shift[k]!.set(graph.writerIndex(`a${l}.h${h}`), out);
+            // Through a post-norm (Gemma-2): the change of the layer's write with only this head switched.
+            shift[k]!.set(graph.writerIndex(`a${l}.h${h}`), cfg.postNorms ? throughPostNorm(model, l, preNorm(l), out, rows) : out);
           }
         }
       }]);

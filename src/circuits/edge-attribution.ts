@@ -8,6 +8,7 @@ import { metricsFromResidual } from "../patching/final-metric.js";
 import { PatchResult, type PerPromptRows } from "../patching/result.js";
 import type { HookFn } from "../model/hook-points.js";
 import { EdgeGraph } from "./edge-graph.js";
+import { attentionBeforePostNorm, throughPostNorm } from "../patching/post-norm.js";
 import { copiesWithinBudget, stackedMetric } from "./stacked-gradients.js";
 
 const DEFAULT_BUDGET = 1024 * 1024 * 1024;
@@ -155,7 +156,11 @@ function finalMetrics(model: HookedTransformer, tokens: number[][], cache: Activ
   return metricsFromResidual(model, tokens, need(cache, name), metric, run);
 }
 
-/** Each writer's clean − corrupted output [batch·pos·dModel]: embeddings, z_h · W_O[h] per head, mlp_out. */
+/**
+ * Each writer's clean − corrupted output [batch·pos·dModel]: embeddings, z_h · W_O[h] per head,
+ * mlp_out. With post-norms (Gemma-2) a head's is the change of its layer's post-normed write when
+ * only that head is switched to clean (see post-norm.ts); mlp_out is already post-normed.
+ */
 export function writerDeltas(model: HookedTransformer, graph: EdgeGraph, clean: ActivationCache, corrupted: ActivationCache, rows: number): Float32Array[] {
   const diff = (name: string) => {
     const a = need(clean, name);
@@ -174,6 +179,10 @@ export function writerDeltas(model: HookedTransformer, graph: EdgeGraph, clean: 
     let writes = headWrites.get(w.layer);
     if (writes === undefined) {
       writes = headOutputs(model, diff(`blocks.${w.layer}.attn.hook_z`), w.layer, rows);
+      if (model.cfg.postNorms) {
+        const pre = attentionBeforePostNorm(model, w.layer, need(corrupted, `blocks.${w.layer}.attn.hook_z`).data, rows);
+        writes = writes.map((write) => throughPostNorm(model, w.layer, pre, write, rows));
+      }
       headWrites.set(w.layer, writes);
     }
     return writes[w.head]!;

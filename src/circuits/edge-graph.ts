@@ -41,11 +41,7 @@ export class EdgeGraph {
   private readonly writerByName: Map<string, number>;
   private readonly readerByName: Map<string, number>;
 
-  constructor(readonly cfg: Readonly<Pick<HookedTransformerConfig, "nLayers" | "nHeads" | "nKeyValueHeads" | "parallelAttnMlp" | "postNorms">>) {
-    if (cfg.postNorms) {
-      throw new Error("edge graph: with post-norms (Gemma-2) a head's write passes through a norm shared by every head of its layer, " +
-        "so head → reader edges have no value of their own; circuits are not built for this model yet");
-    }
+  constructor(readonly cfg: Readonly<Pick<HookedTransformerConfig, "nLayers" | "nHeads" | "nKeyValueHeads" | "parallelAttnMlp">>) {
     const { nLayers: L, nHeads: H, nKeyValueHeads: Hk } = cfg;
     const writers: Writer[] = [{ kind: "input" }];
     const readers: Reader[] = [];

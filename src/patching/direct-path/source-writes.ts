@@ -2,6 +2,7 @@
 // corrupted, and the first position where it is not zero.
 import { engineMatmul } from "../engine-matmul.js";
 import { memoize, sharedValues } from "../memo.js";
+import { attentionBeforePostNorm, throughPostNorm } from "../post-norm.js";
 import type { DirectPathCaches } from "./caches.js";
 import type { DirectPathSetup, DirectPathSource } from "./setup.js";
 
@@ -41,28 +42,11 @@ export function sourceWrites(setup: DirectPathSetup, caches: DirectPathCaches, s
     }
     const WO = model.weights.get(`blocks.${sl}.attn.W_O`)!.data.subarray(sh * d * D, (sh + 1) * d * D); // [d, D]
     const write = engineMatmul(model.engine, dz, R, d, WO, D);
-    return model.cfg.postNorms ? throughPostNorm(sl, z.corrupted, write) : write;
+    return model.cfg.postNorms ? throughPostNorm(model, sl, preNorm(sl), write, R) : write;
   };
-  // ln1_post(pre + write) - ln1_post(pre), pre the corrupted run's attention output before the norm.
-  const throughPostNorm = (sl: number, zCorrupted: Float32Array, write: Float32Array): Float32Array => {
-    const pre = engineMatmul(model.engine, zCorrupted, R, H * d, model.weights.get(`blocks.${sl}.attn.W_O`)!.data, D);
-    const bO = model.weights.get(`blocks.${sl}.attn.b_O`)!.data;
-    const w = model.weights.get(`blocks.${sl}.ln1_post.w`)!.data;
-    const out = new Float32Array(R * D);
-    const rms = (x: (i: number) => number) => {
-      let sq = 0;
-      for (let i = 0; i < D; i++) sq += x(i) ** 2;
-      return Math.sqrt(sq / D + model.cfg.eps);
-    };
-    for (let r = 0; r < R; r++) {
-      const base = (i: number) => pre[r * D + i]! + bO[i]!;
-      const mixed = (i: number) => base(i) + write[r * D + i]!;
-      const s0 = rms(base);
-      const s1 = rms(mixed);
-      for (let i = 0; i < D; i++) out[r * D + i] = (mixed(i) / s1 - base(i) / s0) * w[i]!;
-    }
-    return out;
-  };
+  // Through the post-norm: the corrupted run's pre-norm attention output once per source layer.
+  const preNorm = memoize((sl: number) => attentionBeforePostNorm(model, sl, zOf(sl).corrupted, R));
+
   const deltas = sharedValues<Float32Array>();
   // Per source layer, each head's first differing position.
   const firstDifferences = memoize((sl: number): Int32Array => {
