@@ -57,7 +57,7 @@ if (<usize>(NB * KC * NR * 4) > PACKED_B_BYTES || <usize>(MR * KC * 4) > A_TAIL_
  */
 export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, bias: usize,
   m: i32, n: i32, k: i32, transB: i32, accumulate: i32): void {
-  blockedProduct(a, lda, b, ldb, transB, 0, c, ldc, bias, m, n, k, accumulate, 0, n, ACT_NONE);
+  blockedProduct(a, lda, b, ldb, transB, 0, c, ldc, bias, m, n, k, accumulate, 0, n, ACT_NONE, 0);
 }
 
 /**
@@ -68,7 +68,7 @@ export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
  * block of C it has just finished, while that block is still in L1.
  */
 function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, packed: usize,
-  c: usize, ldc: i32, bias: usize, m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32): void {
+  c: usize, ldc: i32, bias: usize, m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32, half: i32): void {
   if (m <= 0 || j1 <= j0) return;
   if (k <= 0) {
     biasOnly(c + (<usize>j0 << 2), ldc, bias != 0 ? bias + (<usize>j0 << 2) : 0, m, j1 - j0, accumulate);
@@ -96,11 +96,13 @@ function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, pac
       for (let jc = j0; jc < j1; jc += NB * NR) {
         const nc = min(NB * NR, j1 - jc);
         let pb = packedB;
-        if (packed != 0) pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << 2);
+        // A 16-bit (bf16) packed B has the same layout at two bytes an element.
+        if (packed != 0) pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << (half ? 1 : 2));
         else packGroup(packedB, b, ldbBytes, transB, pc, jc, kc, nc);
         const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
         const cBlock = c + <usize>ic * ldcBytes + (<usize>jc << 2);
-        groupKernel(aRows, ldaBytes, pb, cBlock, ldcBytes, biasCols, mc, nc, kc, add);
+        if (half) groupKernel<u16>(aRows, ldaBytes, pb, cBlock, ldcBytes, biasCols, mc, nc, kc, add);
+        else groupKernel<f32>(aRows, ldaBytes, pb, cBlock, ldcBytes, biasCols, mc, nc, kc, add);
         if (last) activateBlock(cBlock, ldcBytes, mc, nc, act);
       }
     }
@@ -150,7 +152,30 @@ export function prepackB(b: usize, ldb: i32, k: i32, n: i32, transB: i32, out: u
 export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32, bias: usize,
   m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32): void {
   if (act < ACT_NONE || act > ACT_SILU) unreachable(); // an unknown activation: trap rather than skip it
-  blockedProduct(a, lda, 0, 0, 0, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+  blockedProduct(a, lda, 0, 0, 0, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act, 0);
+}
+
+/**
+ * gemmPacked with B's packed elements stored as bf16 (the upper 16 bits of an f32, see toBf16):
+ * each is widened to f32 as the micro-kernel loads it and the products accumulate in f32, so the
+ * result is gemmPacked's on the bf16-rounded B, bit for bit. packed16: packedBLength(k, n) u16.
+ */
+export function gemmPacked16(a: usize, lda: i32, packed16: usize, c: usize, ldc: i32, bias: usize,
+  m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32): void {
+  if (act < ACT_NONE || act > ACT_SILU) unreachable();
+  blockedProduct(a, lda, 0, 0, 0, packed16, c, ldc, bias, m, n, k, accumulate, j0, j1, act, 1);
+}
+
+/**
+ * x: [n] f32 -> out: [n] bf16 (u16), rounded to nearest, ties to even; NaN stays a (quiet) NaN.
+ * Packing a weight as bf16 is prepackB, then this on the packed floats.
+ */
+export function toBf16(x: usize, out: usize, n: i32): void {
+  for (let i: usize = 0; i < <usize>n; i++) {
+    const bits = load<u32>(x + (i << 2));
+    const rounded = (bits & 0x7fffffff) > 0x7f800000 ? (bits >> 16) | 0x40 : (bits + 0x7fff + ((bits >> 16) & 1)) >> 16;
+    store<u16>(out + (i << 1), <u16>rounded);
+  }
 }
 
 /** C[rows, cols] (ldcBytes) = act(C), row by row through the activation's own kernel (the same bits). */
@@ -182,9 +207,9 @@ function biasOnly(c: usize, ldc: i32, bias: usize, m: i32, n: i32, accumulate: i
  * C[mc, nc] (=|+=) A[mc, kc] · B slivers at pb ([nc/NR][kc][NR], nc <= NB·NR), sliver by sliver.
  * The last mc % MR rows of A are read from aTail, where packATail has put them.
  */
-function groupKernel(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize,
+function groupKernel<T>(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize,
   mc: i32, nc: i32, kc: i32, add: i32): void {
-  const bSliver = <usize>(kc * NR) << 2;
+  const bSliver = <usize>(kc * NR) * sizeof<T>();
   const mFull = mc & ~(MR - 1);
   const mTail = mc - mFull;
   for (let jr = 0; jr < nc; jr += NR) {
@@ -197,20 +222,20 @@ function groupKernel(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: u
     const cStep = ldcBytes * MR;
     if (nr == NR) {
       for (let ir = 0; ir < mFull; ir += MR) {
-        microKernel(kc, pa, ldaBytes, pb, pc, ldcBytes, biasCol, add);
+        microKernel<T>(kc, pa, ldaBytes, pb, pc, ldcBytes, biasCol, add);
         pa += aStep;
         pc += cStep;
       }
     } else {
       for (let ir = 0; ir < mFull; ir += MR) {
-        microKernel(kc, pa, ldaBytes, pb, edgeTile, NR << 2, 0, 0);
+        microKernel<T>(kc, pa, ldaBytes, pb, edgeTile, NR << 2, 0, 0);
         mergeEdge(pc, ldcBytes, biasCol, MR, nr, add);
         pa += aStep;
         pc += cStep;
       }
     }
     if (mTail != 0) {
-      microKernel(kc, aTail, <usize>kc << 2, pb, edgeTile, NR << 2, 0, 0);
+      microKernel<T>(kc, aTail, <usize>kc << 2, pb, edgeTile, NR << 2, 0, 0);
       mergeEdge(pc, ldcBytes, biasCol, mTail, nr, add);
     }
     pb += bSliver;
@@ -224,7 +249,7 @@ function groupKernel(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: u
  * mul temporary). The loop is not unrolled: TurboFan hoists every load of an
  * unrolled body to its top, and the extra live broadcasts spill accumulators.
  */
-function microKernel(kc: i32, a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize,
+function microKernel<T>(kc: i32, a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize,
   bias: usize, add: i32): void {
   let c00 = f32x4.splat(0); let c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0); let c11 = f32x4.splat(0);
@@ -234,8 +259,17 @@ function microKernel(kc: i32, a: usize, ldaBytes: usize, pb: usize, c: usize, ld
   const l3 = l2 + ldaBytes;
   const end = a + (<usize>kc << 2);
   for (let pa = a; pa < end; pa += 4) {
-    const b0 = v128.load(pb);
-    const b1 = v128.load(pb, 16);
+    let b0: v128;
+    let b1: v128;
+    if (sizeof<T>() == 2) {
+      // Eight bf16 of B: each is the upper half of its f32.
+      const raw = v128.load(pb);
+      b0 = i32x4.shl(i32x4.extend_low_i16x8_u(raw), 16);
+      b1 = i32x4.shl(i32x4.extend_high_i16x8_u(raw), 16);
+    } else {
+      b0 = v128.load(pb);
+      b1 = v128.load(pb, 16);
+    }
     let av = v128.load32_splat(pa);
     c00 = madd(av, b0, c00); c01 = madd(av, b1, c01);
     av = v128.load32_splat(pa + ldaBytes);
@@ -244,7 +278,7 @@ function microKernel(kc: i32, a: usize, ldaBytes: usize, pb: usize, c: usize, ld
     c20 = madd(av, b0, c20); c21 = madd(av, b1, c21);
     av = v128.load32_splat(pa + l3);
     c30 = madd(av, b0, c30); c31 = madd(av, b1, c31);
-    pb += NR << 2;
+    pb += <usize>NR * sizeof<T>();
   }
   if (bias != 0) {
     const v0 = v128.load(bias);

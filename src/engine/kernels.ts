@@ -33,6 +33,14 @@ export interface Kernels {
    * `act` ({@link GemmActivation}) applies an activation in the same pass, bit for bit what its
    * own kernel would give afterwards (the MLP's bias + activation, fused).
    */
+  /**
+   * gemmPacked on a B packed as bf16 (prepackB, then toBf16 on the packed floats): each element
+   * widened to f32 as it is loaded, f32 accumulation; packed16: packedBLength(k, n) u16.
+   */
+  gemmPacked16(a: number, lda: number, packed16: number, c: number, ldc: number, bias: number,
+    m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
+  /** x: [n] f32 -> out: [n] bf16 (u16), round to nearest even; NaN stays NaN. */
+  toBf16(x: number, out: number, n: number): void;
   gemmPacked(a: number, lda: number, packed: number, c: number, ldc: number, bias: number,
     m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
 
@@ -155,7 +163,7 @@ export interface Kernels {
 
 /** Names of every kernel, for tests and for binding the WASM exports. */
 export const KERNEL_NAMES = [
-  "gemm", "prepackB", "gemmPacked",
+  "gemm", "prepackB", "gemmPacked", "gemmPacked16", "toBf16",
   "layerNorm", "rmsNorm", "addLayerNorm", "addRmsNorm",
   "attnScores", "attnApplyPattern", "attention",
   "geluNew", "geluExact", "silu", "swiglu", "geglu", "softcap", "softmax", "rotary",

@@ -74,6 +74,17 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
     }
   };
 
+  kernels.gemmPacked16 = (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act) => {
+    const width = j1 - j0;
+    const run = () => base.gemmPacked16(a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+    const worthIt = m * width * k >= MIN_GEMM_MACS;
+    if (width >= COLUMN_ALIGN * threads) {
+      split("gemmPacked16", width, COLUMN_ALIGN, worthIt, run, (s, e) => [a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0 + s, j0 + e, act]);
+    } else {
+      split("gemmPacked16", m, ROW_ALIGN, worthIt, run, (s, e) => [a + s * lda * 4, lda, packed, c + s * ldc * 4, ldc, bias, e - s, n, k, accumulate, j0, j1, act]);
+    }
+  };
+
   kernels.gemm = (a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate) => {
     const run = () => base.gemm(a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate);
     const worthIt = m * n * k >= MIN_GEMM_MACS;

@@ -88,10 +88,39 @@ export function prepackB(heap: Float32Array, b: number, ldb: number, k: number, 
  */
 export function gemmPacked(heap: Float32Array, a: number, lda: number, packed: number, c: number, ldc: number,
   bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void {
+  const P = packed >>> 2;
+  packedProduct(heap, (i) => heap[P + i]!, a, lda, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+}
+
+/**
+ * gemmPacked with B's packed elements stored as bf16 (u16, the upper half of each f32): each
+ * widened to the f32 it stands for, then multiplied as gemmPacked does.
+ */
+export function gemmPacked16(heap: Float32Array, a: number, lda: number, packed16: number, c: number, ldc: number,
+  bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void {
+  const halves = new Uint16Array(heap.buffer, heap.byteOffset);
+  const widened = new Float32Array(1);
+  const bits = new Uint32Array(widened.buffer);
+  const P = packed16 >>> 1;
+  packedProduct(heap, (i) => { bits[0] = halves[P + i]! << 16; return widened[0]!; }, a, lda, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+}
+
+/** x: [n] f32 -> out: [n] bf16 (u16), rounded to nearest, ties to even; NaN stays a quiet NaN. */
+export function toBf16(heap: Float32Array, x: number, out: number, n: number): void {
+  const words = new Uint32Array(heap.buffer, heap.byteOffset);
+  const halves = new Uint16Array(heap.buffer, heap.byteOffset);
+  for (let i = 0; i < n; i++) {
+    const b = words[(x >>> 2) + i]!;
+    halves[(out >>> 1) + i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+}
+
+/** The product of gemmPacked and gemmPacked16, reading packed element i through `element`. */
+function packedProduct(heap: Float32Array, element: (i: number) => number, a: number, lda: number, c: number, ldc: number,
+  bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void {
   const activate = activation(act);
   if (j1 <= j0) return;
   const A = a >>> 2;
-  const P = packed >>> 2;
   const C = c >>> 2;
   const bi = bias >>> 2;
   const kcMax = packedBlockDepth(k);
@@ -102,8 +131,8 @@ export function gemmPacked(heap: Float32Array, a: number, lda: number, packed: n
   for (let pc = 0; pc < k; pc += kcMax) {
     const kc = Math.min(kcMax, k - pc);
     for (let p = pc; p < pc + kc; p++) {
-      const rowBase = P + pc * nPad + (p - pc) * NR;
-      for (let j = j0; j < j1; j++) plain[p * width + j - j0] = heap[rowBase + kc * (j - (j % NR)) + (j % NR)]!;
+      const rowBase = pc * nPad + (p - pc) * NR;
+      for (let j = j0; j < j1; j++) plain[p * width + j - j0] = element(rowBase + kc * (j - (j % NR)) + (j % NR));
     }
   }
   const row = new Float64Array(width);
