@@ -26,14 +26,19 @@ describe("weights that cannot fit the WASM memory", () => {
     expect(() => checkWeightsFitMemory(qwen, "qwen")).not.toThrow();
   });
 
-  it("fromPretrained refuses Llama-3.2-1B before reading its safetensors, with the size it needs and bf16's", async () => {
-    const cfg = configFromHf(LLAMA_32_1B);
-    expect(weightMemoryBytes(cfg) / GiB).toBeGreaterThan(5);
+  it("fromPretrained refuses TinyLlama-1.1B as f32 before reading its safetensors, saying bf16 fits; Llama-3.2-1B even as bf16", async () => {
+    const tiny = { ...LLAMA_32_1B, intermediate_size: 5632, num_hidden_layers: 22, num_key_value_heads: 4, vocab_size: 32000, rope_scaling: null };
+    expect(weightMemoryBytes(configFromHf(tiny)) / GiB).toBeGreaterThan(4);
+    expect(weightMemoryBytes(configFromHf(tiny), "bf16") / GiB).toBeLessThan(3);
     // No model.safetensors at all: the refusal comes first, from config.json.
-    const load = HookedTransformer.fromPretrained({ "config.json": encode(LLAMA_32_1B) });
+    const load = HookedTransformer.fromPretrained({ "config.json": encode(tiny) });
     await expect(load).rejects.toThrow(RangeError);
-    await expect(HookedTransformer.fromPretrained({ "config.json": encode(LLAMA_32_1B) }))
-      .rejects.toThrow(/its weights need about \d+\.\d GiB of WASM memory as f32, more than the 4 GiB .*\(bf16\) they would take about \d\.\d GiB, which would fit/);
+    await expect(HookedTransformer.fromPretrained({ "config.json": encode(tiny) }))
+      .rejects.toThrow(/its weights need about 4\.\d GiB of WASM memory as f32, more than the 4 GiB .*stored as bf16 \(dtype: "bf16", --dtype bf16\) they would take about 2\.\d GiB, which fits/);
+    // As bf16 it passes the check (and fails only for the missing safetensors).
+    await expect(HookedTransformer.fromPretrained({ "config.json": encode(tiny) }, { dtype: "bf16" })).rejects.toThrow(/safetensors/);
+    const cfg = configFromHf(LLAMA_32_1B);
+    expect(() => checkWeightsFitMemory(cfg, "llama", "bf16")).toThrow(/llama: its weights need about 5\.\d GiB of WASM memory as bf16, .*even stored as bf16/);
     // Folder sources are named in the message.
     await expect(HookedTransformer.fromPretrained("/nonexistent/Llama-3.2-1B")).rejects.toThrow(/config\.json/);
   });
@@ -54,6 +59,6 @@ describe("Gemma-2-2B's shape", () => {
     };
     const cfg = configFromHf(json);
     expect(weightMemoryBytes(cfg) / GiB).toBeGreaterThan(11);
-    expect(() => checkWeightsFitMemory(cfg, "gemma-2-2b")).toThrow(/gemma-2-2b: its weights need about 1\d\.\d GiB .*bf16\) they would take about \d\.\d GiB, still too much/);
+    expect(() => checkWeightsFitMemory(cfg, "gemma-2-2b")).toThrow(/gemma-2-2b: its weights need about 1\d\.\d GiB .*stored as bf16 they would take about \d+\.\d GiB, still too much/);
   });
 });

@@ -1,6 +1,6 @@
 import type { Engine } from "../engine/engine.js";
 import { packedBLength } from "../engine/kernels.js";
-import type { Tensor } from "../engine/tensor.js";
+import { Tensor } from "../engine/tensor.js";
 import type { HookedTransformerConfig } from "./config.js";
 import { kvName, type Weights } from "./weights.js";
 
@@ -23,6 +23,8 @@ export interface BlockPointers {
 }
 
 export interface DevicePointers {
+  /** How the packed matrices (every block's and W_U) are stored: f32, or bf16 (read by gemmPacked16). */
+  dtype: WeightDtype;
   wE: number;   // [V, D]
   wPos: number; // [nCtx, D], or 0 with rotary embeddings
   blocks: BlockPointers[];
@@ -100,24 +102,36 @@ function hostMatrices(cfg: HookedTransformerConfig, weights: ReadonlyMap<string,
   };
 }
 
-/** A host matrix packed for gemmPacked: W itself [rows, cols], or (transposed) Wᵀ [cols, rows]. */
-function uploadPacked(engine: Engine, m: HostMatrix, transposed: boolean): number {
+/** How a model's packed weight matrices are stored in the engine. */
+export type WeightDtype = "f32" | "bf16";
+
+/**
+ * A host matrix packed for gemmPacked: W itself [rows, cols], or (transposed) Wᵀ [cols, rows]; as
+ * bf16 (for gemmPacked16) the packed floats rounded to nearest even, half the memory.
+ */
+function uploadPacked(engine: Engine, m: HostMatrix, transposed: boolean, dtype: WeightDtype = "f32"): number {
   const raw = engine.upload(m.W); // the unpacked copy lives only during the call
   const [k, n] = transposed ? [m.cols, m.rows] : [m.rows, m.cols];
-  const packed = engine.alloc(packedBLength(k, n));
+  const length = packedBLength(k, n);
+  const packed = engine.alloc(length);
   engine.kernels.prepackB(raw, m.cols, k, n, transposed ? 1 : 0, packed);
   engine.free(raw);
-  return packed;
+  if (dtype === "f32") return packed;
+  const half = engine.alloc(Math.ceil(length / 2));
+  engine.kernels.toBf16(packed, half, length);
+  engine.free(packed);
+  return half;
 }
 
 /**
  * Uploads a model's weights once, the matrices packed for gemmPacked, so every norm kernel call
  * is affine-free and `hook_normalized` is the norm's output before its weights apply.
  */
-export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weights: Weights): DevicePointers {
+export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weights: Weights, dtype: WeightDtype = "f32"): DevicePointers {
+  if (dtype !== "f32" && dtype !== "bf16") throw new Error(`dtype must be "f32" or "bf16", got ${JSON.stringify(dtype)}`);
   const host = hostMatrices(cfg, weights);
   const up = (data: Float32Array) => engine.upload(data);
-  const packed = (m: HostMatrix) => uploadPacked(engine, m, false);
+  const packed = (m: HostMatrix) => uploadPacked(engine, m, false, dtype);
   const blocks: BlockPointers[] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
     const { q, k, v, o, in: mlpIn, gate, out } = host.block(l);
@@ -134,6 +148,7 @@ export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weig
   }
   const unembed = host.unembed();
   return {
+    dtype,
     wE: up(host.get("embed.W_E")),
     wPos: cfg.positionalEmbeddingType === "standard" ? up(host.get("pos_embed.W_pos")) : 0,
     blocks,
@@ -219,7 +234,7 @@ export function unembedColumns(cfg: HookedTransformerConfig, weights: ReadonlyMa
 
 /** Frees everything {@link uploadTransposedWeights} allocated. */
 export function freeTransposedWeights(engine: Engine, p: TransposedPointers): void {
-  for (const b of p.blocks) for (const ptr of Object.values(b)) engine.free(ptr);
+  for (const b of p.blocks) for (const ptr of Object.values(b) as number[]) engine.free(ptr);
   engine.free(p.wUT);
   p.wUT = 0;
 }
@@ -228,7 +243,31 @@ export function freeTransposedWeights(engine: Engine, p: TransposedPointers): vo
 export function freeWeights(engine: Engine, p: DevicePointers): void {
   engine.free(p.wE);
   engine.free(p.wPos);
-  for (const b of p.blocks) for (const ptr of Object.values(b)) engine.free(ptr);
+  for (const b of p.blocks) for (const ptr of Object.values(b) as number[]) engine.free(ptr);
   engine.free(p.wU);
   engine.free(p.bU);
+}
+
+/** The matrices a bf16 model stores in 16 bits: every block's projections and W_U. */
+const BF16_MATRIX = /(^|\.)_?W_(Q|K|V|O|in|gate|out|U)$/;
+
+/**
+ * The weights of a model stored as bf16, as the engine holds them: every matrix in
+ * {@link BF16_MATRIX} rounded to bf16 (nearest, ties to even) and kept as f32, so what the host
+ * computes with them (direct path shortcuts, edge writes, the sweeps' unembedding of a few
+ * columns) equals what the engine's products compute. Other tensors are shared, not copied.
+ */
+export function bf16RoundedWeights(weights: ReadonlyMap<string, Tensor>): Weights {
+  const out: Weights = new Map();
+  for (const [name, t] of weights) {
+    if (!BF16_MATRIX.test(name)) { out.set(name, t as Tensor); continue; }
+    const data = t.data.slice();
+    const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    for (let i = 0; i < bits.length; i++) {
+      const b = bits[i]!;
+      bits[i] = (b & 0x7fffffff) > 0x7f800000 ? (b | 0x400000) & 0xffff0000 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) << 16;
+    }
+    out.set(name, new Tensor(data, t.shape));
+  }
+  return out;
 }

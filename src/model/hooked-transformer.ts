@@ -9,7 +9,7 @@ import { familyOf } from "./families/index.js";
 import { checkWeightsFitMemory } from "./memory-fit.js";
 import { processWeights, type ProcessOptions } from "./process-weights.js";
 import {
-  freeTransposedWeights, freeWeights, unembedColumns, uploadRawProjections, uploadTransposedUnembed, uploadTransposedWeights, uploadWeights, type DevicePointers,
+  type WeightDtype, bf16RoundedWeights, freeTransposedWeights, freeWeights, unembedColumns, uploadRawProjections, uploadTransposedUnembed, uploadTransposedWeights, uploadWeights, type DevicePointers,
   type TransposedPointers,
 } from "./device-weights.js";
 import { gradientMemory } from "./activation-sizes.js";
@@ -97,6 +97,12 @@ export interface FromPretrainedOptions extends EngineOptions, ProcessOptions {
   tokenizer?: boolean;
   /** Refuse weights holding NaN or ±Infinity with a ModelFormatError naming the tensor (default true; one pass over the weights). */
   checkFinite?: boolean;
+  /**
+   * How the engine stores the weight matrices: `"f32"` (default) or `"bf16"`, half the memory
+   * (every block's matrices and W_U rounded to bf16 once, products still accumulating in f32;
+   * embeddings, norms, biases, activations, caches and gradients stay f32).
+   */
+  dtype?: WeightDtype;
 }
 
 /** Token ids, or text (encoded with the model's tokenizer, BOS prepended, ragged batches padded and masked). */
@@ -180,22 +186,26 @@ export class HookedTransformer {
   private readonly persistentBwd: [string, HookFn][] = [];
 
   /** Uploads the weights to the engine. The weights must match the config exactly (names and shapes). */
-  constructor(cfg: HookedTransformerConfig, weights: Weights, engine: Engine, tokenizer?: Tokenizer) {
+  constructor(cfg: HookedTransformerConfig, weights: Weights, engine: Engine, tokenizer?: Tokenizer, options: { dtype?: WeightDtype } = {}) {
     checkWeights(cfg, weights);
+    const dtype = options.dtype ?? "f32";
+    if (dtype !== "f32" && dtype !== "bf16") throw new Error(`dtype must be "f32" or "bf16", got ${JSON.stringify(dtype)}`);
     this.cfg = Object.freeze({ ...cfg });
-    this.weights = weights;
+    // A bf16 model's host weights are the rounded ones the engine holds, so host-side arithmetic agrees with it.
+    const stored = dtype === "bf16" ? bf16RoundedWeights(weights) : weights;
+    this.weights = stored;
     this.engine = engine;
     this.tokenizer = tokenizer;
     this.names = Object.freeze(hookNames(cfg));
     this.allNames = Object.freeze(hookNames(cfg, { onDemand: true }));
-    this.device = uploadWeights(engine, cfg, weights);
+    this.device = uploadWeights(engine, cfg, stored, dtype);
   }
 
   /** Like the constructor, creating an engine (WASM SIMD by default) when none is given. */
   static async create(cfg: HookedTransformerConfig, weights: Weights,
-    options: { engine?: Engine; tokenizer?: Tokenizer } & EngineOptions = {}): Promise<HookedTransformer> {
+    options: { engine?: Engine; tokenizer?: Tokenizer; dtype?: WeightDtype } & EngineOptions = {}): Promise<HookedTransformer> {
     const engine = options.engine ?? await Engine.create(options);
-    return new HookedTransformer(cfg, weights, engine, options.tokenizer);
+    return new HookedTransformer(cfg, weights, engine, options.tokenizer, { dtype: options.dtype ?? "f32" });
   }
 
   /**
@@ -217,7 +227,7 @@ export class HookedTransformer {
     const family = familyOf(json);
     let cfg = family.configFromHf(json);
     // Judged from config.json alone: nothing is read or allocated for a model that cannot fit.
-    checkWeightsFitMemory(cfg, typeof source === "string" ? source : "the model");
+    checkWeightsFitMemory(cfg, typeof source === "string" ? source : "the model", options.dtype ?? "f32");
     if (options.useAttnResult) cfg = { ...cfg, useAttnResult: true };
     if (options.useSplitQkvInput) cfg = { ...cfg, useSplitQkvInput: true };
     if (options.useHookMlpIn) cfg = { ...cfg, useHookMlpIn: true };

@@ -15,15 +15,20 @@ const GiB = 2 ** 30;
  * a weight has while it is packed at upload. (The Qwen2.5-0.5B shape: 2.85 GiB estimated, 2.88 GiB
  * measured by bench/llama.js.)
  */
-export function weightMemoryBytes(cfg: HookedTransformerConfig, bytesPerValue = 4): number {
+export function weightMemoryBytes(cfg: HookedTransformerConfig, dtype: "f32" | "bf16" = "f32"): number {
   let total = 0;
   let largest = 0;
-  for (const shape of parameterShapes(cfg).values()) {
+  let embedding = 0;
+  for (const [name, shape] of parameterShapes(cfg)) {
     const n = shape.reduce((a, b) => a * b, 1);
     total += n;
     largest = Math.max(largest, n);
+    if (name === "embed.W_E" || name === "pos_embed.W_pos") embedding += n;
   }
-  return (total + largest) * bytesPerValue;
+  if (dtype === "f32") return (total + largest) * 4;
+  // bf16: the matrices at 2 bytes, the embeddings (gathered row by row) at 4, and the largest
+  // matrix's unpacked and f32-packed copies while it is converted.
+  return total * 2 + embedding * 2 + largest * 8;
 }
 
 /**
@@ -37,12 +42,13 @@ export function weightMemoryBytes(cfg: HookedTransformerConfig, bytesPerValue = 
  * // RangeError: ./Llama-3.2-1B: its weights need about 5.9 GiB of WASM memory as f32, more than the 4 GiB ...
  * ```
  */
-export function checkWeightsFitMemory(cfg: HookedTransformerConfig, what: string): void {
-  const f32 = weightMemoryBytes(cfg);
-  if (f32 <= WASM_MEMORY_LIMIT) return;
-  const half = weightMemoryBytes(cfg, 2);
-  throw new RangeError(`${what}: its weights need about ${(f32 / GiB).toFixed(1)} GiB of WASM memory as f32, more than the 4 GiB ` +
-    `a WASM32 instance can address, so it is not loaded. Stored in 16 bits (bf16) they would take about ${(half / GiB).toFixed(1)} GiB` +
-    `${half <= WASM_MEMORY_LIMIT ? ", which would fit, but hooklens does not store weights in 16 bits yet" : ", still too much"}; ` +
-    "a model of at most about 0.9B parameters fits as f32.");
+export function checkWeightsFitMemory(cfg: HookedTransformerConfig, what: string, dtype: "f32" | "bf16" = "f32"): void {
+  const need = weightMemoryBytes(cfg, dtype);
+  if (need <= WASM_MEMORY_LIMIT) return;
+  const half = weightMemoryBytes(cfg, "bf16");
+  const hint = dtype === "bf16" ? "even stored as bf16" : half <= WASM_MEMORY_LIMIT
+    ? `stored as bf16 (dtype: "bf16", --dtype bf16) they would take about ${(half / GiB).toFixed(1)} GiB, which fits`
+    : `stored as bf16 they would take about ${(half / GiB).toFixed(1)} GiB, still too much`;
+  throw new RangeError(`${what}: its weights need about ${(need / GiB).toFixed(1)} GiB of WASM memory as ${dtype}, more than the 4 GiB ` +
+    `a WASM32 instance can address, so it is not loaded; ${hint}.`);
 }

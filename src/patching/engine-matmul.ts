@@ -23,10 +23,11 @@ export function engineMatmul(engine: Engine, a: Float32Array, rows: number, k: n
  * `a` is uploaded. Gives `engineMatmul`'s bits on the same operands.
  */
 export function engineMatmulResident(engine: Engine, a: Float32Array, rows: number, k: number, packedW: number, n: number,
-  bias: number): Float32Array {
+  bias: number, dtype: "f32" | "bf16" = "f32"): Float32Array {
   return withEngineBuffers(engine, (buffers) => {
     const pc = buffers.alloc(rows * n);
-    engine.kernels.gemmPacked(buffers.upload(a), k, packedW, pc, n, bias, rows, n, k, 0, 0, n, GemmActivation.none);
+    const product = dtype === "bf16" ? engine.kernels.gemmPacked16 : engine.kernels.gemmPacked;
+    product(buffers.upload(a), k, packedW, pc, n, bias, rows, n, k, 0, 0, n, GemmActivation.none);
     return engine.download(pc, rows * n);
   });
 }

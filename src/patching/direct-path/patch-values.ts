@@ -54,7 +54,7 @@ export function deltaPatchValues(setup: DirectPathSetup, caches: DirectPathCache
       for (let i = 0; i < R * D; i++) x[i] = resid[i]! + delta[i]!;
       normalizeRows(x, R, D, cfg.eps, rms);
       const { W, bias } = resident(dl);
-      return engineMatmulResident(model.engine, x, R, D, W, width, bias);
+      return engineMatmulResident(model.engine, x, R, D, W, width, bias, model.devicePointers().dtype);
     };
   }
 
@@ -64,7 +64,7 @@ export function deltaPatchValues(setup: DirectPathSetup, caches: DirectPathCache
     const x = new Float32Array(R * D);
     for (let r = 0; r < R; r++) for (let i = 0; i < D; i++) x[r * D + i] = delta[r * D + i]! / s[r]!;
     if (unfoldedLayerNorm) return engineMatmul(model.engine, x, R, D, unfoldedLayerNorm(dl), width);
-    return engineMatmulResident(model.engine, x, R, D, resident(dl).W, width, 0);
+    return engineMatmulResident(model.engine, x, R, D, resident(dl).W, width, 0, model.devicePointers().dtype);
   };
 }
 
