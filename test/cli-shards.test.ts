@@ -60,6 +60,22 @@ describe("sharded direct path sweeps (built CLI)", () => {
     expect(readJson("part-2w.json")).toEqual(parts[1]);
   });
 
+  it("--dtype bf16: workers load the model as bf16 too (the same bytes as one thread); the scores move from f32's by a little", () => {
+    expect(sweep("--dtype", "bf16", "--out", "bf16.json").code).toBe(0);
+    const w = sweep("--dtype", "bf16", "--workers", "2", "--out", "bf16-workers.json");
+    expect(w.code, w.stderr).toBe(0);
+    expect(readFileSync(join(dir, "bf16-workers.json"), "utf8")).toBe(readFileSync(join(dir, "bf16.json"), "utf8"));
+    const f32 = readJson("whole.json").scores as number[];
+    const bf16 = readJson("bf16.json").scores as number[];
+    const scale = Math.max(...f32.map(Math.abs));
+    const worst = Math.max(...f32.map((x, i) => Math.abs(x - bf16[i]!)));
+    expect(worst).toBeGreaterThan(0);
+    expect(worst).toBeLessThanOrEqual(0.05 * scale + 0.01);
+    // Parts of another dtype are another sweep.
+    expect(sweep("--dtype", "bf16", "--shard", "2/3", "--out", "part-2-bf16.json").code).toBe(0);
+    expect(hooklens("merge", "part-1.json", "part-2-bf16.json", "part-3.json", "--out", "x.json").stderr).toMatch(/different sweep .*dtype bf16 vs f32/);
+  });
+
   it("parts carry per-prompt rows: merge --ci and --workers --ci write exactly the unsharded run's intervals", () => {
     expect(sweep("--ci", "90", "--bootstrap", "200", "--out", "whole-ci.json").code).toBe(0);
     for (const i of [1, 2]) expect(sweep("--shard", `${i}/2`, "--out", `ci-part-${i}.json`).code).toBe(0);

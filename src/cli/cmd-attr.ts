@@ -7,7 +7,7 @@ import { logitDiff } from "../patching/metrics.js";
 import { verifyAttribution } from "../patching/verify-attribution.js";
 import { ACT_KINDS } from "./act-kinds.js";
 import { suggest } from "./args.js";
-import { BACKEND_FLAG, backendOf, MODEL_FLAG, PROMPTS_FLAG, QUIET_FLAG, THREADS_FLAG, threadsOf, TOP_FLAG, type Command } from "./command.js";
+import { BACKEND_FLAG, backendOf, MODEL_FLAG, PROMPTS_FLAG, QUIET_FLAG, THREADS_FLAG, threadsOf, DTYPE_FLAG, dtypeOf, TOP_FLAG, type Command } from "./command.js";
 import { UsageError } from "./errors.js";
 import { loadModel } from "./load-model.js";
 import { actHeatmap, checkTargets, describeBaselines, reportPatchResult } from "./patch-report.js";
@@ -28,7 +28,7 @@ export const attrCommand: Command = {
     { name: "out", kind: "string", value: "FILE", help: "write the result JSON, as patch act's, with \"verify\" when --verify is given (- for stdout)" },
     { name: "svg", kind: "string", value: "FILE", help: "write an SVG heatmap of the normalized estimates" },
     { name: "csv", kind: "string", value: "FILE", help: "write one CSV line per entry: indices, estimate, normalized, no_path" },
-    ...CI_FLAGS, TOP_FLAG("entries with the largest |normalized| estimate", 10), QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    ...CI_FLAGS, TOP_FLAG("entries with the largest |normalized| estimate", 10), QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG, DTYPE_FLAG,
   ],
   notes: [
     `KIND: ${KINDS.join(", ")}.`,
@@ -49,7 +49,7 @@ export const attrCommand: Command = {
     const quiet = args.switch("quiet");
     const verifyTop = args.int("verify", 0, 0, 1_000_000);
     const intervals = intervalFlags(args);
-    const model = await loadModel(ctx, flags.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args) });
+    const model = await loadModel(ctx, flags.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args), dtype: dtypeOf(args) });
     const prompts = readPromptsFile(ctx, flags.prompts, model, "patch");
     const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
     const clean = model.runWithCache(prompts.clean).cache;

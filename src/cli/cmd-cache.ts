@@ -1,7 +1,7 @@
 // `hooklens cache`: run the model and write the activations whose hook names match a regex
 // (and, with --grads, the logit difference's gradient at each of them).
 
-import { BACKEND_FLAG, backendOf, THREADS_FLAG, threadsOf, MODEL_FLAG, NO_PROCESS_FLAG, PROMPT_FLAG, PROMPTS_FLAG, QUIET_FLAG, type Command } from "./command.js";
+import { BACKEND_FLAG, backendOf, THREADS_FLAG, threadsOf, DTYPE_FLAG, dtypeOf, MODEL_FLAG, NO_PROCESS_FLAG, PROMPT_FLAG, PROMPTS_FLAG, QUIET_FLAG, type Command } from "./command.js";
 import { UsageError } from "./errors.js";
 import { loadModel } from "./load-model.js";
 import { logitDiff } from "../patching/metrics.js";
@@ -18,7 +18,7 @@ export const cacheCommand: Command = {
     NO_PROCESS_FLAG,
     { name: "grads", kind: "switch", help: "also write <hook name>_grad, the gradient of the prompts file's logit difference (needs --prompts FILE with answers)" },
     { name: "run", kind: "string", value: "clean|corrupted", choices: ["clean", "corrupted"], help: "with --grads: which prompts run (default clean)" },
-    BACKEND_FLAG, THREADS_FLAG, QUIET_FLAG,
+    BACKEND_FLAG, THREADS_FLAG, DTYPE_FLAG, QUIET_FLAG,
   ],
   notes: [
     "The regex is searched (not anchored) in each name; tensors are written in forward order.",
@@ -36,7 +36,7 @@ export const cacheCommand: Command = {
     } catch (e) {
       throw new UsageError(`cache: --names ${JSON.stringify(pattern)} is not a valid regex (${(e as Error).message})`);
     }
-    const model = await loadModel(ctx, args.required("model"), { processWeights: !args.switch("no-process"), backend: backendOf(args), threads: threadsOf(args) });
+    const model = await loadModel(ctx, args.required("model"), { processWeights: !args.switch("no-process"), backend: backendOf(args), threads: threadsOf(args), dtype: dtypeOf(args) });
     const all = model.hookNames();
     const names = all.filter((n) => regex.test(n));
     if (names.length === 0) {

@@ -11,7 +11,7 @@ import { getEdgePatchExact } from "../circuits/edge-patching.js";
 import { logitDiff } from "../patching/metrics.js";
 import { planSweep } from "../patching/plan-sweep.js";
 import { discoveredCircuitDrawing, renderCircuitSvg } from "../circuits/circuit-svg.js";
-import { BACKEND_FLAG, backendOf, MODEL_FLAG, PLAN_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, THREADS_FLAG, threadsOf, type Command } from "./command.js";
+import { BACKEND_FLAG, backendOf, MODEL_FLAG, PLAN_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, THREADS_FLAG, threadsOf, DTYPE_FLAG, dtypeOf, type Command } from "./command.js";
 import type { Context } from "./context.js";
 import { describePlan } from "./cmd-patch.js";
 import { EDGE_PART_FORMAT, edgeLabel, edgeScoresJson, edgeUnits, runEdgesOnWorkers, splitEdges, type EdgeJob, type EdgePart } from "./edge-shards.js";
@@ -27,7 +27,7 @@ const OUT_FLAG = { name: "out", kind: "string", value: "FILE", help: "where to w
 /** The model, the prompts, the metric and both caches. */
 async function setUp(ctx: Context, args: Parameters<Command["run"]>[1]) {
   const model = await loadModel(ctx, args.required("model"), {
-    processWeights: true, backend: backendOf(args), threads: threadsOf(args),
+    processWeights: true, backend: backendOf(args), threads: threadsOf(args), dtype: dtypeOf(args),
   });
   const prompts = readPromptsFile(ctx, args.required("prompts"), model, "patch");
   const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
@@ -45,7 +45,7 @@ export const circuitEdgesCommand: Command = {
     { name: "method", kind: "string", value: "eap|eap-ig|exact", choices: ["eap", "eap-ig", "exact"], help: "attribution (one backward), integrated gradients (--steps backwards) or one patched run per edge" },
     { name: "steps", kind: "int", value: "N", help: "EAP-IG's interpolation steps (default 5)" },
     { name: "mode", kind: "string", value: "exact|linear", choices: ["exact", "linear"], help: "with --method exact: recompute the reader's norm (default) or hold its scale" },
-    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG, STRATEGY_FLAG, PLAN_FLAG,
+    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG, DTYPE_FLAG, STRATEGY_FLAG, PLAN_FLAG,
     { name: "shard", kind: "string", value: "i/N", help: "with --method exact: patch only shard i of N of the edges and write it as a part to --out; join parts with hooklens merge" },
     { name: "workers", kind: "int", value: "N", help: "with --method exact: patch the edges (or the shard) on N worker threads; the result is identical" },
     ...CI_FLAGS,
@@ -99,7 +99,7 @@ export const circuitEdgesCommand: Command = {
     const p = { clean: prompts.clean, corrupted: corruptedTokens, correct: prompts.correct!, incorrect: prompts.incorrect! };
     const modelPath = args.required("model");
     const job: EdgeJob = {
-      model: /^https?:\/\//i.test(modelPath) ? modelPath : ctx.path(modelPath), backend: backendOf(args), prompts: p, mode, strategy, edges,
+      model: /^https?:\/\//i.test(modelPath) ? modelPath : ctx.path(modelPath), backend: backendOf(args), dtype: model.devicePointers().dtype, prompts: p, mode, strategy, edges,
     };
     const exactOptions = { mode, strategy, edges: edges.map((f) => [Math.floor(f / graph.nReaders), f % graph.nReaders] as const) };
     if (method === "exact" && args.switch("plan")) ctx.err(describePlan(planSweep(getEdgePatchExact, model, corruptedTokens, clean, corrupted, metric, exactOptions)));
@@ -117,7 +117,7 @@ export const circuitEdgesCommand: Command = {
     }
     const json = edgeScoresJson(result, method);
     if (shard !== undefined) {
-      const options = { method, mode, strategy, kernels: `${model.engine.backend}-${model.engine.variant}` };
+      const options = { method, mode, strategy, kernels: `${model.engine.backend}-${model.engine.variant}`, dtype: model.devicePointers().dtype };
       const part: EdgePart = {
         format: EDGE_PART_FORMAT,
         shard: { index: shard.index, count: shard.count, edges: edges.map((flat) => edgeLabel(graph, flat)) },
@@ -141,7 +141,7 @@ export const circuitEvalCommand: Command = {
   usage: "circuit eval --edges EDGES.json --model DIR --prompts FILE [--out FILE.json] [--ci LEVEL]",
   flags: [
     { name: "edges", kind: "string", value: "FILE", help: "JSON list of [writer, reader] name pairs, e.g. [[\"a0.h2\", \"a1.h1<k>\"], [\"a1.h1\", \"logits\"]]" },
-    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, ...CI_FLAGS, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG, ...CI_FLAGS, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG, DTYPE_FLAG,
   ],
   notes: [
     "Writes {metric, faithfulness, edges, perPrompt: {metric, baseline, clean}}; faithfulness = (metric - corrupted) / (clean - corrupted).",
@@ -187,7 +187,7 @@ export const circuitDiscoverCommand: Command = {
     { name: "target", kind: "string", value: "F", help: "the faithfulness the circuit must reach, in (0, 1] (default 0.8)" },
     MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG,
     { name: "svg", kind: "string", value: "FILE", help: "write a drawing of the circuit" },
-    ...CI_FLAGS, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    ...CI_FLAGS, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG, DTYPE_FLAG,
   ],
   notes: "Writes {edges: [{writer, reader, estimate, exact?}], metric, faithfulness, reachedTarget, curve, spearman, baseline, clean, perPrompt}\n" +
     "(and faithfulnessCi with --ci, as circuit eval's).",
@@ -237,7 +237,7 @@ export const circuitAcdcCommand: Command = {
     { name: "threshold", kind: "string", value: "T", help: "drop an edge when removing it changes the logit difference by less than T (≥ 0)" },
     MODEL_FLAG, PROMPTS_FLAG, OUT_FLAG,
     { name: "svg", kind: "string", value: "FILE", help: "write a drawing of the circuit" },
-    ...CI_FLAGS, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG,
+    ...CI_FLAGS, QUIET_FLAG, BACKEND_FLAG, THREADS_FLAG, DTYPE_FLAG,
   ],
   notes: [
     "Walks the readers from the logits back to the input (each reader's writers latest first), greedily:",

@@ -10,7 +10,7 @@ import type { SweepOptions, SweepPlanSummary } from "../patching/sweep-types.js"
 import type { PatchResult } from "../patching/result.js";
 import { ACT_KIND_NAMES, ACT_KINDS } from "./act-kinds.js";
 import { suggest, type FlagSpec, type ParsedArgs } from "./args.js";
-import { BACKEND_FLAG, backendOf, THREADS_FLAG, threadsOf, MODEL_FLAG, PLAN_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, TOP_FLAG, type Command } from "./command.js";
+import { BACKEND_FLAG, backendOf, THREADS_FLAG, threadsOf, DTYPE_FLAG, dtypeOf, MODEL_FLAG, PLAN_FLAG, PROMPTS_FLAG, QUIET_FLAG, STRATEGY_FLAG, TOP_FLAG, type Command } from "./command.js";
 import type { Context } from "./context.js";
 import { InterruptedError, isAbortError, UsageError } from "./errors.js";
 import type { HeatmapData } from "./grid.js";
@@ -47,7 +47,7 @@ export const directPathCommand: Command = {
     { name: "src", kind: "string", value: "L.H|all", help: "source head as layer.head (e.g. 0.1), or all for every source" },
     { name: "component", kind: "string", value: "q|k|v", choices: ["q", "k", "v"], help: "which input of the destination heads receives the source's output" },
     { name: "mode", kind: "string", value: "linear|exact", choices: ["linear", "exact"], help: "linear (TransformerLens, default) or exact (recompute the destination's layer norm)" },
-    ...OUTPUT_FLAGS, TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG, ...CI_FLAGS,
+    ...OUTPUT_FLAGS, TOP_FLAG("paths with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG, DTYPE_FLAG, ...CI_FLAGS,
     { name: "shard", kind: "string", value: "i/N", help: "with --src all: compute only shard i of N (1-based) and write it as a part to --out; join parts with hooklens merge" },
     { name: "workers", kind: "int", value: "N", help: "with --src all: run the sweep (or the shard) on N worker threads; the result is identical" },
   ],
@@ -63,7 +63,7 @@ export const directPathCommand: Command = {
     const component = args.required("component");
     const mode = args.string("mode") ?? "linear";
     const common = commonFlags(args);
-    const model = await loadModel(ctx, common.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args) });
+    const model = await loadModel(ctx, common.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args), dtype: dtypeOf(args) });
     const { nLayers: L, nHeads: H } = model.cfg;
     if (src !== "all") {
       if (src[0] >= L) throw new UsageError(`patch direct-path: --src ${srcText}: layer ${src[0]} is out of range; the model has layers 0..${L - 1}`);
@@ -105,7 +105,7 @@ export const actCommand: Command = {
   usage: "patch act --kind KIND --model DIR --prompts FILE [--out FILE.json] [--svg FILE.svg] [--quiet]",
   flags: [
     { name: "kind", kind: "string", value: "KIND", help: "the TransformerLens function name without get_act_patch_ (see below)" },
-    MODEL_FLAG, PROMPTS_FLAG, ...OUTPUT_FLAGS, TOP_FLAG("patches with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG, ...CI_FLAGS,
+    MODEL_FLAG, PROMPTS_FLAG, ...OUTPUT_FLAGS, TOP_FLAG("patches with the largest |normalized| effect", 10), QUIET_FLAG, STRATEGY_FLAG, PLAN_FLAG, BACKEND_FLAG, THREADS_FLAG, DTYPE_FLAG, ...CI_FLAGS,
   ],
   notes: `KIND: ${ACT_KIND_NAMES.join(", ")}.\nResults have TransformerLens's shapes.\n\n${PATCH_NOTES}`,
   async run(ctx, args) {
@@ -115,7 +115,7 @@ export const actCommand: Command = {
       throw new UsageError(`patch act: unknown --kind ${JSON.stringify(kindName)}${suggest(kindName, ACT_KIND_NAMES, "")}; kinds: ${ACT_KIND_NAMES.join(", ")}`);
     }
     const common = commonFlags(args);
-    const model = await loadModel(ctx, common.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args) });
+    const model = await loadModel(ctx, common.model, { processWeights: true, backend: backendOf(args), threads: threadsOf(args), dtype: dtypeOf(args) });
     const prompts = readPromptsFile(ctx, common.prompts, model, "patch");
     const { clean } = caches(model, prompts, false);
     const metric = logitDiff({ correct: prompts.correct!, incorrect: prompts.incorrect! });
@@ -186,7 +186,7 @@ async function shardedDirectPath(ctx: Context, model: HookedTransformer, prompts
   const p = { clean: prompts.clean, corrupted: prompts.corrupted!, correct: prompts.correct!, incorrect: prompts.incorrect! };
   const isUrl = /^https?:\/\//i.test(o.common.model);
   const job: ShardJob = {
-    model: isUrl ? o.common.model : ctx.path(o.common.model), backend: o.backend, prompts: p,
+    model: isUrl ? o.common.model : ctx.path(o.common.model), backend: o.backend, dtype: model.devicePointers().dtype, prompts: p,
     component: o.component, mode: o.mode, strategy: o.common.strategy, units,
   };
   const what = shard ? `shard ${shard.index}/${shard.count}, ${units.length} of ${all.length} units` : `${all.length} units`;
@@ -202,7 +202,8 @@ async function shardedDirectPath(ctx: Context, model: HookedTransformer, prompts
     });
     return 0;
   }
-  const options = { component: o.component, mode: o.mode, strategy: o.common.strategy, kernels: `${model.engine.backend}-${model.engine.variant}`, weights: describeWeights(result) };
+  const options = { component: o.component, mode: o.mode, strategy: o.common.strategy, kernels: `${model.engine.backend}-${model.engine.variant}`, weights: describeWeights(result),
+    dtype: model.devicePointers().dtype };
   const json = result.toJSON();
   json["options"] = { ...(json["options"] as object), ...provenance };
   const rows = partRows(result.perPrompt, units.flatMap((u) => unitIndices(u, result.scores.shape)));

@@ -3,7 +3,7 @@
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { Tensor } from "../engine/tensor.js";
 import {
-  BACKEND_FLAG, backendOf, THREADS_FLAG, threadsOf, MODEL_FLAG, NO_PROCESS_FLAG, PROMPT_FLAG, PROMPTS_FLAG, QUIET_FLAG, TOP_FLAG, type Command,
+  BACKEND_FLAG, backendOf, THREADS_FLAG, threadsOf, DTYPE_FLAG, dtypeOf, MODEL_FLAG, NO_PROCESS_FLAG, PROMPT_FLAG, PROMPTS_FLAG, QUIET_FLAG, TOP_FLAG, type Command,
 } from "./command.js";
 import { loadModel } from "./load-model.js";
 import { checkInputFlags, inputRows } from "./prompts.js";
@@ -15,7 +15,7 @@ export const runCommand: Command = {
   flags: [
     MODEL_FLAG, PROMPT_FLAG, PROMPTS_FLAG, TOP_FLAG("most likely next tokens of each row", 10),
     { name: "out", kind: "string", value: "FILE", help: "write the logits as {\"shape\": [batch, pos, d_vocab], \"data\": [flat row-major]} (- for stdout)" },
-    NO_PROCESS_FLAG, BACKEND_FLAG, THREADS_FLAG, QUIET_FLAG,
+    NO_PROCESS_FLAG, BACKEND_FLAG, THREADS_FLAG, DTYPE_FLAG, QUIET_FLAG,
   ],
   notes: [
     "For each row, the predictions after its last token (padding excluded): rank, token id, token",
@@ -28,7 +28,7 @@ export const runCommand: Command = {
     const top = args.int("top", 10, 1, 1000);
     const out = args.string("out");
     const model = await loadModel(ctx, args.required("model"), {
-      processWeights: !args.switch("no-process"), backend: backendOf(args), threads: threadsOf(args),
+      processWeights: !args.switch("no-process"), backend: backendOf(args), threads: threadsOf(args), dtype: dtypeOf(args),
     });
     const rows = inputRows(ctx, model, source);
     const logits = model.forward(rows.clean, { attentionMask: rows.cleanMask }).logits!;

@@ -35,6 +35,16 @@ export function threadsOf(args: ParsedArgs): number {
   return args.int("threads", 1, 1, 64);
 }
 
+export const DTYPE_FLAG: FlagSpec = {
+  name: "dtype", kind: "string", value: "f32|bf16", choices: ["f32", "bf16"],
+  help: "how the engine stores the weight matrices (default f32; bf16: half the memory, scores within a few percent)",
+};
+
+/** --dtype: f32 (default) or bf16. */
+export function dtypeOf(args: ParsedArgs): "f32" | "bf16" {
+  return args.string("dtype") === "bf16" ? "bf16" : "f32";
+}
+
 export function backendOf(args: ParsedArgs): BackendName {
   return args.string("backend") === "js" ? "js" : "wasm";
 }

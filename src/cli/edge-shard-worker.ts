@@ -11,7 +11,7 @@ const job = workerData as EdgeJob;
 const post = (reply: WorkerReply) => parentPort!.postMessage(reply);
 try {
   const engine = await Engine.create({ backend: job.backend });
-  const model = await HookedTransformer.fromPretrained(job.model, { processWeights: true, engine });
+  const model = await HookedTransformer.fromPretrained(job.model, { processWeights: true, engine, dtype: job.dtype });
   const result = await runEdges(model, job, { onProgress: (p) => post({ type: "progress", done: p.done, total: p.total }) });
   post({ type: "result", scores: result.scores.data, variant: engine.variant, perPrompt: result.perPrompt?.scores.data });
 } catch (e) {

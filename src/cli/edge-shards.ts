@@ -104,6 +104,8 @@ export interface EdgeJob {
   /** Absolute folder path or URL of the checkpoint. */
   model: string;
   backend: BackendName;
+  /** How the weights are stored (the worker loads the model the same way). */
+  dtype: "f32" | "bf16";
   prompts: { clean: number[][]; corrupted: number[][]; correct: number[]; incorrect: number[] };
   mode: "exact" | "linear";
   strategy: "planned" | "naive";

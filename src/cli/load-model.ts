@@ -13,6 +13,8 @@ export interface LoadModelOptions {
   backend: BackendName;
   /** Kernel threads (default 1). */
   threads?: number;
+  /** How the engine stores the weight matrices (default f32). */
+  dtype?: "f32" | "bf16";
 }
 
 /** A folder path (relative to the context's cwd) or an http(s) URL of a Hugging Face GPT-2 checkpoint. */
@@ -36,7 +38,7 @@ export async function loadModel(ctx: Context, model: string, options: LoadModelO
   }
   let loaded: HookedTransformer;
   try {
-    loaded = await HookedTransformer.fromPretrained(source, { processWeights: options.processWeights, engine });
+    loaded = await HookedTransformer.fromPretrained(source, { processWeights: options.processWeights, engine, dtype: options.dtype ?? "f32" });
   } catch (e) {
     throw new InputError(`cannot load the model in ${model}: ${oneLine(e)}`, { cause: e });
   }

@@ -17,6 +17,8 @@ export interface ShardJob {
   /** Absolute folder path or URL of the checkpoint. */
   model: string;
   backend: BackendName;
+  /** How the weights are stored (the worker loads the model the same way). */
+  dtype: "f32" | "bf16";
   prompts: { clean: number[][]; corrupted: number[][]; correct: number[]; incorrect: number[] };
   component: "q" | "k" | "v";
   mode: "linear" | "exact";

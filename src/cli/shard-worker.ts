@@ -13,7 +13,7 @@ const job = workerData as ShardJob;
 const post = (reply: WorkerReply) => parentPort!.postMessage(reply);
 try {
   const engine = await Engine.create({ backend: job.backend });
-  const model = await HookedTransformer.fromPretrained(job.model, { processWeights: true, engine });
+  const model = await HookedTransformer.fromPretrained(job.model, { processWeights: true, engine, dtype: job.dtype });
   const { clean, corrupted, correct, incorrect } = job.prompts;
   const result = await getActPatchDirectPathAllSources(model, corrupted, model.runWithCache(clean).cache,
     model.runWithCache(corrupted).cache, logitDiff({ correct, incorrect }), {
