@@ -96,13 +96,16 @@ function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, pac
       for (let jc = j0; jc < j1; jc += NB * NR) {
         const nc = min(NB * NR, j1 - jc);
         let pb = packedB;
-        // A 16-bit (bf16) packed B has the same layout at two bytes an element.
-        if (packed != 0) pb = packed + ((<usize>pc * nPad + <usize>kc * <usize>jc) << (half ? 1 : 2));
+        // A bf16 packed B has the same layout at two bytes an element: its group is widened into
+        // the scratch once (half the bytes read from memory), then multiplied as an f32 one.
+        const at = <usize>pc * nPad + <usize>kc * <usize>jc;
+        if (packed != 0 && half) {
+          widenGroup(packedB, packed + (at << 1), <usize>kc * <usize>((nc + NR - 1) & ~(NR - 1)));
+        } else if (packed != 0) pb = packed + (at << 2);
         else packGroup(packedB, b, ldbBytes, transB, pc, jc, kc, nc);
         const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
         const cBlock = c + <usize>ic * ldcBytes + (<usize>jc << 2);
-        if (half) groupKernel<u16>(aRows, ldaBytes, pb, cBlock, ldcBytes, biasCols, mc, nc, kc, add);
-        else groupKernel<f32>(aRows, ldaBytes, pb, cBlock, ldcBytes, biasCols, mc, nc, kc, add);
+        groupKernel(aRows, ldaBytes, pb, cBlock, ldcBytes, biasCols, mc, nc, kc, add);
         if (last) activateBlock(cBlock, ldcBytes, mc, nc, act);
       }
     }
@@ -155,10 +158,19 @@ export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32
   blockedProduct(a, lda, 0, 0, 0, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act, 0);
 }
 
+/** dst: count f32 = src: count bf16 widened (each the upper half of its f32); count a multiple of 8. */
+function widenGroup(dst: usize, src: usize, count: usize): void {
+  for (let i: usize = 0; i < count; i += 8) {
+    const raw = v128.load(src + (i << 1));
+    v128.store(dst + (i << 2), i32x4.shl(i32x4.extend_low_i16x8_u(raw), 16));
+    v128.store(dst + (i << 2), i32x4.shl(i32x4.extend_high_i16x8_u(raw), 16), 16);
+  }
+}
+
 /**
  * gemmPacked with B's packed elements stored as bf16 (the upper 16 bits of an f32, see toBf16):
- * each is widened to f32 as the micro-kernel loads it and the products accumulate in f32, so the
- * result is gemmPacked's on the bf16-rounded B, bit for bit. packed16: packedBLength(k, n) u16.
+ * each group of B is widened to f32 into the scratch as it is needed (gemm's own packing step) and
+ * the products accumulate in f32, so the result is gemmPacked's on the bf16-rounded B, bit for bit. packed16: packedBLength(k, n) u16.
  */
 export function gemmPacked16(a: usize, lda: i32, packed16: usize, c: usize, ldc: i32, bias: usize,
   m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32): void {
@@ -207,9 +219,9 @@ function biasOnly(c: usize, ldc: i32, bias: usize, m: i32, n: i32, accumulate: i
  * C[mc, nc] (=|+=) A[mc, kc] · B slivers at pb ([nc/NR][kc][NR], nc <= NB·NR), sliver by sliver.
  * The last mc % MR rows of A are read from aTail, where packATail has put them.
  */
-function groupKernel<T>(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize,
+function groupKernel(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize, bias: usize,
   mc: i32, nc: i32, kc: i32, add: i32): void {
-  const bSliver = <usize>(kc * NR) * sizeof<T>();
+  const bSliver = <usize>(kc * NR) << 2;
   const mFull = mc & ~(MR - 1);
   const mTail = mc - mFull;
   for (let jr = 0; jr < nc; jr += NR) {
@@ -222,20 +234,20 @@ function groupKernel<T>(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes
     const cStep = ldcBytes * MR;
     if (nr == NR) {
       for (let ir = 0; ir < mFull; ir += MR) {
-        microKernel<T>(kc, pa, ldaBytes, pb, pc, ldcBytes, biasCol, add);
+        microKernel(kc, pa, ldaBytes, pb, pc, ldcBytes, biasCol, add);
         pa += aStep;
         pc += cStep;
       }
     } else {
       for (let ir = 0; ir < mFull; ir += MR) {
-        microKernel<T>(kc, pa, ldaBytes, pb, edgeTile, NR << 2, 0, 0);
+        microKernel(kc, pa, ldaBytes, pb, edgeTile, NR << 2, 0, 0);
         mergeEdge(pc, ldcBytes, biasCol, MR, nr, add);
         pa += aStep;
         pc += cStep;
       }
     }
     if (mTail != 0) {
-      microKernel<T>(kc, aTail, <usize>kc << 2, pb, edgeTile, NR << 2, 0, 0);
+      microKernel(kc, aTail, <usize>kc << 2, pb, edgeTile, NR << 2, 0, 0);
       mergeEdge(pc, ldcBytes, biasCol, mTail, nr, add);
     }
     pb += bSliver;
@@ -249,7 +261,7 @@ function groupKernel<T>(a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes
  * mul temporary). The loop is not unrolled: TurboFan hoists every load of an
  * unrolled body to its top, and the extra live broadcasts spill accumulators.
  */
-function microKernel<T>(kc: i32, a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize,
+function microKernel(kc: i32, a: usize, ldaBytes: usize, pb: usize, c: usize, ldcBytes: usize,
   bias: usize, add: i32): void {
   let c00 = f32x4.splat(0); let c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0); let c11 = f32x4.splat(0);
@@ -259,17 +271,8 @@ function microKernel<T>(kc: i32, a: usize, ldaBytes: usize, pb: usize, c: usize,
   const l3 = l2 + ldaBytes;
   const end = a + (<usize>kc << 2);
   for (let pa = a; pa < end; pa += 4) {
-    let b0: v128;
-    let b1: v128;
-    if (sizeof<T>() == 2) {
-      // Eight bf16 of B: each is the upper half of its f32.
-      const raw = v128.load(pb);
-      b0 = i32x4.shl(i32x4.extend_low_i16x8_u(raw), 16);
-      b1 = i32x4.shl(i32x4.extend_high_i16x8_u(raw), 16);
-    } else {
-      b0 = v128.load(pb);
-      b1 = v128.load(pb, 16);
-    }
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
     let av = v128.load32_splat(pa);
     c00 = madd(av, b0, c00); c01 = madd(av, b1, c01);
     av = v128.load32_splat(pa + ldaBytes);
@@ -278,7 +281,7 @@ function microKernel<T>(kc: i32, a: usize, ldaBytes: usize, pb: usize, c: usize,
     c20 = madd(av, b0, c20); c21 = madd(av, b1, c21);
     av = v128.load32_splat(pa + l3);
     c30 = madd(av, b0, c30); c31 = madd(av, b1, c31);
-    pb += <usize>NR * sizeof<T>();
+    pb += NR << 2;
   }
   if (bias != 0) {
     const v0 = v128.load(bias);

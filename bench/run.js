@@ -25,6 +25,7 @@ const SUITES = {
   versions: () => import("./versions.js"),
   circuits: () => import("./circuits.js"),
   families: () => import("./families.js"),
+  bf16: () => import("./bf16.js"),
 };
 
 const args = process.argv.slice(2);
