@@ -23,7 +23,7 @@ function setState(state, status) {
 
 function loadDemo() {
   setState("loading", "loading the demo model…");
-  worker.postMessage({ type: "load", source: "demo" });
+  worker.postMessage({ type: "load", source: "demo", dtype: $("dtype").value });
 }
 
 async function loadFiles(fileList) {
@@ -37,7 +37,7 @@ async function loadFiles(fileList) {
   document.querySelector('input[name="model"]').checked = false;
   setState("loading", "loading the dropped model…");
   const name = fileList[0].webkitRelativePath?.split("/")[0] || "dropped folder";
-  worker.postMessage({ type: "load", files, name }, Object.values(files));
+  worker.postMessage({ type: "load", files, name, dtype: $("dtype").value }, Object.values(files));
 }
 
 /** Every File under the dropped entries (folders are walked). */
@@ -68,6 +68,8 @@ drop.addEventListener("drop", async (e) => {
 });
 $("files").addEventListener("change", (e) => loadFiles(e.target.files));
 document.querySelector('input[name="model"]').addEventListener("change", loadDemo);
+// The weights' storage applies from the next load: the demo model reloads at once.
+$("dtype").addEventListener("change", () => { if (document.querySelector('input[name="model"]').checked) loadDemo(); });
 
 // ---- prompts and options ----------------------------------------------------------------
 

@@ -15,11 +15,13 @@ const post = (message) => self.postMessage(message);
 async function loadModel(message) {
   const e = await engine();
   if (message.source === "demo") {
-    model = await hl.HookedTransformer.fromPretrained(hl.demoModelFiles(), { engine: e });
+    model?.dispose();
+    model = await hl.HookedTransformer.fromPretrained(hl.demoModelFiles(), { engine: e, dtype: message.dtype ?? "f32" });
     return "demo model (planted induction circuit)";
   }
   const files = Object.fromEntries(Object.entries(message.files).map(([name, buf]) => [name, new Uint8Array(buf)]));
-  model = await hl.HookedTransformer.fromPretrained(files, { engine: e });
+  model?.dispose();
+  model = await hl.HookedTransformer.fromPretrained(files, { engine: e, dtype: message.dtype ?? "f32" });
   return message.name ?? "dropped folder";
 }
 
