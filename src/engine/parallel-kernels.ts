@@ -63,27 +63,19 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
   const kernels: Kernels = { ...base };
 
   // GEMMs: by columns when there are enough for every thread, else by rows.
-  kernels.gemmPacked = (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act) => {
+  // The packed products (f32 or bf16 B), cut the same way: by columns when there are enough for every thread, else by rows.
+  const packedProduct = (name: "gemmPacked" | "gemmPacked16"): Kernels["gemmPacked"] => (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act) => {
     const width = j1 - j0;
-    const run = () => base.gemmPacked(a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+    const run = () => base[name](a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
     const worthIt = m * width * k >= MIN_GEMM_MACS;
     if (width >= COLUMN_ALIGN * threads) {
-      split("gemmPacked", width, COLUMN_ALIGN, worthIt, run, (s, e) => [a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0 + s, j0 + e, act]);
+      split(name, width, COLUMN_ALIGN, worthIt, run, (s, e) => [a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0 + s, j0 + e, act]);
     } else {
-      split("gemmPacked", m, ROW_ALIGN, worthIt, run, (s, e) => [a + s * lda * 4, lda, packed, c + s * ldc * 4, ldc, bias, e - s, n, k, accumulate, j0, j1, act]);
+      split(name, m, ROW_ALIGN, worthIt, run, (s, e) => [a + s * lda * 4, lda, packed, c + s * ldc * 4, ldc, bias, e - s, n, k, accumulate, j0, j1, act]);
     }
   };
-
-  kernels.gemmPacked16 = (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act) => {
-    const width = j1 - j0;
-    const run = () => base.gemmPacked16(a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
-    const worthIt = m * width * k >= MIN_GEMM_MACS;
-    if (width >= COLUMN_ALIGN * threads) {
-      split("gemmPacked16", width, COLUMN_ALIGN, worthIt, run, (s, e) => [a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0 + s, j0 + e, act]);
-    } else {
-      split("gemmPacked16", m, ROW_ALIGN, worthIt, run, (s, e) => [a + s * lda * 4, lda, packed, c + s * ldc * 4, ldc, bias, e - s, n, k, accumulate, j0, j1, act]);
-    }
-  };
+  kernels.gemmPacked = packedProduct("gemmPacked");
+  kernels.gemmPacked16 = packedProduct("gemmPacked16");
 
   kernels.gemm = (a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate) => {
     const run = () => base.gemm(a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate);

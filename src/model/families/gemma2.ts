@@ -8,7 +8,7 @@ import type { JsonObject } from "../../io/json.js";
 import { makeConfig, type HookedTransformerConfig } from "../config.js";
 import { kvName, type Weights } from "../weights.js";
 import type { HfCheckpoint, HfTensors, ModelFamily } from "./family.js";
-import { checkExportable, hfConfigFields, hfTensors, transpose } from "./hf-layout.js";
+import { checkExportable, headsToLinear, hfConfigFields, hfTensors, linearToHeads, transpose } from "./hf-layout.js";
 
 const ARCHITECTURE = "Gemma2ForCausalLM";
 
@@ -89,11 +89,7 @@ export function convertGemma2Weights(raw: HfTensors, cfg: HookedTransformerConfi
   const { nLayers, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
   const w: Weights = new Map();
   const put = (name: string, shape: number[], data: Float32Array) => w.set(name, new Tensor(data, shape));
-  const perHead = (src: Float32Array, heads: number) => {
-    const out = new Float32Array(heads * D * d);
-    for (let h = 0; h < heads; h++) for (let e = 0; e < d; e++) for (let i = 0; i < D; i++) out[(h * D + i) * d + e] = src[(h * d + e) * D + i]!;
-    return out;
-  };
+  const perHead = (src: Float32Array, heads: number) => linearToHeads(src, heads, D, d);
   // (1 + w) in float32, as Gemma-2's RMSNorm computes it.
   const norm = (name: string, hfName: string) => put(`${name}.w`, [D], hf.take(hfName, [D]).map((x) => 1 + x));
 
@@ -143,11 +139,7 @@ export function gemma2ToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<st
   const get = (name: string): Float32Array => weights.get(name)!.data;
   const tensors: HfCheckpoint["tensors"] = {};
   const put = (name: string, shape: number[], data: Float32Array) => { tensors[name] = { shape, data }; };
-  const fused = (src: Float32Array, heads: number) => {
-    const out = new Float32Array(heads * d * D);
-    for (let h = 0; h < heads; h++) for (let i = 0; i < D; i++) for (let e = 0; e < d; e++) out[(h * d + e) * D + i] = src[(h * D + i) * d + e]!;
-    return out;
-  };
+  const fused = (src: Float32Array, heads: number) => headsToLinear(src, heads, D, d);
   const norm = (hfName: string, name: string) => put(hfName, [D], get(`${name}.w`).map((x) => x - 1));
   const WU = get("unembed.W_U");
   const WE = get("embed.W_E");

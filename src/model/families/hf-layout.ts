@@ -95,6 +95,20 @@ export function hfTensors(raw: HfTensors, file: string, prefix?: string) {
   };
 }
 
+/** An nn.Linear projection [heads · d, D] (out, in) as TransformerLens's per-head [heads, D, d]. */
+export function linearToHeads(src: Float32Array, heads: number, D: number, d: number): Float32Array {
+  const out = new Float32Array(heads * D * d);
+  for (let h = 0; h < heads; h++) for (let e = 0; e < d; e++) for (let i = 0; i < D; i++) out[(h * D + i) * d + e] = src[(h * d + e) * D + i]!;
+  return out;
+}
+
+/** The inverse of {@link linearToHeads}: [heads, D, d] -> [heads · d, D]. */
+export function headsToLinear(src: Float32Array, heads: number, D: number, d: number): Float32Array {
+  const out = new Float32Array(heads * d * D);
+  for (let h = 0; h < heads; h++) for (let i = 0; i < D; i++) for (let e = 0; e < d; e++) out[(h * d + e) * D + i] = src[(h * D + i) * d + e]!;
+  return out;
+}
+
 /** [rows, cols] -> [cols, rows]. */
 export function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);

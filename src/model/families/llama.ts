@@ -8,7 +8,7 @@ import type { JsonObject } from "../../io/json.js";
 import { makeConfig, type HookedTransformerConfig, type RotaryScaling } from "../config.js";
 import { kvName, type Weights } from "../weights.js";
 import type { HfCheckpoint, HfTensors, ModelFamily } from "./family.js";
-import { checkExportable, hfConfigFields, hfTensors, isTiedUnembedding, scalesBySqrtDHead, transpose } from "./hf-layout.js";
+import { checkExportable, headsToLinear, hfConfigFields, hfTensors, linearToHeads, isTiedUnembedding, scalesBySqrtDHead, transpose } from "./hf-layout.js";
 
 const ARCHITECTURES = { llama: "LlamaForCausalLM", mistral: "MistralForCausalLM", qwen2: "Qwen2ForCausalLM", olmo: "OlmoForCausalLM" } as const;
 
@@ -123,12 +123,7 @@ export function convertLlamaWeights(raw: HfTensors, cfg: HookedTransformerConfig
   const { nLayers, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
   const w: Weights = new Map();
   const put = (name: string, shape: number[], data: Float32Array) => w.set(name, new Tensor(data, shape));
-  // [heads * d, D] (out, in) -> [heads, D, d]
-  const perHead = (src: Float32Array, heads: number) => {
-    const out = new Float32Array(heads * D * d);
-    for (let h = 0; h < heads; h++) for (let e = 0; e < d; e++) for (let i = 0; i < D; i++) out[(h * D + i) * d + e] = src[(h * d + e) * D + i]!;
-    return out;
-  };
+  const perHead = (src: Float32Array, heads: number) => linearToHeads(src, heads, D, d);
 
   const embed = hf.take("model.embed_tokens.weight", [V, D]);
   put("embed.W_E", [V, D], embed.slice());
@@ -213,12 +208,7 @@ export function llamaToHf(cfg: HookedTransformerConfig, weights: ReadonlyMap<str
   const get = (name: string): Float32Array => weights.get(name)!.data; // present: checkExportable checked every name
   const tensors: HfCheckpoint["tensors"] = {};
   const put = (name: string, shape: number[], data: Float32Array) => { tensors[name] = { shape, data }; };
-  // [heads, D, d] -> [heads * d, D] (out, in)
-  const fused = (src: Float32Array, heads: number) => {
-    const out = new Float32Array(heads * d * D);
-    for (let h = 0; h < heads; h++) for (let i = 0; i < D; i++) for (let e = 0; e < d; e++) out[(h * d + e) * D + i] = src[(h * D + i) * d + e]!;
-    return out;
-  };
+  const fused = (src: Float32Array, heads: number) => headsToLinear(src, heads, D, d);
 
   put("model.embed_tokens.weight", [V, D], get("embed.W_E"));
   for (let l = 0; l < nLayers; l++) {
