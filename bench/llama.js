@@ -109,12 +109,12 @@ function ioiPrompts(vocab, batch, pos, seed) {
   return { clean, corrupted, metric };
 }
 
-async function loadShape(shape, engine) {
+async function loadShape(shape, engine, dtype = "f32") {
   const t0 = performance.now();
   let files = llamaHfFiles(shape);
   const safetensorsBytes = files["model.safetensors"].byteLength;
   const t1 = performance.now();
-  const model = await HookedTransformer.fromPretrained(files, { engine, tokenizer: false });
+  const model = await HookedTransformer.fromPretrained(files, { engine, tokenizer: false, dtype });
   files = undefined;
   const t2 = performance.now();
   return { model, writeMs: t1 - t0, loadMs: t2 - t1, safetensorsBytes };
@@ -175,8 +175,8 @@ async function smallPart(quick, naiveCapSeconds) {
   return rows;
 }
 
-async function largePart() {
-  const shape = QWEN25_05B;
+/** Loads `shape` (random BF16 weights) with weights stored as `dtype`, then a forward and a small direct path sweep at 1 × 16, with the memory each takes. */
+export async function largePart(shape = QWEN25_05B, dtype = "f32") {
   const params = parameterCount(shape);
   const { nLayers: L, dModel: D, nHeads: H, nKeyValueHeads: Hk, dMlp: M, dVocab: V } = shape;
   const d = D / H;
@@ -185,10 +185,10 @@ async function largePart() {
   console.log(`${shape.name} shape as LLaMA (${(params / 1e6).toFixed(0)}M parameters; ${gib(uploadedFloats * 4)} of f32 weights to upload, W_E and W_U both)`);
   const engine = await Engine.create();
   const tracker = trackPeak(engine);
-  const row = { suite: "llama", part: "large", shape: shape.name, params, uploadedWeightBytes: uploadedFloats * 4 };
+  const row = { suite: "llama", part: "large", shape: shape.name, dtype, params, uploadedWeightBytes: uploadedFloats * 4 };
   let model;
   try {
-    const loaded = await loadShape(shape, engine);
+    const loaded = await loadShape(shape, engine, dtype);
     model = loaded.model;
     Object.assign(row, { loads: true, loadMs: loaded.loadMs, safetensorsBytes: loaded.safetensorsBytes });
   } catch (e) {

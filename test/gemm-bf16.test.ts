@@ -105,3 +105,23 @@ describe("gemmPacked16", () => {
     });
   }
 });
+
+describe("packBf16 (a weight packed as bf16 a column block at a time)", () => {
+  it("gives the bits of toBf16 on the whole packed matrix, for ragged widths and blocks", async () => {
+    const { packBf16 } = await import("../src/model/device-weights.js");
+    for (const e of engines) {
+      for (const [k, n, chunk] of [[7, 100, 32], [513, 129, 64], [1100, 77, 32], [64, 768, 256]] as const) {
+        const W = randn(k * n, k + n);
+        const pw = e.upload(W);
+        const packed = e.alloc(packedBLength(k, n));
+        e.kernels.prepackB(pw, n, k, n, 0, packed);
+        const whole = e.alloc(Math.ceil(packedBLength(k, n) / 2));
+        e.kernels.toBf16(packed, whole, packedBLength(k, n));
+        const want = new Uint16Array(e.heap().buffer, whole, packedBLength(k, n)).slice();
+        const got = packBf16(e, W, k, n, chunk);
+        expect(new Uint16Array(e.heap().buffer, got, packedBLength(k, n)).slice(), `${e.variant} ${k}×${n} by ${chunk}`).toEqual(want);
+        for (const p of [pw, packed, whole, got]) e.free(p);
+      }
+    }
+  });
+});

@@ -1,5 +1,6 @@
 import type { Engine } from "../engine/engine.js";
 import { packedBLength } from "../engine/kernels.js";
+import { packedBlockDepth } from "../engine/js/gemm.js";
 import { Tensor } from "../engine/tensor.js";
 import type { HookedTransformerConfig } from "./config.js";
 import { kvName, type Weights } from "./weights.js";
@@ -110,6 +111,7 @@ export type WeightDtype = "f32" | "bf16";
  * bf16 (for gemmPacked16) the packed floats rounded to nearest even, half the memory.
  */
 function uploadPacked(engine: Engine, m: HostMatrix, transposed: boolean, dtype: WeightDtype = "f32"): number {
+  if (dtype === "bf16" && !transposed) return packBf16(engine, m.W, m.rows, m.cols);
   const raw = engine.upload(m.W); // the unpacked copy lives only during the call
   const [k, n] = transposed ? [m.cols, m.rows] : [m.rows, m.cols];
   const length = packedBLength(k, n);
@@ -120,6 +122,38 @@ function uploadPacked(engine: Engine, m: HostMatrix, transposed: boolean, dtype:
   const half = engine.alloc(Math.ceil(length / 2));
   engine.kernels.toBf16(packed, half, length);
   engine.free(packed);
+  return half;
+}
+
+/**
+ * W [k, n] packed for gemmPacked16 (prepackB's layout, each element rounded to bf16), a block of
+ * `chunk` columns at a time (a multiple of 32): only that block's f32 copies ever exist in the
+ * engine, so a 1 GiB W_U needs 0.5 GiB and a few MiB, not 2.5 GiB for a moment. The bits are the
+ * whole matrix's: prepackB's K blocks depend on k alone, and a column block's slivers are its
+ * columns' slivers of the whole layout.
+ */
+export function packBf16(engine: Engine, W: Float32Array, k: number, n: number, chunk = Math.max(32, Math.floor((8 << 20) / k) & ~31)): number {
+  if (chunk % 32 !== 0 || chunk <= 0) throw new Error(`packBf16: chunk must be a positive multiple of 32, got ${chunk}`);
+  const NR = 8;
+  const nPad = Math.ceil(n / NR) * NR;
+  const kcMax = packedBlockDepth(k);
+  const half = engine.alloc(Math.ceil(packedBLength(k, n) / 2));
+  const block = new Float32Array(k * Math.min(chunk, n));
+  for (let j0 = 0; j0 < n; j0 += chunk) {
+    const w = Math.min(chunk, n - j0);
+    for (let p = 0; p < k; p++) block.set(W.subarray(p * n + j0, p * n + j0 + w), p * w);
+    const raw = engine.upload(block.subarray(0, k * w));
+    const packed = engine.alloc(packedBLength(k, w));
+    engine.kernels.prepackB(raw, w, k, w, 0, packed);
+    engine.free(raw);
+    const wPad = Math.ceil(w / NR) * NR;
+    // K block pc of the column block: kc · wPad floats at pc · wPad, which go at pc · nPad + kc · j0 of the whole.
+    for (let pc = 0; pc < k; pc += kcMax) {
+      const kc = Math.min(kcMax, k - pc);
+      engine.kernels.toBf16(packed + pc * wPad * 4, half + (pc * nPad + kc * j0) * 2, kc * wPad);
+    }
+    engine.free(packed);
+  }
   return half;
 }
 

@@ -26,9 +26,9 @@ export function weightMemoryBytes(cfg: HookedTransformerConfig, dtype: "f32" | "
     if (name === "embed.W_E" || name === "pos_embed.W_pos") embedding += n;
   }
   if (dtype === "f32") return (total + largest) * 4;
-  // bf16: the matrices at 2 bytes, the embeddings (gathered row by row) at 4, and the largest
-  // matrix's unpacked and f32-packed copies while it is converted.
-  return total * 2 + embedding * 2 + largest * 8;
+  // bf16: the matrices at 2 bytes and the embeddings (gathered row by row) at 4; matrices are
+  // converted a column block (about 8 MiB) at a time.
+  return total * 2 + embedding * 2 + 2 * (8 << 20) * 4;
 }
 
 /**
