@@ -27,8 +27,7 @@ export function faithfulnessCurve(model: HookedTransformer, corruptedTokens: Tok
   for (const n of ns) if (!Number.isInteger(n) || n < 0 || n > ranking.length) throw new Error(`faithfulnessCurve: n = ${n} is outside [0, ${ranking.length}]`);
   // Every point's circuit in stacked runs (see evaluateCircuits).
   return evaluateCircuits(model, corruptedTokens, cleanCache, corruptedCache, metric, ns.map((n) => ranking.slice(0, n)), options)
-    .map(({ metric: m, faithfulness, perPrompt }, i) => (perPrompt === undefined ? { n: ns[i]!, metric: m, faithfulness }
-      : { n: ns[i]!, metric: m, faithfulness, perPrompt }));
+    .map(({ metric: m, faithfulness, perPrompt }, i) => ({ n: ns[i]!, metric: m, faithfulness, ...(perPrompt ? { perPrompt } : {}) }));
 }
 
 export interface DiscoverOptions {

@@ -20,7 +20,7 @@ import { loadModel } from "./load-model.js";
 import { createProgress } from "./progress.js";
 import { readPromptsFile } from "./prompts.js";
 import { fingerprint, parseShard, partRows } from "./shards.js";
-import { CI_FLAGS, describeIntervals, edgeIntervals, intervalFlags, type IntervalOptions } from "./intervals.js";
+import { CI_FLAGS, describeIntervals, uncertaintyFields, intervalFlags, type IntervalOptions } from "./intervals.js";
 
 const OUT_FLAG = { name: "out", kind: "string", value: "FILE", help: "where to write the JSON (- for stdout)" } as const;
 
@@ -129,7 +129,7 @@ export const circuitEdgesCommand: Command = {
       if (!quiet) ctx.err(`wrote shard ${shard.index}/${shard.count} (${edges.length} edges) to ${out}\n`);
       return 0;
     }
-    ctx.write(out, JSON.stringify(intervals === undefined ? json : { ...json, ...edgeIntervals(result, intervals) }) + "\n");
+    ctx.write(out, JSON.stringify(intervals === undefined ? json : { ...json, ...uncertaintyFields(result, intervals) }) + "\n");
     if (out !== "-" && !quiet) ctx.err(`wrote the ${method} edge scores to ${out}\n`);
     return 0;
   },

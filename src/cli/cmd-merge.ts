@@ -8,7 +8,7 @@ import { directPathHeatmap, reportPatchResult } from "./patch-report.js";
 import type { Context } from "./context.js";
 import { EDGE_PART_FORMAT, mergeEdgeParts, type EdgePart } from "./edge-shards.js";
 import { mergeParts, type ShardPart } from "./shards.js";
-import { CI_FLAGS, describeIntervals, edgeIntervals, intervalFlags, type IntervalOptions } from "./intervals.js";
+import { CI_FLAGS, describeIntervals, uncertaintyFields, intervalFlags, type IntervalOptions } from "./intervals.js";
 import { PatchResult } from "../patching/result.js";
 import { Tensor } from "../engine/tensor.js";
 
@@ -86,7 +86,7 @@ function mergeEdges(ctx: Context, parts: { name: string; part: EdgePart }[], o: 
     const j = merged.json;
     const result = new PatchResult(j.op, new Tensor(Float32Array.from(j.scores), j.shape), j.baseline, j.clean, {},
       Uint8Array.from(j.noPath, (x) => (x ? 1 : 0)), merged.perPrompt);
-    json = { ...json, ...edgeIntervals(result, o.intervals) };
+    json = { ...json, ...uncertaintyFields(result, o.intervals) };
   }
   ctx.write(o.out, JSON.stringify(json) + "\n");
   const first = parts[0]!.part;

@@ -37,12 +37,17 @@ export function describeIntervals(o: IntervalOptions, prompts: number | undefine
     (pValues ? "; p-values from as many sign flips" : "");
 }
 
-/** A result's uncertainty over prompts as JSON fields (--ci): ci, ciLow, ciHigh, pValue, stderr (as patch writes them). */
-export function edgeIntervals(result: PatchResult<object>, o: IntervalOptions): Record<string, unknown> {
-  const { low, high } = result.bootstrapCi(o);
+/** A result's uncertainty over prompts: each score's bootstrap interval ends, sign-flip p-value and standard error. */
+export function uncertainty(result: PatchResult<object>, o: IntervalOptions) {
+  const { low, high } = result.bootstrapCi({ level: o.level, samples: o.samples, seed: o.seed });
+  const pValue = result.permutationPValue({ samples: o.samples, seed: o.seed });
+  return { low: low.data, high: high.data, pValue: pValue.data, stderr: result.stderr().data };
+}
+
+/** That uncertainty as the JSON fields every command writes with --ci: ci, ciLow, ciHigh, pValue, stderr. */
+export function uncertaintyFields(result: PatchResult<object>, o: IntervalOptions, u = uncertainty(result, o)): Record<string, unknown> {
   return {
     ci: { level: o.level, samples: o.samples, seed: o.seed, prompts: result.perPrompt!.baseline.length },
-    ciLow: Array.from(low.data), ciHigh: Array.from(high.data),
-    pValue: Array.from(result.permutationPValue({ samples: o.samples, seed: o.seed }).data), stderr: Array.from(result.stderr().data),
+    ciLow: Array.from(u.low), ciHigh: Array.from(u.high), pValue: Array.from(u.pValue), stderr: Array.from(u.stderr),
   };
 }

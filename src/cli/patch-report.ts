@@ -5,7 +5,7 @@
 // otherwise the summary goes to stdout and files are announced on stderr. `--quiet`
 // silences stderr (progress and announcements), never the results.
 
-import type { IntervalOptions } from "./intervals.js";
+import { uncertainty, uncertaintyFields, type IntervalOptions } from "./intervals.js";
 import type { PatchResult } from "../patching/result.js";
 import type { Context } from "./context.js";
 import { UsageError } from "./errors.js";
@@ -81,16 +81,12 @@ export interface ReportTargets {
 }
 
 
-/**
- * A result's uncertainty over prompts, for the JSON, CSV and summary: bootstrap interval ends,
- * sign-flip p-values and standard errors of the scores, and the interval in normalised units.
- */
-function uncertainty(result: PatchResult<object>, o: IntervalOptions) {
-  const { low, high } = result.bootstrapCi({ level: o.level, samples: o.samples, seed: o.seed });
-  const pValue = result.permutationPValue({ samples: o.samples, seed: o.seed });
+/** A result's uncertainty over prompts (see intervals.ts), with the interval in normalised units for the heatmaps. */
+function uncertaintyWithNormalized(result: PatchResult<object>, o: IntervalOptions) {
+  const u = uncertainty(result, o);
   const range = result.clean - result.baseline;
   const norm = (t: Float32Array) => t.map((x, i) => (result.noPath?.[i] ? 0 : range === 0 ? NaN : (x - result.baseline) / range));
-  return { low: low.data, high: high.data, pValue: pValue.data, stderr: result.stderr().data, normalized: { low: norm(low.data), high: norm(high.data) } };
+  return { ...u, normalized: { low: norm(u.low), high: norm(u.high) } };
 }
 
 /** Rejects two outputs on stdout before any work is done. */
@@ -102,12 +98,9 @@ export function checkTargets(t: { out?: string; svg?: string; csv?: string }): v
 export function reportPatchResult(ctx: Context, result: PatchResult<object>, data: HeatmapData, t: ReportTargets): void {
   const json = result.toJSON();
   json["options"] = { ...(json["options"] as object), ...t.provenance };
-  const u = t.intervals === undefined ? undefined : uncertainty(result, t.intervals);
+  const u = t.intervals === undefined ? undefined : uncertaintyWithNormalized(result, t.intervals);
   if (u !== undefined) {
-    Object.assign(json, {
-      ci: { level: t.intervals!.level, samples: t.intervals!.samples, seed: t.intervals!.seed, prompts: result.perPrompt!.baseline.length },
-      ciLow: Array.from(u.low), ciHigh: Array.from(u.high), pValue: Array.from(u.pValue), stderr: Array.from(u.stderr),
-    });
+    Object.assign(json, uncertaintyFields(result, t.intervals!, u));
     const level = t.intervals!.level;
     data = { ...data, intervals: data.values === result.scores.data ? { low: u.low, high: u.high, level } : { ...u.normalized, level } };
   }

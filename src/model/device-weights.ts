@@ -1,6 +1,6 @@
 import type { Engine } from "../engine/engine.js";
 import { packedBLength } from "../engine/kernels.js";
-import { packedBlockDepth } from "../engine/js/gemm.js";
+import { bf16Bits, packedBlockDepth } from "../engine/js/gemm.js";
 import { Tensor } from "../engine/tensor.js";
 import type { HookedTransformerConfig } from "./config.js";
 import { kvName, type Weights } from "./weights.js";
@@ -297,10 +297,7 @@ export function bf16RoundedWeights(weights: ReadonlyMap<string, Tensor>): Weight
     if (!BF16_MATRIX.test(name)) { out.set(name, t as Tensor); continue; }
     const data = t.data.slice();
     const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
-    for (let i = 0; i < bits.length; i++) {
-      const b = bits[i]!;
-      bits[i] = (b & 0x7fffffff) > 0x7f800000 ? (b | 0x400000) & 0xffff0000 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) << 16;
-    }
+    for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]!) << 16;
     out.set(name, new Tensor(data, t.shape));
   }
   return out;

@@ -189,7 +189,6 @@ export class HookedTransformer {
   constructor(cfg: HookedTransformerConfig, weights: Weights, engine: Engine, tokenizer?: Tokenizer, options: { dtype?: WeightDtype } = {}) {
     checkWeights(cfg, weights);
     const dtype = options.dtype ?? "f32";
-    if (dtype !== "f32" && dtype !== "bf16") throw new Error(`dtype must be "f32" or "bf16", got ${JSON.stringify(dtype)}`);
     this.cfg = Object.freeze({ ...cfg });
     // A bf16 model's host weights are the rounded ones the engine holds, so host-side arithmetic agrees with it.
     const stored = dtype === "bf16" ? bf16RoundedWeights(weights) : weights;

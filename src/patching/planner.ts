@@ -52,8 +52,9 @@ function planPasses(model: HookedTransformer, tokens: readonly (readonly number[
   // Whether a pass may skip a layer's attention: the corrupted resid_mid is there and no hook of the model watches that attention.
   const canSkipAttention = memoize((layer: number): boolean => {
     const b = `blocks.${layer}.`;
-    // A post-norm (Gemma-2) acts on every head's sum: one head's change does not add to resid_mid.
-    return !cfg.postNorms && corrupted.residMid?.(layer) !== undefined && !model.hasHooks((name) => name.startsWith(b) &&
+    // A post-norm (Gemma-2) acts on every head's sum: one head's change does not add to resid_mid;
+    // the shortcut's recomputed attention does not soft-cap its scores.
+    return !cfg.postNorms && cfg.attnSoftcap === undefined && corrupted.residMid?.(layer) !== undefined && !model.hasHooks((name) => name.startsWith(b) &&
       (name === `${b}hook_resid_pre` || name.startsWith(`${b}ln1.`) || name.startsWith(`${b}attn.`) || name === `${b}hook_attn_out`));
   });
   for (const patch of patches) {

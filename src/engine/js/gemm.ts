@@ -109,10 +109,13 @@ export function gemmPacked16(heap: Float32Array, a: number, lda: number, packed1
 export function toBf16(heap: Float32Array, x: number, out: number, n: number): void {
   const words = new Uint32Array(heap.buffer, heap.byteOffset);
   const halves = new Uint16Array(heap.buffer, heap.byteOffset);
-  for (let i = 0; i < n; i++) {
-    const b = words[(x >>> 2) + i]!;
-    halves[(out >>> 1) + i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-  }
+  for (let i = 0; i < n; i++) halves[(out >>> 1) + i] = bf16Bits(words[(x >>> 2) + i]!);
+}
+
+/** The bf16 (u16) of an f32 given by its bits: round to nearest, ties to even; NaN stays a quiet NaN. */
+export function bf16Bits(f32Bits: number): number {
+  const b = f32Bits >>> 0;
+  return (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 /** The product of gemmPacked and gemmPacked16, reading packed element i through `element`. */

@@ -4,6 +4,7 @@
 // corrupted run's, through their rows of W_O. The sweep then starts that layer at resid_mid.
 import { engineAttention } from "../engine-attention.js";
 import { engineMatmul } from "../engine-matmul.js";
+import { layerWindow } from "../../model/config.js";
 import { rotaryDivisors } from "../../model/rotary-tables.js";
 import { engineRotary } from "../engine-rotary.js";
 import type { AttentionInputs } from "./caches.js";
@@ -56,7 +57,7 @@ export function attnOutDelta(setup: DirectPathSetup, inputs: AttentionInputs, dl
   }
   if (rotary && component === "q") q = engineRotary(model.engine, q, B, n, heads, d, s, rotaryDivisors(cfg));
   if (rotary && component === "k") k = engineRotary(model.engine, k, B, P, 1, d, 0, rotaryDivisors(cfg));
-  const z = engineAttention(model.engine, q, k, v, B, n, P, heads, 1, d, 1 / cfg.attnScale, cfg.slidingWindow ?? 0);
+  const z = engineAttention(model.engine, q, k, v, B, n, P, heads, 1, d, 1 / cfg.attnScale, layerWindow(cfg, dl));
   // (z - corrupted z) of those heads @ their rows of W_O: every other head's output is unchanged.
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < n; i++) {
