@@ -10,7 +10,7 @@ export { supportsRelaxedSimd, supportsSimd, type WasmSource, type WasmVariant } 
 export { loadSafetensorsWeights, readJsonConfig, type WeightMap } from "./io/checkpoint.js";
 export { MissingDependencyError, ModelFormatError, ModelSourceError } from "./io/errors.js";
 export { readSafetensors, writeSafetensors, type LoadedTensor, type SafetensorsDtype } from "./io/safetensors.js";
-export { bytesSource, folderSource, hubSource, openSource, urlSource, type ModelSource, type SourceInput } from "./io/source.js";
+export { bytesSource, folderSource, hubSource, openSource, urlSource, type DownloadProgress, type ModelSource, type SourceInput, type UrlSourceOptions } from "./io/source.js";
 export { loadTokenizer, tokenizerFromJson, type Tokenizer } from "./io/tokenizer.js";
 
 // model

@@ -200,6 +200,19 @@ describe("URL source against a local HTTP server", () => {
     expect(requests.slice(before).map((r) => r.method)).toEqual(["HEAD", "HEAD"]);
   });
 
+  test("onProgress reports each file's bytes as they arrive, ending at its size", async () => {
+    const seen: Array<{ file: string; received: number; total?: number }> = [];
+    const source = urlSource(`${origin}/plain/`, { onProgress: (p) => seen.push({ ...p }) });
+    const bytes = await source.readFile("model.safetensors");
+    await source.readFile("config.json");
+    const weights = seen.filter((p) => p.file === "model.safetensors");
+    expect(weights.length).toBeGreaterThan(0);
+    expect(weights.at(-1)).toEqual({ file: "model.safetensors", received: bytes.length, total: bytes.length });
+    for (let i = 1; i < weights.length; i++) expect(weights[i]!.received).toBeGreaterThan(weights[i - 1]!.received);
+    expect(seen.at(-1)!.file).toBe("config.json");
+    expect(seen.at(-1)!.received).toBe(files.get("config.json")!.length);
+  });
+
   test("hub layout {endpoint}/{repo}/resolve/{revision}/{file}", async () => {
     expect(hubBaseUrl({ repo: "openai-community/gpt2" })).toBe("https://huggingface.co/openai-community/gpt2/resolve/main/");
     expect(hubBaseUrl({ repo: "gpt2", revision: "refs/pr/1", endpoint: "https://hf.example/" })).toBe("https://hf.example/gpt2/resolve/refs%2Fpr%2F1/");

@@ -166,3 +166,13 @@ test("without tokenizer_config.json, BOS and EOS come from config.json's bos_tok
   expect(model.tokenizer!.eosTokenId).toBe(1);
   expect(model.toTokens("hello")).toEqual([[2, id("▁hello")]]);
 });
+
+test("tokenizerLibrary supplies the tokenizer module (as a Web Worker without an import map must); a failing one is named", async () => {
+  const files = { ...MODEL_FILES, "tokenizer.json": enc(tokenizerJson("metaspace")) };
+  let calls = 0;
+  const model = await HookedTransformer.fromPretrained(files, { tokenizerLibrary: () => { calls++; return import("@huggingface/tokenizers"); } });
+  expect(calls).toBe(1);
+  expect(model.toTokens("hello")[0]!.slice(1)).toEqual([id("▁hello")]);
+  await expect(HookedTransformer.fromPretrained(files, { tokenizerLibrary: () => Promise.reject(new Error("404 /vendor/tokenizers.mjs")) }))
+    .rejects.toThrow(/@huggingface\/tokenizers/);
+});

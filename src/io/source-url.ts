@@ -15,6 +15,21 @@ export interface UrlSourceOptions {
   headers?: Record<string, string>;
   /** Aborts every request of this source. */
   signal?: AbortSignal;
+  /**
+   * Called as each file's body arrives (at least once per file, last with `received` equal to its
+   * size): `total` is the server's content-length, when it sent one for an unencoded body.
+   */
+  onProgress?: (progress: DownloadProgress) => void;
+}
+
+/** How far the download of one file has come. */
+export interface DownloadProgress {
+  /** The file's name in the folder. */
+  file: string;
+  /** Bytes received so far. */
+  received: number;
+  /** The announced size in bytes, when known. */
+  total?: number;
 }
 
 /** A Hugging Face hub repository: files are `{endpoint}/{repo}/resolve/{revision}/{file}`. */
@@ -108,7 +123,7 @@ export function urlSource(base: string | URL, options: UrlSourceOptions = {}): M
     const url = fileUrl(name);
     const response = await request(name, url, "GET");
     checkStatus(name, url, response);
-    return readBody(name, url, response);
+    return readBody(name, url, response, options.onProgress);
   };
 
   return {
@@ -134,7 +149,7 @@ function checkStatus(name: string, url: URL, response: Response): void {
 }
 
 /** Reads the body chunk by chunk, so memory follows the bytes actually received, not a declared length. */
-async function readBody(name: string, url: URL, response: Response): Promise<Uint8Array> {
+async function readBody(name: string, url: URL, response: Response, onProgress?: (p: DownloadProgress) => void): Promise<Uint8Array> {
   const encoding = response.headers.get("content-encoding");
   const lengthHeader = response.headers.get("content-length");
   // After decompression the body length no longer matches content-length, so only identity bodies are checked.
@@ -149,6 +164,7 @@ async function readBody(name: string, url: URL, response: Response): Promise<Uin
       const all = new Uint8Array(await response.arrayBuffer());
       chunks.push(all);
       received = all.length;
+      onProgress?.({ file: name, received, total: declared });
     } else {
       const reader = response.body.getReader();
       for (;;) {
@@ -156,6 +172,7 @@ async function readBody(name: string, url: URL, response: Response): Promise<Uin
         if (done) break;
         chunks.push(value);
         received += value.length;
+        onProgress?.({ file: name, received, total: declared });
         if (declared !== undefined && received > declared) {
           await reader.cancel().catch(() => undefined);
           throw new ModelSourceError(name, "truncated", `${url.href} sent more than its content-length of ${declared} bytes`, {

@@ -4,7 +4,7 @@
 import type { ModelSource } from "./model-source.js";
 import { bytesSource, type BytesInput, type BytesSourceOptions } from "./source-bytes.js";
 import { folderSource } from "./source-folder.js";
-import { hubSource, urlSource, type HubSourceOptions, type UrlSourceOptions } from "./source-url.js";
+import { hubSource, urlSource, type DownloadProgress, type HubSourceOptions, type UrlSourceOptions } from "./source-url.js";
 
 /** Everything {@link openSource} accepts. */
 export type SourceInput = string | URL | ModelSource | HubSourceOptions | BytesInput;
@@ -51,4 +51,4 @@ function isModelSource(value: object): value is ModelSource {
 }
 
 export { bytesSource, folderSource, hubSource, urlSource };
-export type { BytesInput, BytesSourceOptions, HubSourceOptions, ModelSource, UrlSourceOptions };
+export type { BytesInput, BytesSourceOptions, DownloadProgress, HubSourceOptions, ModelSource, UrlSourceOptions };

@@ -95,6 +95,12 @@ export interface FromPretrainedOptions extends EngineOptions, ProcessOptions {
   useHookMlpIn?: boolean;
   /** Load the folder's tokenizer when it has one (default true); false works on token ids only. */
   tokenizer?: boolean;
+  /**
+   * Loads the `@huggingface/tokenizers` module for the folder's tokenizer; defaults to a dynamic
+   * `import()` of the bare name. Pass one where bare imports do not resolve (a Web Worker, which
+   * has no import map): `() => import("/vendor/tokenizers.mjs")`.
+   */
+  tokenizerLibrary?: () => Promise<unknown>;
   /** Refuse weights holding NaN or ±Infinity with a ModelFormatError naming the tensor (default true; one pass over the weights). */
   checkFinite?: boolean;
   /**
@@ -234,7 +240,7 @@ export class HookedTransformer {
     if (options.checkFinite ?? true) assertFiniteWeights(raw);
     let weights = family.weightsFromHf(raw, cfg);
     if (options.processWeights ?? true) ({ cfg, weights } = processWeights(cfg, weights, options));
-    const tokenizer = (options.tokenizer ?? true) ? (await loadTokenizer(files)) ?? undefined : undefined;
+    const tokenizer = (options.tokenizer ?? true) ? (await loadTokenizer(files, { importLibrary: options.tokenizerLibrary })) ?? undefined : undefined;
     return HookedTransformer.create(cfg, weights, { ...options, tokenizer });
   }
 
