@@ -260,3 +260,38 @@ describe("errors", () => {
     raw.dispose();
   });
 });
+
+describe("model.unembed: the unembedding alone, on the engine's packed W_U", () => {
+  it("turns ln_final.hook_normalized into the forward's logits: processed, unprocessed, bf16, and soft-capped Gemma-2", async () => {
+    const { referenceDir } = await import("./reference.js");
+    const cases: Array<[string, HookedTransformer]> = [
+      ["processed GPT-2", model],
+      ["unprocessed GPT-2 (ln_final's weight folded into the device W_U)", await HookedTransformer.fromPretrained(randomGpt2Files(SPEC), { engine, processWeights: false })],
+      ["bf16 GPT-2", await HookedTransformer.fromPretrained(randomGpt2Files(SPEC), { engine, dtype: "bf16" })],
+      ["Gemma-2 (final soft-cap)", await HookedTransformer.fromPretrained(referenceDir("tiny-gemma2-random"), { engine })],
+    ];
+    for (const [name, m] of cases) {
+      const ids = tokens.map((row) => row.map((t) => t % m.cfg.dVocab));
+      const { logits: expected, cache: c } = m.runWithCache(ids);
+      const got = m.unembed(c.get("ln_final.hook_normalized")!);
+      expect(got.shape, name).toEqual(expected!.shape);
+      expectClose(got, expected!, 1e-5);
+      if (m !== model) m.dispose();
+    }
+  });
+
+  it("unembeds an accumulated-residual stack of any leading shape; the last entry is the model's logits", () => {
+    const stack = cache.accumulatedResid(undefined, { applyLn: true });
+    const lens = model.unembed(stack);
+    expect(lens.shape).toEqual([SPEC.nLayer + 1, B, P, V]);
+    expectClose(lens.select(0, SPEC.nLayer), logits, 1e-4);
+    // One row by hand: the normalized residual · W_U + b_U.
+    const row = stack.select(0, 1).select(0, 2).select(0, 4);
+    const byHand = row.unsqueeze(0).matmul(model.weights.get("unembed.W_U")!).add(model.weights.get("unembed.b_U")!).squeeze(0);
+    expectClose(lens.select(0, 1).select(0, 2).select(0, 4), byHand, 1e-5);
+  });
+
+  it("refuses a tensor whose last dim is not dModel, naming the shape", () => {
+    expect(() => model.unembed(new Tensor(new Float32Array(6), [2, 3]))).toThrow(/\[\.\.\., dModel = 32\], got \[2, 3\]/);
+  });
+});

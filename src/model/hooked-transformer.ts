@@ -1,4 +1,5 @@
 import { Engine, type EngineOptions } from "../engine/engine.js";
+import { GemmActivation } from "../engine/kernels.js";
 import { Tensor } from "../engine/tensor.js";
 import { assertFiniteWeights, loadSafetensorsWeights, readJsonConfig } from "../io/checkpoint.js";
 import { openSource, type SourceInput } from "../io/source.js";
@@ -433,6 +434,46 @@ export class HookedTransformer {
   private needTokenizer(op: string): Tokenizer {
     if (this.tokenizer === undefined) throw new Error(`${op}: this model has no tokenizer (its folder had no tokenizer.json or vocab.json + merges.txt); pass token ids instead`);
     return this.tokenizer;
+  }
+
+  /**
+   * The unembedding on its own (TransformerLens's `model.unembed`): logits `x · W_U + b_U` of
+   * residual vectors that are already normalized (`ln_final.hook_normalized`, or a stack passed
+   * through {@link applyLnToStack}), then the final soft-cap when the model has one. Runs on the
+   * engine's packed W_U, so it costs what the forward pass's unembedding costs (the logit lens
+   * of every layer and position of GPT-2 small takes one product, not a JS loop over 50257 columns).
+   *
+   * @param normalized - [..., dModel]
+   * @returns [..., dVocab]
+   * @throws Error if the last dim is not dModel
+   * @example
+   * ```ts
+   * const { cache } = model.runWithCache(tokens);
+   * const { stack, labels } = accumulatedResid(cache, undefined, { applyLn: true }); // [layers + 1, batch, pos, dModel]
+   * const lens = model.unembed(stack);                                                // [layers + 1, batch, pos, dVocab]
+   * ```
+   */
+  unembed(normalized: Tensor): Tensor {
+    const { dModel: D, dVocab: V } = this.cfg;
+    if (!(normalized instanceof Tensor) || normalized.ndim < 1 || normalized.shape.at(-1) !== D) {
+      throw new Error(`unembed: expected a tensor [..., dModel = ${D}], got ${normalized instanceof Tensor ? `[${normalized.shape.join(", ")}]` : typeof normalized}`);
+    }
+    const w = this.live();
+    const rows = normalized.data.length / D;
+    const out = [...normalized.shape.slice(0, -1), V];
+    if (rows === 0) return new Tensor(new Float32Array(0), out);
+    const engine = this.engine;
+    const x = engine.upload(normalized.data);
+    const y = engine.alloc(rows * V);
+    try {
+      const gemm = w.dtype === "bf16" ? engine.kernels.gemmPacked16 : engine.kernels.gemmPacked;
+      gemm(x, D, w.wU, y, V, w.bU, rows, V, D, 0, 0, V, GemmActivation.none);
+      if (this.cfg.finalSoftcap !== undefined) engine.kernels.softcap(y, y, rows * V, this.cfg.finalSoftcap);
+      return new Tensor(engine.download(y, rows * V), out);
+    } finally {
+      engine.free(x);
+      engine.free(y);
+    }
   }
 
   /** Frees the weights in the engine's memory; the model cannot run afterwards. */
