@@ -1,43 +1,87 @@
-// The page: reads the form, hands the sweep to the Web Worker, shows progress, and draws the
-// result as a heatmap (hover for layer.head and score, click for the top paths).
+// The page: the model and prompt forms, the view tabs, and drawing what the worker computes.
+// Every computation runs in worker.js; this file only reads forms, posts requests and draws.
+import { download, stackSvgs, svgToPng } from "./exporting.js";
+import { attachFigure, drawFigure, figureSvg } from "./figure.js";
+import { fromHash, toHash } from "./page-state.js";
+import { checkTokens, formItems, renderChips, splitRows } from "./prompts.js";
+import * as views from "./views.js";
+
 const $ = (id) => document.getElementById(id);
-const worker = new Worker(new URL("./sweep-worker.js", import.meta.url), { type: "module" });
-const canvas = $("heatmap");
-const ctx2d = canvas.getContext("2d");
-const LABEL_W = 64;
-const LABEL_H = 44;
+const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
 
-const page = { state: "loading", cfg: undefined, lastResult: undefined, grid: undefined, lastCircuit: undefined };
-window.hooklensPage = page; // read by the browser test
+/** Everything the page knows; the browser test reads it (window.hooklensPage). */
+const page = {
+  state: "loading", cfg: undefined, tokenizer: false, model: { kind: "demo" }, view: "patterns",
+  check: undefined, split: undefined, result: undefined, figures: [], exportSvg: undefined,
+  lastResult: undefined, lastCircuit: undefined, grid: undefined, autoRun: false,
+};
+window.hooklensPage = page;
 
-function setState(state, status) {
+const IOI = {
+  clean: "When Mary and John went to the store, John gave a drink to",
+  corrupted: "When Mary and John went to the store, Mary gave a drink to",
+  correct: " Mary", incorrect: " John",
+};
+
+// ---- state, status and the URL hash ---------------------------------------------------------
+
+function setState(state, status, { error = false } = {}) {
   page.state = state;
-  document.body.dataset.state = state;
-  if (status !== undefined) $("status").textContent = status;
-  $("run").disabled = state === "running" || state === "loading" || page.cfg === undefined;
-  $("circuit-run").disabled = $("run").disabled;
-  $("cancel").disabled = state !== "running";
+  document.body.dataset.state = error ? "error" : state;
+  if (status !== undefined) {
+    $("status").textContent = status;
+    $("status").classList.toggle("error", error);
+  }
+  const busy = state === "running" || state === "loading";
+  $("run").disabled = busy || page.cfg === undefined || !page.check?.ok;
+  $("cancel").disabled = !busy || page.cfg === undefined && state !== "loading";
+  $("load-url").disabled = busy;
+  for (const id of ["export-svg", "export-png", "export-json"]) $(id).disabled = busy || page.result === undefined;
 }
 
-// ---- model ------------------------------------------------------------------------------
+function formState() {
+  return {
+    model: page.model.kind === "url" ? page.model.url : page.model.kind === "demo" ? "demo" : "",
+    dtype: $("dtype").value, mode: currentMode(), clean: $("clean").value, corrupted: $("corrupted").value,
+    correct: $("correct").value, incorrect: $("incorrect").value, view: page.view, row: $("row").value,
+    act: $("act-kind").value, src: $("src").value, component: $("component").value, pmode: $("pmode").value,
+    mid: $("lens-mid").checked ? "1" : "", layer: page.picked?.layer, head: page.picked?.head,
+  };
+}
 
-function loadDemo() {
-  setState("loading", "loading the demo model…");
-  worker.postMessage({ type: "load", source: "demo", dtype: $("dtype").value });
+const saveHash = () => history.replaceState(null, "", toHash(formState()));
+const currentMode = () => ($("mode-text").checked ? "text" : "ids");
+
+// ---- model ------------------------------------------------------------------------------------
+
+function load(request, status) {
+  page.model = request.kind === "url" ? { kind: "url", url: request.url } : { kind: request.kind };
+  $("progress").value = 0;
+  setState("loading", status);
+  worker.postMessage({ type: "load", request: { ...request, dtype: $("dtype").value } }, request.transfer ?? []);
+}
+
+const loadDemo = () => load({ kind: "demo" }, "loading the demo model…");
+
+function loadUrl() {
+  const url = $("model-url").value.trim();
+  if (url === "") { setState(page.state === "loading" ? "ready" : page.state, "type a model folder URL or a hub repository (owner/name) first", { error: true }); return; }
+  $("model-demo").checked = false;
+  load({ kind: "url", url }, `fetching ${url}…`);
 }
 
 async function loadFiles(fileList) {
-  const wanted = new Set(["config.json", "model.safetensors", "tokenizer.json"]);
+  const wanted = /^(config\.json|model\.safetensors|model\.safetensors\.index\.json|model-\d+-of-\d+\.safetensors|tokenizer\.json|tokenizer_config\.json|vocab\.json|merges\.txt)$/;
   const files = {};
-  for (const f of fileList) if (wanted.has(f.name)) files[f.name] = await f.arrayBuffer();
-  if (!files["config.json"] || !files["model.safetensors"]) {
-    setState(page.state === "loading" ? "ready" : page.state, `the folder needs config.json and model.safetensors; got ${[...fileList].map((f) => f.name).join(", ") || "nothing"}`);
+  for (const f of fileList) if (wanted.test(f.name)) files[f.name] = await f.arrayBuffer();
+  if (!files["config.json"] || !(files["model.safetensors"] || files["model.safetensors.index.json"])) {
+    const got = [...fileList].map((f) => f.name).join(", ") || "nothing";
+    setState(page.cfg ? "ready" : "error", `the folder needs config.json and model.safetensors (or a sharded index); got ${got}`, { error: true });
     return;
   }
-  document.querySelector('input[name="model"]').checked = false;
-  setState("loading", "loading the dropped model…");
+  $("model-demo").checked = false;
   const name = fileList[0].webkitRelativePath?.split("/")[0] || "dropped folder";
-  worker.postMessage({ type: "load", files, name, dtype: $("dtype").value }, Object.values(files));
+  load({ kind: "files", files, name, transfer: Object.values(files) }, "loading the dropped model…");
 }
 
 /** Every File under the dropped entries (folders are walked). */
@@ -58,6 +102,302 @@ async function droppedFiles(items) {
   return out;
 }
 
+function modelLoaded(m) {
+  page.cfg = m.cfg;
+  page.tokenizer = m.tokenizer;
+  $("model-name").textContent = `${m.name}: ${m.cfg.nLayers} layers × ${m.cfg.nHeads} heads, d_model ${m.cfg.dModel}, vocabulary ${m.cfg.dVocab}, context ${m.cfg.nCtx}`;
+  $("model-note").textContent = m.note ?? "";
+  $("mode-text").disabled = !m.tokenizer;
+  fillSources(m.cfg);
+  if (page.pendingPrompts) {
+    setPrompts(page.pendingPrompts);
+    page.pendingPrompts = undefined;
+  } else if (m.tokenizer) {
+    setPrompts({ mode: "text", ...IOI });
+  } else if (page.model.kind === "demo") {
+    setPrompts(page.demoPrompts);
+  } else {
+    setPrompts({ mode: "ids", clean: $("clean").value, corrupted: $("corrupted").value, correct: $("correct").value, incorrect: $("incorrect").value });
+  }
+  setState("ready", "ready");
+  refreshTokens();
+}
+
+function setPrompts(p) {
+  const mode = p.mode === "text" && page.tokenizer ? "text" : "ids";
+  $(`mode-${mode}`).checked = true;
+  for (const key of ["clean", "corrupted", "correct", "incorrect"]) $(key).value = p[key] ?? "";
+}
+
+function fillSources(cfg) {
+  const select = $("src");
+  const keep = select.value;
+  select.replaceChildren(new Option("all", "all"));
+  for (let l = 0; l < cfg.nLayers - 1; l++) for (let h = 0; h < cfg.nHeads; h++) select.add(new Option(`${l}.${h}`, `${l}.${h}`));
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+}
+
+// ---- prompts: tokens, chips and the check ------------------------------------------------------
+
+let tokenSeq = 0;
+let tokenTimer;
+let tokensReady;
+
+/** Asks the worker for the tokens of the form (debounced while typing); resolves when they are shown. */
+function refreshTokens(delay = 0) {
+  clearTimeout(tokenTimer);
+  tokensReady = new Promise((resolve) => {
+    tokenTimer = setTimeout(() => {
+      if (page.cfg === undefined) { resolve(); return; }
+      const form = formItems({ mode: currentMode(), clean: $("clean").value, corrupted: $("corrupted").value, correct: $("correct").value, incorrect: $("incorrect").value });
+      const seq = ++tokenSeq;
+      page.pendingTokens = { seq, groups: form.groups, resolve };
+      worker.postMessage({ type: "tokenize", seq, items: form.items });
+    }, delay);
+  });
+  return tokensReady;
+}
+
+function tokensArrived(m) {
+  const pending = page.pendingTokens;
+  if (pending === undefined || pending.seq !== m.seq) return; // an older request
+  page.pendingTokens = undefined;
+  const split = splitRows(pending.groups, m.rows);
+  page.split = split;
+  page.check = checkTokens(split, currentMode());
+  renderChips($("clean-chips"), split.clean, split.corrupted);
+  renderChips($("corrupted-chips"), split.corrupted, split.clean);
+  renderChips($("correct-chips"), split.correct);
+  renderChips($("incorrect-chips"), split.incorrect);
+  $("prompt-check").textContent = page.check.ok ? `${split.clean.length} prompt pair${split.clean.length === 1 ? "" : "s"} of ${split.clean[0].ids.length} tokens` : page.check.message;
+  $("prompt-check").classList.toggle("error", !page.check.ok);
+  fillRows(split);
+  setState(page.state);
+  saveHash();
+  pending.resolve();
+  if (page.autoRun && page.check.ok && page.state === "ready") {
+    page.autoRun = false;
+    run();
+  }
+}
+
+function fillRows(split) {
+  const select = $("row");
+  const keep = page.pendingRow ?? select.value;
+  page.pendingRow = undefined;
+  select.replaceChildren();
+  for (const group of ["clean", "corrupted"]) {
+    split[group].forEach((row, i) => {
+      const preview = row.labels ? row.labels.slice(0, 8).join(" ") : "";
+      select.add(new Option(`${group} ${i + 1}: ${preview}${row.labels?.length > 8 ? " …" : ""}`, `${group}:${i}`));
+    });
+  }
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+}
+
+/** Switching text ↔ ids rewrites the prompts in the other form, from the tokens the page holds. */
+async function switchMode(mode) {
+  await tokensReady;
+  const split = page.split;
+  if (split === undefined || Object.values(split).flat().some((r) => r.error !== undefined)) { refreshTokens(); return; }
+  if (mode === "ids") {
+    const rows = (group) => split[group].map((r) => r.ids.join(" ")).join("\n");
+    setPrompts({ mode, clean: rows("clean"), corrupted: rows("corrupted"), correct: split.correct.map((r) => r.ids.join(" ")).join("\n"), incorrect: split.incorrect.map((r) => r.ids.join(" ")).join("\n") });
+  } else {
+    const texts = (group) => split[group].map((r) => r.text ?? "").join("\n");
+    setPrompts({ mode, clean: texts("clean"), corrupted: texts("corrupted"), correct: texts("correct"), incorrect: texts("incorrect") });
+  }
+  refreshTokens();
+}
+
+// ---- views -------------------------------------------------------------------------------------
+
+const TITLES = { patterns: "Attention patterns", lens: "Logit lens", act: "Activation patching", direct: "Direct path patching", circuit: "Circuit" };
+
+function selectView(view) {
+  page.view = view;
+  for (const tab of document.querySelectorAll("#tabs button")) tab.setAttribute("aria-selected", String(tab.dataset.view === view));
+  for (const box of document.querySelectorAll(".view-options")) box.hidden = !box.dataset.view.split(" ").includes(view);
+  $("run").textContent = view === "circuit" ? "Find circuit" : view === "patterns" || view === "lens" ? "Show" : "Run sweep";
+  saveHash();
+}
+
+/** The worker request of the current view, from the checked tokens and the view's options. */
+function viewRequest(tokens) {
+  const [group, index] = $("row").value.split(":");
+  const batch = group === "corrupted" ? tokens.corrupted : tokens.clean;
+  const row = Number(index) || 0;
+  switch (page.view) {
+    case "patterns": return { tokens: batch, row };
+    case "lens": return { tokens: batch, row, correct: tokens.correct, incorrect: tokens.incorrect, inclMid: $("lens-mid").checked };
+    case "act": return { ...tokens, kind: $("act-kind").value };
+    case "direct": {
+      const src = $("src").value;
+      return { ...tokens, src: src === "all" ? "all" : src.split(".").map(Number), component: $("component").value, mode: $("pmode").value };
+    }
+    case "circuit": return { ...tokens, options: { method: "eap-ig", steps: 5, verify: 20, target: 0.8 } };
+    default: throw new Error(`unknown view ${page.view}`);
+  }
+}
+
+async function run() {
+  await tokensReady;
+  if (!page.check?.ok) { setState("ready", page.check?.message ?? "no prompts", { error: true }); return; }
+  $("progress").value = 0;
+  setState("running", `${TITLES[page.view]}: computing in the worker…`);
+  worker.postMessage({ type: "job", view: page.view, request: viewRequest(page.check.tokens) });
+}
+
+/** Draws figure descriptions into #figures; returns the canvases. */
+function showFigures(list) {
+  const box = $("figures");
+  box.replaceChildren();
+  page.figures = list;
+  page.detachers?.forEach((f) => f());
+  page.detachers = [];
+  list.forEach(({ fig, onClick }) => {
+    const wrap = document.createElement("div");
+    wrap.className = "figure";
+    const canvas = document.createElement("canvas");
+    canvas.setAttribute("aria-label", fig.title);
+    wrap.append(canvas);
+    box.append(wrap);
+    const lay = drawFigure(canvas, fig);
+    page.detachers.push(attachFigure(canvas, $("tooltip"), fig, lay, onClick));
+    fig.canvas = canvas;
+    fig.layout = lay;
+  });
+  $("legend").textContent = list.map(({ fig }) => fig.legend).filter(Boolean).join(" · ");
+  page.exportSvg = () => stackSvgs(page.figures.map(({ fig }) => figureSvg(fig)));
+}
+
+function showResult(view, data, elapsedMs) {
+  page.result = { view, data };
+  $("view-title").textContent = TITLES[view];
+  $("details").replaceChildren();
+  $("summary").textContent = "";
+  if (view === "patterns") {
+    showPatterns(data, page.picked ?? { layer: 0, head: 0 });
+    $("summary").textContent = `${data.nLayers} layers × ${data.nHeads} heads on ${data.labels.length} tokens; ${elapsedMs.toFixed(0)} ms. Click a thumbnail for its pattern.`;
+  } else if (view === "lens") {
+    showFigures([{ fig: views.lensFigure(data) }, { fig: views.lensDiffFigure(data) }]);
+    $("summary").textContent = `top tokens of the residual stream before each layer and after the last, prompt ${data.row + 1}; ${elapsedMs.toFixed(0)} ms`;
+  } else if (view === "act" || view === "direct") {
+    const result = data.result;
+    page.lastResult = result;
+    const fig = views.patchFigure(result, data.labels ?? page.split.clean[0].labels);
+    showFigures([{ fig, onClick: (r, c) => { $("details").innerHTML = views.topCellsHtml(fig, result, { r, c }); } }]);
+    page.grid = { rows: fig.rows, cols: fig.cols, cell: fig.layout.cell, left: fig.layout.left, top: fig.layout.top };
+    $("summary").textContent = views.patchSummary(result, elapsedMs);
+  } else if (view === "circuit") {
+    showCircuit(data, elapsedMs);
+  }
+  saveHash();
+}
+
+function showPatterns(data, picked) {
+  page.picked = { layer: Math.min(Number(picked.layer) || 0, data.nLayers - 1), head: Math.min(Number(picked.head) || 0, data.nHeads - 1) };
+  const thumbs = document.createElement("canvas");
+  thumbs.className = "thumbs";
+  thumbs.setAttribute("aria-label", "attention patterns of every head (layer × head)");
+  const grid = views.patternGrid(data);
+  const size = Math.max(36, Math.min(72, Math.floor(640 / grid.cols) - 6));
+  const gap = 6;
+  const [left, top] = [36, 20];
+  thumbs.width = left + grid.cols * (size + gap);
+  thumbs.height = top + grid.rows * (size + gap);
+  const ctx = thumbs.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, thumbs.width, thumbs.height);
+  ctx.font = "11px ui-monospace, monospace";
+  ctx.fillStyle = "#1d232a";
+  for (let l = 0; l < grid.rows; l++) ctx.fillText(`L${l}`, 4, top + l * (size + gap) + size / 2 + 4);
+  for (let h = 0; h < grid.cols; h++) ctx.fillText(`H${h}`, left + h * (size + gap) + size / 2 - 8, 12);
+  const P = grid.size;
+  const image = ctx.createImageData(P, P);
+  const scratch = document.createElement("canvas");
+  scratch.width = P;
+  scratch.height = P;
+  for (let l = 0; l < grid.rows; l++) {
+    for (let h = 0; h < grid.cols; h++) {
+      const pattern = grid.pattern(l, h);
+      for (let i = 0; i < P * P; i++) {
+        const t = Math.max(0, Math.min(1, pattern[i]));
+        image.data.set([Math.round(255 + (84 - 255) * t), Math.round(255 + (39 - 255) * t), Math.round(255 + (143 - 255) * t), 255], i * 4);
+      }
+      scratch.getContext("2d").putImageData(image, 0, 0);
+      ctx.imageSmoothingEnabled = false;
+      const [x, y] = [left + h * (size + gap), top + l * (size + gap)];
+      ctx.drawImage(scratch, x, y, size, size);
+      ctx.strokeStyle = l === page.picked.layer && h === page.picked.head ? "#c62828" : "#cfd5dc";
+      ctx.lineWidth = l === page.picked.layer && h === page.picked.head ? 3 : 1;
+      ctx.strokeRect(x - 0.5, y - 0.5, size + 1, size + 1);
+    }
+  }
+  const fig = views.patternFigure(data, page.picked.layer, page.picked.head);
+  showFigures([{ fig }]);
+  $("figures").prepend(thumbs);
+  page.thumbs = { left, top, size, gap, rows: grid.rows, cols: grid.cols };
+  thumbs.addEventListener("click", (event) => {
+    const rect = thumbs.getBoundingClientRect();
+    const h = Math.floor((event.clientX - rect.left - left) / (size + gap));
+    const l = Math.floor((event.clientY - rect.top - top) / (size + gap));
+    if (l >= 0 && h >= 0 && l < grid.rows && h < grid.cols) { showPatterns(data, { layer: l, head: h }); saveHash(); }
+  });
+  // The export: the thumbnails as an embedded image above the picked head's pattern.
+  page.exportSvg = () => stackSvgs([
+    `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${thumbs.width}" height="${thumbs.height}"><image width="${thumbs.width}" height="${thumbs.height}" href="${thumbs.toDataURL("image/png")}"/></svg>`,
+    figureSvg(fig),
+  ]);
+}
+
+function showCircuit(data, elapsedMs) {
+  const { found, svg } = data;
+  page.lastCircuit = found;
+  page.figures = [];
+  const box = $("figures");
+  box.innerHTML = `<div id="circuit">${svg}</div>`; // the library's own drawing: input at the bottom, logits at the top
+  const table = document.createElement("table");
+  table.id = "circuit-edges";
+  for (const cells of views.circuitTableRows(found)) {
+    const row = table.insertRow();
+    for (const text of cells) row.insertCell().textContent = text; // reader names hold "<k>": text, not markup
+  }
+  $("details").replaceChildren(table);
+  $("summary").textContent = views.circuitSummary(found, elapsedMs);
+  $("legend").textContent = "edges EAP-IG ranks first and exact patching confirms; hover an edge for its scores";
+  const tip = $("tooltip");
+  for (const path of box.querySelectorAll("svg path")) {
+    path.addEventListener("mousemove", (event) => {
+      const rect = tip.offsetParent.getBoundingClientRect();
+      tip.textContent = path.querySelector("title")?.textContent ?? "";
+      tip.style.left = `${event.clientX - rect.left + 14}px`;
+      tip.style.top = `${event.clientY - rect.top + 10}px`;
+      tip.hidden = false;
+    });
+    path.addEventListener("mouseleave", () => { tip.hidden = true; });
+  }
+  page.exportSvg = () => svg;
+}
+
+// ---- export and share ------------------------------------------------------------------------
+
+const exportName = (ext) => `hooklens-${page.result.view}.${ext}`;
+$("export-svg").addEventListener("click", () => download(exportName("svg"), new Blob([page.exportSvg()], { type: "image/svg+xml" })));
+$("export-png").addEventListener("click", async () => download(exportName("png"), await svgToPng(page.exportSvg())));
+$("export-json").addEventListener("click", () => download(exportName("json"), new Blob([JSON.stringify(page.result.data, null, 1)], { type: "application/json" })));
+$("share").addEventListener("click", async () => {
+  saveHash();
+  try {
+    await navigator.clipboard.writeText(location.href);
+    $("status").textContent = "link copied";
+  } catch {
+    $("status").textContent = `link: ${location.href}`;
+  }
+});
+
+// ---- wiring ----------------------------------------------------------------------------------
+
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -67,221 +407,80 @@ drop.addEventListener("drop", async (e) => {
   await loadFiles(await droppedFiles(e.dataTransfer.items));
 });
 $("files").addEventListener("change", (e) => loadFiles(e.target.files));
-document.querySelector('input[name="model"]').addEventListener("change", loadDemo);
+$("model-demo").addEventListener("change", loadDemo);
+$("load-url").addEventListener("click", loadUrl);
+$("model-url").addEventListener("keydown", (e) => { if (e.key === "Enter") loadUrl(); });
 // The weights' storage applies from the next load: the demo model reloads at once.
-$("dtype").addEventListener("change", () => { if (document.querySelector('input[name="model"]').checked) loadDemo(); });
-
-// ---- prompts and options ----------------------------------------------------------------
-
-const idsOf = (text) => text.split(/[\s,]+/).filter(Boolean).map(Number);
-const rowsOf = (text) => text.split("\n").map((l) => l.replace(/[[\]]/g, " ").trim()).filter(Boolean).map(idsOf);
-
-function readForm() {
-  const clean = rowsOf($("clean").value);
-  const corrupted = rowsOf($("corrupted").value);
-  const correct = idsOf($("correct").value);
-  const incorrect = idsOf($("incorrect").value);
-  const { dVocab } = page.cfg;
-  const bad = [...clean.flat(), ...corrupted.flat(), ...correct, ...incorrect].find((t) => !Number.isInteger(t) || t < 0 || t >= dVocab);
-  if (bad !== undefined) throw new Error(`token ids must be integers in [0, ${dVocab - 1}]; found ${bad}`);
-  if (clean.length === 0 || clean.length !== corrupted.length) throw new Error(`clean and corrupted need the same number of prompts (got ${clean.length} and ${corrupted.length})`);
-  if (correct.length !== clean.length || incorrect.length !== clean.length) throw new Error(`give one correct and one incorrect id per prompt (${clean.length})`);
-  const srcValue = $("src").value;
-  const src = srcValue === "all" ? "all" : srcValue.split(".").map(Number);
-  return { clean, corrupted, correct, incorrect, src, component: $("component").value, mode: $("mode").value };
-}
-
-function fillSources(cfg) {
-  const select = $("src");
-  select.replaceChildren(new Option("all", "all"));
-  for (let l = 0; l < cfg.nLayers - 1; l++) for (let h = 0; h < cfg.nHeads; h++) select.add(new Option(`${l}.${h}`, `${l}.${h}`));
-}
-
-/** Reads the form and hands a job to the worker (the form's error on the page instead, if it has one). */
-function startJob(status, message) {
-  let request;
-  try {
-    request = readForm();
-  } catch (e) {
-    setState("ready", e.message);
-    return;
-  }
-  $("progress").value = 0;
-  setState("running", status);
-  worker.postMessage(message(request));
-}
-
-$("run").addEventListener("click", () => startJob("running the sweep in the worker…", (request) => ({ type: "run", ...request })));
+$("dtype").addEventListener("change", () => { if ($("model-demo").checked) loadDemo(); });
+for (const id of ["clean", "corrupted", "correct", "incorrect"]) $(id).addEventListener("input", () => refreshTokens(150));
+for (const radio of document.querySelectorAll('input[name="mode"]')) radio.addEventListener("change", () => switchMode(radio.value));
+for (const tab of document.querySelectorAll("#tabs button")) tab.addEventListener("click", () => selectView(tab.dataset.view));
+for (const id of ["row", "act-kind", "src", "component", "pmode", "lens-mid"]) $(id).addEventListener("change", saveHash);
+$("run").addEventListener("click", run);
 $("cancel").addEventListener("click", () => worker.postMessage({ type: "cancel" }));
-$("circuit-run").addEventListener("click", () => startJob("finding the circuit in the worker…", ({ clean, corrupted, correct, incorrect }) => ({
-  type: "circuit", clean, corrupted, correct, incorrect, options: { method: "eap-ig", steps: 5, verify: 20, target: 0.8 },
-})));
-
-// ---- circuit ------------------------------------------------------------------------------
 
 const STAGES = { rank: "ranking every edge (EAP-IG passes)", verify: "patching the top edges exactly", circuit: "circuit runs" };
-
-function showCircuit(found, svg, elapsedMs) {
-  page.lastCircuit = found;
-  $("circuit").innerHTML = svg; // the library's own drawing: input at the bottom, logits at the top
-  const fmt = (x) => (x === undefined ? "" : `${x >= 0 ? "+" : ""}${x.toFixed(4)}`);
-  const table = $("circuit-edges");
-  table.replaceChildren();
-  for (const cells of [["edge", "estimate", "exact"], ...found.edges.map((e) => [`${e.writer} → ${e.reader}`, fmt(e.estimate), fmt(e.exact)])]) {
-    const row = table.insertRow();
-    for (const text of cells) row.insertCell().textContent = text; // reader names hold "<k>": text, not markup
-  }
-  $("circuit-summary").textContent = `${found.edges.length} edges, faithfulness ${found.faithfulness.toFixed(3)} ` +
-    `(corrupted ${found.baseline.toFixed(4)}, clean ${found.clean.toFixed(4)}); Spearman ρ of estimate and exact ` +
-    `${Number.isNaN(found.spearman) ? "n/a" : found.spearman.toFixed(3)}; ${elapsedMs.toFixed(0)} ms`;
-  // Hover an edge: its scores (the drawing's own <title> of it) in the page's tooltip.
-  const tip = $("circuit-tooltip");
-  for (const path of $("circuit").querySelectorAll("svg path")) {
-    path.addEventListener("mousemove", (event) => {
-      const box = $("circuit-wrap").getBoundingClientRect();
-      tip.textContent = path.querySelector("title")?.textContent ?? "";
-      tip.style.left = `${event.clientX - box.left + 14}px`;
-      tip.style.top = `${event.clientY - box.top + 10}px`;
-      tip.hidden = false;
-    });
-    path.addEventListener("mouseleave", () => { tip.hidden = true; });
-  }
-}
-
-// ---- heatmap ------------------------------------------------------------------------------
-
-/** Rows and columns of the result: [L, H] → destination layers × heads; [L, H, L, H] → sources × destinations. */
-function gridOf(result) {
-  const values = result.normalized ?? result.scores;
-  const [L, H] = result.shape;
-  const heads = Array.from({ length: L * H }, (_, i) => `${Math.floor(i / H)}.${i % H}`);
-  const all = result.shape.length === 4;
-  return {
-    all, values, rows: all ? L * H : L, cols: all ? L * H : H,
-    rowLabel: (r) => (all ? heads[r] : `L${r}`),
-    colLabel: (c) => (all ? heads[c] : `H${c}`),
-    cellName: (r, c) => (all ? `${heads[r]} → ${heads[c]}` : `${result.options.src.join(".")} → ${r}.${c}`),
-    index: (r, c) => r * (all ? L * H : H) + c,
-    source: (r) => (all ? heads[r] : result.options.src.join(".")),
-  };
-}
-
-function colour(v, max) {
-  const t = Math.max(-1, Math.min(1, v / max));
-  const mix = (a, b) => Math.round(a + (b - a) * Math.abs(t));
-  return t >= 0 ? `rgb(${mix(247, 178)},${mix(247, 24)},${mix(247, 43)})` : `rgb(${mix(247, 33)},${mix(247, 102)},${mix(247, 172)})`;
-}
-
-function draw(result) {
-  const grid = gridOf(result);
-  const cell = Math.max(14, Math.min(48, Math.floor(560 / Math.max(grid.rows, grid.cols))));
-  canvas.width = LABEL_W + grid.cols * cell + 8;
-  canvas.height = LABEL_H + grid.rows * cell + 8;
-  const max = grid.values.reduce((m, v, i) => (result.noPath?.[i] ? m : Math.max(m, Math.abs(v))), 1e-12);
-  ctx2d.fillStyle = "#fff";
-  ctx2d.fillRect(0, 0, canvas.width, canvas.height);
-  for (let r = 0; r < grid.rows; r++) {
-    for (let c = 0; c < grid.cols; c++) {
-      const i = grid.index(r, c);
-      ctx2d.fillStyle = result.noPath?.[i] ? "#e3e7eb" : colour(grid.values[i], max);
-      ctx2d.fillRect(LABEL_W + c * cell, LABEL_H + r * cell, cell - 1, cell - 1);
-    }
-  }
-  ctx2d.fillStyle = "#1d232a";
-  ctx2d.font = "11px ui-monospace, monospace";
-  ctx2d.textAlign = "right";
-  ctx2d.textBaseline = "middle";
-  for (let r = 0; r < grid.rows; r++) ctx2d.fillText(grid.rowLabel(r), LABEL_W - 6, LABEL_H + r * cell + cell / 2);
-  ctx2d.textAlign = "center";
-  for (let c = 0; c < grid.cols; c++) ctx2d.fillText(grid.colLabel(c), LABEL_W + c * cell + cell / 2, LABEL_H - 10);
-  ctx2d.textAlign = "left";
-  ctx2d.fillText(grid.all ? "source ↓  destination →" : "layer ↓  head →", 4, 12);
-  page.grid = { ...grid, cell, max };
-  $("legend").textContent = `colour: normalized effect, blue −${max.toFixed(3)} … white 0 … red +${max.toFixed(3)}; grey: no causal path`;
-}
-
-function cellAt(event) {
-  const g = page.grid;
-  if (!g) return undefined;
-  const rect = canvas.getBoundingClientRect();
-  const c = Math.floor((event.clientX - rect.left - LABEL_W) / g.cell);
-  const r = Math.floor((event.clientY - rect.top - LABEL_H) / g.cell);
-  return r >= 0 && c >= 0 && r < g.rows && c < g.cols ? { r, c, i: g.index(r, c) } : undefined;
-}
-
-function describe(i) {
-  const res = page.lastResult;
-  return res.noPath?.[i] ? "no causal path" : `score ${res.scores[i].toFixed(4)}, normalized ${(res.normalized?.[i] ?? NaN).toFixed(4)}`;
-}
-
-canvas.addEventListener("mousemove", (event) => {
-  const hit = cellAt(event);
-  const tip = $("tooltip");
-  if (hit === undefined) { tip.hidden = true; return; }
-  tip.textContent = `${page.grid.cellName(hit.r, hit.c)}: ${describe(hit.i)}`;
-  tip.style.left = `${event.offsetX + 14}px`;
-  tip.style.top = `${event.offsetY + 10}px`;
-  tip.hidden = false;
-});
-canvas.addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
-canvas.addEventListener("click", (event) => {
-  const hit = cellAt(event);
-  if (hit !== undefined) showTopPaths(hit);
-});
-
-/** The ten paths from the clicked cell's source with the largest |normalized| effect. */
-function showTopPaths(hit) {
-  const g = page.grid;
-  const res = page.lastResult;
-  const cells = [];
-  for (let c = 0; c < g.cols; c++) {
-    for (const r of g.all ? [hit.r] : Array.from({ length: g.rows }, (_, k) => k)) {
-      const i = g.index(r, c);
-      if (!res.noPath?.[i]) cells.push({ r, c, i, v: res.normalized?.[i] ?? res.scores[i] });
-    }
-  }
-  cells.sort((a, b) => Math.abs(b.v) - Math.abs(a.v));
-  const rows = cells.slice(0, 10).map(({ r, c, i }) =>
-    `<tr class="${i === hit.i ? "picked" : ""}"><td>${g.cellName(r, c)}</td><td>${res.scores[i].toFixed(4)}</td><td>${(res.normalized?.[i] ?? NaN).toFixed(4)}</td></tr>`);
-  $("details").innerHTML = `<h2>Top paths from ${g.source(hit.r)}</h2><p class="note">picked: ${g.cellName(hit.r, hit.c)} — ${describe(hit.i)}</p>` +
-    `<table><tr><th>path</th><th>score</th><th>normalized</th></tr>${rows.join("")}</table>`;
-}
-
-// ---- worker messages ----------------------------------------------------------------------
+const MB = (n) => `${(n / 1e6).toFixed(1)} MB`;
 
 worker.onmessage = ({ data: m }) => {
   if (m.type === "ready") {
     $("engine").textContent = `Engine: WASM ${m.variant}, ${m.threads} thread${m.threads === 1 ? "" : "s"}.`;
     const p = m.demoPrompts;
-    $("clean").value = p.clean.map((row) => row.join(" ")).join("\n");
-    $("corrupted").value = p.corrupted.map((row) => row.join(" ")).join("\n");
-    $("correct").value = p.correct.join(" ");
-    $("incorrect").value = p.incorrect.join(" ");
-    loadDemo();
+    page.demoPrompts = { mode: "ids", clean: p.clean.map((r) => r.join(" ")).join("\n"), corrupted: p.corrupted.map((r) => r.join(" ")).join("\n"), correct: p.correct.join(" "), incorrect: p.incorrect.join(" ") };
+    startFromHash();
   } else if (m.type === "model") {
-    page.cfg = m.cfg;
-    fillSources(m.cfg);
-    $("model-name").textContent = `${m.name}: ${m.cfg.nLayers} layers × ${m.cfg.nHeads} heads, vocabulary ${m.cfg.dVocab}, context ${m.cfg.nCtx}`;
-    setState("ready", "ready");
+    modelLoaded(m);
+  } else if (m.type === "tokens") {
+    tokensArrived(m);
   } else if (m.type === "progress") {
-    $("progress").max = m.total;
-    $("progress").value = m.done;
-    $("status").textContent = m.stage === undefined ? `patched runs ${m.done} / ${m.total}` : `${STAGES[m.stage] ?? m.stage}: ${m.done} / ${m.total}`;
-  } else if (m.type === "circuit") {
-    showCircuit(m.found, m.svg, m.elapsedMs);
-    $("progress").value = $("progress").max;
-    setState("done", "done");
+    if (m.stage === "size") {
+      $("status").textContent = m.bytes === undefined ? "downloading the weights (size not announced)…" : `downloading ${m.files.length} weight file${m.files.length === 1 ? "" : "s"}, ${MB(m.bytes)}…`;
+    } else if (m.stage === "download") {
+      if (m.total) { $("progress").max = m.total; $("progress").value = m.received; }
+      $("status").textContent = `downloading ${m.file}: ${MB(m.received)}${m.total ? ` / ${MB(m.total)}` : ""}`;
+    } else {
+      $("progress").max = m.total;
+      $("progress").value = m.done;
+      $("status").textContent = m.stage === undefined ? `patched runs ${m.done} / ${m.total}` : `${STAGES[m.stage] ?? m.stage}: ${m.done} / ${m.total}`;
+    }
   } else if (m.type === "result") {
-    page.lastResult = m.result;
     $("progress").value = $("progress").max;
-    draw(m.result);
-    $("summary").textContent = `${m.result.op} [${m.result.shape.join(", ")}], ${m.result.options.component} (${m.result.options.mode}): ` +
-      `corrupted ${m.result.baseline.toFixed(4)}, clean ${m.result.clean.toFixed(4)}; ${m.elapsedMs.toFixed(0)} ms`;
+    showResult(m.view, m.data, m.elapsedMs);
     setState("done", "done");
   } else if (m.type === "error") {
-    setState(page.cfg ? "ready" : "error", m.message);
-    if (page.state === "ready" && m.message !== "sweep cancelled") document.body.dataset.state = "error";
+    const state = page.cfg ? "ready" : "error";
+    if (m.during === "load" && page.cfg) page.model = page.loadedModel ?? page.model;
+    setState(state, m.cancelled ? "cancelled" : m.message, { error: !m.cancelled });
+    if (m.cancelled) document.body.dataset.state = "cancelled";
   }
+  if (m.type === "model") page.loadedModel = page.model;
 };
-worker.onerror = (e) => setState("error", `worker failed: ${e.message}`);
+worker.onerror = (e) => setState("error", `worker failed: ${e.message}`, { error: true });
+
+/** Restores a shared link's state, then loads its model (the demo when it names none or a dropped folder). */
+function startFromHash() {
+  const s = fromHash(location.hash);
+  if (s.dtype) $("dtype").value = s.dtype;
+  if (s.view && TITLES[s.view]) selectView(s.view);
+  else selectView("patterns");
+  for (const [key, id] of [["act", "act-kind"], ["src", "src"], ["component", "component"], ["pmode", "pmode"]]) if (s[key]) page.pendingOption = { ...page.pendingOption, [id]: s[key] };
+  if (s.mid) $("lens-mid").checked = true;
+  if (s.layer !== undefined) page.picked = { layer: Number(s.layer), head: Number(s.head ?? 0) };
+  if (s.row) page.pendingRow = s.row;
+  if (s.clean !== undefined) page.pendingPrompts = { mode: s.mode ?? "ids", clean: s.clean, corrupted: s.corrupted, correct: s.correct, incorrect: s.incorrect };
+  page.autoRun = s.view !== undefined && s.clean !== undefined;
+  for (const [id, value] of Object.entries(page.pendingOption ?? {})) {
+    const el = $(id);
+    if (id === "src" && ![...el.options].some((o) => o.value === value)) el.add(new Option(value, value));
+    el.value = value;
+  }
+  if (s.model && s.model !== "demo") {
+    $("model-url").value = s.model;
+    $("model-demo").checked = false;
+    load({ kind: "url", url: s.model }, `fetching ${s.model}…`);
+  } else {
+    loadDemo();
+  }
+}
+
 worker.postMessage({ type: "init" });
