@@ -11,7 +11,8 @@ report=.ci/runtimes-report.json
 rm -f "$report"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/hooklens-runtimes.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
-RUNTIMES="deno@2.9.6 bun@1.4.5 workerd@1.20261117.1 playwright-core@1.65.1"
+# @huggingface/tokenizers: the optional peer dependency the browser page tokenizes text with.
+RUNTIMES="deno@2.9.6 bun@1.4.5 workerd@1.20261117.1 playwright-core@1.65.1 @huggingface/tokenizers@0.2.0"
 
 if [ ! -x /usr/bin/chromium ]; then
   echo "runtimes: installing Debian's chromium"
@@ -35,4 +36,4 @@ if ! npm i --no-audit --no-fund --loglevel=error $RUNTIMES; then
 fi
 cd "$OLDPWD"
 
-node test/runtimes/run.mjs --project "$scratch" --report "$report" --screenshot .ci/artifacts/browser.png
+node test/runtimes/run.mjs --project "$scratch" --report "$report" --screenshots .ci/artifacts/browser

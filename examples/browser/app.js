@@ -16,6 +16,8 @@ const page = {
   lastResult: undefined, lastCircuit: undefined, grid: undefined, autoRun: false,
 };
 window.hooklensPage = page;
+/** Resolves once the tokens of the form as it is now are shown (the browser test waits on it). */
+page.settled = () => tokensReady;
 
 const IOI = {
   clean: "When Mary and John went to the store, John gave a drink to",
@@ -369,7 +371,7 @@ function showCircuit(data, elapsedMs) {
   const tip = $("tooltip");
   for (const path of box.querySelectorAll("svg path")) {
     path.addEventListener("mousemove", (event) => {
-      const rect = tip.offsetParent.getBoundingClientRect();
+      const rect = tip.parentElement.getBoundingClientRect();
       tip.textContent = path.querySelector("title")?.textContent ?? "";
       tip.style.left = `${event.clientX - rect.left + 14}px`;
       tip.style.top = `${event.clientY - rect.top + 10}px`;

@@ -107,7 +107,7 @@ export function attachFigure(canvas, tip, fig, lay, onClick) {
     const hit = cellAt(event);
     if (hit === undefined) { tip.hidden = true; return; }
     tip.textContent = fig.tooltip(hit.r, hit.c);
-    const box = tip.offsetParent?.getBoundingClientRect() ?? { left: 0, top: 0 };
+    const box = tip.parentElement.getBoundingClientRect(); // the positioned container the tooltip lives in
     tip.style.left = `${event.clientX - box.left + 14}px`;
     tip.style.top = `${event.clientY - box.top + 10}px`;
     tip.hidden = false;

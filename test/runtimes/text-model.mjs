@@ -8,6 +8,14 @@
 const WORDS = ["When", "Then", "The", "ĠMary", "ĠJohn", "ĠTom", "ĠAnna", "Ġand", "Ġwent", "Ġto", "Ġthe", "Ġstore", "Ġpark",
   "Ġgave", "Ġa", "Ġdrink", "Ġbook", "Ġball", "Ġhad", "Ġlot", "Ġof", "Ġfun", "Ġat", "Ġlunch", "Ġsaid", "Ġhello", ","];
 
+/** The IOI pair the browser test types into the page (Node tokenizes the same text). */
+export const IOI_TEXT = Object.freeze({
+  clean: "When Mary and John went to the store, John gave a drink to",
+  corrupted: "When Mary and John went to the store, Mary gave a drink to",
+  correct: " Mary",
+  incorrect: " John",
+});
+
 export const TEXT_MODEL_SPEC = Object.freeze({ nLayer: 2, nHead: 4, nEmbd: 64, nPositions: 64, seed: 7 });
 
 /** GPT-2's byte → printable-character table (bytes that are printable stay themselves). */
