@@ -177,3 +177,26 @@ describe("figures and the URL hash", () => {
     expect(fromHash("#view=act&bogus=1")).toEqual({ view: "act" });
   });
 });
+
+describe("LLaMA-family models in the explorer's computations", () => {
+  test("tiny-llama3-random (RMSNorm, rotary, no tokenizer): the lens's last layer is the logits; patterns are causal rows summing to 1", async () => {
+    const { referenceDir } = await import("./reference.js");
+    const llama = await HookedTransformer.fromPretrained(referenceDir("tiny-llama3-random"), { engine });
+    const ids = [[1, 17, 42, 5, 90, 23, 8]];
+    const lens = analyses.logitLens(hl, llama, { tokens: ids, row: 0, correct: [17], incorrect: [42], k: 2 });
+    const { logits } = llama.runWithCache(ids);
+    const V = llama.cfg.dVocab;
+    const last = logits!.data.subarray(6 * V, 7 * V);
+    expect(lens.logitDiff.at(-1)).toBeCloseTo(last[17]! - last[42]!, 4);
+    expect(lens.labels).toEqual(ids[0]!.map((id) => `#${id}`));
+    const patterns = analyses.attentionPatterns(hl, llama, { tokens: ids, row: 0 });
+    const P = 7;
+    const pattern = patterns.patterns[llama.cfg.nLayers - 1][0];
+    for (let r = 0; r < P; r++) {
+      let sum = 0;
+      for (let c = 0; c < P; c++) { sum += pattern[r * P + c]; if (c > r) expect(pattern[r * P + c]).toBe(0); }
+      expect(sum).toBeCloseTo(1, 5);
+    }
+    llama.dispose();
+  });
+});

@@ -161,6 +161,7 @@ export async function runBrowser({ chromium, executablePath, url, smokeSource, s
       ["bad URL: 404", `${url}models/nope/`, /config\.json: not found at .*HTTP 404/],
       ["bad URL: cross-origin refused", `${url.replace("127.0.0.1", "localhost")}models/tiny-gpt2-text/`, /cross-origin/],
       ["bad URL: not a URL", "ftp:/nowhere", /must start with http:\/\/ or https:\/\//],
+      ["too large: refused from config.json", `${url}models/too-big/`, /need about \d+\.\d GiB of WASM memory as f32, more than the 4 GiB.*bf16/],
     ]) {
       const result = await ui.loadUrl(target);
       check(name, result.state === "error" && pattern.test(result.status), result.status);

@@ -195,6 +195,10 @@ await (async () => {
   const modelDir = join(project, "models", "tiny-gpt2-text");
   mkdirSync(modelDir, { recursive: true });
   for (const [name, bytes] of Object.entries(textModelFiles(hl))) writeFileSync(join(modelDir, name), bytes);
+  // A GPT-2-shaped config.json of about 2.4 billion parameters and no weights: refused from its config alone.
+  mkdirSync(join(project, "models", "too-big"), { recursive: true });
+  writeFileSync(join(project, "models", "too-big", "config.json"), JSON.stringify({ architectures: ["GPT2LMHeadModel"], model_type: "gpt2",
+    n_layer: 48, n_head: 32, n_embd: 2048, n_positions: 1024, vocab_size: 50257, layer_norm_epsilon: 1e-5, activation_function: "gelu_new" }));
   const port = await freePort();
   const server = start(process.execPath, [join(repo, "examples", "browser", "serve.mjs"), "--port", String(port), "--package", packageDir,
     "--models", join(project, "models")], {});
