@@ -57,6 +57,7 @@ const currentMode = () => ($("mode-text").checked ? "text" : "ids");
 // ---- model ------------------------------------------------------------------------------------
 
 function load(request, status) {
+  page.downloads = {}; // file → bytes received (and announced) of this load
   page.model = request.kind === "url" ? { kind: "url", url: request.url } : { kind: request.kind };
   $("progress").value = 0;
   setState("loading", status);
@@ -438,6 +439,7 @@ worker.onmessage = ({ data: m }) => {
     if (m.stage === "size") {
       $("status").textContent = m.bytes === undefined ? "downloading the weights (size not announced)…" : `downloading ${m.files.length} weight file${m.files.length === 1 ? "" : "s"}, ${MB(m.bytes)}…`;
     } else if (m.stage === "download") {
+      page.downloads[m.file] = { received: m.received, total: m.total };
       if (m.total) { $("progress").max = m.total; $("progress").value = m.received; }
       $("status").textContent = `downloading ${m.file}: ${MB(m.received)}${m.total ? ` / ${MB(m.total)}` : ""}`;
     } else {

@@ -233,7 +233,9 @@ export class HookedTransformer {
     const family = familyOf(json);
     let cfg = family.configFromHf(json);
     // Judged from config.json alone: nothing is read or allocated for a model that cannot fit.
-    checkWeightsFitMemory(cfg, typeof source === "string" ? source : "the model", options.dtype ?? "f32");
+    // Named by its path or URL; bytes in memory have neither.
+    const what = typeof source === "string" ? source : files.location === "memory" ? "the model" : files.location;
+    checkWeightsFitMemory(cfg, what, options.dtype ?? "f32");
     if (options.useAttnResult) cfg = { ...cfg, useAttnResult: true };
     if (options.useSplitQkvInput) cfg = { ...cfg, useSplitQkvInput: true };
     if (options.useHookMlpIn) cfg = { ...cfg, useHookMlpIn: true };

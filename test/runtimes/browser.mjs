@@ -161,7 +161,7 @@ export async function runBrowser({ chromium, executablePath, url, smokeSource, s
       ["bad URL: 404", `${url}models/nope/`, /config\.json: not found at .*HTTP 404/],
       ["bad URL: cross-origin refused", `${url.replace("127.0.0.1", "localhost")}models/tiny-gpt2-text/`, /cross-origin/],
       ["bad URL: not a URL", "ftp:/nowhere", /must start with http:\/\/ or https:\/\//],
-      ["too large: refused from config.json", `${url}models/too-big/`, /need about \d+\.\d GiB of WASM memory as f32, more than the 4 GiB.*bf16/],
+      ["too large: refused from config.json", `${url}models/too-big/`, /models\/too-big\/: its weights need about \d+\.\d GiB of WASM memory as f32, more than the 4 GiB.*bf16/],
     ]) {
       const result = await ui.loadUrl(target);
       check(name, result.state === "error" && pattern.test(result.status), result.status);
@@ -170,7 +170,10 @@ export async function runBrowser({ chromium, executablePath, url, smokeSource, s
     // ---- a GPT-2-shaped model with a tokenizer, from a URL, and an IOI pair as text ----
     const loaded = await ui.loadUrl(`${url}models/tiny-gpt2-text/`);
     const textMode = await page.evaluate(() => document.getElementById("mode-text").checked && window.hooklensPage.tokenizer);
-    check("URL model with tokenizer", loaded.state === "ready" && textMode, `${loaded.status}; ${await page.locator("#model-name").textContent()}`);
+    const downloads = await page.evaluate(() => window.hooklensPage.downloads);
+    const weights = downloads["model.safetensors"];
+    check("URL model with tokenizer, download progress", loaded.state === "ready" && textMode && weights?.total > 0 && weights.received === weights.total,
+      `${loaded.status}; ${await page.locator("#model-name").textContent()}; progress ${JSON.stringify(downloads)}`);
     await ui.fillPrompts(IOI_TEXT);
     const chipIds = async (box) => (await page.locator(`#${box} .chip small`).allTextContents()).map(Number);
     const t = expected.views.textTokens;
