@@ -69,6 +69,7 @@ export function gemm(a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32,
  */
 function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, packed: usize,
   c: usize, ldc: i32, bias: usize, m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32, half: i32): void {
+  // half: 0 packed (or plain) f32, HALF_BF16 or HALF_F16 packed 16-bit elements.
   if (m <= 0 || j1 <= j0) return;
   if (k <= 0) {
     biasOnly(c + (<usize>j0 << 2), ldc, bias != 0 ? bias + (<usize>j0 << 2) : 0, m, j1 - j0, accumulate);
@@ -96,12 +97,13 @@ function blockedProduct(a: usize, lda: i32, b: usize, ldb: i32, transB: i32, pac
       for (let jc = j0; jc < j1; jc += NB * NR) {
         const nc = min(NB * NR, j1 - jc);
         let pb = packedB;
-        // A bf16 packed B has the same layout at two bytes an element: its group is widened into
+        // A 16-bit packed B has the same layout at two bytes an element: its group is widened into
         // the scratch once (half the bytes read from memory), then multiplied as an f32 one.
         const at = <usize>pc * nPad + <usize>kc * <usize>jc;
-        if (packed != 0 && half) {
-          widenGroup(packedB, packed + (at << 1), <usize>kc * <usize>((nc + NR - 1) & ~(NR - 1)));
-        } else if (packed != 0) pb = packed + (at << 2);
+        const groupLength = <usize>kc * <usize>((nc + NR - 1) & ~(NR - 1));
+        if (packed != 0 && half == HALF_BF16) widenGroup(packedB, packed + (at << 1), groupLength);
+        else if (packed != 0 && half == HALF_F16) widenGroupF16(packedB, packed + (at << 1), groupLength);
+        else if (packed != 0) pb = packed + (at << 2);
         else packGroup(packedB, b, ldbBytes, transB, pc, jc, kc, nc);
         const biasCols: usize = first && bias != 0 ? bias + (<usize>jc << 2) : 0;
         const cBlock = c + <usize>ic * ldcBytes + (<usize>jc << 2);
@@ -158,6 +160,9 @@ export function gemmPacked(a: usize, lda: i32, packed: usize, c: usize, ldc: i32
   blockedProduct(a, lda, 0, 0, 0, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act, 0);
 }
 
+const HALF_BF16: i32 = 1;
+const HALF_F16: i32 = 2;
+
 /** dst: count f32 = src: count bf16 widened (each the upper half of its f32); count a multiple of 8. */
 function widenGroup(dst: usize, src: usize, count: usize): void {
   for (let i: usize = 0; i < count; i += 8) {
@@ -175,7 +180,78 @@ function widenGroup(dst: usize, src: usize, count: usize): void {
 export function gemmPacked16(a: usize, lda: i32, packed16: usize, c: usize, ldc: i32, bias: usize,
   m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32): void {
   if (act < ACT_NONE || act > ACT_SILU) unreachable();
-  blockedProduct(a, lda, 0, 0, 0, packed16, c, ldc, bias, m, n, k, accumulate, j0, j1, act, 1);
+  blockedProduct(a, lda, 0, 0, 0, packed16, c, ldc, bias, m, n, k, accumulate, j0, j1, act, HALF_BF16);
+}
+
+/**
+ * dst: count f32 = src: count IEEE half floats, exactly (every half is an f32): the exponent and
+ * mantissa move up 13 bits and the exponent is rebased by 112; infinities and NaNs (exponent 31)
+ * get the f32 maximum exponent; zeros and subnormals (exponent 0) are built as 2^-14 · (1 + m)
+ * and then have 2^-14 taken off, which is exact. count a multiple of 8.
+ */
+function widenGroupF16(dst: usize, src: usize, count: usize): void {
+  const expMask = i32x4.splat(0x0f800000); // the half exponent field, moved up 13 bits
+  const rebase = i32x4.splat(0x38000000); // (127 - 15) << 23
+  const oneExp = i32x4.splat(0x00800000); // 1 << 23
+  const twoPowMinus14 = i32x4.splat(0x38800000); // the f32 2^-14 (113 << 23)
+  const zero = i32x4.splat(0);
+  for (let i: usize = 0; i < count; i += 8) {
+    const raw = v128.load(src + (i << 1));
+    for (let half = 0; half < 2; half++) {
+      const h = half == 0 ? i32x4.extend_low_i16x8_u(raw) : i32x4.extend_high_i16x8_u(raw);
+      const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
+      const shifted = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
+      const exp = v128.and(shifted, expMask);
+      let bits = i32x4.add(shifted, rebase);
+      bits = i32x4.add(bits, v128.and(i32x4.eq(exp, expMask), rebase)); // inf / NaN: one more 112
+      const small = f32x4.sub(i32x4.add(bits, oneExp), twoPowMinus14); // zero / subnormal: exact
+      bits = v128.bitselect(small, bits, i32x4.eq(exp, zero));
+      v128.store(dst + (i << 2) + (<usize>half << 4), v128.or(bits, sign));
+    }
+  }
+}
+
+/**
+ * gemmPacked with B's packed elements stored as IEEE half floats (see toF16), widened to f32 group
+ * by group as gemmPacked16 widens bf16: the result is gemmPacked's on the f16-rounded B, bit for bit.
+ */
+export function gemmPackedF16(a: usize, lda: i32, packed16: usize, c: usize, ldc: i32, bias: usize,
+  m: i32, n: i32, k: i32, accumulate: i32, j0: i32, j1: i32, act: i32): void {
+  if (act < ACT_NONE || act > ACT_SILU) unreachable();
+  blockedProduct(a, lda, 0, 0, 0, packed16, c, ldc, bias, m, n, k, accumulate, j0, j1, act, HALF_F16);
+}
+
+/**
+ * x: [n] f32 -> out: [n] IEEE half floats (u16), rounded to nearest, ties to even; beyond ±65504
+ * (after rounding) ±inf, below 2^-25 ±0, NaN stays a (quiet) NaN. Packing a weight as f16 is
+ * prepackB, then this on the packed floats.
+ */
+export function toF16(x: usize, out: usize, n: i32): void {
+  for (let i: usize = 0; i < <usize>n; i++) store<u16>(out + (i << 1), <u16>f16Bits(load<u32>(x + (i << 2))));
+}
+
+// @ts-ignore: decorator
+@inline function f16Bits(bits: u32): u32 {
+  const sign = (bits >> 16) & 0x8000;
+  const exp = <i32>((bits >> 23) & 0xff);
+  const mant = bits & 0x7fffff;
+  if (exp == 0xff) return mant == 0 ? sign | 0x7c00 : sign | 0x7e00 | (mant >> 13);
+  const e = exp - 112;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    const full = mant | 0x800000;
+    const shift = <u32>(14 - e);
+    let h = full >> shift;
+    const rem = full & ((1 << shift) - 1);
+    const tie: u32 = 1 << (shift - 1);
+    if (rem > tie || (rem == tie && (h & 1) == 1)) h++;
+    return sign | h;
+  }
+  let h = (<u32>e << 10) | (mant >> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1) == 1)) h++;
+  return sign | h;
 }
 
 /**

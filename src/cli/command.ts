@@ -1,5 +1,6 @@
 // The shape of a subcommand and the flags several of them share.
 
+import { WEIGHT_DTYPES, type WeightDtype } from "../model/device-weights.js";
 import type { BackendName } from "../engine/engine.js";
 import type { FlagSpec, ParsedArgs } from "./args.js";
 import type { Context } from "./context.js";
@@ -36,13 +37,14 @@ export function threadsOf(args: ParsedArgs): number {
 }
 
 export const DTYPE_FLAG: FlagSpec = {
-  name: "dtype", kind: "string", value: "f32|bf16", choices: ["f32", "bf16"],
-  help: "how the engine stores the weight matrices (default f32; bf16: half the memory, scores within a few percent)",
+  name: "dtype", kind: "string", value: "f32|bf16|f16", choices: [...WEIGHT_DTYPES],
+  help: "how the engine stores the weight matrices (default f32; bf16 or f16: half the memory; f16 is the more precise, bf16 has f32's range)",
 };
 
-/** --dtype: f32 (default) or bf16. */
-export function dtypeOf(args: ParsedArgs): "f32" | "bf16" {
-  return args.string("dtype") === "bf16" ? "bf16" : "f32";
+/** --dtype: f32 (default), bf16 or f16 (the parser has already refused anything else). */
+export function dtypeOf(args: ParsedArgs): WeightDtype {
+  const value = args.string("dtype");
+  return WEIGHT_DTYPES.find((d) => d === value) ?? "f32";
 }
 
 export function backendOf(args: ParsedArgs): BackendName {

@@ -1,6 +1,7 @@
 // Sharded exact edge patching: the units (one edge each, ordered by the reader's layer so a shard's
 // edges share stacked passes), the part files and their merge, and running shards on workers.
 
+import type { WeightDtype } from "../model/device-weights.js";
 import type { BackendName } from "../engine/engine.js";
 import { EdgeGraph } from "../circuits/edge-graph.js";
 import { getEdgePatchExact } from "../circuits/edge-patching.js";
@@ -105,7 +106,7 @@ export interface EdgeJob {
   model: string;
   backend: BackendName;
   /** How the weights are stored (the worker loads the model the same way). */
-  dtype: "f32" | "bf16";
+  dtype: WeightDtype;
   prompts: { clean: number[][]; corrupted: number[][]; correct: number[]; incorrect: number[] };
   mode: "exact" | "linear";
   strategy: "planned" | "naive";

@@ -1,6 +1,7 @@
 // Loads the model a command names with --model, turning every failure into one line
 // that names the folder (exit code 1).
 
+import type { WeightDtype } from "../model/device-weights.js";
 import { statSync } from "node:fs";
 import { Engine, type BackendName } from "../engine/engine.js";
 import { HookedTransformer } from "../model/hooked-transformer.js";
@@ -14,7 +15,7 @@ export interface LoadModelOptions {
   /** Kernel threads (default 1). */
   threads?: number;
   /** How the engine stores the weight matrices (default f32). */
-  dtype?: "f32" | "bf16";
+  dtype?: WeightDtype;
 }
 
 /** A folder path (relative to the context's cwd) or an http(s) URL of a Hugging Face GPT-2 checkpoint. */

@@ -2,6 +2,7 @@
 // worker_threads (each loads the model itself), with one progress bar. Either way the
 // scores are bit-identical to the whole sweep's.
 
+import type { WeightDtype } from "../model/device-weights.js";
 import type { BackendName } from "../engine/engine.js";
 import type { HookedTransformer } from "../model/hooked-transformer.js";
 import { getActPatchDirectPathAllSources } from "../patching/direct-path.js";
@@ -18,7 +19,7 @@ export interface ShardJob {
   model: string;
   backend: BackendName;
   /** How the weights are stored (the worker loads the model the same way). */
-  dtype: "f32" | "bf16";
+  dtype: WeightDtype;
   prompts: { clean: number[][]; corrupted: number[][]; correct: number[]; incorrect: number[] };
   component: "q" | "k" | "v";
   mode: "linear" | "exact";

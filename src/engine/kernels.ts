@@ -41,6 +41,14 @@ export interface Kernels {
     m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
   /** x: [n] f32 -> out: [n] bf16 (u16), round to nearest even; NaN stays NaN. */
   toBf16(x: number, out: number, n: number): void;
+  /**
+   * gemmPacked on a B packed as IEEE half floats (prepackB, then toF16 on the packed floats):
+   * each group widened to f32 exactly, f32 accumulation; packed16: packedBLength(k, n) u16.
+   */
+  gemmPackedF16(a: number, lda: number, packed16: number, c: number, ldc: number, bias: number,
+    m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
+  /** x: [n] f32 -> out: [n] f16 (u16), round to nearest even; ±inf beyond ±65504; NaN stays NaN. */
+  toF16(x: number, out: number, n: number): void;
   gemmPacked(a: number, lda: number, packed: number, c: number, ldc: number, bias: number,
     m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
 
@@ -163,7 +171,7 @@ export interface Kernels {
 
 /** Names of every kernel, for tests and for binding the WASM exports. */
 export const KERNEL_NAMES = [
-  "gemm", "prepackB", "gemmPacked", "gemmPacked16", "toBf16",
+  "gemm", "prepackB", "gemmPacked", "gemmPacked16", "toBf16", "gemmPackedF16", "toF16",
   "layerNorm", "rmsNorm", "addLayerNorm", "addRmsNorm",
   "attnScores", "attnApplyPattern", "attention",
   "geluNew", "geluExact", "silu", "swiglu", "geglu", "softcap", "softmax", "rotary",

@@ -63,8 +63,8 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
   const kernels: Kernels = { ...base };
 
   // GEMMs: by columns when there are enough for every thread, else by rows.
-  // The packed products (f32 or bf16 B), cut the same way: by columns when there are enough for every thread, else by rows.
-  const packedProduct = (name: "gemmPacked" | "gemmPacked16"): Kernels["gemmPacked"] => (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act) => {
+  // The packed products (f32, bf16 or f16 B), cut the same way: by columns when there are enough for every thread, else by rows.
+  const packedProduct = (name: "gemmPacked" | "gemmPacked16" | "gemmPackedF16"): Kernels["gemmPacked"] => (a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act) => {
     const width = j1 - j0;
     const run = () => base[name](a, lda, packed, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
     const worthIt = m * width * k >= MIN_GEMM_MACS;
@@ -76,6 +76,7 @@ export function parallelKernels(base: Kernels, pool: ThreadPool, chunksPerThread
   };
   kernels.gemmPacked = packedProduct("gemmPacked");
   kernels.gemmPacked16 = packedProduct("gemmPacked16");
+  kernels.gemmPackedF16 = packedProduct("gemmPackedF16");
 
   kernels.gemm = (a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate) => {
     const run = () => base.gemm(a, lda, b, ldb, c, ldc, bias, m, n, k, transB, accumulate);

@@ -1,6 +1,7 @@
 import type { Engine } from "../engine/engine.js";
-import { packedBLength } from "../engine/kernels.js";
+import { packedBLength, type Kernels } from "../engine/kernels.js";
 import { bf16Bits, packedBlockDepth } from "../engine/js/gemm.js";
+import { f16BitsToF32Bits, f32BitsToF16Bits } from "../io/half.js";
 import { Tensor } from "../engine/tensor.js";
 import type { HookedTransformerConfig } from "./config.js";
 import { kvName, type Weights } from "./weights.js";
@@ -24,7 +25,7 @@ export interface BlockPointers {
 }
 
 export interface DevicePointers {
-  /** How the packed matrices (every block's and W_U) are stored: f32, or bf16 (read by gemmPacked16). */
+  /** How the packed matrices (every block's and W_U) are stored: f32, bf16 (read by gemmPacked16) or f16 (gemmPackedF16). */
   dtype: WeightDtype;
   wE: number;   // [V, D]
   wPos: number; // [nCtx, D], or 0 with rotary embeddings
@@ -104,14 +105,22 @@ function hostMatrices(cfg: HookedTransformerConfig, weights: ReadonlyMap<string,
 }
 
 /** How a model's packed weight matrices are stored in the engine. */
-export type WeightDtype = "f32" | "bf16";
+export type WeightDtype = "f32" | "bf16" | "f16";
+
+/** The storage types {@link WeightDtype} allows, for checks and help texts. */
+export const WEIGHT_DTYPES: readonly WeightDtype[] = ["f32", "bf16", "f16"];
+
+/** The packed product that reads weights stored as `dtype`. */
+export function packedProduct(kernels: Kernels, dtype: WeightDtype): Kernels["gemmPacked"] {
+  return dtype === "bf16" ? kernels.gemmPacked16 : dtype === "f16" ? kernels.gemmPackedF16 : kernels.gemmPacked;
+}
 
 /**
  * A host matrix packed for gemmPacked: W itself [rows, cols], or (transposed) Wᵀ [cols, rows]; as
- * bf16 (for gemmPacked16) the packed floats rounded to nearest even, half the memory.
+ * bf16 or f16 (for gemmPacked16 / gemmPackedF16) the packed floats rounded to nearest even, half the memory.
  */
 function uploadPacked(engine: Engine, m: HostMatrix, transposed: boolean, dtype: WeightDtype = "f32"): number {
-  if (dtype === "bf16" && !transposed) return packBf16(engine, m.W, m.rows, m.cols);
+  if (dtype !== "f32" && !transposed) return pack16(engine, m.W, m.rows, m.cols, dtype);
   const raw = engine.upload(m.W); // the unpacked copy lives only during the call
   const [k, n] = transposed ? [m.cols, m.rows] : [m.rows, m.cols];
   const length = packedBLength(k, n);
@@ -120,20 +129,22 @@ function uploadPacked(engine: Engine, m: HostMatrix, transposed: boolean, dtype:
   engine.free(raw);
   if (dtype === "f32") return packed;
   const half = engine.alloc(Math.ceil(length / 2));
-  engine.kernels.toBf16(packed, half, length);
+  (dtype === "f16" ? engine.kernels.toF16 : engine.kernels.toBf16)(packed, half, length);
   engine.free(packed);
   return half;
 }
 
 /**
- * W [k, n] packed for gemmPacked16 (prepackB's layout, each element rounded to bf16), a block of
- * `chunk` columns at a time (a multiple of 32): only that block's f32 copies ever exist in the
- * engine, so a 1 GiB W_U needs 0.5 GiB and a few MiB, not 2.5 GiB for a moment. The bits are the
- * whole matrix's: prepackB's K blocks depend on k alone, and a column block's slivers are its
- * columns' slivers of the whole layout.
+ * W [k, n] packed for gemmPacked16 or gemmPackedF16 (prepackB's layout, each element rounded to
+ * bf16 or f16), a block of `chunk` columns at a time (a multiple of 32): only that block's f32
+ * copies ever exist in the engine, so a 1 GiB W_U needs 0.5 GiB and a few MiB, not 2.5 GiB for a
+ * moment. The bits are the whole matrix's: prepackB's K blocks depend on k alone, and a column
+ * block's slivers are its columns' slivers of the whole layout.
  */
-export function packBf16(engine: Engine, W: Float32Array, k: number, n: number, chunk = Math.max(32, Math.floor((8 << 20) / k) & ~31)): number {
-  if (chunk % 32 !== 0 || chunk <= 0) throw new Error(`packBf16: chunk must be a positive multiple of 32, got ${chunk}`);
+export function pack16(engine: Engine, W: Float32Array, k: number, n: number, dtype: "bf16" | "f16",
+  chunk = Math.max(32, Math.floor((8 << 20) / k) & ~31)): number {
+  if (chunk % 32 !== 0 || chunk <= 0) throw new Error(`pack16: chunk must be a positive multiple of 32, got ${chunk}`);
+  const round = dtype === "f16" ? engine.kernels.toF16 : engine.kernels.toBf16;
   const NR = 8;
   const nPad = Math.ceil(n / NR) * NR;
   const kcMax = packedBlockDepth(k);
@@ -150,7 +161,7 @@ export function packBf16(engine: Engine, W: Float32Array, k: number, n: number, 
     // K block pc of the column block: kc · wPad floats at pc · wPad, which go at pc · nPad + kc · j0 of the whole.
     for (let pc = 0; pc < k; pc += kcMax) {
       const kc = Math.min(kcMax, k - pc);
-      engine.kernels.toBf16(packed + pc * wPad * 4, half + (pc * nPad + kc * j0) * 2, kc * wPad);
+      round(packed + pc * wPad * 4, half + (pc * nPad + kc * j0) * 2, kc * wPad);
     }
     engine.free(packed);
   }
@@ -162,7 +173,7 @@ export function packBf16(engine: Engine, W: Float32Array, k: number, n: number, 
  * is affine-free and `hook_normalized` is the norm's output before its weights apply.
  */
 export function uploadWeights(engine: Engine, cfg: HookedTransformerConfig, weights: Weights, dtype: WeightDtype = "f32"): DevicePointers {
-  if (dtype !== "f32" && dtype !== "bf16") throw new Error(`dtype must be "f32" or "bf16", got ${JSON.stringify(dtype)}`);
+  if (!WEIGHT_DTYPES.includes(dtype)) throw new Error(`dtype must be "f32", "bf16" or "f16", got ${JSON.stringify(dtype)}`);
   const host = hostMatrices(cfg, weights);
   const up = (data: Float32Array) => engine.upload(data);
   const packed = (m: HostMatrix) => uploadPacked(engine, m, false, dtype);
@@ -282,22 +293,37 @@ export function freeWeights(engine: Engine, p: DevicePointers): void {
   engine.free(p.bU);
 }
 
-/** The matrices a bf16 model stores in 16 bits: every block's projections and W_U. */
-const BF16_MATRIX = /(^|\.)_?W_(Q|K|V|O|in|gate|out|U)$/;
+/** The matrices a 16-bit model stores in 16 bits: every block's projections and W_U. */
+const MATRIX_16 = /(^|\.)_?W_(Q|K|V|O|in|gate|out|U)$/;
+
+/** The largest finite f16 (a value that rounds above it becomes infinite). */
+const F16_MAX = 65504;
 
 /**
- * The weights of a model stored as bf16, as the engine holds them: every matrix in
- * {@link BF16_MATRIX} rounded to bf16 (nearest, ties to even) and kept as f32, so what the host
- * computes with them (direct path shortcuts, edge writes, the sweeps' unembedding of a few
- * columns) equals what the engine's products compute. Other tensors are shared, not copied.
+ * The weights of a model stored as bf16 or f16, as the engine holds them: every matrix in
+ * {@link MATRIX_16} rounded (nearest, ties to even) and kept as f32, so what the host computes
+ * with them (direct path shortcuts, edge writes, the sweeps' unembedding of a few columns)
+ * equals what the engine's products compute. Other tensors are shared, not copied.
+ *
+ * @throws RangeError for f16 when a matrix holds a value beyond f16's range (±65504), naming it
  */
-export function bf16RoundedWeights(weights: ReadonlyMap<string, Tensor>): Weights {
+export function roundedWeights(weights: ReadonlyMap<string, Tensor>, dtype: "bf16" | "f16"): Weights {
   const out: Weights = new Map();
   for (const [name, t] of weights) {
-    if (!BF16_MATRIX.test(name)) { out.set(name, t as Tensor); continue; }
+    if (!MATRIX_16.test(name)) { out.set(name, t as Tensor); continue; }
     const data = t.data.slice();
     const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
-    for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]!) << 16;
+    if (dtype === "bf16") {
+      for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]!) << 16;
+    } else {
+      for (let i = 0; i < bits.length; i++) {
+        const x = data[i]!;
+        if (Math.abs(x) >= F16_MAX + 16) { // 65520 and beyond round to infinity
+          throw new RangeError(`${name}[${i}] = ${x} is beyond f16's range (±65504), so it cannot be stored as f16; use dtype "bf16" (f32's range) or "f32"`);
+        }
+        bits[i] = f16BitsToF32Bits(f32BitsToF16Bits(bits[i]!));
+      }
+    }
     out.set(name, new Tensor(data, t.shape));
   }
   return out;

@@ -3,7 +3,7 @@ import { GemmActivation, type Kernels } from "../engine/kernels.js";
 import { Tensor } from "../engine/tensor.js";
 import { activationSizes, arenaLayout, type ActivationBuffer, type ForwardShape } from "./activation-sizes.js";
 import type { ActFn, HookedTransformerConfig } from "./config.js";
-import type { BlockPointers, DevicePointers } from "./device-weights.js";
+import { packedProduct, type BlockPointers, type DevicePointers } from "./device-weights.js";
 import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
 import { assemble, embed, gatherLastRows, positionIds, renormalize, sumHeads } from "./forward-heap.js";
 import { rotaryDim, rotaryDivisors, rotaryTables } from "./rotary-tables.js";
@@ -84,8 +84,8 @@ interface Run {
   /** Each block's hook functions by hook key, looked up once per pass. */
   readonly blockHooks: readonly (Partial<Record<BlockHook, readonly HookFn[]>> | undefined)[];
   readonly rms: boolean;
-  /** The weights are stored as bf16 (gemmPacked16 reads them). */
-  readonly half: boolean;
+  /** The packed product that reads the weights as they are stored (f32, bf16 or f16). */
+  readonly product: Kernels["gemmPacked"];
   /** Positions computed per row, and the first of them (the pruned last block narrows both to the last position). */
   n: number;
   start: number;
@@ -108,7 +108,7 @@ export function runForward(engine: Engine, cfg: HookedTransformerConfig, w: Devi
   const layout = arenaLayout(sizes);
   const base = engine.alloc(layout.floats);
   try {
-    const run = startRun(engine, cfg, plan, sizes, base, layout.offsets, w.dtype === "bf16");
+    const run = startRun(engine, cfg, plan, sizes, base, layout.offsets, packedProduct(engine.kernels, w.dtype));
     if (shape.embeds) embedTokens(run, w);
     else engine.heap().set(plan.residual!, run.resid >>> 2);
     if (plan.attentionMask) engine.heap().set(plan.attentionMask, run.buf.mask >>> 2);
@@ -156,7 +156,7 @@ export function forwardShape(cfg: HookedTransformerConfig, plan: ForwardPlan): F
 
 /** The run's state at the start: arena buffers at `base` + their offsets, and each block's hooks looked up once. */
 function startRun(engine: Engine, cfg: HookedTransformerConfig, plan: ForwardPlan, sizes: Record<ActivationBuffer, number>,
-  base: number, offsets: Record<ActivationBuffer, number>, half: boolean): Run {
+  base: number, offsets: Record<ActivationBuffer, number>, product: Kernels["gemmPacked"]): Run {
   const buf = {} as Record<ActivationBuffer, number>;
   for (const key of Object.keys(offsets) as ActivationBuffer[]) buf[key] = sizes[key] > 0 ? base + 4 * offsets[key] : 0;
   const blockHooks: Run["blockHooks"][number][] = [];
@@ -171,7 +171,7 @@ function startRun(engine: Engine, cfg: HookedTransformerConfig, plan: ForwardPla
   const posStart = plan.posStart ?? 0;
   return {
     engine, kernels: engine.kernels, cfg, plan, buf, batch: plan.batch, pos: plan.pos, blockHooks,
-    rms: cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre", half,
+    rms: cfg.normalizationType === "RMS" || cfg.normalizationType === "RMSPre", product,
     n: plan.pos - posStart, start: posStart, resid: buf.resid, residNormalized: false,
   };
 }
@@ -265,10 +265,10 @@ function addToResidual(run: Run, delta: number, between: readonly (HookSite | un
   else kernels.addLayerNorm(resid, delta, resid, buf.norm, buf.scale, 0, 0, rows(run), cfg.dModel, cfg.eps);
 }
 
-/** y [m, nOut] = act(x [m, kIn] (row stride lda) · W + bias), W packed at upload (as f32, or bf16). */
+/** y [m, nOut] = act(x [m, kIn] (row stride lda) · W + bias), W packed at upload (as f32, bf16 or f16). */
 function linear(run: Run, x: number, lda: number, weight: number, y: number, bias: number, m: number, nOut: number, kIn: number,
   act: number = GemmActivation.none): void {
-  (run.half ? run.kernels.gemmPacked16 : run.kernels.gemmPacked)(x, lda, weight, y, nOut, bias, m, nOut, kIn, 0, 0, nOut, act);
+  run.product(x, lda, weight, y, nOut, bias, m, nOut, kIn, 0, 0, nOut, act);
 }
 
 // ---- the steps, in forward order ----

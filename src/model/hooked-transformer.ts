@@ -10,7 +10,7 @@ import { familyOf } from "./families/index.js";
 import { checkWeightsFitMemory } from "./memory-fit.js";
 import { processWeights, type ProcessOptions } from "./process-weights.js";
 import {
-  type WeightDtype, bf16RoundedWeights, freeTransposedWeights, freeWeights, unembedColumns, uploadRawProjections, uploadTransposedUnembed, uploadTransposedWeights, uploadWeights, type DevicePointers,
+  type WeightDtype, packedProduct, roundedWeights, freeTransposedWeights, freeWeights, unembedColumns, uploadRawProjections, uploadTransposedUnembed, uploadTransposedWeights, uploadWeights, type DevicePointers,
   type TransposedPointers,
 } from "./device-weights.js";
 import { gradientMemory } from "./activation-sizes.js";
@@ -198,7 +198,7 @@ export class HookedTransformer {
     const dtype = options.dtype ?? "f32";
     this.cfg = Object.freeze({ ...cfg });
     // A bf16 model's host weights are the rounded ones the engine holds, so host-side arithmetic agrees with it.
-    const stored = dtype === "bf16" ? bf16RoundedWeights(weights) : weights;
+    const stored = dtype === "f32" ? weights : roundedWeights(weights, dtype);
     this.weights = stored;
     this.engine = engine;
     this.tokenizer = tokenizer;
@@ -468,8 +468,7 @@ export class HookedTransformer {
     const x = engine.upload(normalized.data);
     const y = engine.alloc(rows * V);
     try {
-      const gemm = w.dtype === "bf16" ? engine.kernels.gemmPacked16 : engine.kernels.gemmPacked;
-      gemm(x, D, w.wU, y, V, w.bU, rows, V, D, 0, 0, V, GemmActivation.none);
+      packedProduct(engine.kernels, w.dtype)(x, D, w.wU, y, V, w.bU, rows, V, D, 0, 0, V, GemmActivation.none);
       if (this.cfg.finalSoftcap !== undefined) engine.kernels.softcap(y, y, rows * V, this.cfg.finalSoftcap);
       return new Tensor(engine.download(y, rows * V), out);
     } finally {

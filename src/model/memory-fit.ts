@@ -2,6 +2,7 @@
 // checkpoint too large for the 4 GiB address space is refused before anything is read or allocated.
 
 import type { HookedTransformerConfig } from "./config.js";
+import type { WeightDtype } from "./device-weights.js";
 import { parameterShapes } from "./weights.js";
 
 /** What a WASM32 instance addresses: 65536 pages of 64 KiB. */
@@ -15,7 +16,7 @@ const GiB = 2 ** 30;
  * a weight has while it is packed at upload. (The Qwen2.5-0.5B shape: 2.85 GiB estimated, 2.88 GiB
  * measured by bench/llama.js.)
  */
-export function weightMemoryBytes(cfg: HookedTransformerConfig, dtype: "f32" | "bf16" = "f32"): number {
+export function weightMemoryBytes(cfg: HookedTransformerConfig, dtype: WeightDtype = "f32"): number {
   let total = 0;
   let largest = 0;
   let embedding = 0;
@@ -26,7 +27,7 @@ export function weightMemoryBytes(cfg: HookedTransformerConfig, dtype: "f32" | "
     if (name === "embed.W_E" || name === "pos_embed.W_pos") embedding += n;
   }
   if (dtype === "f32") return (total + largest) * 4;
-  // bf16: the matrices at 2 bytes and the embeddings (gathered row by row) at 4; matrices are
+  // bf16 or f16: the matrices at 2 bytes and the embeddings (gathered row by row) at 4; matrices are
   // converted a column block (about 8 MiB) at a time.
   return total * 2 + embedding * 2 + 2 * (8 << 20) * 4;
 }
@@ -42,11 +43,11 @@ export function weightMemoryBytes(cfg: HookedTransformerConfig, dtype: "f32" | "
  * // RangeError: ./Llama-3.2-1B: its weights need about 5.9 GiB of WASM memory as f32, more than the 4 GiB ...
  * ```
  */
-export function checkWeightsFitMemory(cfg: HookedTransformerConfig, what: string, dtype: "f32" | "bf16" = "f32"): void {
+export function checkWeightsFitMemory(cfg: HookedTransformerConfig, what: string, dtype: WeightDtype = "f32"): void {
   const need = weightMemoryBytes(cfg, dtype);
   if (need <= WASM_MEMORY_LIMIT) return;
   const half = weightMemoryBytes(cfg, "bf16");
-  const hint = dtype === "bf16" ? "even stored as bf16" : half <= WASM_MEMORY_LIMIT
+  const hint = dtype !== "f32" ? `even stored as ${dtype}` : half <= WASM_MEMORY_LIMIT
     ? `stored as bf16 (dtype: "bf16", --dtype bf16) they would take about ${(half / GiB).toFixed(1)} GiB, which fits`
     : `stored as bf16 they would take about ${(half / GiB).toFixed(1)} GiB, still too much`;
   throw new RangeError(`${what}: its weights need about ${(need / GiB).toFixed(1)} GiB of WASM memory as ${dtype}, more than the 4 GiB ` +

@@ -1,5 +1,6 @@
 import type { Engine } from "../engine/engine.js";
 import { GemmActivation } from "../engine/kernels.js";
+import { packedProduct, type WeightDtype } from "../model/device-weights.js";
 import { withEngineBuffers } from "./engine-buffers.js";
 
 /**
@@ -23,11 +24,10 @@ export function engineMatmul(engine: Engine, a: Float32Array, rows: number, k: n
  * `a` is uploaded. Gives `engineMatmul`'s bits on the same operands.
  */
 export function engineMatmulResident(engine: Engine, a: Float32Array, rows: number, k: number, packedW: number, n: number,
-  bias: number, dtype: "f32" | "bf16" = "f32"): Float32Array {
+  bias: number, dtype: WeightDtype = "f32"): Float32Array {
   return withEngineBuffers(engine, (buffers) => {
     const pc = buffers.alloc(rows * n);
-    const product = dtype === "bf16" ? engine.kernels.gemmPacked16 : engine.kernels.gemmPacked;
-    product(buffers.upload(a), k, packedW, pc, n, bias, rows, n, k, 0, 0, n, GemmActivation.none);
+    packedProduct(engine.kernels, dtype)(buffers.upload(a), k, packedW, pc, n, bias, rows, n, k, 0, 0, n, GemmActivation.none);
     return engine.download(pc, rows * n);
   });
 }

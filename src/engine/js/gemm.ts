@@ -1,6 +1,7 @@
 // Plain TypeScript twins of assembly/gemm.ts: the reference the WASM kernels are
 // tested against. Sums accumulate in f64 (JS numbers) and round to f32 once on
 // store, so the twin is at least as accurate as any blocked f32 kernel.
+import { f16BitsToF32Bits, f32BitsToF16Bits } from "../../io/half.js";
 import { GemmActivation } from "../kernels.js";
 import { geluExact, geluNew, silu } from "./activations.js";
 
@@ -118,7 +119,24 @@ export function bf16Bits(f32Bits: number): number {
   return (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-/** The product of gemmPacked and gemmPacked16, reading packed element i through `element`. */
+/** gemmPacked with B's packed elements stored as IEEE half floats (u16): each widened exactly to f32. */
+export function gemmPackedF16(heap: Float32Array, a: number, lda: number, packed16: number, c: number, ldc: number,
+  bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void {
+  const halves = new Uint16Array(heap.buffer, heap.byteOffset);
+  const widened = new Float32Array(1);
+  const bits = new Uint32Array(widened.buffer);
+  const P = packed16 >>> 1;
+  packedProduct(heap, (i) => { bits[0] = f16BitsToF32Bits(halves[P + i]!); return widened[0]!; }, a, lda, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+}
+
+/** x: [n] f32 -> out: [n] f16 (u16), rounded to nearest, ties to even; ±inf beyond ±65504; NaN stays a quiet NaN. */
+export function toF16(heap: Float32Array, x: number, out: number, n: number): void {
+  const words = new Uint32Array(heap.buffer, heap.byteOffset);
+  const halves = new Uint16Array(heap.buffer, heap.byteOffset);
+  for (let i = 0; i < n; i++) halves[(out >>> 1) + i] = f32BitsToF16Bits(words[(x >>> 2) + i]!);
+}
+
+/** The product of gemmPacked, gemmPacked16 and gemmPackedF16, reading packed element i through `element`. */
 function packedProduct(heap: Float32Array, element: (i: number) => number, a: number, lda: number, c: number, ldc: number,
   bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void {
   const activate = activation(act);
