@@ -184,29 +184,25 @@ export function gemmPacked16(a: usize, lda: i32, packed16: usize, c: usize, ldc:
 }
 
 /**
- * dst: count f32 = src: count IEEE half floats, exactly (every half is an f32): the exponent and
- * mantissa move up 13 bits and the exponent is rebased by 112; infinities and NaNs (exponent 31)
- * get the f32 maximum exponent; zeros and subnormals (exponent 0) are built as 2^-14 · (1 + m)
- * and then have 2^-14 taken off, which is exact. count a multiple of 8.
+ * dst: count f32 = src: count IEEE half floats, exactly (every half is an f32). The half's
+ * exponent and mantissa, moved up 13 bits, read as an f32 are the value times 2^-112 (a normal
+ * half lands on a normal f32, a subnormal on a subnormal one), so one multiply by 2^112 rebases
+ * both exactly; an infinity or NaN (exponent 31) lands at 2^16 or above and gets the f32
+ * maximum exponent, mantissa (NaN payload) kept. count a multiple of 8.
  */
 function widenGroupF16(dst: usize, src: usize, count: usize): void {
-  const expMask = i32x4.splat(0x0f800000); // the half exponent field, moved up 13 bits
-  const rebase = i32x4.splat(0x38000000); // (127 - 15) << 23
-  const oneExp = i32x4.splat(0x00800000); // 1 << 23
-  const twoPowMinus14 = i32x4.splat(0x38800000); // the f32 2^-14 (113 << 23)
-  const zero = i32x4.splat(0);
+  const magnitude = i32x4.splat(0x7fff);
+  const signBit = i32x4.splat(0x8000);
+  const rebase = f32x4.splat(reinterpret<f32>(0x77800000)); // 2^112
+  const infNanFrom = f32x4.splat(65536); // 2^16: the rebased exponent 31
+  const maxExponent = i32x4.splat(0x7f800000);
   for (let i: usize = 0; i < count; i += 8) {
     const raw = v128.load(src + (i << 1));
-    for (let half = 0; half < 2; half++) {
-      const h = half == 0 ? i32x4.extend_low_i16x8_u(raw) : i32x4.extend_high_i16x8_u(raw);
-      const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
-      const shifted = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
-      const exp = v128.and(shifted, expMask);
-      let bits = i32x4.add(shifted, rebase);
-      bits = i32x4.add(bits, v128.and(i32x4.eq(exp, expMask), rebase)); // inf / NaN: one more 112
-      const small = f32x4.sub(i32x4.add(bits, oneExp), twoPowMinus14); // zero / subnormal: exact
-      bits = v128.bitselect(small, bits, i32x4.eq(exp, zero));
-      v128.store(dst + (i << 2) + (<usize>half << 4), v128.or(bits, sign));
+    for (let part = 0; part < 2; part++) {
+      const h = part == 0 ? i32x4.extend_low_i16x8_u(raw) : i32x4.extend_high_i16x8_u(raw);
+      const value = f32x4.mul(i32x4.shl(v128.and(h, magnitude), 13), rebase);
+      const special = v128.and(f32x4.ge(value, infNanFrom), maxExponent);
+      v128.store(dst + (i << 2) + (<usize>part << 4), v128.or(v128.or(value, special), i32x4.shl(v128.and(h, signBit), 16)));
     }
   }
 }

@@ -26,6 +26,7 @@ const SUITES = {
   circuits: () => import("./circuits.js"),
   families: () => import("./families.js"),
   bf16: () => import("./bf16.js"),
+  "half-accuracy": () => import("./half-accuracy.js"),
   "llama-1b": () => import("./llama-1b.js"),
 };
 

@@ -76,6 +76,20 @@ describe("sharded direct path sweeps (built CLI)", () => {
     expect(hooklens("merge", "part-1.json", "part-2-bf16.json", "part-3.json", "--out", "x.json").stderr).toMatch(/different sweep .*dtype bf16 vs f32/);
   });
 
+  it("--dtype f16: workers load it too; its scores sit closer to f32's than bf16's; an unknown dtype is refused by name", () => {
+    const w = sweep("--dtype", "f16", "--workers", "2", "--out", "f16-workers.json");
+    expect(w.code, w.stderr).toBe(0);
+    const f32 = readJson("whole.json").scores as number[];
+    const f16 = readJson("f16-workers.json").scores as number[];
+    const bf16 = readJson("bf16.json").scores as number[];
+    const worst = (other: number[]) => Math.max(...f32.map((x, i) => Math.abs(x - other[i]!)));
+    expect(worst(f16)).toBeGreaterThan(0);
+    expect(worst(f16)).toBeLessThan(worst(bf16));
+    const bad = sweep("--dtype", "fp8", "--out", "never.json");
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--dtype must be one of f32, bf16, f16, got "fp8"/);
+  });
+
   it("parts carry per-prompt rows: merge --ci and --workers --ci write exactly the unsharded run's intervals", () => {
     expect(sweep("--ci", "90", "--bootstrap", "200", "--out", "whole-ci.json").code).toBe(0);
     for (const i of [1, 2]) expect(sweep("--shard", `${i}/2`, "--out", `ci-part-${i}.json`).code).toBe(0);

@@ -34,7 +34,7 @@ describe("weights that cannot fit the WASM memory", () => {
     const load = HookedTransformer.fromPretrained({ "config.json": encode(tiny) });
     await expect(load).rejects.toThrow(RangeError);
     await expect(HookedTransformer.fromPretrained({ "config.json": encode(tiny) }))
-      .rejects.toThrow(/its weights need about 4\.\d GiB of WASM memory as f32, more than the 4 GiB .*stored as bf16 \(dtype: "bf16", --dtype bf16\) they would take about 2\.\d GiB, which fits/);
+      .rejects.toThrow(/its weights need about 4\.\d GiB of WASM memory as f32, more than the 4 GiB .*stored in 16 bits \(dtype: "f16" or "bf16", --dtype f16\) they would take about 2\.\d GiB, which fits/);
     // As bf16 it passes the check (and fails only for the missing safetensors).
     await expect(HookedTransformer.fromPretrained({ "config.json": encode(tiny) }, { dtype: "bf16" })).rejects.toThrow(/safetensors/);
     // Llama-3.2-1B: refused as f32, fits as bf16 (matrices converted a column block at a time).
@@ -62,6 +62,6 @@ describe("Gemma-2-2B's shape", () => {
     };
     const cfg = configFromHf(json);
     expect(weightMemoryBytes(cfg) / GiB).toBeGreaterThan(11);
-    expect(() => checkWeightsFitMemory(cfg, "gemma-2-2b")).toThrow(/gemma-2-2b: its weights need about 1\d\.\d GiB .*stored as bf16 they would take about \d+\.\d GiB, still too much/);
+    expect(() => checkWeightsFitMemory(cfg, "gemma-2-2b")).toThrow(/gemma-2-2b: its weights need about 1\d\.\d GiB .*stored in 16 bits \(f16 or bf16\) they would take about \d+\.\d GiB, still too much/);
   });
 });

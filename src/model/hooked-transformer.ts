@@ -105,9 +105,10 @@ export interface FromPretrainedOptions extends EngineOptions, ProcessOptions {
   /** Refuse weights holding NaN or ±Infinity with a ModelFormatError naming the tensor (default true; one pass over the weights). */
   checkFinite?: boolean;
   /**
-   * How the engine stores the weight matrices: `"f32"` (default) or `"bf16"`, half the memory
-   * (every block's matrices and W_U rounded to bf16 once, products still accumulating in f32;
-   * embeddings, norms, biases, activations, caches and gradients stay f32).
+   * How the engine stores the weight matrices: `"f32"` (default), or `"f16"` / `"bf16"`, half the
+   * memory (every block's matrices and W_U rounded once, products still accumulating in f32;
+   * embeddings, norms, biases, activations, caches and gradients stay f32). f16 keeps 3 more
+   * mantissa bits (errors about 8× smaller); bf16 keeps f32's range (f16 refuses a weight beyond ±65504).
    */
   dtype?: WeightDtype;
 }

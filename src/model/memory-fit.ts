@@ -48,8 +48,8 @@ export function checkWeightsFitMemory(cfg: HookedTransformerConfig, what: string
   if (need <= WASM_MEMORY_LIMIT) return;
   const half = weightMemoryBytes(cfg, "bf16");
   const hint = dtype !== "f32" ? `even stored as ${dtype}` : half <= WASM_MEMORY_LIMIT
-    ? `stored as bf16 (dtype: "bf16", --dtype bf16) they would take about ${(half / GiB).toFixed(1)} GiB, which fits`
-    : `stored as bf16 they would take about ${(half / GiB).toFixed(1)} GiB, still too much`;
+    ? `stored in 16 bits (dtype: "f16" or "bf16", --dtype f16) they would take about ${(half / GiB).toFixed(1)} GiB, which fits`
+    : `stored in 16 bits (f16 or bf16) they would take about ${(half / GiB).toFixed(1)} GiB, still too much`;
   throw new RangeError(`${what}: its weights need about ${(need / GiB).toFixed(1)} GiB of WASM memory as ${dtype}, more than the 4 GiB ` +
     `a WASM32 instance can address, so it is not loaded; ${hint}.`);
 }

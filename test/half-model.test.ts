@@ -1,6 +1,7 @@
-// Models whose weight matrices the engine stores as bf16 (dtype: "bf16"): half the engine memory
-// for the matrices, logits and patching scores within the documented distance of f32 storage on
-// every Hugging Face-anchored reference checkpoint, planned sweeps equal to naive ones, on every backend.
+// Models whose weight matrices the engine stores in 16 bits (dtype "bf16" or "f16"): half the
+// engine memory for the matrices, logits and patching scores within the documented distance of f32
+// storage on every Hugging Face-anchored reference checkpoint, planned sweeps equal to naive ones,
+// on every backend. f16 (10 mantissa bits) must also be closer to f32 than bf16 (7) is.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../src/engine/engine.js";
 import { getActPatchDirectPath, getActPatchResidPre, HookedTransformer, logitDiff } from "../src/index.js";
@@ -12,7 +13,11 @@ beforeAll(async () => { engines = await allEngines(); });
 
 const maxAbs = (x: ArrayLike<number>) => Array.from(x).reduce((a, b) => Math.max(a, Math.abs(b)), 0);
 
-describe.each(["tiny-gpt2-random", "tiny-llama-random", "tiny-gpt_neox-random", "tiny-qwen2-random", "tiny-gemma2-random", "tiny-olmo-random"])("%s with bf16 weights", (name) => {
+const FAMILIES = ["tiny-gpt2-random", "tiny-llama-random", "tiny-gpt_neox-random", "tiny-qwen2-random", "tiny-gemma2-random", "tiny-olmo-random"];
+/** The largest logit error of each 16-bit storage, by checkpoint: f16's must come out below bf16's. */
+const logitError: Record<string, Partial<Record<"bf16" | "f16", number>>> = {};
+
+describe.each(FAMILIES.flatMap((name) => (["bf16", "f16"] as const).map((dtype) => [name, dtype] as const)))("%s with %s weights", (name, dtype) => {
   const inputs = golden<GoldenInputs>(name, "inputs.json");
   const metric = logitDiff(inputs);
 
@@ -27,12 +32,13 @@ describe.each(["tiny-gpt2-random", "tiny-llama-random", "tiny-gpt_neox-random", 
     f32.dispose();
     for (const engine of engines) {
       const before = engine.stats().bytesInUse;
-      const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, dtype: "bf16" });
-      expect(model.devicePointers().dtype).toBe("bf16");
+      const model = await HookedTransformer.fromPretrained(referenceDir(name), { engine, dtype });
+      expect(model.devicePointers().dtype).toBe(dtype);
       if (engine === engines.at(-1)) expect(engine.stats().bytesInUse - before).toBeLessThan(0.75 * f32Bytes);
       const logits = model.forward(inputs.clean).logits!.data;
       expect(maxAbsDiff(logits, want), `${engine.variant} logits`).toBeLessThanOrEqual(0.02 * maxAbs(want));
       expect(maxAbsDiff(logits, want)).toBeGreaterThan(0); // the weights really are rounded
+      if (engine === engines.at(-1)) (logitError[name] ??= {})[dtype] = maxAbsDiff(logits, want);
       const clean = model.runWithCache(inputs.clean).cache;
       const corrupted = model.runWithCache(inputs.corrupted).cache;
       const resid = (await getActPatchResidPre(model, inputs.corrupted, clean, metric)).scores.data;
@@ -46,9 +52,28 @@ describe.each(["tiny-gpt2-random", "tiny-llama-random", "tiny-gpt_neox-random", 
   });
 });
 
+describe("f16 against bf16", () => {
+  it("f16's logits are closer to f32's than bf16's on every checkpoint (3 more mantissa bits)", () => {
+    for (const name of FAMILIES) {
+      const e = logitError[name]!;
+      expect(e.f16, name).toBeLessThan(e.bf16!);
+    }
+  });
+});
+
 describe("dtype option", () => {
   it("refuses an unknown dtype by name", async () => {
-    await expect(HookedTransformer.fromPretrained(referenceDir("tiny-gpt2-random"), { dtype: "f16" as never }))
-      .rejects.toThrow(/dtype must be "f32" or "bf16", got "f16"/);
+    await expect(HookedTransformer.fromPretrained(referenceDir("tiny-gpt2-random"), { dtype: "fp8" as never }))
+      .rejects.toThrow(/dtype must be "f32", "bf16" or "f16", got "fp8"/);
+  });
+
+  it("refuses f16 for a weight beyond f16's range, naming it and pointing to bf16", async () => {
+    const { roundedWeights } = await import("../src/model/device-weights.js");
+    const { Tensor } = await import("../src/index.js");
+    const weights = new Map([["blocks.0.attn.W_Q", new Tensor(new Float32Array([1, -70000, 3, 4]), [1, 2, 2])], ["blocks.0.ln1.w", new Tensor(new Float32Array([1e9]), [1])]]);
+    expect(() => roundedWeights(weights, "f16")).toThrow(/blocks\.0\.attn\.W_Q\[1\] = -70000 is beyond f16's range \(±65504\).*use dtype "bf16"/);
+    const ok = roundedWeights(new Map([["blocks.0.attn.W_Q", new Tensor(new Float32Array([65519, 0.1]), [2])]]), "f16");
+    expect(Array.from(ok.get("blocks.0.attn.W_Q")!.data)).toEqual([65504, Math.fround(0.0999755859375)]);
+    expect(roundedWeights(weights, "bf16").get("blocks.0.ln1.w")).toBe(weights.get("blocks.0.ln1.w")); // norms and vectors are not rounded, nor copied
   });
 });
