@@ -99,11 +99,16 @@ export function gemmPacked(heap: Float32Array, a: number, lda: number, packed: n
  */
 export function gemmPacked16(heap: Float32Array, a: number, lda: number, packed16: number, c: number, ldc: number,
   bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void {
+  packedProduct(heap, halfElement(heap, packed16, (h) => h << 16), a, lda, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+}
+
+/** Packed element i of a 16-bit B at byte `packed16`, read as the f32 whose bits `toF32Bits` gives. */
+function halfElement(heap: Float32Array, packed16: number, toF32Bits: (h: number) => number): (i: number) => number {
   const halves = new Uint16Array(heap.buffer, heap.byteOffset);
   const widened = new Float32Array(1);
   const bits = new Uint32Array(widened.buffer);
   const P = packed16 >>> 1;
-  packedProduct(heap, (i) => { bits[0] = halves[P + i]! << 16; return widened[0]!; }, a, lda, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+  return (i) => { bits[0] = toF32Bits(halves[P + i]!); return widened[0]!; };
 }
 
 /** x: [n] f32 -> out: [n] bf16 (u16), rounded to nearest, ties to even; NaN stays a quiet NaN. */
@@ -122,11 +127,7 @@ export function bf16Bits(f32Bits: number): number {
 /** gemmPacked with B's packed elements stored as IEEE half floats (u16): each widened exactly to f32. */
 export function gemmPackedF16(heap: Float32Array, a: number, lda: number, packed16: number, c: number, ldc: number,
   bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void {
-  const halves = new Uint16Array(heap.buffer, heap.byteOffset);
-  const widened = new Float32Array(1);
-  const bits = new Uint32Array(widened.buffer);
-  const P = packed16 >>> 1;
-  packedProduct(heap, (i) => { bits[0] = f16BitsToF32Bits(halves[P + i]!); return widened[0]!; }, a, lda, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+  packedProduct(heap, halfElement(heap, packed16, f16BitsToF32Bits), a, lda, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
 }
 
 /** x: [n] f32 -> out: [n] f16 (u16), rounded to nearest, ties to even; ±inf beyond ±65504; NaN stays a quiet NaN. */
