@@ -4,7 +4,7 @@
 // on every backend. f16 (10 mantissa bits) must also be closer to f32 than bf16 (7) is.
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../src/engine/engine.js";
-import { getActPatchDirectPath, getActPatchResidPre, HookedTransformer, logitDiff } from "../src/index.js";
+import { getActPatchDirectPath, getActPatchResidPre, HookedTransformer, logitDiff, type Tensor } from "../src/index.js";
 import { allEngines, maxAbsDiff } from "./helpers.js";
 import { golden, referenceDir, type GoldenInputs } from "./reference.js";
 
@@ -75,5 +75,37 @@ describe("dtype option", () => {
     const ok = roundedWeights(new Map([["blocks.0.attn.W_Q", new Tensor(new Float32Array([65519, 0.1]), [2])]]), "f16");
     expect(Array.from(ok.get("blocks.0.attn.W_Q")!.data)).toEqual([65504, Math.fround(0.0999755859375)]);
     expect(roundedWeights(weights, "bf16").get("blocks.0.ln1.w")).toBe(weights.get("blocks.0.ln1.w")); // norms and vectors are not rounded, nor copied
+  });
+});
+
+describe("gradients of 16-bit models", () => {
+  it.each(["bf16", "f16"] as const)("%s: the backward reads 16-bit transposes and gives an f32 model of the rounded weights' gradients, bit for bit; a dense metric packs W_Uᵀ in 16 bits too", async (dtype) => {
+    const engine = engines.find((e) => e.backend === "wasm")!;
+    const name = "tiny-llama-random";
+    const inputs = golden<GoldenInputs>(name, "inputs.json");
+    const metric = logitDiff(inputs);
+    const half = await HookedTransformer.fromPretrained(referenceDir(name), { engine, dtype });
+    // The host copy of a 16-bit model holds the rounded matrices: an f32 model of them computes the same function.
+    const f32 = await HookedTransformer.create(half.cfg, half.weights, { engine });
+    const grads = (m: HookedTransformer) => {
+      const before = engine.stats().bytesInUse;
+      const { cache, metric: value } = m.runWithCache(inputs.clean, { inclBwd: true, metric, namesFilter: (n) => n.endsWith("_grad") });
+      return { cache, value, transposedBytes: engine.stats().bytesInUse - before };
+    };
+    const want = grads(f32);
+    const got = grads(half);
+    expect(got.value).toBe(want.value);
+    expect(got.cache.keys()).toEqual(want.cache.keys());
+    for (const key of got.cache.keys()) expect(Array.from(got.cache.get(key).data), key).toEqual(Array.from(want.cache.get(key).data));
+    // The first backward packed the transposed block matrices: half the bytes of f32's.
+    expect(got.transposedBytes).toBeGreaterThan(0);
+    expect(got.transposedBytes).toBeLessThan(0.6 * want.transposedBytes);
+    // A metric over every logit reads W_Uᵀ: packed in 16 bits, and still the f32 model's gradient.
+    // The same metric without its declared tokens: the backward then reads every logit.
+    const dense = Object.assign((logits: Tensor) => metric(logits), { positions: metric.positions, grad: (logits: Tensor) => metric.grad!(logits) });
+    const denseGrad = (m: HookedTransformer) => m.runWithCache(inputs.clean, { inclBwd: true, metric: dense, namesFilter: ["blocks.0.hook_resid_pre_grad"] }).cache.get("blocks.0.hook_resid_pre_grad");
+    expect(Array.from(denseGrad(half).data)).toEqual(Array.from(denseGrad(f32).data));
+    half.dispose();
+    f32.dispose();
   });
 });

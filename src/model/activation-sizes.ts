@@ -180,6 +180,8 @@ export function gradientMemory(cfg: HookedTransformerConfig,
     readerInputs?: boolean;
     /** Heads' split-input copies a forward hook watches (each kept for the backward): their total number of heads. */
     keptSplitHeads?: number;
+    /** Bytes a stored weight element takes: 4 (f32, default) or 2 (bf16 / f16), for the transposed weights. */
+    weightBytes?: 2 | 4;
   }) {
   const { nLayers: L, dModel: D, nHeads: H, nKeyValueHeads: Hk, dHead: d, dMlp: M, dVocab: V } = cfg;
   const { batch: B, pos: P } = shape;
@@ -194,7 +196,7 @@ export function gradientMemory(cfg: HookedTransformerConfig,
   const backwardArena = 4 * arenaLayout(backwardSizes(cfg, {
     batch: B, pos: P, logitRows, attentionMask: true, splitInputs: shape.readerInputs ?? false, mlpIn: shape.readerInputs ?? false,
   })).floats;
-  const packed = (k: number, n: number) => 4 * k * Math.ceil(n / 8) * 8;
+  const packed = (k: number, n: number) => (shape.weightBytes ?? 4) * k * Math.ceil(n / 8) * 8;
   const transposedWeights = L * (packed(H * d, D) + 2 * packed(Hk * d, D) + packed(D, H * d) + packed(M, D) * (cfg.gatedMlp ? 2 : 1) +
     packed(D, M));
   return {

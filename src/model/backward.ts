@@ -4,7 +4,7 @@ import { Tensor } from "../engine/tensor.js";
 import { unravelIndex } from "../engine/tensor-shape.js";
 import { arenaLayout, backwardSizes, type BackwardBuffer } from "./activation-sizes.js";
 import type { HookedTransformerConfig } from "./config.js";
-import type { DevicePointers, TransposedPointers } from "./device-weights.js";
+import { packedProduct, type DevicePointers, type TransposedPointers } from "./device-weights.js";
 import { BLOCK_HOOKS, blockHookName, EMBED_HOOKS, FINAL_HOOKS, type BlockHook, type HookFn } from "./hook-points.js";
 import { positionIds } from "./forward-heap.js";
 import { rotaryDim, rotaryDivisors, rotaryTables } from "./rotary-tables.js";
@@ -52,6 +52,8 @@ export interface BackwardPlan {
 interface Run {
   readonly engine: Engine;
   readonly kernels: Kernels;
+  /** The packed product that reads the transposed weights as they are stored (the model's dtype). */
+  readonly productT: Kernels["gemmPacked"];
   readonly cfg: HookedTransformerConfig;
   readonly plan: BackwardPlan;
   readonly buf: Readonly<Record<BackwardBuffer, number>>;
@@ -82,7 +84,7 @@ export function runBackward(engine: Engine, cfg: HookedTransformerConfig, w: Dev
     const buf = {} as Record<BackwardBuffer, number>;
     for (const key of Object.keys(sizes) as BackwardBuffer[]) buf[key] = sizes[key] > 0 ? base + 4 * layout.offsets[key] : 0;
     const run: Run = {
-      engine, kernels: engine.kernels, cfg, plan, buf, batch: plan.batch, pos: plan.pos, rows: plan.batch * plan.pos,
+      engine, kernels: engine.kernels, productT: packedProduct(engine.kernels, wT.dtype), cfg, plan, buf, batch: plan.batch, pos: plan.pos, rows: plan.batch * plan.pos,
       centred: cfg.normalizationType === "LN" || cfg.normalizationType === "LNPre",
     };
     if (plan.attentionMask) engine.heap().set(plan.attentionMask, buf.mask >>> 2);
@@ -174,7 +176,7 @@ function load(run: Run, name: string, ptr: number): void {
 /** g_in [m, kOut] (+)= g_out [m, nIn] · Wᵀ, with Wᵀ packed once (see uploadTransposedWeights). */
 function linearBackward(run: Run, gOut: number, ld: number, weightT: number, gIn: number, m: number, nIn: number, kOut: number,
   accumulate: boolean): void {
-  run.kernels.gemmPacked(gOut, ld, weightT, gIn, nIn, 0, m, nIn, kOut, accumulate ? 1 : 0, 0, nIn, GemmActivation.none);
+  run.productT(gOut, ld, weightT, gIn, nIn, 0, m, nIn, kOut, accumulate ? 1 : 0, 0, nIn, GemmActivation.none);
 }
 
 /**
@@ -226,7 +228,7 @@ function unembedBackward(run: Run, wT: TransposedPointers): void {
   } else {
     // Only each row's last position has a gradient: B rows, written with row stride P·D.
     heap.set(g.data, buf.gLogits >>> 2);
-    run.kernels.gemmPacked(buf.gLogits, V, wT.wUT, buf.gNorm + (P - 1) * D * 4, P * D, 0, B, D, V, 0, 0, D, GemmActivation.none);
+    run.productT(buf.gLogits, V, wT.wUT, buf.gNorm + (P - 1) * D * 4, P * D, 0, B, D, V, 0, 0, D, GemmActivation.none);
   }
   fire(run, FINAL_HOOKS.lnFinalNormalized.name, undefined, buf.gNorm, [B, P, D]);
   load(run, FINAL_HOOKS.lnFinalNormalized.name, buf.sNorm);

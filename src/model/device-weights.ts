@@ -120,18 +120,21 @@ export function packedProduct(kernels: Kernels, dtype: WeightDtype): Kernels["ge
  * bf16 or f16 (for gemmPacked16 / gemmPackedF16) the packed floats rounded to nearest even, half the memory.
  */
 function uploadPacked(engine: Engine, m: HostMatrix, transposed: boolean, dtype: WeightDtype = "f32"): number {
-  if (dtype !== "f32" && !transposed) return pack16(engine, m.W, m.rows, m.cols, dtype);
+  // 16 bits: a column block at a time (Wᵀ transposed on the host first: prepackB of Wᵀ is the same layout).
+  if (dtype !== "f32") return transposed ? pack16(engine, transposeHost(m.W, m.rows, m.cols), m.cols, m.rows, dtype) : pack16(engine, m.W, m.rows, m.cols, dtype);
   const raw = engine.upload(m.W); // the unpacked copy lives only during the call
   const [k, n] = transposed ? [m.cols, m.rows] : [m.rows, m.cols];
-  const length = packedBLength(k, n);
-  const packed = engine.alloc(length);
+  const packed = engine.alloc(packedBLength(k, n));
   engine.kernels.prepackB(raw, m.cols, k, n, transposed ? 1 : 0, packed);
   engine.free(raw);
-  if (dtype === "f32") return packed;
-  const half = engine.alloc(Math.ceil(length / 2));
-  (dtype === "f16" ? engine.kernels.toF16 : engine.kernels.toBf16)(packed, half, length);
-  engine.free(packed);
-  return half;
+  return packed;
+}
+
+/** W [rows, cols] → Wᵀ [cols, rows], on the host. */
+function transposeHost(W: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(W.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = W[r * cols + c]!;
+  return out;
 }
 
 /**
@@ -229,6 +232,8 @@ export interface TransposedBlockPointers {
 }
 
 export interface TransposedPointers {
+  /** How the transposed matrices are stored: the model's own dtype (the backward reads them with its packed product). */
+  dtype: WeightDtype;
   blocks: TransposedBlockPointers[];
   /**
    * [V, D], or 0 until a backward needs the dense unembedding (a metric that reads every logit);
@@ -242,9 +247,10 @@ export interface TransposedPointers {
  * the forward's speed. Costs as much engine memory as the forward's matrices again (the
  * embeddings aside); a model builds them at its first backward and keeps them until dispose.
  */
-export function uploadTransposedWeights(engine: Engine, cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>): TransposedPointers {
+export function uploadTransposedWeights(engine: Engine, cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>,
+  dtype: WeightDtype = "f32"): TransposedPointers {
   const host = hostMatrices(cfg, weights);
-  const packedT = (m: HostMatrix) => uploadPacked(engine, m, true);
+  const packedT = (m: HostMatrix) => uploadPacked(engine, m, true, dtype);
   const blocks: TransposedBlockPointers[] = [];
   for (let l = 0; l < cfg.nLayers; l++) {
     const { q, k, v, o, in: mlpIn, gate, out } = host.block(l);
@@ -253,12 +259,13 @@ export function uploadTransposedWeights(engine: Engine, cfg: HookedTransformerCo
       wgateT: gate ? packedT(gate) : 0, winT: packedT(mlpIn), woutT: packedT(out),
     });
   }
-  return { blocks, wUT: 0 };
+  return { dtype, blocks, wUT: 0 };
 }
 
 /** Packs W_Uᵀ [V, D] for the backward of a metric that reads every logit. */
-export function uploadTransposedUnembed(engine: Engine, cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>): number {
-  return uploadPacked(engine, hostMatrices(cfg, weights).unembed(), true);
+export function uploadTransposedUnembed(engine: Engine, cfg: HookedTransformerConfig, weights: ReadonlyMap<string, Tensor>,
+  dtype: WeightDtype = "f32"): number {
+  return uploadPacked(engine, hostMatrices(cfg, weights).unembed(), true, dtype);
 }
 
 /**

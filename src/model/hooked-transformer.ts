@@ -574,6 +574,7 @@ export class HookedTransformer {
         .reduce((n, name) => n + (name.endsWith("hook_q_input") ? this.cfg.nHeads : this.cfg.nKeyValueHeads), 0);
       const need = gradientMemory(this.cfg, {
         batch: batch.batch, pos: batch.pos, lastPositionOnly: opts.metric!.positions === "last", readerInputs, keptSplitHeads,
+        weightBytes: this.live().dtype === "f32" ? 4 : 2,
       });
       const metric = opts.metric as DifferentiableMetric & { tokens?: readonly number[] };
       const dense = !(metric.positions === "last" && metric.tokens !== undefined);
@@ -595,8 +596,9 @@ export class HookedTransformer {
       }).logits!,
       device: () => this.live(),
       transposed: (denseUnembed) => {
-        this.deviceT ??= uploadTransposedWeights(this.engine, this.cfg, this.weights);
-        if (denseUnembed && this.deviceT.wUT === 0) this.deviceT.wUT = uploadTransposedUnembed(this.engine, this.cfg, this.weights);
+        const dtype = this.live().dtype;
+        this.deviceT ??= uploadTransposedWeights(this.engine, this.cfg, this.weights, dtype);
+        if (denseUnembed && this.deviceT.wUT === 0) this.deviceT.wUT = uploadTransposedUnembed(this.engine, this.cfg, this.weights, dtype);
         return this.deviceT;
       },
       unembedColumns: (tokens) => unembedColumns(this.cfg, this.weights, tokens),
