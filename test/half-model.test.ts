@@ -75,6 +75,12 @@ describe("dtype option", () => {
     const ok = roundedWeights(new Map([["blocks.0.attn.W_Q", new Tensor(new Float32Array([65519, 0.1]), [2])]]), "f16");
     expect(Array.from(ok.get("blocks.0.attn.W_Q")!.data)).toEqual([65504, Math.fround(0.0999755859375)]);
     expect(roundedWeights(weights, "bf16").get("blocks.0.ln1.w")).toBe(weights.get("blocks.0.ln1.w")); // norms and vectors are not rounded, nor copied
+    // Rounding what is already rounded copies nothing (fromPretrained rounds before the constructor does).
+    for (const dtype of ["bf16", "f16"] as const) {
+      const once = roundedWeights(new Map([["blocks.0.mlp.W_in", new Tensor(new Float32Array([0.1, -2.7, 3e-6, 1]), [2, 2])]]), dtype);
+      const twice = roundedWeights(once, dtype);
+      expect(twice.get("blocks.0.mlp.W_in")).toBe(once.get("blocks.0.mlp.W_in"));
+    }
   });
 });
 

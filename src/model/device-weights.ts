@@ -315,23 +315,26 @@ const F16_MAX = 65504;
  * @throws RangeError for f16 when a matrix holds a value beyond f16's range (±65504), naming it
  */
 export function roundedWeights(weights: ReadonlyMap<string, Tensor>, dtype: "bf16" | "f16"): Weights {
+  const round = dtype === "bf16" ? (b: number) => (bf16Bits(b) << 16) >>> 0 : (b: number) => f16BitsToF32Bits(f32BitsToF16Bits(b));
   const out: Weights = new Map();
   for (const [name, t] of weights) {
     if (!MATRIX_16.test(name)) { out.set(name, t as Tensor); continue; }
-    const data = t.data.slice();
-    const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
-    if (dtype === "bf16") {
-      for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]!) << 16;
-    } else {
-      for (let i = 0; i < bits.length; i++) {
-        const x = data[i]!;
-        if (Math.abs(x) >= F16_MAX + 16) { // 65520 and beyond round to infinity
-          throw new RangeError(`${name}[${i}] = ${x} is beyond f16's range (±65504), so it cannot be stored as f16; use dtype "bf16" (f32's range) or "f32"`);
-        }
-        bits[i] = f16BitsToF32Bits(f32BitsToF16Bits(bits[i]!));
+    const source = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length);
+    // Copied from the first value rounding changes: a matrix already rounded is shared, not copied.
+    let data: Float32Array | undefined;
+    let bits: Uint32Array | undefined;
+    for (let i = 0; i < source.length; i++) {
+      if (dtype === "f16" && Math.abs(t.data[i]!) >= F16_MAX + 16) { // 65520 and beyond round to infinity
+        throw new RangeError(`${name}[${i}] = ${t.data[i]} is beyond f16's range (±65504), so it cannot be stored as f16; use dtype "bf16" (f32's range) or "f32"`);
       }
+      const rounded = round(source[i]!);
+      if (bits === undefined && rounded !== source[i]) {
+        data = t.data.slice();
+        bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+      }
+      if (bits !== undefined) bits[i] = rounded;
     }
-    out.set(name, new Tensor(data, t.shape));
+    out.set(name, data === undefined ? t as Tensor : new Tensor(data, t.shape));
   }
   return out;
 }

@@ -240,10 +240,12 @@ export class HookedTransformer {
     if (options.useAttnResult) cfg = { ...cfg, useAttnResult: true };
     if (options.useSplitQkvInput) cfg = { ...cfg, useSplitQkvInput: true };
     if (options.useHookMlpIn) cfg = { ...cfg, useHookMlpIn: true };
-    const raw = await loadSafetensorsWeights(files);
-    if (options.checkFinite ?? true) assertFiniteWeights(raw);
-    let weights = family.weightsFromHf(raw, cfg);
+    // Each stage's input is dropped as soon as the next holds the weights, so the host keeps as few
+    // whole copies of a large model as it can (the checkpoint's, the processed, the 16-bit rounded).
+    let weights = family.weightsFromHf(await loadFiniteWeights(files, options.checkFinite ?? true), cfg);
     if (options.processWeights ?? true) ({ cfg, weights } = processWeights(cfg, weights, options));
+    const dtype = options.dtype ?? "f32";
+    if (dtype !== "f32") weights = roundedWeights(weights, dtype); // the constructor then finds them rounded and copies nothing
     const tokenizer = (options.tokenizer ?? true) ? (await loadTokenizer(files, { importLibrary: options.tokenizerLibrary })) ?? undefined : undefined;
     return HookedTransformer.create(cfg, weights, { ...options, tokenizer });
   }
@@ -681,4 +683,11 @@ function logSumExp(x: Float32Array): number {
   let sum = 0;
   for (let i = 0; i < x.length; i++) sum += Math.exp(x[i]! - max);
   return Math.log(sum) + max;
+}
+
+/** The checkpoint's tensors, checked for NaN and ±Infinity when asked. */
+async function loadFiniteWeights(files: ReturnType<typeof openSource>, checkFinite: boolean): Promise<Awaited<ReturnType<typeof loadSafetensorsWeights>>> {
+  const raw = await loadSafetensorsWeights(files);
+  if (checkFinite) assertFiniteWeights(raw);
+  return raw;
 }
