@@ -199,9 +199,11 @@ export async function largePart(shape = QWEN25_05B, dtype = "f32") {
   }
   globalThis.gc?.();
   const afterLoad = engine.stats();
-  Object.assign(row, { bytesInUseAfterLoad: afterLoad.bytesInUse, memoryAfterLoad: engine.memory.buffer.byteLength, rssAfterLoad: process.memoryUsage().rss });
+  // maxRSS: the process's peak resident memory so far (KiB), the host's cost of loading.
+  Object.assign(row, { bytesInUseAfterLoad: afterLoad.bytesInUse, memoryAfterLoad: engine.memory.buffer.byteLength, rssAfterLoad: process.memoryUsage().rss,
+    peakRssAfterLoad: process.resourceUsage().maxRSS * 1024 });
   console.log(`loads: ${(row.loadMs / 1000).toFixed(1)} s from ${gib(row.safetensorsBytes)} of BF16 safetensors; in use ${gib(afterLoad.bytesInUse)}, ` +
-    `WASM memory ${gib(row.memoryAfterLoad)} of 4 GiB; RSS ${gib(row.rssAfterLoad)}`);
+    `WASM memory ${gib(row.memoryAfterLoad)} of 4 GiB; RSS ${gib(row.rssAfterLoad)} (peak ${gib(row.peakRssAfterLoad)})`);
 
   const { clean, corrupted, metric } = ioiPrompts(V, 1, 16, 7);
   tracker.reset();
