@@ -2,8 +2,10 @@
 // Every computation runs in worker.js; this file only reads forms, posts requests and draws.
 import { download, stackSvgs, svgToPng } from "./exporting.js";
 import { attachFigure, drawFigure, figureSvg } from "./figure.js";
+import { droppedFiles, modelFolder } from "./model-files.js";
 import { fromHash, toHash } from "./page-state.js";
 import { checkTokens, formItems, renderChips, splitRows } from "./prompts.js";
+import { drawThumbnails, thumbnailAt, thumbnailsSvg } from "./thumbnails.js";
 import * as views from "./views.js";
 
 const $ = (id) => document.getElementById(id);
@@ -74,35 +76,14 @@ function loadUrl() {
 }
 
 async function loadFiles(fileList) {
-  const wanted = /^(config\.json|model\.safetensors|model\.safetensors\.index\.json|model-\d+-of-\d+\.safetensors|tokenizer\.json|tokenizer_config\.json|vocab\.json|merges\.txt)$/;
-  const files = {};
-  for (const f of fileList) if (wanted.test(f.name)) files[f.name] = await f.arrayBuffer();
-  if (!files["config.json"] || !(files["model.safetensors"] || files["model.safetensors.index.json"])) {
-    const got = [...fileList].map((f) => f.name).join(", ") || "nothing";
-    setState(page.cfg ? "ready" : "error", `the folder needs config.json and model.safetensors (or a sharded index); got ${got}`, { error: true });
+  const { files, problem } = await modelFolder(fileList);
+  if (problem !== undefined) {
+    setState(page.cfg ? "ready" : "error", problem, { error: true });
     return;
   }
   $("model-demo").checked = false;
   const name = fileList[0].webkitRelativePath?.split("/")[0] || "dropped folder";
   load({ kind: "files", files, name, transfer: Object.values(files) }, "loading the dropped model…");
-}
-
-/** Every File under the dropped entries (folders are walked). */
-async function droppedFiles(items) {
-  const out = [];
-  const walk = async (entry) => {
-    if (entry.isFile) out.push(await new Promise((ok, fail) => entry.file(ok, fail)));
-    else if (entry.isDirectory) {
-      const reader = entry.createReader();
-      for (;;) {
-        const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
-        if (batch.length === 0) break;
-        for (const e of batch) await walk(e);
-      }
-    }
-  };
-  for (const entry of [...items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean)) await walk(entry);
-  return out;
 }
 
 function modelLoaded(m) {
@@ -300,58 +281,17 @@ function showResult(view, data, elapsedMs) {
 
 function showPatterns(data, picked) {
   page.picked = { layer: Math.min(Number(picked.layer) || 0, data.nLayers - 1), head: Math.min(Number(picked.head) || 0, data.nHeads - 1) };
-  const thumbs = document.createElement("canvas");
-  thumbs.className = "thumbs";
-  thumbs.setAttribute("aria-label", "attention patterns of every head (layer × head)");
-  const grid = views.patternGrid(data);
-  const size = Math.max(36, Math.min(72, Math.floor(640 / grid.cols) - 6));
-  const gap = 6;
-  const [left, top] = [36, 20];
-  thumbs.width = left + grid.cols * (size + gap);
-  thumbs.height = top + grid.rows * (size + gap);
-  const ctx = thumbs.getContext("2d");
-  ctx.fillStyle = "#fff";
-  ctx.fillRect(0, 0, thumbs.width, thumbs.height);
-  ctx.font = "11px ui-monospace, monospace";
-  ctx.fillStyle = "#1d232a";
-  for (let l = 0; l < grid.rows; l++) ctx.fillText(`L${l}`, 4, top + l * (size + gap) + size / 2 + 4);
-  for (let h = 0; h < grid.cols; h++) ctx.fillText(`H${h}`, left + h * (size + gap) + size / 2 - 8, 12);
-  const P = grid.size;
-  const image = ctx.createImageData(P, P);
-  const scratch = document.createElement("canvas");
-  scratch.width = P;
-  scratch.height = P;
-  for (let l = 0; l < grid.rows; l++) {
-    for (let h = 0; h < grid.cols; h++) {
-      const pattern = grid.pattern(l, h);
-      for (let i = 0; i < P * P; i++) {
-        const t = Math.max(0, Math.min(1, pattern[i]));
-        image.data.set([Math.round(255 + (84 - 255) * t), Math.round(255 + (39 - 255) * t), Math.round(255 + (143 - 255) * t), 255], i * 4);
-      }
-      scratch.getContext("2d").putImageData(image, 0, 0);
-      ctx.imageSmoothingEnabled = false;
-      const [x, y] = [left + h * (size + gap), top + l * (size + gap)];
-      ctx.drawImage(scratch, x, y, size, size);
-      ctx.strokeStyle = l === page.picked.layer && h === page.picked.head ? "#c62828" : "#cfd5dc";
-      ctx.lineWidth = l === page.picked.layer && h === page.picked.head ? 3 : 1;
-      ctx.strokeRect(x - 0.5, y - 0.5, size + 1, size + 1);
-    }
-  }
+  const { canvas: thumbs, layout } = drawThumbnails(views.patternGrid(data), page.picked);
   const fig = views.patternFigure(data, page.picked.layer, page.picked.head);
   showFigures([{ fig }]);
   $("figures").prepend(thumbs);
-  page.thumbs = { left, top, size, gap, rows: grid.rows, cols: grid.cols };
+  page.thumbs = layout;
   thumbs.addEventListener("click", (event) => {
-    const rect = thumbs.getBoundingClientRect();
-    const h = Math.floor((event.clientX - rect.left - left) / (size + gap));
-    const l = Math.floor((event.clientY - rect.top - top) / (size + gap));
-    if (l >= 0 && h >= 0 && l < grid.rows && h < grid.cols) { showPatterns(data, { layer: l, head: h }); saveHash(); }
+    const hit = thumbnailAt(thumbs, layout, event);
+    if (hit !== undefined) { showPatterns(data, hit); saveHash(); }
   });
   // The export: the thumbnails as an embedded image above the picked head's pattern.
-  page.exportSvg = () => stackSvgs([
-    `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="${thumbs.width}" height="${thumbs.height}"><image width="${thumbs.width}" height="${thumbs.height}" href="${thumbs.toDataURL("image/png")}"/></svg>`,
-    figureSvg(fig),
-  ]);
+  page.exportSvg = () => stackSvgs([thumbnailsSvg(thumbs), figureSvg(fig)]);
 }
 
 function showCircuit(data, elapsedMs) {

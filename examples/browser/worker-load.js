@@ -2,9 +2,6 @@
 // Hugging Face-layout folder behind a URL (or a hub repository "owner/name"). Weights first,
 // then the tokenizer on its own, so a model whose tokenizer cannot load still runs on token ids.
 
-/** The files of a model folder the page reads (the rest of a dropped folder is ignored). */
-export const MODEL_FILES = /^(config\.json|model\.safetensors|model\.safetensors\.index\.json|model-\d+-of-\d+\.safetensors|tokenizer\.json|tokenizer_config\.json|vocab\.json|merges\.txt)$/;
-
 /** Where the worker finds @huggingface/tokenizers: serve.mjs serves it beside the page. */
 const TOKENIZER_MODULE = new URL("./vendor/tokenizers.mjs", import.meta.url).href;
 
