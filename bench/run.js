@@ -28,13 +28,14 @@ const SUITES = {
   bf16: () => import("./bf16.js"),
   "half-accuracy": () => import("./half-accuracy.js"),
   "llama-1b": () => import("./llama-1b.js"),
+  "half-memory": async () => ({ run: (await import("./llama-1b.js")).runQwenHalf }),
 };
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick") || process.env.BENCH_QUICK === "1";
 const asked = args.filter((a) => !a.startsWith("--"));
 /** Suites that run only when named: they need arguments (builds, versions: --base=DIR) or much memory (llama-1b). */
-const ON_REQUEST = new Set(["builds", "versions", "llama-1b"]);
+const ON_REQUEST = new Set(["builds", "versions", "llama-1b", "half-memory"]);
 const unknown = asked.filter((name) => !(name in SUITES));
 if (unknown.length > 0) {
   console.error(`unknown suite(s): ${unknown.join(", ")}; available: ${Object.keys(SUITES).join(", ")}`);
