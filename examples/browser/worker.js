@@ -32,6 +32,8 @@ function tokenize(items) {
         ids = m.tokenizer.encode(item.text);
         if (item.bos && m.tokenizer.bosTokenId !== undefined) ids = [m.tokenizer.bosTokenId, ...ids];
       }
+      const word = ids.find((t) => typeof t !== "number");
+      if (word !== undefined) throw new Error(`"${word}" is not a token id${m.tokenizer === undefined ? " (this model has no tokenizer: type ids)" : " (switch to text to type words)"}`);
       const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= m.cfg.dVocab);
       if (bad !== undefined) throw new Error(`token id ${bad} is outside the vocabulary [0, ${m.cfg.dVocab - 1}]`);
       // The text of id rows too (without a leading BOS), so the page can switch ids → text.
