@@ -58,6 +58,12 @@ describe("analyses.js (what the page's worker computes)", () => {
     expect(out.labels[2]).toBe("·Mary");
   });
 
+  test("attentionPatterns refuses a prompt whose patterns would be too many to send, naming the longest it takes", () => {
+    const gpt2Small = { cfg: { nLayers: 12, nHeads: 12 } };
+    expect(() => analyses.attentionPatterns(hl, gpt2Small, { tokens: [new Array(400).fill(0)] }))
+      .toThrow("the attention view shows prompts of up to 341 tokens for 12 × 12 heads; this one has 400");
+  });
+
   test("logitLens: the last layer is the model's own logits; an earlier layer is its residual normalised by hand and unembedded", () => {
     const out = analyses.logitLens(hl, model, { ...tokens, tokens: tokens.clean, row: 0, k: 3 });
     expect(out.layerLabels).toEqual(["0_pre", "1_pre", "final_post"]);

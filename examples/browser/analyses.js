@@ -21,6 +21,9 @@ export function visible(text) {
   return text.replace(/ /g, "·").replace(/\n/g, "⏎").replace(/\t/g, "⇥") || "∅";
 }
 
+/** The most pattern values the attention view sends to the page (64 MB as numbers in a message). */
+export const MAX_PATTERN_VALUES = 16 * 2 ** 20;
+
 /**
  * Every head's attention pattern on one prompt: `patterns[l][h]` is the [dest × src] matrix,
  * row-major (row = the position attending, column = the position attended to).
@@ -28,6 +31,11 @@ export function visible(text) {
 export function attentionPatterns(hl, model, { tokens, row = 0 }) {
   const { nLayers, nHeads } = model.cfg;
   const ids = tokens[row];
+  // Every head's [P × P] goes to the page: keep it to 16M numbers (GPT-2 small: 341 tokens).
+  const maxTokens = Math.floor(Math.sqrt(MAX_PATTERN_VALUES / (nLayers * nHeads)));
+  if (ids.length > maxTokens) {
+    throw new Error(`the attention view shows prompts of up to ${maxTokens} tokens for ${nLayers} × ${nHeads} heads; this one has ${ids.length}`);
+  }
   const { cache } = model.runWithCache([ids], { namesFilter: (name) => name.endsWith("attn.hook_pattern") });
   const patterns = [];
   for (let l = 0; l < nLayers; l++) {
@@ -49,21 +57,24 @@ export function logitLens(hl, model, { tokens, correct, incorrect, row = 0, k = 
   const names = (name) => /hook_resid_(pre|mid|post)$/.test(name);
   const { cache } = model.runWithCache(tokens, { namesFilter: names });
   const [stack, layerLabels] = cache.accumulatedResid(undefined, { applyLn: true, inclMid, returnLabels: true }); // [C, B, P, D]
-  const logits = model.unembed(stack); // [C, B, P, V]
-  const [C, B, P, V] = logits.shape;
-  const at = (c, b, p) => logits.data.subarray(((c * B + b) * P + p) * V, ((c * B + b) * P + p + 1) * V);
+  const [C, B, P] = stack.shape;
+  // One layer's logits at a time ([P, V]: 20 MB for GPT-2 at 100 tokens), so long prompts and
+  // large vocabularies never hold every layer's logits at once.
   const top = [];
   for (let c = 0; c < C; c++) {
-    const perPos = [];
-    for (let p = 0; p < P; p++) perPos.push(topTokens(at(c, row, p), k));
-    top.push(perPos);
+    const logits = model.unembed(stack.select(0, c).select(0, row)); // [P, V]
+    const V = logits.shape[1];
+    top.push(Array.from({ length: P }, (_, p) => topTokens(logits.data.subarray(p * V, (p + 1) * V), k)));
   }
+  // The metric needs only each prompt's last position: [C, B, V].
+  const last = model.unembed(stack.select(2, P - 1));
+  const V = last.shape[2];
   const logitDiff = [];
   for (let c = 0; c < C; c++) {
     let sum = 0;
     for (let b = 0; b < B; b++) {
-      const last = at(c, b, P - 1);
-      sum += last[correct[b]] - last[incorrect[b]];
+      const at = (c * B + b) * V;
+      sum += last.data[at + correct[b]] - last.data[at + incorrect[b]];
     }
     logitDiff.push(sum / B);
   }
