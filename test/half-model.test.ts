@@ -80,6 +80,8 @@ describe("dtype option", () => {
       const once = roundedWeights(new Map([["blocks.0.mlp.W_in", new Tensor(new Float32Array([0.1, -2.7, 3e-6, 1]), [2, 2])]]), dtype);
       const twice = roundedWeights(once, dtype);
       expect(twice.get("blocks.0.mlp.W_in")).toBe(once.get("blocks.0.mlp.W_in"));
+      // A map of another origin whose values are already rounded (a 16-bit checkpoint) shares its tensors too.
+      expect(roundedWeights(new Map(once), dtype).get("blocks.0.mlp.W_in")).toBe(once.get("blocks.0.mlp.W_in"));
     }
   });
 });

@@ -1,7 +1,7 @@
 // The page: the model and prompt forms, the view tabs, and drawing what the worker computes.
 // Every computation runs in worker.js; this file only reads forms, posts requests and draws.
 import { download, stackSvgs, svgToPng } from "./exporting.js";
-import { attachFigure, drawFigure, figureSvg } from "./figure.js";
+import { attachFigure, drawFigure, figureSvg, showTip } from "./figure.js";
 import { droppedFiles, modelFolder } from "./model-files.js";
 import { fromHash, toHash } from "./page-state.js";
 import { checkTokens, formItems, renderChips, splitRows } from "./prompts.js";
@@ -13,9 +13,11 @@ const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "modu
 
 /** Everything the page knows; the browser test reads it (window.hooklensPage). */
 const page = {
-  state: "loading", cfg: undefined, tokenizer: false, model: { kind: "demo" }, view: "patterns",
+  state: "loading", cfg: undefined, tokenizer: false, view: "patterns",
+  // The loaded model's source ({ kind: "demo" | "files" | "url", url? }), and the one being loaded.
+  model: { kind: "demo" }, loading: undefined,
   check: undefined, split: undefined, result: undefined, figures: [], exportSvg: undefined,
-  lastResult: undefined, lastCircuit: undefined, grid: undefined, autoRun: false,
+  lastCircuit: undefined, autoRun: false,
 };
 window.hooklensPage = page;
 /** Resolves once the tokens of the form as it is now are shown (the browser test waits on it). */
@@ -60,7 +62,7 @@ const currentMode = () => ($("mode-text").checked ? "text" : "ids");
 
 function load(request, status) {
   page.downloads = {}; // file → bytes received (and announced) of this load
-  page.model = request.kind === "url" ? { kind: "url", url: request.url } : { kind: request.kind };
+  page.loading = request.kind === "url" ? { kind: "url", url: request.url } : { kind: request.kind };
   $("progress").value = 0;
   setState("loading", status);
   worker.postMessage({ type: "load", request: { ...request, dtype: $("dtype").value } }, request.transfer ?? []);
@@ -87,6 +89,7 @@ async function loadFiles(fileList) {
 }
 
 function modelLoaded(m) {
+  page.model = page.loading;
   page.cfg = m.cfg;
   page.tokenizer = m.tokenizer;
   $("model-name").textContent = `${m.name}: ${m.cfg.nLayers} layers × ${m.cfg.nHeads} heads, d_model ${m.cfg.dModel}, vocabulary ${m.cfg.dVocab}, context ${m.cfg.nCtx}`;
@@ -186,7 +189,7 @@ async function switchMode(mode) {
   if (split === undefined || Object.values(split).flat().some((r) => r.error !== undefined)) { refreshTokens(); return; }
   if (mode === "ids") {
     const rows = (group) => split[group].map((r) => r.ids.join(" ")).join("\n");
-    setPrompts({ mode, clean: rows("clean"), corrupted: rows("corrupted"), correct: split.correct.map((r) => r.ids.join(" ")).join("\n"), incorrect: split.incorrect.map((r) => r.ids.join(" ")).join("\n") });
+    setPrompts({ mode, clean: rows("clean"), corrupted: rows("corrupted"), correct: rows("correct"), incorrect: rows("incorrect") });
   } else {
     const texts = (group) => split[group].map((r) => r.text ?? "").join("\n");
     setPrompts({ mode, clean: texts("clean"), corrupted: texts("corrupted"), correct: texts("correct"), incorrect: texts("incorrect") });
@@ -232,7 +235,7 @@ async function run() {
   worker.postMessage({ type: "job", view: page.view, request: viewRequest(page.check.tokens) });
 }
 
-/** Draws figure descriptions into #figures; returns the canvases. */
+/** Draws figure descriptions into #figures, each with hover and click; each figure keeps its canvas layout. */
 function showFigures(list) {
   const box = $("figures");
   box.replaceChildren();
@@ -248,7 +251,6 @@ function showFigures(list) {
     box.append(wrap);
     const lay = drawFigure(canvas, fig);
     page.detachers.push(attachFigure(canvas, $("tooltip"), fig, lay, onClick));
-    fig.canvas = canvas;
     fig.layout = lay;
   });
   $("legend").textContent = list.map(({ fig }) => fig.legend).filter(Boolean).join(" · ");
@@ -268,10 +270,8 @@ function showResult(view, data, elapsedMs) {
     $("summary").textContent = `top tokens of the residual stream before each layer and after the last, prompt ${data.row + 1}; ${elapsedMs.toFixed(0)} ms`;
   } else if (view === "act" || view === "direct") {
     const result = data.result;
-    page.lastResult = result;
     const fig = views.patchFigure(result, data.labels ?? page.split.clean[0].labels);
     showFigures([{ fig, onClick: (r, c) => { $("details").innerHTML = views.topCellsHtml(fig, result, { r, c }); } }]);
-    page.grid = { rows: fig.rows, cols: fig.cols, cell: fig.layout.cell, left: fig.layout.left, top: fig.layout.top };
     $("summary").textContent = views.patchSummary(result, elapsedMs);
   } else if (view === "circuit") {
     showCircuit(data, elapsedMs);
@@ -311,13 +311,7 @@ function showCircuit(data, elapsedMs) {
   $("legend").textContent = "edges EAP-IG ranks first and exact patching confirms; hover an edge for its scores";
   const tip = $("tooltip");
   for (const path of box.querySelectorAll("svg path")) {
-    path.addEventListener("mousemove", (event) => {
-      const rect = tip.parentElement.getBoundingClientRect();
-      tip.textContent = path.querySelector("title")?.textContent ?? "";
-      tip.style.left = `${event.clientX - rect.left + 14}px`;
-      tip.style.top = `${event.clientY - rect.top + 10}px`;
-      tip.hidden = false;
-    });
+    path.addEventListener("mousemove", (event) => showTip(tip, path.querySelector("title")?.textContent ?? "", event));
     path.addEventListener("mouseleave", () => { tip.hidden = true; });
   }
   page.exportSvg = () => svg;
@@ -392,12 +386,9 @@ worker.onmessage = ({ data: m }) => {
     showResult(m.view, m.data, m.elapsedMs);
     setState("done", "done");
   } else if (m.type === "error") {
-    const state = page.cfg ? "ready" : "error";
-    if (m.during === "load" && page.cfg) page.model = page.loadedModel ?? page.model;
-    setState(state, m.cancelled ? "cancelled" : m.message, { error: !m.cancelled });
+    setState(page.cfg ? "ready" : "error", m.cancelled ? "cancelled" : m.message, { error: !m.cancelled });
     if (m.cancelled) document.body.dataset.state = "cancelled";
   }
-  if (m.type === "model") page.loadedModel = page.model;
 };
 worker.onerror = (e) => setState("error", `worker failed: ${e.message}`, { error: true });
 
@@ -407,16 +398,17 @@ function startFromHash() {
   if (s.dtype) $("dtype").value = s.dtype;
   if (s.view && TITLES[s.view]) selectView(s.view);
   else selectView("patterns");
-  for (const [key, id] of [["act", "act-kind"], ["src", "src"], ["component", "component"], ["pmode", "pmode"]]) if (s[key]) page.pendingOption = { ...page.pendingOption, [id]: s[key] };
   if (s.mid) $("lens-mid").checked = true;
   if (s.layer !== undefined) page.picked = { layer: Number(s.layer), head: Number(s.head ?? 0) };
   if (s.row) page.pendingRow = s.row;
   if (s.clean !== undefined) page.pendingPrompts = { mode: s.mode ?? "ids", clean: s.clean, corrupted: s.corrupted, correct: s.correct, incorrect: s.incorrect };
   page.autoRun = s.view !== undefined && s.clean !== undefined;
-  for (const [id, value] of Object.entries(page.pendingOption ?? {})) {
+  for (const [key, id] of [["act", "act-kind"], ["src", "src"], ["component", "component"], ["pmode", "pmode"]]) {
+    if (!s[key]) continue;
     const el = $(id);
-    if (id === "src" && ![...el.options].some((o) => o.value === value)) el.add(new Option(value, value));
-    el.value = value;
+    // The source heads are listed once the model is known; the link's one waits in the list until then.
+    if (![...el.options].some((o) => o.value === s[key])) el.add(new Option(s[key], s[key]));
+    el.value = s[key];
   }
   if (s.model && s.model !== "demo") {
     $("model-url").value = s.model;

@@ -105,12 +105,8 @@ export function attachFigure(canvas, tip, fig, lay, onClick) {
   };
   const move = (event) => {
     const hit = cellAt(event);
-    if (hit === undefined) { tip.hidden = true; return; }
-    tip.textContent = fig.tooltip(hit.r, hit.c);
-    const box = tip.parentElement.getBoundingClientRect(); // the positioned container the tooltip lives in
-    tip.style.left = `${event.clientX - box.left + 14}px`;
-    tip.style.top = `${event.clientY - box.top + 10}px`;
-    tip.hidden = false;
+    if (hit === undefined) tip.hidden = true;
+    else showTip(tip, fig.tooltip(hit.r, hit.c), event);
   };
   const leave = () => { tip.hidden = true; };
   const click = (event) => {
@@ -125,6 +121,15 @@ export function attachFigure(canvas, tip, fig, lay, onClick) {
     canvas.removeEventListener("mouseleave", leave);
     canvas.removeEventListener("click", click);
   };
+}
+
+/** Shows `text` in the tooltip element beside the mouse (positioned within the tooltip's container). */
+export function showTip(tip, text, event) {
+  const box = tip.parentElement.getBoundingClientRect();
+  tip.textContent = text;
+  tip.style.left = `${event.clientX - box.left + 14}px`;
+  tip.style.top = `${event.clientY - box.top + 10}px`;
+  tip.hidden = false;
 }
 
 /** Blue (−max) … white (0) … red (+max); grey for non-finite values (no path). */

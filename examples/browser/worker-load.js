@@ -25,7 +25,7 @@ export async function loadModel(hl, engine, request, { signal, onProgress }) {
     name = request.name ?? "dropped folder";
   } else if (request.kind === "url") {
     ({ source, name } = urlFolder(hl, request.url, { signal, onProgress }));
-    await announceSize(hl, source, onProgress);
+    await announceSize(source, onProgress);
   } else {
     throw new Error(`unknown model source ${JSON.stringify(request.kind)}`);
   }
@@ -54,12 +54,11 @@ function urlFolder(hl, text, options) {
  * Asks for the weight files' sizes (HEAD) before downloading them, and reports the total, so the
  * page can show what it is about to fetch. The model's memory check (from config.json) runs next.
  */
-async function announceSize(hl, source, onProgress) {
-  await withSourceHelp(() => source.readFile("config.json"));
+async function announceSize(source, onProgress) {
   const sizeOf = async (file) => {
     const response = await fetch(new URL(file, source.location), { method: "HEAD" }).catch(() => undefined);
-    const length = response?.ok ? Number(response.headers.get("content-length")) : NaN;
-    return Number.isFinite(length) ? length : undefined;
+    const header = response?.ok ? response.headers.get("content-length") : null;
+    return header !== null && /^\d+$/.test(header) ? Number(header) : undefined;
   };
   let files = ["model.safetensors"];
   let bytes = await sizeOf("model.safetensors");

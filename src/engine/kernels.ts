@@ -33,9 +33,11 @@ export interface Kernels {
    * `act` ({@link GemmActivation}) applies an activation in the same pass, bit for bit what its
    * own kernel would give afterwards (the MLP's bias + activation, fused).
    */
+  gemmPacked(a: number, lda: number, packed: number, c: number, ldc: number, bias: number,
+    m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
   /**
-   * gemmPacked on a B packed as bf16 (prepackB, then toBf16 on the packed floats): each element
-   * widened to f32 as it is loaded, f32 accumulation; packed16: packedBLength(k, n) u16.
+   * gemmPacked on a B packed as bf16 (prepackB, then toBf16 on the packed floats): each packed
+   * group widened to f32 into the scratch as it is reached, f32 accumulation; packed16: packedBLength(k, n) u16.
    */
   gemmPacked16(a: number, lda: number, packed16: number, c: number, ldc: number, bias: number,
     m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
@@ -49,8 +51,6 @@ export interface Kernels {
     m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
   /** x: [n] f32 -> out: [n] f16 (u16), round to nearest even; ±inf beyond ±65504; NaN stays NaN. */
   toF16(x: number, out: number, n: number): void;
-  gemmPacked(a: number, lda: number, packed: number, c: number, ldc: number, bias: number,
-    m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void;
 
   // ---- layernorm (assembly/layernorm.ts) ----
   /**

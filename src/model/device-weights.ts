@@ -1,7 +1,8 @@
 import type { Engine } from "../engine/engine.js";
 import { packedBLength, type Kernels } from "../engine/kernels.js";
-import { bf16Bits, packedBlockDepth } from "../engine/js/gemm.js";
-import { f16BitsToF32Bits, f32BitsToF16Bits } from "../io/half.js";
+import { packedBlockDepth } from "../engine/js/gemm.js";
+import { bf16BitsToF32Bits, f16BitsToF32Bits, f32BitsToBf16Bits, f32BitsToF16Bits } from "../io/half.js";
+import { transpose } from "./families/hf-layout.js";
 import { Tensor } from "../engine/tensor.js";
 import type { HookedTransformerConfig } from "./config.js";
 import { kvName, type Weights } from "./weights.js";
@@ -121,20 +122,13 @@ export function packedProduct(kernels: Kernels, dtype: WeightDtype): Kernels["ge
  */
 function uploadPacked(engine: Engine, m: HostMatrix, transposed: boolean, dtype: WeightDtype = "f32"): number {
   // 16 bits: a column block at a time (Wᵀ transposed on the host first: prepackB of Wᵀ is the same layout).
-  if (dtype !== "f32") return transposed ? pack16(engine, transposeHost(m.W, m.rows, m.cols), m.cols, m.rows, dtype) : pack16(engine, m.W, m.rows, m.cols, dtype);
+  if (dtype !== "f32") return transposed ? pack16(engine, transpose(m.W, m.rows, m.cols), m.cols, m.rows, dtype) : pack16(engine, m.W, m.rows, m.cols, dtype);
   const raw = engine.upload(m.W); // the unpacked copy lives only during the call
   const [k, n] = transposed ? [m.cols, m.rows] : [m.rows, m.cols];
   const packed = engine.alloc(packedBLength(k, n));
   engine.kernels.prepackB(raw, m.cols, k, n, transposed ? 1 : 0, packed);
   engine.free(raw);
   return packed;
-}
-
-/** W [rows, cols] → Wᵀ [cols, rows], on the host. */
-function transposeHost(W: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(W.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = W[r * cols + c]!;
-  return out;
 }
 
 /**
@@ -315,7 +309,10 @@ const F16_MAX = 65504;
  * @throws RangeError for f16 when a matrix holds a value beyond f16's range (±65504), naming it
  */
 export function roundedWeights(weights: ReadonlyMap<string, Tensor>, dtype: "bf16" | "f16"): Weights {
-  const round = dtype === "bf16" ? (b: number) => (bf16Bits(b) << 16) >>> 0 : (b: number) => f16BitsToF32Bits(f32BitsToF16Bits(b));
+  // A map this function made for the same dtype is returned as it is: fromPretrained rounds before
+  // the constructor does, and the second pass over every weight would find nothing to change.
+  if (ROUNDED.get(weights) === dtype) return weights as Weights;
+  const round = dtype === "bf16" ? (b: number) => bf16BitsToF32Bits(f32BitsToBf16Bits(b)) : (b: number) => f16BitsToF32Bits(f32BitsToF16Bits(b));
   const out: Weights = new Map();
   for (const [name, t] of weights) {
     if (!MATRIX_16.test(name)) { out.set(name, t as Tensor); continue; }
@@ -336,5 +333,9 @@ export function roundedWeights(weights: ReadonlyMap<string, Tensor>, dtype: "bf1
     }
     out.set(name, data === undefined ? t as Tensor : new Tensor(data, t.shape));
   }
+  ROUNDED.set(out, dtype);
   return out;
 }
+
+/** The weight maps {@link roundedWeights} returned, with the dtype they were rounded to. */
+const ROUNDED = new WeakMap<ReadonlyMap<string, Tensor>, "bf16" | "f16">();

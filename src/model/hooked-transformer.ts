@@ -198,7 +198,7 @@ export class HookedTransformer {
     checkWeights(cfg, weights);
     const dtype = options.dtype ?? "f32";
     this.cfg = Object.freeze({ ...cfg });
-    // A bf16 model's host weights are the rounded ones the engine holds, so host-side arithmetic agrees with it.
+    // A 16-bit model's host weights are the rounded ones the engine holds, so host-side arithmetic agrees with it.
     const stored = dtype === "f32" ? weights : roundedWeights(weights, dtype);
     this.weights = stored;
     this.engine = engine;
@@ -245,7 +245,7 @@ export class HookedTransformer {
     let weights = family.weightsFromHf(await loadFiniteWeights(files, options.checkFinite ?? true), cfg);
     if (options.processWeights ?? true) ({ cfg, weights } = processWeights(cfg, weights, options));
     const dtype = options.dtype ?? "f32";
-    if (dtype !== "f32") weights = roundedWeights(weights, dtype); // the constructor then finds them rounded and copies nothing
+    if (dtype !== "f32") weights = roundedWeights(weights, dtype); // the constructor then takes them as they are
     const tokenizer = (options.tokenizer ?? true) ? (await loadTokenizer(files, { importLibrary: options.tokenizerLibrary })) ?? undefined : undefined;
     return HookedTransformer.create(cfg, weights, { ...options, tokenizer });
   }
@@ -444,7 +444,7 @@ export class HookedTransformer {
   /**
    * The unembedding on its own (TransformerLens's `model.unembed`): logits `x · W_U + b_U` of
    * residual vectors that are already normalized (`ln_final.hook_normalized`, or a stack passed
-   * through {@link applyLnToStack}), then the final soft-cap when the model has one. Runs on the
+   * through `cache.applyLnToStack`), then the final soft-cap when the model has one. Runs on the
    * engine's packed W_U, so it costs what the forward pass's unembedding costs (the logit lens
    * of every layer and position of GPT-2 small takes one product, not a JS loop over 50257 columns).
    *
@@ -454,8 +454,8 @@ export class HookedTransformer {
    * @example
    * ```ts
    * const { cache } = model.runWithCache(tokens);
-   * const { stack, labels } = accumulatedResid(cache, undefined, { applyLn: true }); // [layers + 1, batch, pos, dModel]
-   * const lens = model.unembed(stack);                                                // [layers + 1, batch, pos, dVocab]
+   * const stack = cache.accumulatedResid(undefined, { applyLn: true }); // [layers + 1, batch, pos, dModel]
+   * const lens = model.unembed(stack);                                  // [layers + 1, batch, pos, dVocab]
    * ```
    */
   unembed(normalized: Tensor): Tensor {

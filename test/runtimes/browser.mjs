@@ -84,7 +84,8 @@ export async function runBrowser({ chromium, executablePath, url, smokeSource, s
     await ui.run("direct", { "#src": "all", "#component": "k", "#pmode": "linear" });
     compare("direct path: page sweep", (await ui.data()).result, expected.page);
     const drawn = await page.evaluate(() => {
-      const g = window.hooklensPage.grid;
+      const fig = window.hooklensPage.figures[0].fig;
+      const g = { rows: fig.rows, cols: fig.cols, cell: fig.layout.cell, left: fig.layout.left, top: fig.layout.top };
       const canvas = document.querySelector("#figures canvas");
       const ctx = canvas.getContext("2d");
       const colours = new Set();

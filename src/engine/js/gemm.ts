@@ -1,7 +1,7 @@
 // Plain TypeScript twins of assembly/gemm.ts: the reference the WASM kernels are
 // tested against. Sums accumulate in f64 (JS numbers) and round to f32 once on
 // store, so the twin is at least as accurate as any blocked f32 kernel.
-import { f16BitsToF32Bits, f32BitsToF16Bits } from "../../io/half.js";
+import { bf16BitsToF32Bits, f16BitsToF32Bits, f32BitsToBf16Bits, f32BitsToF16Bits } from "../../io/half.js";
 import { GemmActivation } from "../kernels.js";
 import { geluExact, geluNew, silu } from "./activations.js";
 
@@ -99,7 +99,7 @@ export function gemmPacked(heap: Float32Array, a: number, lda: number, packed: n
  */
 export function gemmPacked16(heap: Float32Array, a: number, lda: number, packed16: number, c: number, ldc: number,
   bias: number, m: number, n: number, k: number, accumulate: number, j0: number, j1: number, act: number): void {
-  packedProduct(heap, halfElement(heap, packed16, (h) => h << 16), a, lda, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
+  packedProduct(heap, halfElement(heap, packed16, bf16BitsToF32Bits), a, lda, c, ldc, bias, m, n, k, accumulate, j0, j1, act);
 }
 
 /** Packed element i of a 16-bit B at byte `packed16`, read as the f32 whose bits `toF32Bits` gives. */
@@ -115,13 +115,7 @@ function halfElement(heap: Float32Array, packed16: number, toF32Bits: (h: number
 export function toBf16(heap: Float32Array, x: number, out: number, n: number): void {
   const words = new Uint32Array(heap.buffer, heap.byteOffset);
   const halves = new Uint16Array(heap.buffer, heap.byteOffset);
-  for (let i = 0; i < n; i++) halves[(out >>> 1) + i] = bf16Bits(words[(x >>> 2) + i]!);
-}
-
-/** The bf16 (u16) of an f32 given by its bits: round to nearest, ties to even; NaN stays a quiet NaN. */
-export function bf16Bits(f32Bits: number): number {
-  const b = f32Bits >>> 0;
-  return (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  for (let i = 0; i < n; i++) halves[(out >>> 1) + i] = f32BitsToBf16Bits(words[(x >>> 2) + i]!);
 }
 
 /** gemmPacked with B's packed elements stored as IEEE half floats (u16): each widened exactly to f32. */
